@@ -1,0 +1,209 @@
+"""Run configuration: pydantic models, validated once at the edge and handed down frozen.
+
+A config file (YAML or TOML) is read, CLI flags are merged over it as a nested dict, and the
+result is validated once. Errors become one `ConfigError` line naming the field and the problem.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from gpo_ray.errors import ConfigError
+from gpo_ray.tasks.types import MetricKind, PromptPlacement
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class LLMRoleConfig(_Frozen):
+    """One LLM role (optimizer or task model). No base_url means the embedded local model."""
+
+    base_url: str | None = None
+    model: str | None = None
+    api_key_env: str | None = Field(
+        default=None, description="Name of the environment variable that holds the API key (never the key)."
+    )
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    max_tokens: int | None = Field(default=None, gt=0)
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=6, ge=0, le=50)
+    max_in_flight: int = Field(default=8, gt=0, le=4096)
+    requests_per_minute: float | None = Field(default=None, gt=0)
+    tokens_per_minute: float | None = Field(default=None, gt=0)
+    structured_output: bool | None = Field(
+        default=None, description="Ask for JSON-schema output; None = on for the embedded model, off elsewhere."
+    )
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _looks_like_env_name(cls, v: str | None) -> str | None:
+        if v is not None and (not v or not all(c.isalnum() or c == "_" for c in v)):
+            raise ValueError("must be the NAME of an environment variable (letters, digits, _), not the key")
+        return v
+
+    @property
+    def is_embedded(self) -> bool:
+        return self.base_url is None
+
+
+class ScheduleConfig(_Frozen):
+    """The edit budget ("learning rate"): max words changed per step."""
+
+    kind: Literal["fixed", "linear", "cosine"] = "cosine"
+    initial: int = Field(default=50, ge=0)
+    final: int = Field(default=10, ge=0)
+    warmup_steps: int = Field(default=0, ge=0)
+
+
+class OptimizerSettings(_Frozen):
+    epochs: int = Field(default=3, gt=0)
+    batch_size: int = Field(default=8, gt=0)
+    candidates: int = Field(default=8, gt=0, le=256)
+    schedule: ScheduleConfig = ScheduleConfig()
+    edit_enforcement: Literal["soft", "strict"] = "soft"
+    max_rerequests: int = Field(default=2, ge=0, description="strict mode: re-asks for over-budget candidates")
+    retrieval: Literal["relevance", "recency", "importance"] = "relevance"
+    retrieval_k: int = Field(default=3, gt=0)
+    initial_prompt: str = "Let's solve the problem."
+    placement: PromptPlacement = PromptPlacement.END
+    format_examples: int = Field(default=3, ge=0, description="format.jsonl examples shown in the meta-prompt")
+    eval_limit: int | None = Field(default=None, gt=0, description="use at most this many eval examples")
+    test_limit: int | None = Field(default=None, gt=0, description="use at most this many test examples")
+    evaluate_test: bool = True
+    seed: int = 0
+
+
+class TaskSource(_Frozen):
+    """A user's own task: GPO folder layout, generic JSONL, or the official BIG-Bench-Hard JSON."""
+
+    name: str = Field(min_length=1)
+    format: Literal["gpo", "jsonl", "bbh_json"] = "gpo"
+    path: Path
+    input_field: str = "input"
+    answer_field: str = "target"
+    metric: MetricKind = MetricKind.EXACT_MATCH
+    # bbh_json has no splits: train/eval sizes carve it (rest is test), shuffled with split_seed.
+    train_size: int = Field(default=48, ge=1)
+    eval_size: int = Field(default=48, ge=1)
+    split_seed: int = 0
+
+
+class ClusterSettings(_Frozen):
+    address: str | None = Field(default=None, description="Ray address; None starts a local cluster")
+    num_refiners: int = Field(default=2, gt=0)
+    num_evaluators: int = Field(default=2, gt=0)
+    evaluator_max_in_flight: int = Field(default=8, gt=0)
+    chroma_host: str | None = Field(default=None, description="Chroma server host; None = embedded store")
+    chroma_port: int = Field(default=8000, gt=0, lt=65536)
+    chroma_token_env: str | None = None
+
+
+class BudgetSettings(_Frozen):
+    max_calls: int | None = Field(default=None, gt=0, description="stop after this many LLM calls in all")
+    max_tokens: int | None = Field(default=None, gt=0, description="stop after this many tokens in all")
+
+
+class RunConfig(_Frozen):
+    tasks: list[str] = Field(min_length=1, description="task names or globs, e.g. bbh/navigate, mmlu/*")
+    data_dir: Path | None = None
+    task_sources: list[TaskSource] = []
+    task_model: LLMRoleConfig = LLMRoleConfig(temperature=0.0, max_tokens=256)
+    optimizer_model: LLMRoleConfig = LLMRoleConfig(temperature=1.0, max_tokens=256)
+    optimizer: OptimizerSettings = OptimizerSettings()
+    cluster: ClusterSettings = ClusterSettings()
+    budget: BudgetSettings = BudgetSettings()
+    run_dir: Path = Path("runs/latest")
+    cache: bool = True
+
+    @model_validator(mode="after")
+    def _schedule_sane(self) -> RunConfig:
+        s = self.optimizer.schedule
+        if s.kind != "fixed" and s.final > s.initial:
+            raise ValueError("optimizer.schedule.final must not exceed optimizer.schedule.initial")
+        return self
+
+    def public_dict(self) -> dict[str, Any]:
+        """JSON-safe dict for config.json. Holds env var *names* only, never key values."""
+        return json.loads(self.model_dump_json())
+
+    def fingerprint(self) -> str:
+        """What must match for `resume` to continue a run (everything except where it runs)."""
+        import hashlib
+
+        d = self.public_dict()
+        d.pop("run_dir", None)
+        d.pop("cluster", None)
+        d.pop("budget", None)
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read YAML or TOML into a dict; a broken file becomes a ConfigError naming it."""
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".toml":
+            data = tomllib.loads(text)
+        else:
+            data = yaml.safe_load(text)
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"{path}: not valid {'TOML' if path.suffix.lower() == '.toml' else 'YAML'}: {first}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of settings, not {type(data).__name__}")
+    base = path.parent
+    # Relative paths in a config file are relative to the file.
+    for key in ("data_dir", "run_dir"):
+        if isinstance(data.get(key), str) and not Path(data[key]).is_absolute():
+            data[key] = str((base / data[key]).resolve()) if key == "data_dir" else data[key]
+    for src in data.get("task_sources") or []:
+        if isinstance(src, dict) and isinstance(src.get("path"), str) and not Path(src["path"]).is_absolute():
+            src["path"] = str((base / src["path"]).resolve())
+    return data
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Override wins; nested dicts merge. None in override means 'not given'."""
+    out = dict(base)
+    for k, v in override.items():
+        if v is None:
+            continue
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def format_validation_error(e: ValidationError) -> str:
+    """One line: the first failing field and its problem (and how many more there are)."""
+    errs = e.errors()
+    first = errs[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "config"
+    msg = first["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown setting"
+    more = f" (and {len(errs) - 1} more problem{'s' if len(errs) > 2 else ''})" if len(errs) > 1 else ""
+    return f"invalid config: {loc}: {msg}{more}"
+
+
+def load_config(path: Path | None = None, *, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """File (optional) + CLI overrides -> validated RunConfig, or ConfigError."""
+    data = read_config_file(path) if path is not None else {}
+    data = deep_merge(data, overrides or {})
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e)) from None

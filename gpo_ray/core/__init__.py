@@ -1,0 +1,1 @@
+"""The pure GPO core: no Ray, no I/O."""

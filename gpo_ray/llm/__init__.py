@@ -1,0 +1,1 @@
+"""The one place where LLM and embedding calls are made."""

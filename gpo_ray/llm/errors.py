@@ -1,0 +1,38 @@
+"""Typed LLM errors. The retry layer decides on `retryable`; messages name endpoint and model, never a key."""
+
+from __future__ import annotations
+
+
+class LLMError(Exception):
+    retryable: bool = False
+
+    def __init__(self, message: str, *, endpoint: str = "", model: str = "", retry_after: float | None = None):
+        where = f" [endpoint={endpoint} model={model}]" if endpoint or model else ""
+        super().__init__(f"{message}{where}")
+        self.endpoint = endpoint
+        self.model = model
+        self.retry_after = retry_after
+
+
+class RetryableLLMError(LLMError):
+    """429, 408, 409, 5xx, timeouts, connection errors."""
+
+    retryable = True
+
+
+class RateLimited(RetryableLLMError):
+    pass
+
+
+class MalformedResponse(RetryableLLMError):
+    """Empty choices, a non-JSON body, missing content: retried a bounded number of times."""
+
+
+class FatalLLMError(LLMError):
+    """400/401/403/404 and insufficient quota: never retried."""
+
+    retryable = False
+
+
+class EndpointUnavailable(LLMError):
+    """Retries exhausted: the run stops cleanly and can be resumed."""

@@ -1,0 +1,78 @@
+"""The async chat-client protocol every layer implements (transport, retry, limits, cache, accounting)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: str  # "system" | "user" | "assistant"
+    content: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One chat completion request.
+
+    `sample_index` distinguishes several samples of the same request at temperature > 0, so that
+    each is its own cache entry; it is not sent to the endpoint.
+    """
+
+    messages: tuple[ChatMessage, ...]
+    temperature: float = 0.0
+    max_tokens: int | None = None
+    seed: int | None = None
+    json_schema: dict[str, Any] | None = None
+    sample_index: int = 0
+    stop: tuple[str, ...] | None = None
+
+    def cache_key(self, model: str) -> str:
+        """Stable key over model, messages, parameters and sample index (never key or URL)."""
+        payload = {
+            "model": model,
+            "messages": [m.as_dict() for m in self.messages],
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "seed": self.seed,
+            "json_schema": self.json_schema,
+            "sample_index": self.sample_index,
+            "stop": list(self.stop) if self.stop else None,
+        }
+        blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class ChatResponse:
+    text: str
+    usage: Usage = field(default_factory=Usage)
+    finish_reason: str | None = None
+    cached: bool = False
+
+
+@runtime_checkable
+class LLMClient(Protocol):
+    """Anything that answers a ChatRequest. Layers wrap one another and all satisfy this."""
+
+    async def complete(self, request: ChatRequest) -> ChatResponse: ...
+
+
+def user_message(text: str) -> tuple[ChatMessage, ...]:
+    return (ChatMessage("user", text),)

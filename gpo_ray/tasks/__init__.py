@@ -1,0 +1,1 @@
+"""Datasets, task names and metrics."""
