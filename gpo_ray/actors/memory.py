@@ -1,0 +1,134 @@
+"""TrajectoryMemory: the one Ray actor that owns the trajectory store.
+
+Only this actor opens the embedded Chroma directory (RUN_DIR/chroma), so there is a single writer.
+It builds its Chroma client and embedder inside the worker process; when Ray restarts it after a
+crash, the new instance reopens the same store and nothing is lost. Every method is idempotent
+(records are upserted by deterministic id), so Ray may retry calls freely across a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import ray
+import structlog
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from gpo_ray.config import ClusterSettings
+from gpo_ray.core.types import TrajectoryEntry
+from gpo_ray.memory.store import DEFAULT_COLLECTION, MemoryRecord, TrajectoryStore, open_chroma_client
+
+if TYPE_CHECKING:
+    from ray.actor import ActorHandle
+
+    from gpo_ray.llm.embedding import Embedder
+
+log = structlog.get_logger()
+
+EmbedderFactory = Callable[[], "Embedder"]
+CHROMA_DIRNAME = "chroma"
+
+
+def _default_embedder() -> Embedder:
+    from gpo_ray.llm.embedding import MiniLMEmbedder
+
+    return MiniLMEmbedder()
+
+
+class TrajectoryMemory:
+    """Async actor shell over TrajectoryStore: blocking Chroma calls run in a thread, one at a time.
+
+    One FIFO lock serialises store calls: Ray starts a caller's calls in submission order, so a
+    caller that fires add() then retrieve() without waiting still reads its own write.
+    """
+
+    def __init__(
+        self,
+        *,
+        chroma_path: str | None,
+        chroma_host: str | None,
+        chroma_port: int,
+        chroma_token_env: str | None,
+        collection_name: str = DEFAULT_COLLECTION,
+        embedder_factory: EmbedderFactory | None = None,
+    ) -> None:
+        client = open_chroma_client(
+            path=Path(chroma_path) if chroma_path is not None else None,
+            host=chroma_host,
+            port=chroma_port,
+            token_env=chroma_token_env,
+        )
+        embedder = (embedder_factory or _default_embedder)()
+        self._store = TrajectoryStore(client=client, embedder=embedder, collection_name=collection_name)
+        self._lock = asyncio.Lock()
+        log.info("trajectory_memory_ready", records=self._store.count(), collection=collection_name)
+
+    async def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        async with self._lock:
+            return await asyncio.to_thread(method, *args, **kwargs)
+
+    async def add(self, records: Sequence[MemoryRecord]) -> None:
+        await self._call(self._store.add, list(records))
+
+    async def trajectory(self, task: str) -> list[TrajectoryEntry]:
+        return await self._call(self._store.trajectory, task)
+
+    async def retrieve(self, task: str, *, strategy: str, k: int) -> list[TrajectoryEntry]:
+        return await self._call(self._store.retrieve, task, strategy=strategy, k=k)
+
+    async def candidates(self, task: str, step: int | None = None) -> list[MemoryRecord]:
+        return await self._call(self._store.candidates, task, step)
+
+    async def last_step(self, task: str) -> int:
+        return await self._call(self._store.last_step, task)
+
+    async def tasks(self) -> list[str]:
+        return await self._call(self._store.tasks)
+
+    async def count(self) -> int:
+        return await self._call(self._store.count)
+
+    async def node_id(self) -> str:
+        """The Ray node this actor (and, in embedded mode, its Chroma directory) lives on."""
+        return ray.get_runtime_context().get_node_id()
+
+
+def start_trajectory_memory(
+    *,
+    run_dir: Path,
+    cluster: ClusterSettings,
+    name: str | None = None,
+    embedder_factory: EmbedderFactory | None = None,
+) -> ActorHandle:
+    """Start the memory actor: embedded Chroma in RUN_DIR/chroma, or a Chroma server if configured.
+
+    In embedded mode the actor is pinned to this (the driver's) node, where run_dir is, so that a
+    restart reopens the same directory. With `name`, an actor of that name that already exists is
+    returned instead of a new one. `embedder_factory` must be a picklable zero-argument callable;
+    it runs inside the actor process (default: the local MiniLM).
+    """
+    embedded = cluster.chroma_host is None
+    options: dict[str, Any] = {"num_cpus": 0, "max_restarts": -1, "max_task_retries": -1}
+    if embedded:
+        options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(
+            node_id=ray.get_runtime_context().get_node_id(), soft=False
+        )
+    if name is not None:
+        options |= {"name": name, "get_if_exists": True}
+    chroma_path = str((Path(run_dir) / CHROMA_DIRNAME).resolve()) if embedded else None
+    actor = (
+        ray.remote(TrajectoryMemory)
+        .options(**options)
+        .remote(
+            chroma_path=chroma_path,
+            chroma_host=cluster.chroma_host,
+            chroma_port=cluster.chroma_port,
+            chroma_token_env=cluster.chroma_token_env,
+            embedder_factory=embedder_factory,
+        )
+    )
+    log.info("trajectory_memory_started", name=name, chroma_path=chroma_path, chroma_host=cluster.chroma_host)
+    return actor

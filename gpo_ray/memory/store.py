@@ -1,0 +1,215 @@
+"""The optimization trajectory and every scored candidate, kept in a Chroma collection.
+
+One record per prompt event: the initial prompt (step 0), the prompt chosen at each step, and each
+scored candidate. Records are upserted under an id derived from what they are, so writing the same
+record twice (a retried actor call, a resumed run) changes nothing. Embeddings are computed here with
+the injected embedder and handed to Chroma explicitly: the collection has no embedding function, so
+Chroma never tries to download a model of its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import structlog
+
+from gpo_ray.core.retrieval import retrieve as retrieve_entries
+from gpo_ray.core.types import TrajectoryEntry
+from gpo_ray.errors import ConfigError
+
+if TYPE_CHECKING:
+    from gpo_ray.llm.embedding import Embedder
+
+log = structlog.get_logger()
+
+RecordKind = Literal["initial", "chosen", "candidate"]
+RECORD_KINDS: tuple[str, ...] = ("initial", "chosen", "candidate")
+TRAJECTORY_KINDS: tuple[str, ...] = ("initial", "chosen")
+DEFAULT_COLLECTION = "gpo_trajectory"
+
+
+@dataclass(frozen=True)
+class MemoryRecord:
+    """One prompt on a task's optimization path, with how it scored and how it came about."""
+
+    task: str
+    step: int
+    prompt: str
+    score: float  # in [0, 1]
+    kind: RecordKind
+    parent: str = ""  # the prompt this one was edited from; "" for the initial prompt
+    edit_distance: int = 0
+    edit_budget: int = 0
+    chosen: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.task:
+            raise ValueError("a memory record needs a task name")
+        if self.kind not in RECORD_KINDS:
+            raise ValueError(f"record kind must be one of {', '.join(RECORD_KINDS)}, got {self.kind!r}")
+        if self.step < 0:
+            raise ValueError(f"step must be >= 0, got {self.step}")
+        if not 0.0 <= self.score <= 1.0:
+            raise ValueError(f"score must be in [0, 1], got {self.score}")
+
+    @property
+    def record_id(self) -> str:
+        """Same task, step, kind and prompt -> same id, so a repeated upsert is a no-op."""
+        prompt_hash = hashlib.sha256(self.prompt.encode("utf-8")).hexdigest()
+        key = json.dumps([self.task, self.step, self.kind, prompt_hash], ensure_ascii=True)
+        return f"{self.kind}-{self.step}-{hashlib.sha256(key.encode('ascii')).hexdigest()}"
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "step": self.step,
+            "score": float(self.score),
+            "kind": self.kind,
+            "parent": self.parent,
+            "edit_distance": self.edit_distance,
+            "edit_budget": self.edit_budget,
+            "chosen": self.chosen,
+        }
+
+    @classmethod
+    def from_stored(cls, *, prompt: str, metadata: dict[str, Any]) -> MemoryRecord:
+        return cls(
+            task=str(metadata["task"]),
+            step=int(metadata["step"]),
+            prompt=prompt,
+            score=float(metadata["score"]),
+            kind=metadata["kind"],
+            parent=str(metadata.get("parent", "")),
+            edit_distance=int(metadata.get("edit_distance", 0)),
+            edit_budget=int(metadata.get("edit_budget", 0)),
+            chosen=bool(metadata.get("chosen", False)),
+        )
+
+    def as_entry(self) -> TrajectoryEntry:
+        return TrajectoryEntry(prompt=self.prompt, score=self.score, step=self.step)
+
+
+def _where(**conditions: Any) -> dict[str, Any]:
+    """Chroma wants a bare condition for one clause and `$and` for several."""
+    clauses = [{key: value} for key, value in conditions.items() if value is not None]
+    if len(clauses) == 1:
+        return clauses[0]
+    return {"$and": clauses}
+
+
+class TrajectoryStore:
+    """Per-task trajectories and candidates over any chromadb client (embedded or server).
+
+    Blocking: every method talks to Chroma synchronously. The Ray actor shell runs them in a thread.
+    """
+
+    def __init__(self, *, client: Any, embedder: Embedder, collection_name: str = DEFAULT_COLLECTION) -> None:
+        self._embedder = embedder
+        # Vectors come from our embedder; cosine because retrieval compares directions, not lengths.
+        self._collection = client.get_or_create_collection(
+            name=collection_name,
+            embedding_function=None,
+            configuration={"hnsw": {"space": "cosine"}},
+        )
+        self._log = log.bind(collection=collection_name)
+
+    def add(self, records: Sequence[MemoryRecord]) -> None:
+        """Upsert records (idempotent: a record already stored is overwritten with itself)."""
+        if not records:
+            return
+        by_id = {record.record_id: record for record in records}  # Chroma rejects duplicate ids in one batch
+        unique = list(by_id.values())
+        prompts = sorted({record.prompt for record in unique})
+        vectors = dict(zip(prompts, self._embedder.embed(prompts), strict=True))
+        self._collection.upsert(
+            ids=list(by_id),
+            embeddings=[[float(x) for x in vectors[record.prompt]] for record in unique],
+            documents=[record.prompt for record in unique],
+            metadatas=[record.metadata() for record in unique],
+        )
+        self._log.debug("memory_added", records=len(unique), tasks=sorted({r.task for r in unique}))
+
+    def trajectory(self, task: str) -> list[TrajectoryEntry]:
+        """The initial prompt and the prompt chosen at each step, in step order."""
+        return [record.as_entry() for record, _ in self._trajectory_records(task, with_vectors=False)]
+
+    def retrieve(self, task: str, *, strategy: str, k: int) -> list[TrajectoryEntry]:
+        """GPO's update direction for `task`: up to k trajectory prompts, ordered by score ascending."""
+        stored = self._trajectory_records(task, with_vectors=True)
+        entries = [record.as_entry() for record, _ in stored]
+        vectors = [vector for _, vector in stored]
+        return retrieve_entries(entries, strategy=strategy, k=k, vectors=vectors)
+
+    def candidates(self, task: str, step: int | None = None) -> list[MemoryRecord]:
+        """Scored candidates of a task (of one step if given): step order, best score first within a step."""
+        records = self._records(_where(task=task, kind="candidate", step=step))
+        return sorted(records, key=lambda r: (r.step, -r.score, r.prompt))
+
+    def last_step(self, task: str) -> int:
+        """The last completed step (one with a trajectory entry): 0 after the initial prompt, -1 if none."""
+        entries = self.trajectory(task)
+        return entries[-1].step if entries else -1
+
+    def tasks(self) -> list[str]:
+        """Every task with at least one record, sorted."""
+        result = self._collection.get(include=["metadatas"])
+        return sorted({str(metadata["task"]) for metadata in result["metadatas"] or []})
+
+    def count(self) -> int:
+        """How many records the collection holds, all tasks and kinds."""
+        return int(self._collection.count())
+
+    def _records(self, where: dict[str, Any]) -> list[MemoryRecord]:
+        result = self._collection.get(where=where, include=["documents", "metadatas"])
+        return [
+            MemoryRecord.from_stored(prompt=prompt, metadata=dict(metadata))
+            for prompt, metadata in zip(result["documents"] or [], result["metadatas"] or [], strict=True)
+        ]
+
+    def _trajectory_records(self, task: str, *, with_vectors: bool) -> list[tuple[MemoryRecord, list[float]]]:
+        include = ["documents", "metadatas", "embeddings"] if with_vectors else ["documents", "metadatas"]
+        result = self._collection.get(where=_where(task=task, kind={"$in": list(TRAJECTORY_KINDS)}), include=include)
+        documents = result["documents"] or []
+        metadatas = result["metadatas"] or []
+        embeddings = result["embeddings"] if with_vectors else None
+        vectors = [[float(x) for x in row] for row in embeddings] if embeddings is not None else [[]] * len(documents)
+        pairs = [
+            (MemoryRecord.from_stored(prompt=prompt, metadata=dict(metadata)), vector)
+            for prompt, metadata, vector in zip(documents, metadatas, vectors, strict=True)
+        ]
+        # Step order; the initial prompt before a chosen one at the same step; then a stable tie-break.
+        pairs.sort(key=lambda pair: (pair[0].step, pair[0].kind != "initial", pair[0].prompt))
+        return pairs
+
+
+def open_chroma_client(*, path: Path | None, host: str | None, port: int, token_env: str | None) -> Any:
+    """An embedded PersistentClient at `path`, or an HttpClient for a Chroma server at host:port.
+
+    The server's auth token is read from the environment variable named `token_env`; it goes into a
+    request header only, never into a log line or an error message.
+    """
+    import chromadb
+    from chromadb.config import Settings
+
+    settings = Settings(anonymized_telemetry=False)
+    if host is not None:
+        headers: dict[str, str] = {}
+        if token_env:
+            token = os.environ.get(token_env)
+            if not token:
+                raise ConfigError(f"cluster.chroma_token_env: environment variable {token_env} is not set or empty")
+            headers["Authorization"] = f"Bearer {token}"
+        log.info("chroma_connect", host=host, port=port, authenticated=bool(headers))
+        return chromadb.HttpClient(host=host, port=port, headers=headers, settings=settings)
+    if path is None:
+        raise ValueError("open_chroma_client needs a path (embedded store) or a host (Chroma server)")
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    log.info("chroma_open", path=str(path))
+    return chromadb.PersistentClient(path=str(path), settings=settings)

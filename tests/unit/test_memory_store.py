@@ -1,0 +1,240 @@
+"""TrajectoryStore on a real embedded Chroma (PersistentClient in tmp_path) with a fake embedder."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from gpo_ray.core.retrieval import retrieve as core_retrieve
+from gpo_ray.core.types import TrajectoryEntry
+from gpo_ray.errors import ConfigError
+from gpo_ray.memory import MemoryRecord, TrajectoryStore, open_chroma_client
+
+
+class BagOfWordsEmbedder:
+    """Deterministic: each lower-cased word hashed into one of 64 dims, then L2-normalised."""
+
+    dims = 64
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        self.calls.append(list(texts))
+        out = []
+        for text in texts:
+            v = [0.0] * self.dims
+            for word in re.findall(r"\w+", text.lower()):
+                v[int(hashlib.sha256(word.encode()).hexdigest(), 16) % self.dims] += 1.0
+            norm = math.sqrt(sum(x * x for x in v)) or 1.0
+            out.append([x / norm for x in v])
+        return out
+
+
+def forget_open_clients() -> None:
+    """Chroma shares one system per path inside a process; drop it so the next open really reopens."""
+    from chromadb.api.client import SharedSystemClient
+
+    SharedSystemClient.clear_system_cache()
+
+
+@pytest.fixture
+def chroma_path(tmp_path: Path):
+    yield tmp_path / "chroma"
+    forget_open_clients()
+
+
+def open_store(path: Path, embedder: BagOfWordsEmbedder | None = None) -> TrajectoryStore:
+    client = open_chroma_client(path=path, host=None, port=8000, token_env=None)
+    return TrajectoryStore(client=client, embedder=embedder or BagOfWordsEmbedder())
+
+
+def initial(task: str, prompt: str, score: float) -> MemoryRecord:
+    return MemoryRecord(task=task, step=0, prompt=prompt, score=score, kind="initial", chosen=True)
+
+
+def chosen(task: str, step: int, prompt: str, score: float, parent: str = "") -> MemoryRecord:
+    return MemoryRecord(
+        task=task, step=step, prompt=prompt, score=score, kind="chosen", parent=parent, edit_distance=3,
+        edit_budget=10, chosen=True,
+    )
+
+
+def candidate(task: str, step: int, prompt: str, score: float, *, picked: bool = False) -> MemoryRecord:
+    return MemoryRecord(
+        task=task, step=step, prompt=prompt, score=score, kind="candidate", parent="p", edit_distance=2,
+        edit_budget=10, chosen=picked,
+    )
+
+
+PATH = [
+    initial("nav", "Let's solve the problem.", 0.40),
+    chosen("nav", 1, "Let's solve the problem step by step.", 0.55),
+    chosen("nav", 2, "Think about each move and solve the problem step by step.", 0.50),
+    chosen("nav", 3, "Track your position after every move.", 0.70),
+    chosen("nav", 4, "Track your position and solve step by step.", 0.65),
+]
+
+
+def test_adding_the_same_records_twice_stores_them_once(chroma_path: Path) -> None:
+    store = open_store(chroma_path)
+    store.add(PATH)
+    store.add(PATH)
+    store.add([PATH[1], PATH[1]])  # duplicates inside one batch, too
+
+    assert store.count() == len(PATH)
+    assert store.trajectory("nav") == [r.as_entry() for r in PATH]
+
+
+def test_record_id_depends_on_task_step_kind_and_prompt_only() -> None:
+    a = candidate("nav", 2, "Go.", 0.5)
+    assert a.record_id == candidate("nav", 2, "Go.", 0.9, picked=True).record_id
+    others = {
+        candidate("nav", 3, "Go.", 0.5).record_id,
+        candidate("dates", 2, "Go.", 0.5).record_id,
+        candidate("nav", 2, "Go!", 0.5).record_id,
+        chosen("nav", 2, "Go.", 0.5).record_id,
+    }
+    assert a.record_id not in others and len(others) == 4
+
+
+def test_rescoring_a_record_overwrites_it(chroma_path: Path) -> None:
+    store = open_store(chroma_path)
+    store.add([candidate("nav", 1, "Go.", 0.2)])
+    store.add([candidate("nav", 1, "Go.", 0.8, picked=True)])
+
+    assert store.candidates("nav") == [candidate("nav", 1, "Go.", 0.8, picked=True)]
+
+
+def test_trajectory_is_in_step_order_and_leaves_out_candidates(chroma_path: Path) -> None:
+    store = open_store(chroma_path)
+    shuffled = [PATH[3], candidate("nav", 1, "A candidate.", 0.9), PATH[0], PATH[4], PATH[2], PATH[1]]
+    store.add(shuffled)
+
+    assert [e.step for e in store.trajectory("nav")] == [0, 1, 2, 3, 4]
+    assert store.trajectory("nav") == [
+        TrajectoryEntry(prompt=r.prompt, score=r.score, step=r.step) for r in PATH
+    ]
+    assert store.trajectory("unknown-task") == []
+
+
+def test_candidates_are_kept_per_task_and_step_with_all_fields(chroma_path: Path) -> None:
+    store = open_store(chroma_path)
+    step1 = [candidate("nav", 1, "Go left.", 0.3), candidate("nav", 1, "Go right.", 0.6, picked=True)]
+    step2 = [candidate("nav", 2, "Go up.", 0.5)]
+    other_task = [candidate("dates", 1, "Count days.", 0.4)]
+    store.add([*step2, *other_task, *step1, PATH[0]])
+
+    assert store.candidates("nav", step=1) == [step1[1], step1[0]]  # best first within a step
+    assert store.candidates("nav") == [step1[1], step1[0], *step2]
+    assert store.candidates("nav", step=3) == []
+    assert store.candidates("dates") == other_task
+
+
+def test_last_step_tasks_and_count(chroma_path: Path) -> None:
+    store = open_store(chroma_path)
+    assert (store.last_step("nav"), store.tasks(), store.count()) == (-1, [], 0)
+
+    store.add([PATH[0]])
+    assert store.last_step("nav") == 0
+    store.add([*PATH[1:3], candidate("nav", 3, "Half-done step.", 0.9), initial("dates", "Count.", 0.1)])
+
+    assert store.last_step("nav") == 2  # step 3 has candidates but nothing chosen yet
+    assert store.last_step("dates") == 0
+    assert store.tasks() == ["dates", "nav"]
+    assert store.count() == 5
+
+
+@pytest.mark.parametrize("strategy", ["recency", "importance", "relevance"])
+@pytest.mark.parametrize("k", [1, 3, 10])
+def test_retrieve_hands_the_stored_trajectory_and_vectors_to_core_retrieval(
+    chroma_path: Path, strategy: str, k: int
+) -> None:
+    store = open_store(chroma_path)
+    store.add([*PATH, candidate("nav", 4, "Never on the trajectory.", 1.0), initial("dates", "Count.", 0.9)])
+
+    expected = core_retrieve(
+        [r.as_entry() for r in PATH], strategy=strategy, k=k, vectors=BagOfWordsEmbedder().embed([r.prompt for r in PATH])
+    )
+    assert store.retrieve("nav", strategy=strategy, k=k) == expected
+
+
+def test_relevance_finds_the_older_prompt_nearest_the_newest_one(chroma_path: Path) -> None:
+    store = open_store(chroma_path)
+    path = [
+        initial("nav", "alpha beta gamma", 0.1),
+        chosen("nav", 1, "delta epsilon zeta", 0.2),
+        chosen("nav", 2, "eta theta iota", 0.3),
+        chosen("nav", 3, "alpha beta gamma delta", 0.4),
+    ]
+    store.add(path)
+
+    # Newest plus its nearest older neighbour by shared words (not the most recent, not the best).
+    assert store.retrieve("nav", strategy="relevance", k=2) == [path[0].as_entry(), path[3].as_entry()]
+    assert store.retrieve("nav", strategy="recency", k=2) == [path[2].as_entry(), path[3].as_entry()]
+
+
+def test_retrieve_on_an_unknown_task_is_empty_and_bad_strategy_is_rejected(chroma_path: Path) -> None:
+    store = open_store(chroma_path)
+    store.add(PATH)
+
+    assert store.retrieve("unknown", strategy="relevance", k=3) == []
+    with pytest.raises(ValueError, match="strategy"):
+        store.retrieve("nav", strategy="random", k=3)
+
+
+def test_each_distinct_prompt_is_embedded_once_per_add(chroma_path: Path) -> None:
+    embedder = BagOfWordsEmbedder()
+    store = open_store(chroma_path, embedder)
+    store.add([PATH[1], candidate("nav", 1, PATH[1].prompt, PATH[1].score, picked=True)])
+
+    assert embedder.calls == [[PATH[1].prompt]]
+    assert store.count() == 2
+
+
+def test_a_reopened_store_on_the_same_path_sees_everything(chroma_path: Path) -> None:
+    records = [*PATH, candidate("nav", 2, "Go.", 0.3), initial("dates", "Count.", 0.2)]
+    first = open_store(chroma_path)
+    first.add(records)
+    before = (first.trajectory("nav"), first.candidates("nav"), first.retrieve("nav", strategy="relevance", k=3))
+    del first
+    forget_open_clients()
+
+    reopened = open_store(chroma_path)
+
+    assert reopened.count() == len(records)
+    assert reopened.tasks() == ["dates", "nav"]
+    assert (
+        reopened.trajectory("nav"), reopened.candidates("nav"), reopened.retrieve("nav", strategy="relevance", k=3)
+    ) == before
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"score": 1.5}, "score"),
+        ({"kind": "best"}, "kind"),
+        ({"step": -1}, "step"),
+        ({"task": ""}, "task"),
+    ],
+)
+def test_invalid_records_are_rejected(kwargs: dict, message: str) -> None:
+    fields = {"task": "nav", "step": 1, "prompt": "Go.", "score": 0.5, "kind": "candidate"} | kwargs
+    with pytest.raises(ValueError, match=message):
+        MemoryRecord(**fields)
+
+
+def test_server_client_with_a_missing_token_names_the_variable_not_a_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GPO_TEST_CHROMA_TOKEN", raising=False)
+    with pytest.raises(ConfigError, match="GPO_TEST_CHROMA_TOKEN"):
+        open_chroma_client(path=None, host="127.0.0.1", port=8000, token_env="GPO_TEST_CHROMA_TOKEN")
+
+
+def test_a_client_needs_a_path_or_a_host() -> None:
+    with pytest.raises(ValueError, match="path"):
+        open_chroma_client(path=None, host=None, port=8000, token_env=None)
