@@ -1,0 +1,135 @@
+"""The meta-prompt: what the optimizer LLM reads at each GPO step.
+
+It follows the paper's structure, in our own words:
+
+(a) the job: write a new prompt that replaces the placeholder <PROMPT> in the task examples;
+(b) the retrieved past prompts with their scores (0-100), worst first and best last;
+(c) the current prompt, in a fixed ``<current_prompt>`` block;
+(d) a few task examples showing where the prompt sits (END, BEGINNING or SYSTEM placement);
+(e) an instruction to analyse all of this and write a better prompt;
+(f) the edit budget: "You may change up to N words of the current prompt.";
+(g) the output format: between <START> and <END>, or a JSON object {"prompt": "..."}.
+
+Every sentence lives in `MetaPromptTemplate` and can be overridden, except the current-prompt block,
+which is byte-exact on purpose: tools (and the fake test server) find the current prompt by it.
+Example text is clipped so that a meta-prompt stays small whatever the task's inputs look like.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gpo_ray.core.types import TrajectoryEntry
+from gpo_ray.tasks.types import Example, PromptPlacement
+
+PLACEHOLDER = "<PROMPT>"
+START_MARKER = "<START>"
+END_MARKER = "<END>"
+CURRENT_PROMPT_OPEN = "<current_prompt>"
+CURRENT_PROMPT_CLOSE = "</current_prompt>"
+_CURRENT_PROMPT_BLOCK = CURRENT_PROMPT_OPEN + "\n{prompt}\n" + CURRENT_PROMPT_CLOSE
+
+# JSON schema for structured (constrained) optimizer output. A constant: copy before changing it.
+CANDIDATE_JSON_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"prompt": {"type": "string", "minLength": 1}},
+    "required": ["prompt"],
+    "additionalProperties": False,
+}
+
+
+@dataclass(frozen=True)
+class MetaPromptTemplate:
+    """The meta-prompt's sentences; override any of them with `dataclasses.replace`.
+
+    Every string is a str.format template (write literal braces doubled), even those without fields.
+    """
+
+    task: str = (
+        "Your job is to write a new prompt for a language model. In the task examples below, the "
+        "placeholder <PROMPT> marks where the prompt is inserted; your prompt will replace it. "
+        "A good prompt makes the model give the correct answer as often as possible."
+    )
+    history_intro: str = (
+        "Here are earlier prompts for this task with their scores, from lowest to highest. "
+        "Scores range from 0 to 100; higher is better."
+    )
+    history_entry: str = "Prompt: {prompt}\nscore: {score}/100"
+    current_intro: str = "This is the current prompt, the one to improve:"
+    examples_intro: str = "Here are some examples of the task. <PROMPT> shows where the prompt is placed."
+    example_end: str = "Q: {input}\n<PROMPT>"
+    example_beginning: str = "<PROMPT>\nQ: {input}"
+    example_system: str = "System: <PROMPT>\nQ: {input}"
+    example_answer: str = "A: {answer}"
+    instruction: str = (
+        "Analyse the examples and the earlier prompts: notice what the higher-scoring prompts do "
+        "that the lower-scoring ones do not. Then write a new prompt that is different from all "
+        "the prompts above and should score higher than all of them."
+    )
+    budget: str = "You may change up to {budget} words of the current prompt."
+    output_markers: str = "Write the new prompt between <START> and <END>."
+    output_json: str = (
+        'Reply with only a JSON object of the form {{"prompt": "..."}}, whose "prompt" value is the new prompt.'
+    )
+    max_input_chars: int = 600
+    max_answer_chars: int = 300
+
+
+DEFAULT_TEMPLATE = MetaPromptTemplate()
+
+
+def _clip(text: str, limit: int) -> str:
+    text = text.strip()
+    if len(text) <= limit:
+        return text
+    return text[:limit].rstrip() + "..."
+
+
+def format_score(score: float) -> str:
+    """A [0, 1] score as the optimizer sees it: a whole number out of 100."""
+    return str(round(score * 100))
+
+
+def render_example(
+    example: Example, *, placement: PromptPlacement, template: MetaPromptTemplate = DEFAULT_TEMPLATE
+) -> str:
+    """One task example with <PROMPT> where the prompt goes, followed by its answer."""
+    shape = {
+        PromptPlacement.END: template.example_end,
+        PromptPlacement.BEGINNING: template.example_beginning,
+        PromptPlacement.SYSTEM: template.example_system,
+    }[PromptPlacement(placement)]
+    question = shape.format(input=_clip(example.input, template.max_input_chars))
+    answer = template.example_answer.format(answer=_clip(example.answer, template.max_answer_chars))
+    return f"{question}\n{answer}"
+
+
+def build_meta_prompt(
+    *,
+    current_prompt: str,
+    retrieved: Sequence[TrajectoryEntry],
+    format_examples: Sequence[Example],
+    edit_budget: int,
+    placement: PromptPlacement,
+    structured: bool,
+    template: MetaPromptTemplate = DEFAULT_TEMPLATE,
+) -> str:
+    """The full meta-prompt for one optimizer call; `retrieved` is shown in the order given."""
+    if edit_budget < 0:
+        raise ValueError(f"edit_budget must be >= 0, got {edit_budget}")
+    sections = [template.task.format()]
+    if retrieved:
+        entries = [
+            template.history_entry.format(prompt=entry.prompt, score=format_score(entry.score)) for entry in retrieved
+        ]
+        sections.append(template.history_intro.format() + "\n\n" + "\n\n".join(entries))
+    sections.append(template.current_intro.format() + "\n" + _CURRENT_PROMPT_BLOCK.format(prompt=current_prompt))
+    if format_examples:
+        rendered = [render_example(ex, placement=placement, template=template) for ex in format_examples]
+        sections.append(template.examples_intro.format() + "\n\n" + "\n\n".join(rendered))
+    sections.append(template.instruction.format())
+    sections.append(template.budget.format(budget=edit_budget))
+    sections.append((template.output_json if structured else template.output_markers).format())
+    return "\n\n".join(sections)

@@ -1,0 +1,66 @@
+"""Which past prompts the optimizer sees: GPO's update direction.
+
+The trajectory is given in step order (initial prompt first). Three strategies, as in the paper:
+
+- recency: the last k prompts;
+- importance: the k best-scoring prompts (ties: the newer one);
+- relevance: the newest prompt plus the k-1 older prompts whose embeddings are most similar to it
+  (cosine; ties: the newer one), so the optimizer sees the neighbourhood of where it stands.
+
+Whatever the strategy, the chosen prompts come back ordered by score ascending (ties by step), the
+order they are shown to the optimizer: best last, where an LLM attends most (as OPRO and GPO do).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from gpo_ray.core.types import TrajectoryEntry
+
+STRATEGIES: tuple[str, ...] = ("relevance", "recency", "importance")
+
+
+def cosine_similarity(a: Sequence[float], b: Sequence[float]) -> float:
+    """Cosine of the angle between a and b; 0.0 when either is the zero vector."""
+    if len(a) != len(b):
+        raise ValueError(f"vectors differ in length: {len(a)} vs {len(b)}")
+    dot = math.fsum(x * y for x, y in zip(a, b))
+    norm = math.sqrt(math.fsum(x * x for x in a)) * math.sqrt(math.fsum(y * y for y in b))
+    if norm == 0.0:
+        return 0.0
+    return dot / norm
+
+
+def retrieve(
+    trajectory: Sequence[TrajectoryEntry],
+    *,
+    strategy: str,
+    k: int,
+    vectors: Sequence[Sequence[float]] | None = None,
+) -> list[TrajectoryEntry]:
+    """Up to k trajectory entries chosen by `strategy`, ordered by score ascending (ties by step)."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"retrieval strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    if k <= 0:
+        raise ValueError(f"k must be > 0, got {k}")
+    if strategy == "relevance":
+        if vectors is None:
+            raise ValueError("relevance retrieval needs one embedding vector per trajectory entry")
+        if len(vectors) != len(trajectory):
+            raise ValueError(f"got {len(vectors)} vectors for {len(trajectory)} trajectory entries")
+    if not trajectory:
+        return []
+
+    indices = range(len(trajectory))
+    if strategy == "recency":
+        chosen = list(indices)[-k:]
+    elif strategy == "importance":
+        chosen = sorted(indices, key=lambda i: (-trajectory[i].score, -i))[:k]
+    else:
+        assert vectors is not None
+        newest = len(trajectory) - 1
+        similarity = {i: cosine_similarity(vectors[newest], vectors[i]) for i in range(newest)}
+        older = sorted(similarity, key=lambda i: (-similarity[i], -i))[: k - 1]
+        chosen = [newest, *older]
+    return sorted((trajectory[i] for i in chosen), key=lambda e: (e.score, e.step))
