@@ -119,7 +119,7 @@ class RunConfig(_Frozen):
     optimizer: OptimizerSettings = OptimizerSettings()
     cluster: ClusterSettings = ClusterSettings()
     budget: BudgetSettings = BudgetSettings()
-    run_dir: Path = Path("runs/latest")
+    run_dir: Path | None = Field(default=None, description="default: runs/<time>-<id> in the current folder")
     cache: bool = True
 
     @model_validator(mode="after")

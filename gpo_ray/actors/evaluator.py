@@ -1,0 +1,76 @@
+"""Evaluator actor: a thin Ray shell that scores (prompt, example) items against the task LLM.
+
+Scores are cached per (metric, prompt, example) in the actor, and LLM replies on disk, so an item
+retried after a crash or asked twice costs no second generation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+
+import ray
+
+from gpo_ray.config import LLMRoleConfig
+from gpo_ray.core.evaluation import TaskModelParams, score_example
+from gpo_ray.llm.accounting import UsageCounters
+from gpo_ray.llm.cache import ResponseCache
+from gpo_ray.llm.stack import build_client
+from gpo_ray.tasks.types import Example, MetricKind
+
+
+@dataclass(frozen=True)
+class ScoreItem:
+    prompt: str
+    example: Example
+    metric: MetricKind
+
+    @property
+    def key(self) -> tuple:
+        return (self.metric.value, self.prompt, self.example.input, self.example.answers)
+
+
+class Evaluator:
+    def __init__(
+        self,
+        role: LLMRoleConfig,
+        *,
+        base_url: str,
+        model: str,
+        cache_dir: str | None,
+        params: TaskModelParams,
+        max_in_flight: int,
+    ) -> None:
+        self.counters = UsageCounters()
+        cache = ResponseCache(Path(cache_dir) / "task_model.sqlite") if cache_dir else None
+        self.llm = build_client(role, role_name="task_model", base_url=base_url, model=model, cache=cache,
+                                counters=self.counters)
+        self.params = params
+        self.slots = asyncio.Semaphore(max_in_flight)
+        self.scores: dict[tuple, float] = {}
+
+    async def _one(self, item: ScoreItem) -> float:
+        if item.key in self.scores:
+            return self.scores[item.key]
+        async with self.slots:
+            value = await score_example(self.llm, item.prompt, item.example, metric=item.metric, params=self.params)
+        self.scores[item.key] = value
+        return value
+
+    async def score(self, items: list[ScoreItem]) -> list[float]:
+        return list(await asyncio.gather(*(self._one(i) for i in items)))
+
+    async def usage(self) -> dict:
+        return self.counters.snapshot()
+
+    async def node_id(self) -> str:
+        return ray.get_runtime_context().get_node_id()
+
+    async def pid(self) -> int:
+        import os
+
+        return os.getpid()
+
+
+EvaluatorActor = ray.remote(Evaluator)

@@ -1,0 +1,39 @@
+"""Refiner actor: a thin Ray shell that holds an optimizer-LLM client and runs core candidate generation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ray
+
+from gpo_ray.config import LLMRoleConfig
+from gpo_ray.core.generation import GenerationRequest, GenerationResult, generate_candidates
+from gpo_ray.llm.accounting import UsageCounters
+from gpo_ray.llm.cache import ResponseCache
+from gpo_ray.llm.stack import build_client
+
+
+class Refiner:
+    """Builds the meta-prompt for a task's step and asks the optimizer LLM for candidates.
+
+    The client is created here, in the worker process; the edit budget arrives in the request
+    (the controller owns the one schedule), so no refiner ever computes a budget of its own.
+    """
+
+    def __init__(self, role: LLMRoleConfig, *, base_url: str, model: str, cache_dir: str | None) -> None:
+        self.counters = UsageCounters()
+        cache = ResponseCache(Path(cache_dir) / "optimizer.sqlite") if cache_dir else None
+        self.llm = build_client(role, role_name="optimizer", base_url=base_url, model=model, cache=cache,
+                                counters=self.counters)
+
+    async def generate(self, request: GenerationRequest) -> GenerationResult:
+        return await generate_candidates(self.llm, request)
+
+    async def usage(self) -> dict:
+        return self.counters.snapshot()
+
+    async def node_id(self) -> str:
+        return ray.get_runtime_context().get_node_id()
+
+
+RefinerActor = ray.remote(Refiner)

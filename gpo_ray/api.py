@@ -1,0 +1,205 @@
+"""The Python API and what the `optimize`/`resume` commands run: set up Ray, the endpoints and the actors,
+hand the tasks to the controller, write results, tear everything down."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from gpo_ray.config import LLMRoleConfig, RunConfig
+from gpo_ray.core.evaluation import TaskModelParams
+from gpo_ray.core.results import TaskResult
+from gpo_ray.errors import RunFailed
+from gpo_ray.llm.errors import LLMError
+from gpo_ray.logs import configure_logging, secret_values
+from gpo_ray.runtime.run_dir import RunDirectory, default_run_dir
+from gpo_ray.tasks.registry import resolve_tasks
+
+# Actors only wait on I/O: they take no CPU slot, so a 2-core machine never deadlocks on placement.
+ACTOR_OPTIONS: dict[str, Any] = {"num_cpus": 0, "max_restarts": 4, "max_task_retries": 4}
+
+
+@dataclass(frozen=True)
+class Results:
+    run_dir: Path
+    status: str
+    tasks: dict[str, TaskResult]
+    usage: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    base_url: str
+    model: str
+
+
+@contextlib.contextmanager
+def endpoints_for(config: RunConfig) -> Iterator[tuple[Endpoint, Endpoint, bool]]:
+    """(optimizer endpoint, task endpoint, structured output?) - starting the embedded model if a role has no URL."""
+    needs_local = config.optimizer_model.is_embedded or config.task_model.is_embedded
+    server = None
+    local: Endpoint | None = None
+    try:
+        if needs_local:
+            from gpo_ray.llm.local_server import MODEL_NAME, LocalModelServer
+
+            server = LocalModelServer()
+            local = Endpoint(server.start(), MODEL_NAME)
+
+        def pick(role: LLMRoleConfig) -> Endpoint:
+            if role.is_embedded:
+                assert local is not None
+                return Endpoint(local.base_url, role.model or local.model)
+            return Endpoint(role.base_url or "", role.model or "default")
+
+        opt = config.optimizer_model
+        structured = opt.structured_output if opt.structured_output is not None else opt.is_embedded
+        yield pick(config.optimizer_model), pick(config.task_model), structured
+    finally:
+        if server is not None:
+            server.stop()
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None) -> Iterator[None]:
+    """Join `address` (or RAY_ADDRESS), else start a local cluster; reuse one this process already has."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    ray.init(address=address or os.environ.get("RAY_ADDRESS") or None, include_dashboard=False,
+             log_to_driver=False, configure_logging=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _start_actors(config: RunConfig, run_dir: RunDirectory, opt: Endpoint, task: Endpoint, *,
+                  embedder_factory: Any = None) -> tuple[Any, list[Any], list[Any]]:
+    from gpo_ray.actors.evaluator import EvaluatorActor
+    from gpo_ray.actors.memory import start_trajectory_memory
+    from gpo_ray.actors.refiner import RefinerActor
+
+    cache_dir = str(run_dir.cache_dir.resolve()) if config.cache else None
+    memory = start_trajectory_memory(run_dir=run_dir.path.resolve(), cluster=config.cluster,
+                                     embedder_factory=embedder_factory)
+    refiners = [
+        RefinerActor.options(**ACTOR_OPTIONS).remote(config.optimizer_model, base_url=opt.base_url, model=opt.model,
+                                                     cache_dir=cache_dir)
+        for _ in range(config.cluster.num_refiners)
+    ]
+    params = TaskModelParams(placement=config.optimizer.placement, temperature=config.task_model.temperature,
+                             max_tokens=config.task_model.max_tokens, seed=config.optimizer.seed)
+    evaluators = [
+        EvaluatorActor.options(**ACTOR_OPTIONS).remote(
+            config.task_model, base_url=task.base_url, model=task.model, cache_dir=cache_dir, params=params,
+            max_in_flight=config.cluster.evaluator_max_in_flight)
+        for _ in range(config.cluster.num_evaluators)
+    ]
+    return memory, refiners, evaluators
+
+
+def _kill(handles: list[Any]) -> None:
+    import ray
+
+    for h in handles:
+        with contextlib.suppress(Exception):
+            ray.kill(h, no_restart=True)
+
+
+def _execute(config: RunConfig, run_dir: RunDirectory, *, output: str, embedder_factory: Any = None) -> Results:
+    from gpo_ray.controller.controller import Controller
+    from gpo_ray.controller.progress import make_progress
+
+    tasks = resolve_tasks(config.tasks, data_dir=config.data_dir, sources=config.task_sources)
+    log = structlog.get_logger().bind(run=run_dir.path.name)
+    with endpoints_for(config) as (opt, task_ep, structured), ray_session(config.cluster.address):
+        memory, refiners, evaluators = _start_actors(config, run_dir, opt, task_ep, embedder_factory=embedder_factory)
+        progress = make_progress(output)
+        controller = Controller(config, tasks, run_dir, memory=memory, refiners=refiners, evaluators=evaluators,
+                                progress=progress, structured=structured)
+        try:
+            log.info("run_started", tasks=[t.name for t in tasks], optimizer=opt.base_url, task_model=task_ep.base_url)
+            results = asyncio.run(controller.run())
+        except LLMError as e:
+            raise RunFailed(f"{e}; completed steps are saved, `gpo-ray resume {run_dir.path}` continues") from None
+        finally:
+            progress.close()
+            _kill([memory, *refiners, *evaluators])
+    status = "budget_exhausted" if any(r.status != "completed" for r in results.values()) else "completed"
+    log.info("run_finished", status=status)
+    return Results(run_dir=run_dir.path, status=status, tasks=results, usage=controller.usage)
+
+
+def _setup_logs(config: RunConfig, run_dir: RunDirectory, output: str) -> None:
+    configure_logging(mode=output, log_file=run_dir.logs_dir / "driver.jsonl",
+                      secrets=secret_values([config.task_model.api_key_env, config.optimizer_model.api_key_env,
+                                             config.cluster.chroma_token_env]))
+
+
+def optimize(config: RunConfig, *, output: str = "quiet", embedder_factory: Any = None) -> Results:
+    """Run GPO on the config's tasks; the Python twin of `gpo-ray optimize`."""
+    if config.run_dir is None:
+        config = config.model_copy(update={"run_dir": default_run_dir()})
+    # Validate the data before anything is written or started.
+    resolve_tasks(config.tasks, data_dir=config.data_dir, sources=config.task_sources)
+    run_dir = RunDirectory(config.run_dir)
+    run_dir.create(config)
+    _setup_logs(config, run_dir, output)
+    return _execute(config, run_dir, output=output, embedder_factory=embedder_factory)
+
+
+def resume(run_path: Path, *, address: str | None = None, output: str = "quiet", embedder_factory: Any = None) -> Results:
+    """Continue a run from its last completed step, with the config it was started with."""
+    run_dir = RunDirectory(run_path)
+    config = run_dir.load_config()
+    if address is not None:
+        config = config.model_copy(update={"cluster": config.cluster.model_copy(update={"address": address})})
+    _setup_logs(config, run_dir, output)
+    structlog.get_logger().info("run_resumed", run_dir=str(run_path))
+    return _execute(config, run_dir, output=output, embedder_factory=embedder_factory)
+
+
+def print_summary(results: Results) -> None:
+    from rich.console import Console
+
+    console = Console()
+
+    def fmt(x: float | None) -> str:
+        return "-" if x is None else f"{x:.3f}"
+
+    for name, r in results.tasks.items():
+        console.print(f"[bold]{name}[/bold]  ({r.status}, {len(r.steps)} steps)")
+        console.print(f"  initial  eval {fmt(r.initial_eval_score)}  test {fmt(r.initial_test_score)}  "
+                      f"{r.initial_prompt!r}", soft_wrap=True)
+        console.print(f"  best     eval {fmt(r.best_eval_score)}  test {fmt(r.best_test_score)}  "
+                      f"{r.best_prompt!r}", soft_wrap=True)
+    u = results.usage
+    console.print(f"usage: optimizer {u.get('optimizer', {}).get('requests', 0)} requests, task model "
+                  f"{u.get('task_model', {}).get('requests', 0)} requests; results in {results.run_dir / 'results.json'}")
+
+
+def run_optimization(config: RunConfig, *, output: str) -> Results:
+    results = optimize(config, output=output)
+    print_summary(results)
+    return results
+
+
+def resume_run(run_path: Path, *, address: str | None, output: str) -> Results:
+    results = resume(run_path, address=address, output=output)
+    print_summary(results)
+    return results
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use the gpo-ray command")

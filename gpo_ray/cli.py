@@ -1,0 +1,193 @@
+"""The `gpo-ray` command: parse, validate, print. Nothing else lives here.
+
+Exit codes: 0 done, 2 bad input (config, data, arguments), 1 failure after retries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from gpo_ray.errors import GpoError
+
+
+def _common_task_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", nargs="?", type=Path, help="run config (YAML or TOML)")
+    p.add_argument("--task", action="append", dest="tasks", metavar="NAME",
+                   help="task name or glob (bbh/navigate, mmlu/*, gsm8k, example/arithmetic); repeatable")
+    p.add_argument("--data-dir", type=Path, help="folder with the GPO benchmarks (BIG-Bench-Hard/, MMLU/, ...)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--candidates", type=int, help="candidates per step")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--seed", type=int)
+
+
+def _optimize_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--base-url", help="OpenAI-compatible endpoint for both roles (default: the embedded local model)")
+    p.add_argument("--model", help="model name at --base-url")
+    p.add_argument("--api-key-env", help="NAME of the environment variable holding the API key")
+    p.add_argument("--optimizer-base-url", help="endpoint for the optimizer role only")
+    p.add_argument("--optimizer-model", help="model for the optimizer role only")
+    p.add_argument("--run-dir", type=Path, help="where checkpoints and results go (default runs/latest)")
+    p.add_argument("--address", help="Ray cluster address ('auto' joins a running one; default RAY_ADDRESS or a new local cluster)")
+    p.add_argument("--refiners", type=int, help="number of refiner actors")
+    p.add_argument("--evaluators", type=int, help="number of evaluator actors")
+    _output_args(p)
+
+
+def _output_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--quiet", action="store_true", help="print only the final summary")
+    g.add_argument("--json-logs", action="store_true", help="JSON log lines on stderr instead of a progress display")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gpo-ray", description="Distributed GPO prompt optimization on Ray.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("plan", help="print steps, edit budgets and estimated LLM calls/tokens per task")
+    _common_task_args(p)
+    p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+
+    p = sub.add_parser("optimize", help="optimize the prompts of one or more tasks")
+    _common_task_args(p)
+    _optimize_args(p)
+
+    p = sub.add_parser("resume", help="continue an interrupted run from its last completed step")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--address")
+    _output_args(p)
+
+    p = sub.add_parser("fake-llm", help="serve the deterministic fake OpenAI-compatible endpoint (tests, benchmarks)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8787)
+    p.add_argument("--config", type=Path, help="fake endpoint behaviour (YAML/JSON)")
+
+    p = sub.add_parser("serve-local", help="serve the embedded SmolLM2 model as an OpenAI-compatible endpoint")
+    p.add_argument("--port", type=int, default=8080)
+    return parser
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """CLI flags as a nested dict that is merged over the config file (None = not given)."""
+    g = lambda name: getattr(args, name, None)  # noqa: E731
+    both = {"base_url": g("base_url"), "model": g("model"), "api_key_env": g("api_key_env")}
+    opt = dict(both)
+    if g("optimizer_base_url") is not None:
+        opt["base_url"] = g("optimizer_base_url")
+    if g("optimizer_model") is not None:
+        opt["model"] = g("optimizer_model")
+    return {
+        "tasks": g("tasks"),
+        "data_dir": str(g("data_dir")) if g("data_dir") else None,
+        "run_dir": str(g("run_dir")) if g("run_dir") else None,
+        "task_model": both,
+        "optimizer_model": opt,
+        "optimizer": {"epochs": g("epochs"), "candidates": g("candidates"), "batch_size": g("batch_size"),
+                      "seed": g("seed")},
+        "cluster": {"address": g("address"), "num_refiners": g("refiners"), "num_evaluators": g("evaluators")},
+    }
+
+
+def _strip_none(d: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            v = _strip_none(v)
+            if not v:
+                continue
+        if v is not None:
+            out[k] = v
+    return out
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from gpo_ray.config import load_config
+    from gpo_ray.core.plan import plan_task
+    from gpo_ray.tasks.registry import resolve_tasks
+
+    config = load_config(args.config, overrides=_strip_none(overrides_from_args(args)))
+    tasks = resolve_tasks(config.tasks, data_dir=config.data_dir, sources=config.task_sources)
+    plans = [
+        plan_task(t, config.optimizer, optimizer_max_tokens=config.optimizer_model.max_tokens or 256,
+                  task_max_tokens=config.task_model.max_tokens or 256)
+        for t in tasks
+    ]
+    if args.json:
+        total = {k: sum(getattr(p, k) for p in plans)
+                 for k in ("optimizer_calls", "task_model_calls", "optimizer_tokens", "task_model_tokens")}
+        print(json.dumps({"tasks": {p.task: p.to_dict() for p in plans}, "total": total}, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="gpo-ray plan", show_lines=False)
+    for col in ("task", "train/eval/test", "steps T", "edit budget N(t)", "optimizer calls", "task calls", "tokens (est.)"):
+        table.add_column(col, overflow="fold")
+    for p in plans:
+        table.add_row(p.task, f"{p.train}/{p.eval}/{p.test}", str(p.steps), " ".join(map(str, p.edit_budget)),
+                      f"{p.optimizer_calls:,}", f"{p.task_model_calls:,}",
+                      f"{p.optimizer_tokens + p.task_model_tokens:,}")
+    console = Console()
+    console.print(table)
+    console.print(f"total: {sum(p.optimizer_calls for p in plans):,} optimizer calls, "
+                  f"{sum(p.task_model_calls for p in plans):,} task-model calls, about "
+                  f"{sum(p.optimizer_tokens + p.task_model_tokens for p in plans):,} tokens (completions at max_tokens)")
+    return 0
+
+
+def _output_mode(args: argparse.Namespace) -> str:
+    return "quiet" if getattr(args, "quiet", False) else "json" if getattr(args, "json_logs", False) else "console"
+
+
+def cmd_optimize(args: argparse.Namespace) -> int:
+    from gpo_ray.api import run_optimization
+    from gpo_ray.config import load_config
+
+    config = load_config(args.config, overrides=_strip_none(overrides_from_args(args)))
+    results = run_optimization(config, output=_output_mode(args))
+    return 0 if results is not None else 1
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from gpo_ray.api import resume_run
+
+    resume_run(args.run_dir, address=args.address, output=_output_mode(args))
+    return 0
+
+
+def cmd_fake_llm(args: argparse.Namespace) -> int:
+    from gpo_ray.llm.fake_server import run_fake_llm
+
+    run_fake_llm(host=args.host, port=args.port, config_path=args.config)
+    return 0
+
+
+def cmd_serve_local(args: argparse.Namespace) -> int:
+    from gpo_ray.llm.local_server import serve_forever
+
+    serve_forever(port=args.port)
+    return 0
+
+
+COMMANDS = {"plan": cmd_plan, "optimize": cmd_optimize, "resume": cmd_resume, "fake-llm": cmd_fake_llm,
+            "serve-local": cmd_serve_local}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except GpoError as e:
+        print(f"gpo-ray: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("gpo-ray: interrupted; `gpo-ray resume RUN_DIR` continues from the last completed step", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

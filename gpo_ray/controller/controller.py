@@ -1,0 +1,163 @@
+"""The controller: runs one GPO loop per task concurrently over shared actors, checkpoints every step,
+keeps results.json and usage.json current, enforces the global budget, reports progress."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+
+from gpo_ray.config import RunConfig
+from gpo_ray.controller.pools import EvaluatorPool, RefinerPool
+from gpo_ray.controller.progress import ProgressReporter
+from gpo_ray.controller.services import ActorServices
+from gpo_ray.core.loop import GPOTaskLoop, schedule_for
+from gpo_ray.core.results import StepResult, TaskResult
+from gpo_ray.core.selection import select_best
+from gpo_ray.core.types import TrajectoryEntry
+from gpo_ray.runtime.run_dir import RunDirectory
+from gpo_ray.tasks.types import Task
+
+ROLE_OF_ACTOR = {"refiner": "optimizer", "evaluator": "task_model"}
+
+
+def sum_usage(snapshots: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    total: dict[str, Any] = {}
+    for snap in snapshots:
+        for k, v in snap.items():
+            if isinstance(v, dict):
+                inner = total.setdefault(k, {})
+                for kk, vv in v.items():
+                    inner[kk] = inner.get(kk, 0) + vv
+            elif isinstance(v, (int, float)):
+                total[k] = total.get(k, 0) + v
+    return total
+
+
+def partial_task_result(records: Sequence[StepResult]) -> dict[str, Any]:
+    """A task's entry in results.json while it is still running (best so far, no test scores yet)."""
+    first = records[0]
+    best = select_best([TrajectoryEntry(r.prompt, r.eval_score, r.step) for r in records])
+    return {
+        "initial_prompt": first.prompt,
+        "initial_eval_score": first.eval_score,
+        "initial_test_score": None,
+        "best_prompt": best.prompt,
+        "best_eval_score": best.score,
+        "best_test_score": None,
+        "best_step": best.step,
+        "status": "running",
+        "steps": [r.to_dict() for r in records[1:]],
+    }
+
+
+class Controller:
+    def __init__(
+        self,
+        config: RunConfig,
+        tasks: Sequence[Task],
+        run_dir: RunDirectory,
+        *,
+        memory: Any,
+        refiners: Sequence[Any],
+        evaluators: Sequence[Any],
+        progress: ProgressReporter,
+        structured: bool,
+    ) -> None:
+        self.config = config
+        self.tasks = list(tasks)
+        self.run_dir = run_dir
+        self.memory = memory
+        self.refiner_handles = list(refiners)
+        self.evaluator_handles = list(evaluators)
+        self.progress = progress
+        self.structured = structured
+        self.fingerprint = config.fingerprint()
+        self.usage: dict[str, Any] = {"optimizer": {}, "task_model": {}}
+        self.task_entries: dict[str, dict[str, Any]] = {}
+        self.records: dict[str, list[StepResult]] = {}
+        self.log = structlog.get_logger()
+        self._write_lock = asyncio.Lock()
+
+    # usage and budget ---------------------------------------------------------
+    async def refresh_usage(self) -> dict[str, Any]:
+        opt = await asyncio.gather(*(h.usage.remote() for h in self.refiner_handles), return_exceptions=True)
+        task = await asyncio.gather(*(h.usage.remote() for h in self.evaluator_handles), return_exceptions=True)
+        self.usage = {
+            "optimizer": sum_usage([u for u in opt if isinstance(u, dict)]),
+            "task_model": sum_usage([u for u in task if isinstance(u, dict)]),
+        }
+        return self.usage
+
+    def total_calls(self) -> int:
+        return sum(int(u.get("requests", 0)) for u in self.usage.values())
+
+    def total_tokens(self) -> int:
+        return sum(int(u.get("prompt_tokens", 0)) + int(u.get("completion_tokens", 0)) for u in self.usage.values())
+
+    def budget_spent(self) -> bool:
+        b = self.config.budget
+        return bool((b.max_calls and self.total_calls() >= b.max_calls)
+                    or (b.max_tokens and self.total_tokens() >= b.max_tokens))
+
+    # persistence ----------------------------------------------------------------
+    def results_document(self, status: str) -> dict[str, Any]:
+        return {"status": status, "run_dir": str(self.run_dir.path), "tasks": dict(self.task_entries),
+                "usage": self.usage}
+
+    async def _write_state(self, status: str = "running") -> None:
+        async with self._write_lock:
+            self.run_dir.write_results(self.results_document(status))
+            self.run_dir.write_usage(self.usage)
+
+    async def _on_step(self, task: Task, record: StepResult) -> None:
+        self.run_dir.append_step(task.name, record, fingerprint=self.fingerprint)
+        recs = self.records.setdefault(task.name, [])
+        recs.append(record)
+        self.task_entries[task.name] = partial_task_result(recs)
+        await self.refresh_usage()
+        await self._write_state()
+        if record.step > 0:
+            best = self.task_entries[task.name]["best_eval_score"]
+            self.progress.step_done(task.name, step=record.step, total_steps=schedule_for(task, self.config.optimizer)
+                                    .total_steps, edit_budget=record.edit_budget, best_score=best,
+                                    calls=self.total_calls())
+
+    # the run ------------------------------------------------------------------------
+    async def run(self) -> dict[str, TaskResult]:
+        refiners = RefinerPool(self.refiner_handles)
+        evaluators = EvaluatorPool(self.evaluator_handles,
+                                   chunks_in_flight_per_actor=max(1, self.config.cluster.evaluator_max_in_flight // 4))
+        services = ActorServices(memory=self.memory, refiners=refiners, evaluators=evaluators,
+                                 on_step=self._on_step, should_stop=self.budget_spent)
+        opt_role = self.config.optimizer_model
+        try:
+            async def one(task: Task) -> TaskResult:
+                done = self.run_dir.completed_steps(task.name, fingerprint=self.fingerprint)
+                self.records[task.name] = list(done)
+                if done:
+                    self.task_entries[task.name] = partial_task_result(done)
+                    await services.remember(task.name, done)
+                total = schedule_for(task, self.config.optimizer).total_steps
+                self.progress.task_started(task.name, total_steps=total, done_steps=max(0, len(done) - 1))
+                loop = GPOTaskLoop(task, settings=self.config.optimizer, services=services,
+                                   structured=self.structured, optimizer_temperature=opt_role.temperature,
+                                   optimizer_max_tokens=opt_role.max_tokens)
+                result = await loop.run(completed=done)
+                self.task_entries[task.name] = result.to_dict()
+                await self._write_state()
+                return result
+
+            results = await asyncio.gather(*(one(t) for t in self.tasks))
+        finally:
+            await evaluators.close()
+            try:
+                await self.refresh_usage()
+            except Exception:  # noqa: BLE001 - usage is best effort when actors are gone
+                pass
+        out = {r.task: r for r in results}
+        status = "budget_exhausted" if any(r.status == "budget_exhausted" for r in results) else "completed"
+        await self._write_state(status)
+        return out

@@ -1,0 +1,96 @@
+"""The controller's view of the actors: pools with fair sharing and retry on a lost actor.
+
+Written against anything with Ray-like `method.remote(...)` handles, so that the logic can be tested
+with plain objects; the end-to-end tests use real actors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+
+from gpo_ray.actors.evaluator import ScoreItem
+from gpo_ray.controller.fair import FairScheduler
+from gpo_ray.core.generation import GenerationRequest, GenerationResult
+from gpo_ray.tasks.types import Example, MetricKind
+
+log = structlog.get_logger()
+
+
+def _is_actor_loss(exc: BaseException) -> bool:
+    try:
+        from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(exc, (RayActorError, ActorDiedError, ActorUnavailableError))
+
+
+async def call_with_failover(handles: Sequence[Any], first: int, method: str, *args: Any, attempts: int = 3) -> Any:
+    """Call `method` on handles[first]; if that actor is lost for good, try the next ones.
+
+    Ray already retries a call on a restarted actor (max_task_retries); this covers an actor (or its
+    node) that is gone. The calls are idempotent, so a repeat costs at most a cache hit.
+    """
+    last: BaseException | None = None
+    for i in range(attempts):
+        handle = handles[(first + i) % len(handles)]
+        try:
+            return await getattr(handle, method).remote(*args)
+        except Exception as e:  # noqa: BLE001
+            if not _is_actor_loss(e):
+                raise
+            last = e
+            log.warning("actor_lost_retrying", method=method, attempt=i + 1, error=type(e).__name__)
+            await asyncio.sleep(0.2 * (i + 1))
+    assert last is not None
+    raise last
+
+
+class EvaluatorPool:
+    """Spreads (prompt, example) items over evaluator actors in chunks, round-robin across tasks."""
+
+    def __init__(self, handles: Sequence[Any], *, chunk_size: int = 4, chunks_in_flight_per_actor: int = 2) -> None:
+        self.handles = list(handles)
+        self.chunk_size = chunk_size
+        workers = [self._worker(i) for i in range(len(self.handles))]
+        self.scheduler: FairScheduler[list[ScoreItem], list[float]] = FairScheduler(
+            workers, slots_per_worker=chunks_in_flight_per_actor
+        )
+
+    def _worker(self, index: int):
+        async def run(chunk: list[ScoreItem]) -> list[float]:
+            return await call_with_failover(self.handles, index, "score", chunk)
+
+        return run
+
+    async def score(
+        self, task: str, metric: MetricKind, prompts: Sequence[str], examples: Sequence[Example]
+    ) -> list[list[float]]:
+        items = [ScoreItem(p, ex, metric) for p in prompts for ex in examples]
+        chunks = [items[i : i + self.chunk_size] for i in range(0, len(items), self.chunk_size)]
+        results = await asyncio.gather(*(self.scheduler.submit(task, c) for c in chunks))
+        flat = [s for chunk in results for s in chunk]
+        n = len(examples)
+        return [flat[i * n : (i + 1) * n] for i in range(len(prompts))]
+
+    async def close(self) -> None:
+        await self.scheduler.close()
+
+
+class RefinerPool:
+    """Sends each generation request to the refiner with the fewest requests in flight."""
+
+    def __init__(self, handles: Sequence[Any]) -> None:
+        self.handles = list(handles)
+        self.in_flight = [0] * len(self.handles)
+
+    async def generate(self, request: GenerationRequest) -> GenerationResult:
+        index = min(range(len(self.handles)), key=lambda i: (self.in_flight[i], i))
+        self.in_flight[index] += 1
+        try:
+            return await call_with_failover(self.handles, index, "generate", request)
+        finally:
+            self.in_flight[index] -= 1

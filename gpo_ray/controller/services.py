@@ -1,0 +1,81 @@
+"""TaskServices backed by actors: memory for retrieval, refiners for generation, the evaluator pool for scores."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from gpo_ray.controller.pools import EvaluatorPool, RefinerPool
+from gpo_ray.core.edit_distance import word_edit_distance
+from gpo_ray.core.generation import GenerationRequest, GenerationResult
+from gpo_ray.core.results import StepResult
+from gpo_ray.core.types import TrajectoryEntry
+from gpo_ray.memory.store import MemoryRecord
+from gpo_ray.tasks.types import Example, Task
+
+
+def memory_records(task: str, record: StepResult, *, parent: str) -> list[MemoryRecord]:
+    """A step as memory rows: the prompt it moved to, and every scored candidate."""
+    kind = "initial" if record.step == 0 else "chosen"
+    rows = [
+        MemoryRecord(task=task, step=record.step, prompt=record.prompt, score=record.eval_score, kind=kind,
+                     parent=parent, edit_distance=word_edit_distance(parent, record.prompt) if parent else 0,
+                     edit_budget=record.edit_budget, chosen=True)
+    ]
+    rows += [
+        MemoryRecord(task=task, step=record.step, prompt=c.prompt, score=c.score, kind="candidate", parent=parent,
+                     edit_distance=c.edit_distance, edit_budget=record.edit_budget, chosen=c.prompt == record.prompt)
+        for c in record.candidates
+    ]
+    return rows
+
+
+class ActorServices:
+    def __init__(
+        self,
+        *,
+        memory: Any,
+        refiners: RefinerPool,
+        evaluators: EvaluatorPool,
+        on_step: Callable[[Task, StepResult], Awaitable[None]],
+        should_stop: Callable[[], bool],
+    ) -> None:
+        self.memory = memory
+        self.refiners = refiners
+        self.evaluators = evaluators
+        self._on_step = on_step
+        self._should_stop = should_stop
+        self._last_prompt: dict[str, str] = {}
+
+    async def retrieve(
+        self, task: Task, trajectory: Sequence[TrajectoryEntry], *, strategy: str, k: int
+    ) -> list[TrajectoryEntry]:
+        return await self.memory.retrieve.remote(task.name, strategy=strategy, k=k)
+
+    async def generate(self, request: GenerationRequest) -> GenerationResult:
+        return await self.refiners.generate(request)
+
+    async def score(self, task: Task, prompts: Sequence[str], examples: Sequence[Example]) -> list[list[float]]:
+        return await self.evaluators.score(task.name, task.metric, prompts, examples)
+
+    async def remember(self, task: str, records: Sequence[StepResult]) -> None:
+        """Re-add restored steps (idempotent upserts), so memory matches the checkpoints after a resume."""
+        rows: list[MemoryRecord] = []
+        parent = ""
+        for r in records:
+            rows += memory_records(task, r, parent=parent)
+            parent = r.prompt
+        if rows:
+            await self.memory.add.remote(rows)
+        if records:
+            self._last_prompt[task] = records[-1].prompt
+
+    async def step_done(self, task: Task, record: StepResult) -> None:
+        # Checkpoint first: it is the source of truth; memory is re-filled from it on resume.
+        await self._on_step(task, record)
+        parent = self._last_prompt.get(task.name, "")
+        await self.memory.add.remote(memory_records(task.name, record, parent=parent))
+        self._last_prompt[task.name] = record.prompt
+
+    def should_stop(self) -> bool:
+        return self._should_stop()

@@ -1,0 +1,101 @@
+"""Candidate generation: meta-prompt -> optimizer LLM samples -> extracted, de-duplicated, budget-checked prompts.
+
+Pure apart from the injected LLM client: the reference optimizer and the refiner actors run this same code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import dataclass, field
+
+from gpo_ray.core.batches import stable_seed
+from gpo_ray.core.edit_distance import within_budget
+from gpo_ray.core.extraction import CandidateFilter, extract_candidate
+from gpo_ray.core.meta_prompt import CANDIDATE_JSON_SCHEMA, DEFAULT_TEMPLATE, MetaPromptTemplate, build_meta_prompt
+from gpo_ray.core.types import TrajectoryEntry
+from gpo_ray.llm.protocol import ChatRequest, LLMClient, user_message
+from gpo_ray.tasks.types import Example, PromptPlacement
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """Everything a refiner needs for one step of one task; the edit budget comes from the one shared schedule."""
+
+    task: str
+    step: int
+    current_prompt: str
+    retrieved: tuple[TrajectoryEntry, ...]
+    format_examples: tuple[Example, ...]
+    edit_budget: int
+    n: int
+    tried: tuple[str, ...]  # every prompt already on the trajectory or scored for this task
+    placement: PromptPlacement
+    structured: bool
+    enforcement: str = "soft"  # "soft" | "strict"
+    max_rerequests: int = 2
+    seed: int = 0
+    temperature: float = 1.0
+    max_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    candidates: tuple[str, ...]
+    counts: dict[str, int] = field(default_factory=dict)
+    meta_prompt: str = ""
+
+
+async def generate_candidates(
+    llm: LLMClient, request: GenerationRequest, *, template: MetaPromptTemplate = DEFAULT_TEMPLATE
+) -> GenerationResult:
+    """Ask for `n` samples concurrently; in strict mode re-ask for the ones over budget, a bounded number of rounds."""
+    meta = build_meta_prompt(
+        current_prompt=request.current_prompt,
+        retrieved=request.retrieved,
+        format_examples=request.format_examples,
+        edit_budget=request.edit_budget,
+        placement=request.placement,
+        structured=request.structured,
+        template=template,
+    )
+    accepted: list[str] = []
+    counts: Counter[str] = Counter()
+    gate = CandidateFilter(request.tried)
+    rounds = 1 + (request.max_rerequests if request.enforcement == "strict" else 0)
+    for round_no in range(rounds):
+        missing = request.n - len(accepted)
+        if missing <= 0:
+            break
+        offset = round_no * request.n
+        replies = await asyncio.gather(
+            *(
+                llm.complete(
+                    ChatRequest(
+                        messages=user_message(meta),
+                        temperature=request.temperature,
+                        max_tokens=request.max_tokens,
+                        seed=stable_seed(request.seed, request.task, request.step, offset + i),
+                        json_schema=CANDIDATE_JSON_SCHEMA if request.structured else None,
+                        sample_index=offset + i,
+                    )
+                )
+                for i in range(missing)
+            )
+        )
+        for reply in replies:
+            candidate, how = extract_candidate(reply.text, structured=request.structured)
+            counts[f"extracted:{how}" if candidate is not None else how] += 1
+            if candidate is None:
+                continue
+            if request.enforcement == "strict" and not within_budget(
+                request.current_prompt, candidate, request.edit_budget
+            ):
+                counts["rejected:over_budget"] += 1
+                continue
+            if gate.admit(candidate):
+                accepted.append(candidate)
+                counts["admitted"] += 1
+            else:
+                counts["duplicate"] += 1
+    return GenerationResult(candidates=tuple(accepted), counts=dict(counts), meta_prompt=meta)

@@ -1,0 +1,184 @@
+"""One GPO loop for one task, written once against a small services interface.
+
+The sequential reference optimizer plugs in-process services into it; the distributed controller
+plugs actor-backed services (memory, refiners, evaluator pool) into the very same loop, so the two
+agree by construction and differ only in where the work runs.
+
+Per step t = 1..T (t counts completed steps of the trajectory):
+  1. retrieve the update direction from the trajectory (relevance / recency / importance, k),
+  2. budget N = schedule.budget(t), the one shared schedule,
+  3. generate candidates with the optimizer LLM (meta-prompt with the retrieved prompts and N),
+  4. score every candidate on the step's training batch and move to the best one not chosen before,
+  5. score that prompt on the eval split; record the step (checkpoint) before the next begins.
+The answer is the trajectory prompt with the best eval score (ties: the earliest).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import structlog
+
+from gpo_ray.config import OptimizerSettings
+from gpo_ray.core.batches import batch_for_step
+from gpo_ray.core.edit_distance import word_edit_distance
+from gpo_ray.core.evaluation import mean
+from gpo_ray.core.generation import GenerationRequest, GenerationResult
+from gpo_ray.core.results import StepResult, TaskResult
+from gpo_ray.core.schedule import EditBudgetSchedule, total_steps
+from gpo_ray.core.selection import select_best, select_next
+from gpo_ray.core.types import ScoredCandidate, TrajectoryEntry
+from gpo_ray.tasks.types import Example, Task
+
+
+class TaskServices(Protocol):
+    """What a GPO loop needs from the outside world."""
+
+    async def retrieve(
+        self, task: Task, trajectory: Sequence[TrajectoryEntry], *, strategy: str, k: int
+    ) -> list[TrajectoryEntry]: ...
+
+    async def generate(self, request: GenerationRequest) -> GenerationResult: ...
+
+    async def score(self, task: Task, prompts: Sequence[str], examples: Sequence[Example]) -> list[list[float]]:
+        """Per prompt, per example scores in [0, 1]."""
+        ...
+
+    async def step_done(self, task: Task, record: StepResult) -> None:
+        """Persist a completed step (step 0 is the initial prompt) before the next one starts."""
+        ...
+
+    def should_stop(self) -> bool:
+        """True when a global budget is spent: the loop ends after its last completed step."""
+        ...
+
+
+def schedule_for(task: Task, settings: OptimizerSettings) -> EditBudgetSchedule:
+    """The one place a task's schedule is made: T from the training split, the decay from the config."""
+    steps = total_steps(len(task.train), batch_size=settings.batch_size, epochs=settings.epochs)
+    return EditBudgetSchedule.from_config(settings.schedule, total_steps=steps)
+
+
+class GPOTaskLoop:
+    def __init__(
+        self,
+        task: Task,
+        *,
+        settings: OptimizerSettings,
+        services: TaskServices,
+        structured: bool,
+        optimizer_temperature: float = 1.0,
+        optimizer_max_tokens: int | None = None,
+    ) -> None:
+        self.task = task
+        self.settings = settings
+        self.services = services
+        self.structured = structured
+        self.optimizer_temperature = optimizer_temperature
+        self.optimizer_max_tokens = optimizer_max_tokens
+        self.schedule = schedule_for(task, settings)
+        self.eval_examples = task.eval[: settings.eval_limit] if settings.eval_limit else task.eval
+        self.test_examples = task.test[: settings.test_limit] if settings.test_limit else task.test
+        self.log = structlog.get_logger().bind(task=task.name)
+
+    async def _eval_score(self, prompt: str) -> float:
+        (scores,) = await self.services.score(self.task, [prompt], self.eval_examples)
+        return mean(scores)
+
+    async def run(self, *, completed: Sequence[StepResult] = ()) -> TaskResult:
+        """Run (or continue, given the completed steps of an interrupted run) to the end."""
+        s = self.settings
+        records = sorted(completed, key=lambda r: r.step)
+        if not records:
+            initial = StepResult(
+                step=0, edit_budget=0, prompt=s.initial_prompt, eval_score=await self._eval_score(s.initial_prompt)
+            )
+            await self.services.step_done(self.task, initial)
+            records = [initial]
+        trajectory = [TrajectoryEntry(r.prompt, r.eval_score, r.step) for r in records]
+        tried = {r.prompt for r in records} | {c.prompt for r in records for c in r.candidates}
+        status = "completed"
+        for t in range(len(records), self.schedule.total_steps + 1):
+            if self.services.should_stop():
+                status = "budget_exhausted"
+                self.log.warning("budget_exhausted", step=t)
+                break
+            record = await self._step(t, trajectory, tried)
+            await self.services.step_done(self.task, record)
+            records.append(record)
+            trajectory.append(TrajectoryEntry(record.prompt, record.eval_score, t))
+            tried.add(record.prompt)
+            tried.update(c.prompt for c in record.candidates)
+        return await self._finish(records, trajectory, status)
+
+    async def _step(self, t: int, trajectory: list[TrajectoryEntry], tried: set[str]) -> StepResult:
+        s = self.settings
+        log = self.log.bind(step=t)
+        current = trajectory[-1].prompt
+        budget = self.schedule.budget(t)
+        retrieved = await self.services.retrieve(self.task, trajectory, strategy=s.retrieval, k=s.retrieval_k)
+        generated = await self.services.generate(
+            GenerationRequest(
+                task=self.task.name,
+                step=t,
+                current_prompt=current,
+                retrieved=tuple(retrieved),
+                format_examples=self.task.format_examples[: s.format_examples],
+                edit_budget=budget,
+                n=s.candidates,
+                tried=tuple(sorted(tried)),
+                placement=s.placement,
+                structured=self.structured,
+                enforcement=s.edit_enforcement,
+                max_rerequests=s.max_rerequests,
+                seed=s.seed,
+                temperature=self.optimizer_temperature,
+                max_tokens=self.optimizer_max_tokens,
+            )
+        )
+        batch = batch_for_step(self.task.train, t, batch_size=s.batch_size, seed=s.seed)
+        scored: list[ScoredCandidate] = []
+        if generated.candidates:
+            per_prompt = await self.services.score(self.task, generated.candidates, batch)
+            scored = [
+                ScoredCandidate(prompt=p, score=mean(sc), edit_distance=word_edit_distance(current, p))
+                for p, sc in zip(generated.candidates, per_prompt, strict=True)
+            ]
+        chosen = select_next(scored, chosen_before=[e.prompt for e in trajectory])
+        if chosen is None:
+            # No usable candidate this step: stay on the current prompt (recorded, so resume is exact).
+            log.warning("no_candidate", counts=generated.counts)
+            return StepResult(
+                step=t, edit_budget=budget, prompt=current, eval_score=trajectory[-1].score,
+                candidates=tuple(scored), counts=generated.counts,
+            )
+        eval_score = await self._eval_score(chosen.prompt)
+        log.info("step_done", edit_budget=budget, candidates=len(scored), chosen_batch_score=chosen.score,
+                 eval_score=eval_score)
+        return StepResult(
+            step=t, edit_budget=budget, prompt=chosen.prompt, eval_score=eval_score,
+            candidates=tuple(scored), counts=generated.counts,
+        )
+
+    async def _finish(self, records: list[StepResult], trajectory: list[TrajectoryEntry], status: str) -> TaskResult:
+        best = select_best(trajectory)
+        initial = trajectory[0]
+        initial_test = best_test = None
+        if self.settings.evaluate_test and self.test_examples:
+            prompts = [initial.prompt] if best.prompt == initial.prompt else [initial.prompt, best.prompt]
+            scores = await self.services.score(self.task, prompts, self.test_examples)
+            initial_test = mean(scores[0])
+            best_test = mean(scores[-1])
+        return TaskResult(
+            task=self.task.name,
+            initial_prompt=initial.prompt,
+            initial_eval_score=initial.score,
+            initial_test_score=initial_test,
+            best_prompt=best.prompt,
+            best_eval_score=best.score,
+            best_test_score=best_test,
+            best_step=best.step,
+            steps=tuple(records[1:]),
+            status=status,
+        )

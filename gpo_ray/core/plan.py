@@ -1,0 +1,78 @@
+"""What a run will cost before it starts: steps, edit budgets, LLM calls and tokens per task.
+
+Counts are exact upper bounds for calls (strict mode may re-ask); tokens are estimates at ~4 characters
+per token, with completions counted at their max_tokens cap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from gpo_ray.core.loop import schedule_for
+from gpo_ray.core.meta_prompt import build_meta_prompt
+from gpo_ray.core.types import TrajectoryEntry
+from gpo_ray.config import OptimizerSettings
+from gpo_ray.tasks.types import Task
+
+CHARS_PER_TOKEN = 4
+
+
+def _tokens(chars: float) -> int:
+    return int(chars / CHARS_PER_TOKEN + 0.5)
+
+
+@dataclass(frozen=True)
+class TaskPlan:
+    task: str
+    train: int
+    eval: int
+    test: int
+    steps: int
+    edit_budget: list[int]
+    optimizer_calls: int
+    task_model_calls: int
+    optimizer_tokens: int
+    task_model_tokens: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def plan_task(
+    task: Task,
+    settings: OptimizerSettings,
+    *,
+    optimizer_max_tokens: int,
+    task_max_tokens: int,
+) -> TaskPlan:
+    schedule = schedule_for(task, settings)
+    steps = schedule.total_steps
+    n_eval = min(len(task.eval), settings.eval_limit or len(task.eval))
+    n_test = min(len(task.test), settings.test_limit or len(task.test)) if settings.evaluate_test else 0
+    rounds = 1 + (settings.max_rerequests if settings.edit_enforcement == "strict" else 0)
+    optimizer_calls = steps * settings.candidates * rounds
+    batch = min(settings.batch_size, len(task.train))
+    task_calls = n_eval + steps * (settings.candidates * batch + n_eval) + 2 * n_test
+
+    meta = build_meta_prompt(
+        current_prompt=settings.initial_prompt,
+        retrieved=[TrajectoryEntry(settings.initial_prompt, 0.5, 0)] * min(settings.retrieval_k, 3),
+        format_examples=task.format_examples[: settings.format_examples],
+        edit_budget=schedule.initial,
+        placement=settings.placement,
+        structured=False,
+    )
+    inputs = [e.input for e in task.train + task.eval + task.test] or [""]
+    avg_input = sum(map(len, inputs)) / len(inputs) + len(settings.initial_prompt)
+    return TaskPlan(
+        task=task.name,
+        train=len(task.train),
+        eval=len(task.eval),
+        test=len(task.test),
+        steps=steps,
+        edit_budget=schedule.as_list(),
+        optimizer_calls=optimizer_calls,
+        task_model_calls=task_calls,
+        optimizer_tokens=optimizer_calls * (_tokens(len(meta)) + optimizer_max_tokens),
+        task_model_tokens=task_calls * (_tokens(avg_input) + task_max_tokens),
+    )

@@ -1,0 +1,102 @@
+"""The sequential reference optimizer: the whole GPO loop in one process.
+
+It is the baseline the distributed system must agree with (same seed, same deterministic endpoint)
+and must beat on wall-clock time. It takes an async LLM client per role and an embedder, no Ray.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from gpo_ray.config import OptimizerSettings
+from gpo_ray.core.evaluation import TaskModelParams, score_examples
+from gpo_ray.core.generation import GenerationRequest, GenerationResult, generate_candidates
+from gpo_ray.core.loop import GPOTaskLoop
+from gpo_ray.core.results import StepResult, TaskResult
+from gpo_ray.core.retrieval import retrieve
+from gpo_ray.core.types import TrajectoryEntry
+from gpo_ray.llm.protocol import LLMClient
+from gpo_ray.tasks.types import Example, Task
+
+
+class InProcessServices:
+    """TaskServices with everything local: retrieval over an in-memory trajectory, direct LLM calls."""
+
+    def __init__(
+        self,
+        *,
+        optimizer_llm: LLMClient,
+        task_llm: LLMClient,
+        embed: Callable[[Sequence[str]], Sequence[Sequence[float]]] | None,
+        task_params: TaskModelParams,
+        on_step: Callable[[Task, StepResult], Any] | None = None,
+    ) -> None:
+        self.optimizer_llm = optimizer_llm
+        self.task_llm = task_llm
+        self.embed = embed
+        self.task_params = task_params
+        self.on_step = on_step
+        self._vectors: dict[str, Sequence[float]] = {}
+
+    async def retrieve(
+        self, task: Task, trajectory: Sequence[TrajectoryEntry], *, strategy: str, k: int
+    ) -> list[TrajectoryEntry]:
+        vectors = None
+        if strategy == "relevance":
+            if self.embed is None:
+                raise ValueError("relevance retrieval needs an embedder")
+            missing = [e.prompt for e in trajectory if e.prompt not in self._vectors]
+            if missing:
+                new = await asyncio.to_thread(self.embed, missing)
+                self._vectors.update(zip(missing, new, strict=True))
+            vectors = [self._vectors[e.prompt] for e in trajectory]
+        return retrieve(trajectory, strategy=strategy, k=k, vectors=vectors)
+
+    async def generate(self, request: GenerationRequest) -> GenerationResult:
+        return await generate_candidates(self.optimizer_llm, request)
+
+    async def score(self, task: Task, prompts: Sequence[str], examples: Sequence[Example]) -> list[list[float]]:
+        return list(
+            await asyncio.gather(
+                *(score_examples(self.task_llm, p, examples, metric=task.metric, params=self.task_params) for p in prompts)
+            )
+        )
+
+    async def step_done(self, task: Task, record: StepResult) -> None:
+        if self.on_step is not None:
+            self.on_step(task, record)
+
+    def should_stop(self) -> bool:
+        return False
+
+
+async def optimize_sequential(
+    tasks: Sequence[Task],
+    *,
+    settings: OptimizerSettings,
+    optimizer_llm: LLMClient,
+    task_llm: LLMClient,
+    embed: Callable[[Sequence[str]], Sequence[Sequence[float]]] | None,
+    task_params: TaskModelParams,
+    structured: bool = False,
+    optimizer_temperature: float = 1.0,
+    optimizer_max_tokens: int | None = None,
+) -> dict[str, TaskResult]:
+    """Optimize each task in turn, one LLM call path, no parallelism across tasks."""
+    services = InProcessServices(
+        optimizer_llm=optimizer_llm, task_llm=task_llm, embed=embed, task_params=task_params
+    )
+    results: dict[str, TaskResult] = {}
+    for task in tasks:
+        loop = GPOTaskLoop(
+            task,
+            settings=settings,
+            services=services,
+            structured=structured,
+            optimizer_temperature=optimizer_temperature,
+            optimizer_max_tokens=optimizer_max_tokens,
+        )
+        results[task.name] = await loop.run()
+    return results

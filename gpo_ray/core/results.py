@@ -1,0 +1,73 @@
+"""What one task's optimization produced; the shape of results.json and of the per-step checkpoints."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from gpo_ray.core.types import ScoredCandidate, TrajectoryEntry
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """One completed step: the budget it ran under, the prompt it moved to, every scored candidate."""
+
+    step: int
+    edit_budget: int
+    prompt: str
+    eval_score: float
+    candidates: tuple[ScoredCandidate, ...] = ()
+    counts: dict[str, int] = field(default_factory=dict)  # admitted / duplicate / rejected:<reason>
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "edit_budget": self.edit_budget,
+            "prompt": self.prompt,
+            "eval_score": self.eval_score,
+            "candidates": [asdict(c) for c in self.candidates],
+            "counts": dict(self.counts),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StepResult:
+        return cls(
+            step=int(d["step"]),
+            edit_budget=int(d["edit_budget"]),
+            prompt=str(d["prompt"]),
+            eval_score=float(d["eval_score"]),
+            candidates=tuple(ScoredCandidate(**c) for c in d.get("candidates", [])),
+            counts=dict(d.get("counts", {})),
+        )
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    task: str
+    initial_prompt: str
+    initial_eval_score: float
+    initial_test_score: float | None
+    best_prompt: str
+    best_eval_score: float
+    best_test_score: float | None
+    best_step: int
+    steps: tuple[StepResult, ...]
+    status: str = "completed"  # or "budget_exhausted"
+
+    @property
+    def trajectory(self) -> list[TrajectoryEntry]:
+        first = TrajectoryEntry(self.initial_prompt, self.initial_eval_score, 0)
+        return [first] + [TrajectoryEntry(s.prompt, s.eval_score, s.step) for s in self.steps]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "initial_prompt": self.initial_prompt,
+            "initial_eval_score": self.initial_eval_score,
+            "initial_test_score": self.initial_test_score,
+            "best_prompt": self.best_prompt,
+            "best_eval_score": self.best_eval_score,
+            "best_test_score": self.best_test_score,
+            "best_step": self.best_step,
+            "status": self.status,
+            "steps": [s.to_dict() for s in self.steps],
+        }

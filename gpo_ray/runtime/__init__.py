@@ -1,0 +1,1 @@
+"""Running GPO for real: the run directory, actors, the controller."""
