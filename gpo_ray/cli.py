@@ -179,6 +179,9 @@ COMMANDS = {"plan": cmd_plan, "optimize": cmd_optimize, "resume": cmd_resume, "f
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from gpo_ray.logs import configure_logging
+
+    configure_logging(mode="json" if getattr(args, "json_logs", False) else "quiet")
     try:
         return COMMANDS[args.command](args)
     except GpoError as e:

@@ -1,0 +1,88 @@
+"""The whole GPO loop in-process (the sequential reference optimizer) with deterministic fakes."""
+
+from gpo_ray.config import OptimizerSettings, ScheduleConfig
+from gpo_ray.core.evaluation import TaskModelParams
+from gpo_ray.core.loop import GPOTaskLoop, schedule_for
+from gpo_ray.core.reference import InProcessServices, optimize_sequential
+from gpo_ray.core.edit_distance import word_edit_distance
+from gpo_ray.tasks.registry import resolve_tasks
+
+from tests.scripted import ScriptedOptimizer, ScriptedTaskModel
+
+PHRASES = ["Think step by step.", "Check the arithmetic.", "Be brief.", "Use the numbers given."]
+SKILLS = {"step by step": 0.5, "Check the arithmetic": 0.3}
+
+
+def _task():
+    (task,) = resolve_tasks(["example/arithmetic"], data_dir=None)
+    return task
+
+
+def _settings(**kw):
+    base = dict(epochs=2, batch_size=4, candidates=3, retrieval="recency", initial_prompt="Answer the question.",
+                schedule=ScheduleConfig(initial=12, final=4))
+    base.update(kw)
+    return OptimizerSettings(**base)
+
+
+def _bow(texts):
+    vocab = sorted({w for t in texts for w in t.lower().split()} | {"x"})
+    out = []
+    for t in texts:
+        v = [float(t.lower().split().count(w)) for w in vocab[:64]]
+        n = sum(x * x for x in v) ** 0.5 or 1.0
+        out.append([x / n for x in v])
+    return out
+
+
+async def _run(settings, completed=(), on_step=None):
+    task = _task()
+    services = InProcessServices(optimizer_llm=ScriptedOptimizer(PHRASES), task_llm=ScriptedTaskModel(SKILLS),
+                                 embed=_bow, task_params=TaskModelParams(), on_step=on_step)
+    return await GPOTaskLoop(task, settings=settings, services=services, structured=False).run(completed=completed)
+
+
+async def test_optimization_climbs_and_records_every_step():
+    settings = _settings()
+    recorded = []
+    result = await _run(settings, on_step=lambda t, r: recorded.append(r))
+    schedule = schedule_for(_task(), settings)
+    assert [s.step for s in result.steps] == list(range(1, schedule.total_steps + 1))
+    assert [s.edit_budget for s in result.steps] == schedule.as_list()
+    assert [r.step for r in recorded] == list(range(0, schedule.total_steps + 1))
+    assert result.best_eval_score > result.initial_eval_score
+    assert "step by step" in result.best_prompt or "Check the arithmetic" in result.best_prompt
+    assert 0.0 <= result.best_test_score <= 1.0
+    for s in result.steps:
+        assert s.candidates, "every step scored candidates"
+        assert len({c.prompt for c in s.candidates}) == len(s.candidates)
+
+
+async def test_resume_from_completed_steps_reaches_the_same_result():
+    settings = _settings()
+    recorded = []
+    full = await _run(settings, on_step=lambda t, r: recorded.append(r))
+    resumed = await _run(settings, completed=recorded[:3])
+    assert resumed == full
+
+
+async def test_strict_mode_rejects_candidates_over_budget():
+    settings = _settings(edit_enforcement="strict", schedule=ScheduleConfig(kind="fixed", initial=2, final=2),
+                         max_rerequests=1)
+    result = await _run(settings)
+    previous = result.initial_prompt
+    assert sum(s.counts.get("rejected:over_budget", 0) for s in result.steps) > 0
+    for s in result.steps:
+        for c in s.candidates:
+            assert c.edit_distance == word_edit_distance(previous, c.prompt) <= 2
+        previous = s.prompt
+
+
+async def test_sequential_reference_runs_several_tasks():
+    task = _task()
+    results = await optimize_sequential(
+        [task], settings=_settings(epochs=1), optimizer_llm=ScriptedOptimizer(PHRASES),
+        task_llm=ScriptedTaskModel(SKILLS), embed=_bow, task_params=TaskModelParams(),
+    )
+    assert list(results) == ["example/arithmetic"]
+    assert results["example/arithmetic"].steps
