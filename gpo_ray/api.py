@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import sys
 from collections.abc import Iterator
@@ -87,11 +88,14 @@ def ray_session(address: str | None) -> Iterator[None]:
 def _start_actors(config: RunConfig, run_dir: RunDirectory, opt: Endpoint, task: Endpoint, *,
                   embedder_factory: Any = None) -> tuple[Any, list[Any], list[Any]]:
     from gpo_ray.actors.evaluator import EvaluatorActor
-    from gpo_ray.actors.memory import start_trajectory_memory
+    from gpo_ray.actors.memory import start_trajectory_memory, wait_until_gone
     from gpo_ray.actors.refiner import RefinerActor
 
     cache_dir = str(run_dir.cache_dir.resolve()) if config.cache else None
-    memory = start_trajectory_memory(run_dir=run_dir.path.resolve(), cluster=config.cluster,
+    # One memory actor per run directory, named so that a resumed run waits for a killed driver's one to go.
+    memory_name = "gpo-memory-" + hashlib.sha256(str(run_dir.path.resolve()).encode()).hexdigest()[:16]
+    wait_until_gone(memory_name)
+    memory = start_trajectory_memory(run_dir=run_dir.path.resolve(), cluster=config.cluster, name=memory_name,
                                      embedder_factory=embedder_factory)
     refiners = [
         RefinerActor.options(**ACTOR_OPTIONS).remote(config.optimizer_model, base_url=opt.base_url, model=opt.model,

@@ -88,7 +88,7 @@ class TaskSource(_Frozen):
     path: Path
     input_field: str = "input"
     answer_field: str = "target"
-    metric: MetricKind = MetricKind.EXACT_MATCH
+    metric: MetricKind | None = Field(default=None, description="None infers it from the name and answers")
     # bbh_json has no splits: train/eval sizes carve it (rest is test), shuffled with split_seed.
     train_size: int = Field(default=48, ge=1)
     eval_size: int = Field(default=48, ge=1)

@@ -96,6 +96,24 @@ class TrajectoryMemory:
         return ray.get_runtime_context().get_node_id()
 
 
+MEMORY_NAMESPACE = "gpo-ray"
+
+
+def wait_until_gone(name: str, *, timeout_s: float = 60.0) -> None:
+    """Block until no actor of this name is alive: a crashed driver's memory actor is torn down by Ray
+    shortly after the driver dies, and only one process may own the Chroma directory."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            ray.get_actor(name, namespace=MEMORY_NAMESPACE)
+        except ValueError:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"the memory actor {name!r} of an earlier driver is still alive after {timeout_s:.0f}s")
+
+
 def start_trajectory_memory(
     *,
     run_dir: Path,
@@ -117,7 +135,7 @@ def start_trajectory_memory(
             node_id=ray.get_runtime_context().get_node_id(), soft=False
         )
     if name is not None:
-        options |= {"name": name, "get_if_exists": True}
+        options |= {"name": name, "namespace": MEMORY_NAMESPACE, "get_if_exists": True}
     chroma_path = str((Path(run_dir) / CHROMA_DIRNAME).resolve()) if embedded else None
     actor = (
         ray.remote(TrajectoryMemory)

@@ -1,0 +1,81 @@
+"""A driver killed with SIGKILL after a completed step; `resume` finishes the run with the same result as an
+undisturbed run, every step recorded once, and no completed step's work asked of the endpoint again."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import ray
+
+from gpo_ray.api import optimize, resume
+from gpo_ray.runtime.run_dir import task_file_name
+
+from tests.integration.test_e2e_optimize import fake_config, make_config
+from tests.threaded_fake import fake_llm_thread
+
+pytestmark = pytest.mark.usefixtures("ray_cluster")
+
+
+def _wait_for(predicate, *, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _lines(path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def test_resume_after_sigkill_matches_an_undisturbed_run(tmp_path):
+    base = make_config(tmp_path / "cfg", "http://placeholder/v1")
+    fake_cfg = fake_config(base).model_copy(update={"latency_s": 0.05})
+
+    with fake_llm_thread(fake_cfg) as fake:
+        undisturbed = optimize(make_config(tmp_path / "a", fake.base_url))
+
+    with fake_llm_thread(fake_cfg) as fake:
+        config = make_config(tmp_path / "b", fake.base_url)
+        cfg_file = tmp_path / "run.yaml"
+        cfg_file.write_text(json.dumps(config.public_dict()))
+        checkpoint = config.run_dir / "checkpoints" / task_file_name("example/arithmetic")
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "gpo_ray", "optimize", str(cfg_file), "--quiet",
+             "--address", ray.get_runtime_context().gcs_address],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        try:
+            _wait_for(lambda: _lines(checkpoint) >= 2 or driver.poll() is not None, timeout=180,
+                      what="the first completed step")
+            assert driver.poll() is None, driver.stderr.read().decode()[-2000:]
+            os.kill(driver.pid, signal.SIGKILL)
+            driver.wait(30)
+        finally:
+            if driver.poll() is None:
+                driver.kill()
+        interrupted_at = {t: _lines(config.run_dir / "checkpoints" / task_file_name(t)) for t in undisturbed.tasks}
+        assert not (config.run_dir / "results.json").exists() or \
+            json.loads((config.run_dir / "results.json").read_text())["status"] == "running"
+        answered_before = fake.stats()["completed"]
+
+        resumed = resume(config.run_dir)
+        stats = fake.stats()
+
+    assert resumed.tasks == undisturbed.tasks
+    total_steps = {t: len(r.steps) for t, r in undisturbed.tasks.items()}
+    for task, steps in total_steps.items():
+        lines = (config.run_dir / "checkpoints" / task_file_name(task)).read_text().splitlines()
+        assert [json.loads(x)["step"] for x in lines] == list(range(steps + 1)), "every step recorded exactly once"
+    assert any(n < total_steps[t] + 1 for t, n in interrupted_at.items()), "the kill happened mid-run"
+    # Work of completed steps came from the run's cache: only requests in flight at the kill were asked again.
+    assert stats["duplicates"] <= stats["completed"] - answered_before
+    assert stats["duplicates"] <= 4 * 2 * 2, stats  # at most the evaluators' and refiners' slots in flight
+    assert json.loads((config.run_dir / "results.json").read_text())["status"] == "completed"
