@@ -1,0 +1,120 @@
+"""Client-side limits: requests in flight (a semaphore) and requests/tokens per minute (token buckets).
+
+A slot is taken first and the rate buckets are waited on while holding it, so that a request is sent
+right after it is admitted by the buckets (admitted requests never pile up behind the semaphore and
+then leave in a burst). Tokens per minute are charged up front from an estimate of the request
+(prompt characters / 4 + max_tokens) and corrected with the usage the endpoint reports; a failed
+attempt keeps its estimate charged, which errs on the side of sending less to a struggling endpoint.
+
+In the stack this layer sits *below* retry, so each attempt (what the endpoint actually sees and
+rate-limits) takes a slot and bucket tokens, and a request sleeping in backoff holds no slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from gpo_ray.llm.protocol import ChatRequest, ChatResponse, LLMClient
+
+Clock = Callable[[], float]
+_EPSILON = 1e-9
+_MIN_WAIT_S = 1e-6
+Sleep = Callable[[float], Awaitable[object]]
+
+
+def estimate_tokens(request: ChatRequest) -> int:
+    """A cheap upper-ish estimate of what a request will cost, before it is sent."""
+    prompt_chars = sum(len(m.content) for m in request.messages)
+    return prompt_chars // 4 + 1 + (request.max_tokens or 0)
+
+
+class TokenBucket:
+    """`rate_per_minute` tokens per minute, holding at most `capacity` (default: one second's worth, at least 1).
+
+    Waiters are served first come, first served. A cost above the capacity is charged as the full
+    capacity (otherwise it could never be admitted); `refund` may take the level below zero (a debt).
+    """
+
+    def __init__(
+        self,
+        rate_per_minute: float,
+        *,
+        capacity: float | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        if rate_per_minute <= 0:
+            raise ValueError("rate_per_minute must be positive")
+        self.rate_per_s = rate_per_minute / 60.0
+        self.capacity = capacity if capacity is not None else max(1.0, self.rate_per_s)
+        self._clock = clock
+        self._sleep = sleep
+        self._level = self.capacity
+        self._updated = clock()
+        self._lock = asyncio.Lock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._level = min(self.capacity, self._level + (now - self._updated) * self.rate_per_s)
+        self._updated = now
+
+    async def acquire(self, cost: float = 1.0) -> None:
+        cost = min(cost, self.capacity)
+        async with self._lock:
+            while True:
+                self._refill()
+                if self._level >= cost - _EPSILON:  # float refill may land a hair short
+                    self._level -= cost
+                    return
+                await self._sleep(max(_MIN_WAIT_S, (cost - self._level) / self.rate_per_s))
+
+    def refund(self, amount: float) -> None:
+        """Give back (amount > 0) or charge more (amount < 0) after the fact."""
+        self._refill()
+        self._level = min(self.capacity, self._level + amount)
+
+
+class LimitedClient:
+    """Caps requests in flight and, optionally, requests and tokens per minute."""
+
+    def __init__(
+        self,
+        inner: LLMClient,
+        *,
+        max_in_flight: int,
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        self.inner = inner
+        self.max_in_flight = max_in_flight
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._rpm = TokenBucket(requests_per_minute, clock=clock, sleep=sleep) if requests_per_minute else None
+        # A minute's tokens may go at once: token limits are per minute and single requests are large.
+        self._tpm = (
+            TokenBucket(tokens_per_minute, capacity=tokens_per_minute, clock=clock, sleep=sleep)
+            if tokens_per_minute
+            else None
+        )
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        async with self._slots:
+            if self._rpm is not None:
+                await self._rpm.acquire(1.0)
+            estimate = estimate_tokens(request)
+            if self._tpm is not None:
+                await self._tpm.acquire(estimate)
+            response = await self.inner.complete(request)
+            if self._tpm is not None:
+                self._tpm.refund(min(estimate, self._tpm.capacity) - response.usage.total_tokens)
+            return response
+
+    async def aclose(self) -> None:
+        close = getattr(self.inner, "aclose", None)
+        if close is not None:
+            await close()

@@ -1,0 +1,105 @@
+"""Retry with exponential backoff and full jitter; honours the server's Retry-After.
+
+Only errors marked `retryable` are retried; fatal ones pass straight through. When the attempts run
+out, `EndpointUnavailable` names the endpoint, the model and the last error, so the run can stop
+cleanly and be resumed later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable, Mapping
+
+import structlog
+
+from gpo_ray.llm.accounting import error_kind
+from gpo_ray.llm.errors import EndpointUnavailable, LLMError
+from gpo_ray.llm.protocol import ChatRequest, ChatResponse, LLMClient
+
+# A Retry-After longer than this is treated as this: a server asking for an hour should stop the run
+# through the attempt bound, not hang it.
+RETRY_AFTER_CEILING_S = 600.0
+
+
+def backoff_delay(attempt: int, *, base_delay_s: float, max_delay_s: float, rng: random.Random) -> float:
+    """Full jitter: uniform in [0, min(max, base * 2**(attempt-1))] for the attempt-th retry (1-based)."""
+    ceiling = min(max_delay_s, base_delay_s * (2 ** (attempt - 1)))
+    return rng.uniform(0.0, ceiling)
+
+
+class RetryingClient:
+    """Retries retryable LLM errors up to `max_attempts` attempts in all (1 = no retry)."""
+
+    def __init__(
+        self,
+        inner: LLMClient,
+        *,
+        max_attempts: int,
+        base_delay_s: float = 0.5,
+        max_delay_s: float = 30.0,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        rng: random.Random | None = None,
+        on_retry: Callable[[str], None] | None = None,
+        log_context: Mapping[str, str] | None = None,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.inner = inner
+        self.max_attempts = max_attempts
+        self.base_delay_s = base_delay_s
+        self.max_delay_s = max_delay_s
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._on_retry = on_retry
+        self._log = structlog.get_logger(__name__).bind(**dict(log_context or {}))
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        attempt = 1
+        while True:
+            try:
+                return await self.inner.complete(request)
+            except LLMError as e:
+                if not e.retryable:
+                    raise
+                kind = error_kind(e)
+                if attempt >= self.max_attempts:
+                    self._log.warning(
+                        "llm_gave_up", attempts=attempt, error_kind=kind, endpoint=e.endpoint, model=e.model
+                    )
+                    raise EndpointUnavailable(
+                        f"no answer after {attempt} attempt{'s' if attempt != 1 else ''}; last error: "
+                        f"{type(e).__name__}: {_bare_message(e)}",
+                        endpoint=e.endpoint or getattr(self.inner, "endpoint", ""),
+                        model=e.model or getattr(self.inner, "model", ""),
+                    ) from e
+                delay = backoff_delay(
+                    attempt, base_delay_s=self.base_delay_s, max_delay_s=self.max_delay_s, rng=self._rng
+                )
+                if e.retry_after is not None:
+                    delay = max(delay, min(e.retry_after, RETRY_AFTER_CEILING_S))
+                self._log.info(
+                    "llm_retry",
+                    attempt=attempt,
+                    max_attempts=self.max_attempts,
+                    error_kind=kind,
+                    delay_s=round(delay, 3),
+                    endpoint=e.endpoint,
+                    model=e.model,
+                )
+                if self._on_retry is not None:
+                    self._on_retry(kind)
+                await self._sleep(delay)
+                attempt += 1
+
+    async def aclose(self) -> None:
+        close = getattr(self.inner, "aclose", None)
+        if close is not None:
+            await close()
+
+
+def _bare_message(e: LLMError) -> str:
+    """The error's message without the `[endpoint=... model=...]` suffix (the new error adds its own)."""
+    text = str(e)
+    suffix = f" [endpoint={e.endpoint} model={e.model}]"
+    return text[: -len(suffix)] if (e.endpoint or e.model) and text.endswith(suffix) else text

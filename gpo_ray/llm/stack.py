@@ -1,0 +1,76 @@
+"""Assemble one role's client stack from its config.
+
+Outermost first:
+
+    AccountingClient       calls, cache hits
+    CachedClient           a hit costs no slot, no rate token, no request
+    RetryingClient         backoff; each attempt goes through the layers below again
+    LimitedClient          in-flight slots, RPM/TPM buckets - per attempt, so retries are rate-limited too
+    AttemptCountingClient  requests, tokens, errors by kind - exactly what the endpoint saw
+    OpenAITransport        one HTTP request
+
+Retry sits above the limits so that a request sleeping in backoff holds no slot, and every attempt the
+endpoint sees (and rate-limits) is admitted by the buckets.
+"""
+
+from __future__ import annotations
+
+from gpo_ray.config import LLMRoleConfig
+from gpo_ray.llm.accounting import AccountingClient, AttemptCountingClient, UsageCounters
+from gpo_ray.llm.cache import CachedClient, ResponseCache
+from gpo_ray.llm.limits import LimitedClient
+from gpo_ray.llm.protocol import LLMClient
+from gpo_ray.llm.retry import RetryingClient
+from gpo_ray.llm.transport import OpenAITransport
+
+
+def build_client(
+    role: LLMRoleConfig,
+    *,
+    role_name: str,
+    base_url: str,
+    model: str,
+    cache: ResponseCache | None,
+    counters: UsageCounters,
+    base_delay_s: float = 0.5,
+    max_delay_s: float = 30.0,
+) -> LLMClient:
+    """The full stack for one role.
+
+    `base_url` and `model` are explicit because the embedded server's URL is known only at run time.
+
+    `base_delay_s`/`max_delay_s` bound the retry backoff (full jitter); Retry-After from the server wins when longer.
+    """
+    structured = role.structured_output if role.structured_output is not None else role.is_embedded
+    client: LLMClient = OpenAITransport(
+        base_url=base_url,
+        model=model,
+        api_key_env=role.api_key_env,
+        timeout_s=role.timeout_s,
+        structured_output=structured,
+    )
+    client = AttemptCountingClient(client, counters=counters)
+    client = LimitedClient(
+        client,
+        max_in_flight=role.max_in_flight,
+        requests_per_minute=role.requests_per_minute,
+        tokens_per_minute=role.tokens_per_minute,
+    )
+    client = RetryingClient(
+        client,
+        max_attempts=role.max_retries + 1,
+        base_delay_s=base_delay_s,
+        max_delay_s=max_delay_s,
+        on_retry=counters.record_retry,
+        log_context={"role": role_name},
+    )
+    if cache is not None:
+        client = CachedClient(client, cache=cache, model=model)
+    return AccountingClient(client, counters=counters)
+
+
+async def close_client(client: LLMClient) -> None:
+    """Close a stack built by `build_client` (the transport's HTTP connections)."""
+    close = getattr(client, "aclose", None)
+    if close is not None:
+        await close()

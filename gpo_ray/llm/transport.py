@@ -1,0 +1,241 @@
+"""The bottom layer: one HTTP request to an OpenAI-compatible endpoint, SDK errors mapped to typed errors.
+
+The openai SDK's own retries are off (`max_retries=0`): the retry layer above owns retrying, so that
+every attempt is visible to the limits and accounting layers. Error messages name the endpoint and
+model and never the key; the server's own error text is shortened and scrubbed of anything key-like.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import os
+import re
+import time
+from typing import Any
+
+import openai
+
+from gpo_ray.llm.errors import FatalLLMError, LLMError, MalformedResponse, RateLimited, RetryableLLMError
+from gpo_ray.llm.protocol import ChatRequest, ChatResponse, Usage
+
+NO_KEY = "not-needed"  # local servers (llama.cpp, vLLM) accept any key; the SDK insists on one
+_KEYLIKE = re.compile(r"\b(?:sk|pk|rk)-[A-Za-z0-9_\-*.]{4,}|\bBearer\s+\S+", re.IGNORECASE)
+_MAX_SERVER_TEXT = 200
+
+
+class MissingAPIKey(FatalLLMError):
+    """`api_key_env` names a variable that is not set. The message names the variable, never a value."""
+
+
+def read_api_key(api_key_env: str | None) -> str:
+    """The key from the named environment variable, or a dummy for keyless local servers."""
+    if api_key_env is None:
+        return NO_KEY
+    value = os.environ.get(api_key_env)
+    if not value:
+        raise MissingAPIKey(f"the environment variable {api_key_env} (named by api_key_env) is not set or empty")
+    return value
+
+
+class OpenAITransport:
+    """Sends one ChatRequest with the openai SDK; failures become RateLimited, RetryableLLMError,
+    FatalLLMError or MalformedResponse.
+
+    The SDK client is created on first use, inside whatever event loop (e.g. a Ray actor's) calls it.
+    Pickling drops the key and the client; an unpickled copy reads the key from its own environment.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        model: str,
+        api_key_env: str | None = None,
+        timeout_s: float = 60.0,
+        structured_output: bool = False,
+    ) -> None:
+        self.endpoint = base_url
+        self.model = model
+        self.api_key_env = api_key_env
+        self.timeout_s = timeout_s
+        self.structured_output = structured_output
+        self._api_key = read_api_key(api_key_env)
+        self._client: openai.AsyncOpenAI | None = None
+
+    def __repr__(self) -> str:
+        return f"OpenAITransport(endpoint={self.endpoint!r}, model={self.model!r}, api_key_env={self.api_key_env!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_api_key"] = None
+        state["_client"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._api_key = read_api_key(self.api_key_env)
+
+    def _sdk(self) -> openai.AsyncOpenAI:
+        if self._client is None:
+            self._client = openai.AsyncOpenAI(
+                base_url=self.endpoint, api_key=self._api_key, max_retries=0, timeout=self.timeout_s
+            )
+        return self._client
+
+    def request_params(self, request: ChatRequest) -> dict[str, Any]:
+        """The keyword arguments for `chat.completions.create` (no key, no URL)."""
+        params: dict[str, Any] = {
+            "model": self.model,
+            "messages": [m.as_dict() for m in request.messages],
+            "temperature": request.temperature,
+        }
+        if request.max_tokens is not None:
+            params["max_tokens"] = request.max_tokens
+        if request.seed is not None:
+            params["seed"] = request.seed
+        if request.stop:
+            params["stop"] = list(request.stop)
+        if request.json_schema is not None and self.structured_output:
+            params["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "candidate", "schema": request.json_schema, "strict": True},
+            }
+        return params
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        try:
+            completion = await self._sdk().chat.completions.create(**self.request_params(request))
+        except openai.APIStatusError as e:
+            raise self._status_error(e) from None
+        except openai.APITimeoutError:
+            raise self._error(RetryableLLMError, f"no response within {self.timeout_s:g}s", kind="timeout") from None
+        except openai.APIConnectionError as e:
+            raise self._error(RetryableLLMError, f"connection failed ({_cause_name(e)})", kind="connection") from None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise self._error(MalformedResponse, "response body is not JSON", kind="malformed") from None
+        except openai.APIResponseValidationError:
+            raise self._error(MalformedResponse, "response is not a chat completion", kind="malformed") from None
+        return self._parse(completion, request)
+
+    def _parse(self, completion: Any, request: ChatRequest) -> ChatResponse:
+        if isinstance(completion, str | bytes):  # the SDK hands back raw text for a non-JSON content type
+            raise self._error(MalformedResponse, "response body is not JSON", kind="malformed")
+        choices = getattr(completion, "choices", None)
+        if not choices:
+            raise self._error(MalformedResponse, "response has no choices", kind="malformed")
+        message = getattr(choices[0], "message", None)
+        text = getattr(message, "content", None)
+        if not isinstance(text, str):
+            raise self._error(MalformedResponse, "response has no message content", kind="malformed")
+        usage = getattr(completion, "usage", None)
+        prompt_tokens = getattr(usage, "prompt_tokens", None)
+        completion_tokens = getattr(usage, "completion_tokens", None)
+        if not isinstance(prompt_tokens, int) or not isinstance(completion_tokens, int):
+            # Some servers omit usage; a deterministic estimate keeps token budgets meaningful.
+            prompt_tokens = sum(len(m.content) for m in request.messages) // 4
+            completion_tokens = len(text) // 4
+        return ChatResponse(
+            text=text,
+            usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens),
+            finish_reason=getattr(choices[0], "finish_reason", None),
+        )
+
+    def _status_error(self, e: openai.APIStatusError) -> LLMError:
+        status = e.status_code
+        detail = self._server_text(e)
+        if status == 429:
+            if _error_code(e) == "insufficient_quota":
+                return self._error(FatalLLMError, f"HTTP 429 insufficient quota{detail}", kind="quota")
+            return self._error(
+                RateLimited,
+                f"HTTP 429 rate limited{detail}",
+                kind="rate_limited",
+                retry_after=retry_after_s(e.response.headers),
+            )
+        if status == 408:
+            return self._error(RetryableLLMError, f"HTTP 408 request timeout{detail}", kind="timeout")
+        if status == 409:
+            return self._error(RetryableLLMError, f"HTTP 409 conflict{detail}", kind="conflict")
+        if status >= 500:
+            return self._error(
+                RetryableLLMError,
+                f"HTTP {status} server error{detail}",
+                kind="server_error",
+                retry_after=retry_after_s(e.response.headers),
+            )
+        if status in (401, 403):
+            # The server's text may quote part of the key; say only where to look.
+            hint = (
+                f"; check the variable {self.api_key_env}"
+                if self.api_key_env
+                else "; the endpoint wants an API key (set api_key_env)"
+            )
+            return self._error(FatalLLMError, f"HTTP {status} authentication failed{hint}", kind="auth")
+        if status == 404:
+            return self._error(
+                FatalLLMError, f"HTTP 404 not found (wrong base_url or model?){detail}", kind="not_found"
+            )
+        return self._error(FatalLLMError, f"HTTP {status} request rejected{detail}", kind="bad_request")
+
+    def _server_text(self, e: openai.APIStatusError) -> str:
+        body = e.body
+        message = body.get("message") if isinstance(body, dict) else None
+        if not isinstance(message, str) or not message.strip():
+            return ""
+        return f": {self.scrub(message.strip())[:_MAX_SERVER_TEXT]}"
+
+    def scrub(self, text: str) -> str:
+        """Remove the key and anything key-shaped from text that came from the server."""
+        if self._api_key and self._api_key != NO_KEY:
+            text = text.replace(self._api_key, "***")
+        return _KEYLIKE.sub("***", text)
+
+    def _error(
+        self, cls: type[LLMError], message: str, *, kind: str, retry_after: float | None = None
+    ) -> LLMError:
+        err = cls(message, endpoint=self.endpoint, model=self.model, retry_after=retry_after)
+        err.kind = kind  # type: ignore[attr-defined]  # read by accounting.error_kind
+        return err
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.close()
+
+
+def retry_after_s(headers: Any) -> float | None:
+    """Seconds to wait, from `retry-after-ms` or `Retry-After` (seconds or an HTTP date); None if unreadable."""
+    if headers is None:
+        return None
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms is not None:
+        try:
+            return max(0.0, float(raw_ms) / 1000.0)
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if raw is None:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _error_code(e: openai.APIStatusError) -> str | None:
+    body = e.body
+    if isinstance(body, dict):
+        code = body.get("code") or body.get("type")
+        return str(code) if code else None
+    return None
+
+
+def _cause_name(e: BaseException) -> str:
+    cause = e.__cause__ or e.__context__
+    return type(cause).__name__ if cause is not None else type(e).__name__

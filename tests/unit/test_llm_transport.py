@@ -1,0 +1,181 @@
+"""The transport against the fake server over real loopback HTTP, through the openai SDK."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from gpo_ray.llm.errors import FatalLLMError, MalformedResponse, RateLimited, RetryableLLMError
+from gpo_ray.llm.protocol import ChatMessage, ChatRequest, user_message
+from gpo_ray.llm.transport import MissingAPIKey, OpenAITransport, retry_after_s
+from tests.fakes import running_fake_llm
+
+SECRET = "sk-test-SECRETVALUE-1234567890abcdef"
+
+
+def ask(text: str, **kw) -> ChatRequest:
+    return ChatRequest(messages=user_message(text), **kw)
+
+
+async def test_a_reply_carries_text_usage_and_finish_reason():
+    async with running_fake_llm(answer_key={"Is the sky blue?": "Yes"}, base_accuracy=1.0) as server:
+        transport = OpenAITransport(base_url=server.base_url, model="fake-model")
+        try:
+            response = await transport.complete(ask("Is the sky blue?", seed=3))
+        finally:
+            await transport.aclose()
+    assert response.text.endswith("The answer is Yes.")
+    assert response.finish_reason == "stop"
+    assert response.cached is False
+    stats = server.stats()
+    assert response.usage.prompt_tokens == stats["prompt_tokens"]
+    assert response.usage.completion_tokens == stats["completion_tokens"]
+
+
+async def test_sends_stop_max_tokens_and_the_json_schema_only_when_structured_output_is_on():
+    meta = "Improve it.\n<current_prompt>\nSolve it.\n</current_prompt>\n"
+    schema = {"type": "object", "properties": {"prompt": {"type": "string"}}, "required": ["prompt"]}
+    messages = (ChatMessage("system", "You edit prompts."), ChatMessage("user", meta))
+    request = ChatRequest(messages=messages, json_schema=schema, seed=1)
+    async with running_fake_llm() as server:
+        structured = OpenAITransport(base_url=server.base_url, model="m", structured_output=True)
+        plain = OpenAITransport(base_url=server.base_url, model="m", structured_output=False)
+        try:
+            as_json = await structured.complete(request)
+            as_text = await plain.complete(request)
+            stopped = await plain.complete(ChatRequest(messages=user_message(meta), stop=("<END>",), seed=1))
+            short = await plain.complete(ChatRequest(messages=user_message(meta), max_tokens=2, seed=1))
+        finally:
+            await structured.aclose()
+            await plain.aclose()
+    assert as_json.text.startswith('{"prompt": "Solve it. ')
+    assert as_text.text.startswith("<START>Solve it. ") and as_text.text.endswith("<END>")
+    assert stopped.text.startswith("<START>") and "<END>" not in stopped.text
+    assert short.finish_reason == "length"
+    assert "response_format" not in plain.request_params(request)
+    assert structured.request_params(request)["response_format"]["json_schema"]["strict"] is True
+
+
+async def test_rate_limit_is_retryable_and_carries_retry_after():
+    async with running_fake_llm(retry_after_s=1.5) as server:
+        transport = OpenAITransport(base_url=server.base_url, model="m")
+        try:
+            with pytest.raises(RateLimited) as info:
+                await transport.complete(ask("hi [[fault:429]]"))
+        finally:
+            await transport.aclose()
+    assert info.value.retryable and info.value.retry_after == 1.5
+    assert server.base_url in str(info.value) and "model=m" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("marker", "error_type", "kind"),
+    [
+        ("500", RetryableLLMError, "server_error"),
+        ("503", RetryableLLMError, "server_error"),
+        ("408", RetryableLLMError, "timeout"),
+        ("409", RetryableLLMError, "conflict"),
+        ("401", FatalLLMError, "auth"),
+        ("403", FatalLLMError, "auth"),
+        ("400", FatalLLMError, "bad_request"),
+        ("404", FatalLLMError, "not_found"),
+        ("quota", FatalLLMError, "quota"),
+        ("malformed", MalformedResponse, "malformed"),
+        ("empty", MalformedResponse, "malformed"),
+    ],
+)
+async def test_http_failures_map_to_typed_errors(marker, error_type, kind):
+    async with running_fake_llm() as server:
+        transport = OpenAITransport(base_url=server.base_url, model="m")
+        try:
+            with pytest.raises(error_type) as info:
+                await transport.complete(ask(f"hello [[fault:{marker}]]"))
+        finally:
+            await transport.aclose()
+    assert type(info.value) is error_type
+    assert info.value.kind == kind
+    assert f"endpoint={server.base_url}" in str(info.value) and "model=m" in str(info.value)
+
+
+async def test_a_hung_request_times_out_as_retryable():
+    async with running_fake_llm() as server:
+        transport = OpenAITransport(base_url=server.base_url, model="m", timeout_s=0.3)
+        try:
+            with pytest.raises(RetryableLLMError) as info:
+                await transport.complete(ask("wait [[fault:hang]]"))
+        finally:
+            await transport.aclose()
+    assert info.value.kind == "timeout"
+    assert server.stats()["faults"] == {"hang": 1}
+
+
+async def test_a_refused_connection_is_retryable():
+    async with running_fake_llm() as server:
+        url = server.base_url
+    transport = OpenAITransport(base_url=url, model="m", timeout_s=2)  # the server is gone now
+    try:
+        with pytest.raises(RetryableLLMError) as info:
+            await transport.complete(ask("anyone?"))
+    finally:
+        await transport.aclose()
+    assert info.value.kind == "connection"
+
+
+def test_an_unset_key_variable_is_named_and_a_missing_name_means_no_key(monkeypatch):
+    monkeypatch.delenv("GPO_TEST_UNSET_KEY", raising=False)
+    with pytest.raises(MissingAPIKey, match="GPO_TEST_UNSET_KEY"):
+        OpenAITransport(base_url="http://127.0.0.1:9/v1", model="m", api_key_env="GPO_TEST_UNSET_KEY")
+    OpenAITransport(base_url="http://127.0.0.1:9/v1", model="m", api_key_env=None)  # local server: no key needed
+
+
+async def test_a_wrong_key_fails_fatally_without_revealing_it(monkeypatch):
+    monkeypatch.setenv("GPO_TEST_CLIENT_KEY", SECRET)
+    monkeypatch.setenv("GPO_TEST_SERVER_KEY", "sk-the-right-one-0000000000")
+    async with running_fake_llm(api_key_env="GPO_TEST_SERVER_KEY") as server:
+        transport = OpenAITransport(base_url=server.base_url, model="m", api_key_env="GPO_TEST_CLIENT_KEY")
+        try:
+            with pytest.raises(FatalLLMError) as info:
+                await transport.complete(ask("hello"))
+        finally:
+            await transport.aclose()
+    message = str(info.value)
+    assert "GPO_TEST_CLIENT_KEY" in message and "401" in message
+    assert SECRET not in message and "SECRETVALUE" not in message
+    assert SECRET not in repr(transport)
+
+
+async def test_the_right_key_is_accepted(monkeypatch):
+    monkeypatch.setenv("GPO_TEST_KEY", SECRET)
+    async with running_fake_llm(api_key_env="GPO_TEST_KEY") as server:
+        transport = OpenAITransport(base_url=server.base_url, model="m", api_key_env="GPO_TEST_KEY")
+        try:
+            response = await transport.complete(ask("What is 2 + 2?"))
+        finally:
+            await transport.aclose()
+    assert "The answer is" in response.text
+
+
+def test_pickling_drops_the_key_and_rereads_it_from_the_environment(monkeypatch):
+    monkeypatch.setenv("GPO_TEST_KEY", SECRET)
+    transport = OpenAITransport(base_url="http://127.0.0.1:9/v1", model="m", api_key_env="GPO_TEST_KEY")
+    blob = pickle.dumps(transport)
+    assert SECRET.encode() not in blob
+    monkeypatch.setenv("GPO_TEST_KEY", "sk-other-process-key-000000")
+    copy = pickle.loads(blob)
+    assert copy.endpoint == transport.endpoint and copy._api_key == "sk-other-process-key-000000"
+
+
+def test_server_text_is_scrubbed_of_key_like_strings(monkeypatch):
+    monkeypatch.setenv("GPO_TEST_KEY", SECRET)
+    transport = OpenAITransport(base_url="http://127.0.0.1:9/v1", model="m", api_key_env="GPO_TEST_KEY")
+    scrubbed = transport.scrub(f"Incorrect API key provided: {SECRET[:10]}****cdef and {SECRET} Bearer abc.def")
+    assert "SECRET" not in scrubbed and "sk-test" not in scrubbed and "abc.def" not in scrubbed
+
+
+def test_retry_after_headers():
+    assert retry_after_s({"retry-after-ms": "250"}) == 0.25
+    assert retry_after_s({"retry-after": "3"}) == 3.0
+    assert retry_after_s({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0  # a date in the past
+    assert retry_after_s({"retry-after": "soon"}) is None
+    assert retry_after_s({}) is None
