@@ -43,7 +43,7 @@ class Evaluator:
         max_in_flight: int,
     ) -> None:
         self.counters = UsageCounters()
-        cache = ResponseCache(Path(cache_dir) / "task_model.sqlite") if cache_dir else None
+        cache = ResponseCache(Path(cache_dir) / "task_model") if cache_dir else None
         self.llm = build_client(role, role_name="task_model", base_url=base_url, model=model, cache=cache,
                                 counters=self.counters)
         self.params = params

@@ -22,7 +22,7 @@ class Refiner:
 
     def __init__(self, role: LLMRoleConfig, *, base_url: str, model: str, cache_dir: str | None) -> None:
         self.counters = UsageCounters()
-        cache = ResponseCache(Path(cache_dir) / "optimizer.sqlite") if cache_dir else None
+        cache = ResponseCache(Path(cache_dir) / "optimizer") if cache_dir else None
         self.llm = build_client(role, role_name="optimizer", base_url=base_url, model=model, cache=cache,
                                 counters=self.counters)
 

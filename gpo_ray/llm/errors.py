@@ -5,6 +5,7 @@ from __future__ import annotations
 
 class LLMError(Exception):
     retryable: bool = False
+    kind: str = "llm_error"  # for counters; the transport sets a finer one (server_error, timeout, auth, quota, ...)
 
     def __init__(self, message: str, *, endpoint: str = "", model: str = "", retry_after: float | None = None):
         where = f" [endpoint={endpoint} model={model}]" if endpoint or model else ""
@@ -18,21 +19,27 @@ class RetryableLLMError(LLMError):
     """429, 408, 409, 5xx, timeouts, connection errors."""
 
     retryable = True
+    kind = "retryable"
 
 
 class RateLimited(RetryableLLMError):
-    pass
+    kind = "rate_limited"
 
 
 class MalformedResponse(RetryableLLMError):
     """Empty choices, a non-JSON body, missing content: retried a bounded number of times."""
+
+    kind = "malformed"
 
 
 class FatalLLMError(LLMError):
     """400/401/403/404 and insufficient quota: never retried."""
 
     retryable = False
+    kind = "fatal"
 
 
 class EndpointUnavailable(LLMError):
     """Retries exhausted: the run stops cleanly and can be resumed."""
+
+    kind = "unavailable"

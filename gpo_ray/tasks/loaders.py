@@ -127,9 +127,15 @@ def load_bbh_json(source: TaskSource) -> Task:
     random.Random(source.split_seed).shuffle(pool)
     train_end = source.train_size
     eval_end = train_end + source.eval_size
+    if source.metric is None:
+        from gpo_ray.tasks.registry import infer_metric
+
+        metric = infer_metric(source.name, pool)
+    else:
+        metric = source.metric
     task = Task(
         name=source.name,
-        metric=source.metric,
+        metric=metric,
         train=_renumber(pool[:train_end], "train"),
         eval=_renumber(pool[train_end:eval_end], "eval"),
         test=_renumber(pool[eval_end:], "test"),
