@@ -41,6 +41,11 @@ class LLMRoleConfig(_Frozen):
         default=None, description="Ask for JSON-schema output; None = on for the embedded model, off elsewhere."
     )
 
+    structured_output_style: Literal["json_schema", "json_object_schema"] | None = Field(
+        default=None,
+        description="json_schema (OpenAI, vLLM) or json_object_schema (llama-cpp-python); None picks by endpoint",
+    )
+
     @field_validator("api_key_env")
     @classmethod
     def _looks_like_env_name(cls, v: str | None) -> str | None:

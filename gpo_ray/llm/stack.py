@@ -48,6 +48,7 @@ def build_client(
         api_key_env=role.api_key_env,
         timeout_s=role.timeout_s,
         structured_output=structured,
+        schema_style=role.structured_output_style or ("json_object_schema" if role.is_embedded else "json_schema"),
     )
     client = AttemptCountingClient(client, counters=counters)
     client = LimitedClient(

@@ -38,6 +38,13 @@ def read_api_key(api_key_env: str | None) -> str:
     return value
 
 
+def _is_loopback(url: str) -> bool:
+    from urllib.parse import urlparse
+
+    host = (urlparse(url).hostname or "").lower()
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
 class OpenAITransport:
     """Sends one ChatRequest with the openai SDK; failures become RateLimited, RetryableLLMError,
     FatalLLMError or MalformedResponse.
@@ -54,12 +61,14 @@ class OpenAITransport:
         api_key_env: str | None = None,
         timeout_s: float = 60.0,
         structured_output: bool = False,
+        schema_style: str = "json_schema",
     ) -> None:
         self.endpoint = base_url
         self.model = model
         self.api_key_env = api_key_env
         self.timeout_s = timeout_s
         self.structured_output = structured_output
+        self.schema_style = schema_style  # "json_schema" (OpenAI, vLLM) | "json_object_schema" (llama-cpp-python)
         self._api_key = read_api_key(api_key_env)
         self._client: openai.AsyncOpenAI | None = None
 
@@ -78,8 +87,13 @@ class OpenAITransport:
 
     def _sdk(self) -> openai.AsyncOpenAI:
         if self._client is None:
+            http_client = None
+            if _is_loopback(self.endpoint):
+                # A proxy from the environment must not capture requests to a server on this machine.
+                http_client = openai.DefaultAsyncHttpxClient(trust_env=False, timeout=self.timeout_s)
             self._client = openai.AsyncOpenAI(
-                base_url=self.endpoint, api_key=self._api_key, max_retries=0, timeout=self.timeout_s
+                base_url=self.endpoint, api_key=self._api_key, max_retries=0, timeout=self.timeout_s,
+                http_client=http_client,
             )
         return self._client
 
@@ -97,10 +111,14 @@ class OpenAITransport:
         if request.stop:
             params["stop"] = list(request.stop)
         if request.json_schema is not None and self.structured_output:
-            params["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "candidate", "schema": request.json_schema, "strict": True},
-            }
+            if self.schema_style == "json_object_schema":
+                # llama-cpp-python's server enforces a schema given this way and rejects "json_schema" with a 500.
+                params["response_format"] = {"type": "json_object", "schema": request.json_schema}
+            else:
+                params["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {"name": "candidate", "schema": request.json_schema, "strict": True},
+                }
         return params
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
