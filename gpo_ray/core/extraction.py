@@ -78,9 +78,18 @@ def rejection_reason(candidate: str) -> str | None:
         return "no_letters"
     if len(candidate.split()) > MAX_WORDS:
         return "too_long"
-    if _SCAFFOLDING.search(candidate):
+    if _SCAFFOLDING.search(candidate) or _PLACEHOLDER_LIKE.search(candidate) or _JSON_LIKE.search(candidate):
         return "scaffolding"
+    visible = [c for c in candidate if not c.isspace()]
+    if sum(c.isalpha() for c in visible) < 0.6 * len(visible):
+        return "garbage"
     return None
+
+
+# Template holes a weak model copies instead of filling in: "<new prompt>", "{new prompt}", "[your prompt]".
+_PLACEHOLDER_LIKE = re.compile(r"<\s*[A-Za-z][A-Za-z _-]{0,30}\s*>|\{\s*[A-Za-z][A-Za-z _-]{0,30}\s*\}|\[\s*(?:your|new)\b[^\]]{0,30}\]", re.I)
+# Half-written JSON that the JSON path could not parse: '{ "prompt" : ...'.
+_JSON_LIKE = re.compile(r'^\s*\{\s*"|"prompt"\s*:', re.I)
 
 
 def _from_json(text: str) -> str | None:

@@ -122,3 +122,18 @@ def test_filter_counts_are_a_snapshot() -> None:
     f.admit("Think carefully.")
     assert snapshot["admitted"] == 0
     assert f.counts["admitted"] == 1
+
+
+@pytest.mark.parametrize(
+    "reply",
+    # Real SmolLM2-135M replies to the meta-prompt: template holes and half-written JSON, not prompts.
+    [',<new prompt>', '{ "prompt" : ",.+56,012345}', "{new prompt} {score}", "[your new prompt here]", "12 + 5 = 17 !!"],
+)
+def test_weak_model_echoes_of_the_template_are_rejected(reply):
+    candidate, how = extract_candidate(reply, structured=True)
+    assert candidate is None and how.startswith("rejected:")
+
+
+def test_a_prompt_that_mentions_json_is_still_a_prompt():
+    candidate, _ = extract_candidate('Solve it; answer in JSON like {"answer": 3}.', structured=False)
+    assert candidate == 'Solve it; answer in JSON like {"answer": 3}.'
