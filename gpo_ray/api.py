@@ -113,6 +113,22 @@ def _start_actors(config: RunConfig, run_dir: RunDirectory, opt: Endpoint, task:
     return memory, refiners, evaluators
 
 
+def llm_error_in(exc: BaseException) -> LLMError | None:
+    """The LLM error behind an exception, also when it comes wrapped from an actor (RayTaskError.cause)."""
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [exc]
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        cause = getattr(e, "cause", None)
+        if isinstance(e, LLMError) and not isinstance(cause, BaseException):
+            return e
+        stack += [cause if isinstance(cause, BaseException) else None, e.__cause__, e.__context__]
+    return None
+
+
 def _kill(handles: list[Any]) -> None:
     import ray
 
@@ -135,8 +151,12 @@ def _execute(config: RunConfig, run_dir: RunDirectory, *, output: str, embedder_
         try:
             log.info("run_started", tasks=[t.name for t in tasks], optimizer=opt.base_url, task_model=task_ep.base_url)
             results = asyncio.run(controller.run())
-        except LLMError as e:
-            raise RunFailed(f"{e}; completed steps are saved, `gpo-ray resume {run_dir.path}` continues") from None
+        except Exception as e:
+            cause = llm_error_in(e)
+            if cause is None:
+                raise
+            log.error("run_failed", error=str(cause), kind=cause.kind)
+            raise RunFailed(f"{cause}; completed steps are saved, `gpo-ray resume {run_dir.path}` continues") from None
         finally:
             progress.close()
             _kill([memory, *refiners, *evaluators])
