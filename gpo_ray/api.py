@@ -8,7 +8,7 @@ import contextlib
 import hashlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,15 @@ class Results:
     status: str
     tasks: dict[str, TaskResult]
     usage: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RunActors:
+    """The actors of a running optimization, handed to `on_actors_started` (fault tests, placement checks)."""
+
+    memory: Any
+    refiners: list[Any]
+    evaluators: list[Any]
 
 
 @dataclass(frozen=True)
@@ -137,7 +146,8 @@ def _kill(handles: list[Any]) -> None:
             ray.kill(h, no_restart=True)
 
 
-def _execute(config: RunConfig, run_dir: RunDirectory, *, output: str, embedder_factory: Any = None) -> Results:
+def _execute(config: RunConfig, run_dir: RunDirectory, *, output: str, embedder_factory: Any = None,
+             on_actors_started: Callable[[RunActors], None] | None = None) -> Results:
     from gpo_ray.controller.controller import Controller
     from gpo_ray.controller.progress import make_progress
 
@@ -145,6 +155,8 @@ def _execute(config: RunConfig, run_dir: RunDirectory, *, output: str, embedder_
     log = structlog.get_logger().bind(run=run_dir.path.name)
     with endpoints_for(config) as (opt, task_ep, structured), ray_session(config.cluster.address):
         memory, refiners, evaluators = _start_actors(config, run_dir, opt, task_ep, embedder_factory=embedder_factory)
+        if on_actors_started is not None:
+            on_actors_started(RunActors(memory, refiners, evaluators))
         progress = make_progress(output)
         controller = Controller(config, tasks, run_dir, memory=memory, refiners=refiners, evaluators=evaluators,
                                 progress=progress, structured=structured)
@@ -171,7 +183,8 @@ def _setup_logs(config: RunConfig, run_dir: RunDirectory, output: str) -> None:
                                              config.cluster.chroma_token_env]))
 
 
-def optimize(config: RunConfig, *, output: str = "quiet", embedder_factory: Any = None) -> Results:
+def optimize(config: RunConfig, *, output: str = "quiet", embedder_factory: Any = None,
+             on_actors_started: Callable[[RunActors], None] | None = None) -> Results:
     """Run GPO on the config's tasks; the Python twin of `gpo-ray optimize`."""
     if config.run_dir is None:
         config = config.model_copy(update={"run_dir": default_run_dir()})
@@ -180,10 +193,12 @@ def optimize(config: RunConfig, *, output: str = "quiet", embedder_factory: Any 
     run_dir = RunDirectory(config.run_dir)
     run_dir.create(config)
     _setup_logs(config, run_dir, output)
-    return _execute(config, run_dir, output=output, embedder_factory=embedder_factory)
+    return _execute(config, run_dir, output=output, embedder_factory=embedder_factory,
+                    on_actors_started=on_actors_started)
 
 
-def resume(run_path: Path, *, address: str | None = None, output: str = "quiet", embedder_factory: Any = None) -> Results:
+def resume(run_path: Path, *, address: str | None = None, output: str = "quiet", embedder_factory: Any = None,
+           on_actors_started: Callable[[RunActors], None] | None = None) -> Results:
     """Continue a run from its last completed step, with the config it was started with."""
     run_dir = RunDirectory(run_path)
     config = run_dir.load_config()
@@ -191,7 +206,8 @@ def resume(run_path: Path, *, address: str | None = None, output: str = "quiet",
         config = config.model_copy(update={"cluster": config.cluster.model_copy(update={"address": address})})
     _setup_logs(config, run_dir, output)
     structlog.get_logger().info("run_resumed", run_dir=str(run_path))
-    return _execute(config, run_dir, output=output, embedder_factory=embedder_factory)
+    return _execute(config, run_dir, output=output, embedder_factory=embedder_factory,
+                    on_actors_started=on_actors_started)
 
 
 def print_summary(results: Results) -> None:
