@@ -15,10 +15,10 @@ from typing import Any
 
 import structlog
 
-from gpo_ray.config import LLMRoleConfig, RunConfig
+from gpo_ray.config import EndpointSpec, LLMRoleConfig, RunConfig
 from gpo_ray.core.evaluation import TaskModelParams
 from gpo_ray.core.results import TaskResult
-from gpo_ray.errors import RunFailed
+from gpo_ray.errors import ConfigError, RunFailed
 from gpo_ray.llm.errors import LLMError
 from gpo_ray.logs import configure_logging, secret_values
 from gpo_ray.runtime.run_dir import RunDirectory, default_run_dir
@@ -47,8 +47,18 @@ class RunActors:
 
 @dataclass(frozen=True)
 class Endpoint:
-    base_url: str
+    """A role's servers as resolved at run time (the embedded server's URL is only known once it runs)."""
+
+    specs: tuple[EndpointSpec, ...]
     model: str
+
+    @property
+    def base_url(self) -> str:
+        return ", ".join(s.base_url for s in self.specs)
+
+    @property
+    def urls(self) -> list[str]:
+        return [s.base_url for s in self.specs]
 
 
 @contextlib.contextmanager
@@ -62,13 +72,13 @@ def endpoints_for(config: RunConfig) -> Iterator[tuple[Endpoint, Endpoint, bool]
             from gpo_ray.llm.local_server import MODEL_NAME, LocalModelServer
 
             server = LocalModelServer()
-            local = Endpoint(server.start(), MODEL_NAME)
+            local = Endpoint((EndpointSpec(base_url=server.start()),), MODEL_NAME)
 
         def pick(role: LLMRoleConfig) -> Endpoint:
             if role.is_embedded:
                 assert local is not None
-                return Endpoint(local.base_url, role.model or local.model)
-            return Endpoint(role.base_url or "", role.model or "default")
+                return Endpoint(local.specs, role.model or local.model)
+            return Endpoint(tuple(role.all_endpoints()), role.model or "default")
 
         opt = config.optimizer_model
         structured = opt.structured_output if opt.structured_output is not None else opt.is_embedded
@@ -94,8 +104,33 @@ def ray_session(address: str | None) -> Iterator[None]:
         ray.shutdown()
 
 
+# Custom resources that say where which actor may run (ray_cluster.yaml and deploy/ put them on nodes).
+HEAD_RESOURCE, REFINER_RESOURCE, EVALUATOR_RESOURCE = "gpo_head", "gpo_refiner", "gpo_evaluator"
+
+
+def placement(resource: str | None, *, available: dict[str, float], required: bool = False) -> dict[str, Any]:
+    """Actor options that put it on nodes carrying `resource`, spread over them; anywhere when the cluster
+    has no such resource (one machine). A resource named by an endpoint must exist."""
+    if resource and resource in available:
+        return {"resources": {resource: 0.01}, "scheduling_strategy": "SPREAD"}
+    if resource and required:
+        raise ConfigError(f"endpoint resource {resource!r} is on no node of the Ray cluster "
+                          f"(nodes offer: {', '.join(sorted(k for k in available if not k.startswith('node:'))) or '-'})")
+    return {"scheduling_strategy": "SPREAD"}
+
+
+def _endpoint_groups(ep: Endpoint, count: int) -> list[tuple[list[str], str | None]]:
+    """How `count` actors of a role split over its endpoints: pinned per endpoint when endpoints name
+    resources, else every actor balances over all endpoints."""
+    if not any(s.resource for s in ep.specs):
+        return [(ep.urls, None)] * count
+    return [([s.base_url], s.resource) for i in range(max(count, len(ep.specs))) for s in [ep.specs[i % len(ep.specs)]]]
+
+
 def _start_actors(config: RunConfig, run_dir: RunDirectory, opt: Endpoint, task: Endpoint, *,
                   embedder_factory: Any = None) -> tuple[Any, list[Any], list[Any]]:
+    import ray
+
     from gpo_ray.actors.evaluator import EvaluatorActor
     from gpo_ray.actors.memory import start_trajectory_memory, wait_until_gone
     from gpo_ray.actors.refiner import RefinerActor
@@ -106,18 +141,21 @@ def _start_actors(config: RunConfig, run_dir: RunDirectory, opt: Endpoint, task:
     wait_until_gone(memory_name)
     memory = start_trajectory_memory(run_dir=run_dir.path.resolve(), cluster=config.cluster, name=memory_name,
                                      embedder_factory=embedder_factory)
+    available = ray.cluster_resources()
     refiners = [
-        RefinerActor.options(**ACTOR_OPTIONS).remote(config.optimizer_model, base_url=opt.base_url, model=opt.model,
-                                                     cache_dir=cache_dir)
-        for _ in range(config.cluster.num_refiners)
+        RefinerActor.options(**ACTOR_OPTIONS, **placement(res or REFINER_RESOURCE, available=available,
+                                                          required=res is not None))
+        .remote(config.optimizer_model, base_url=urls, model=opt.model, cache_dir=cache_dir)
+        for urls, res in _endpoint_groups(opt, config.cluster.num_refiners)
     ]
     params = TaskModelParams(placement=config.optimizer.placement, temperature=config.task_model.temperature,
                              max_tokens=config.task_model.max_tokens, seed=config.optimizer.seed)
     evaluators = [
-        EvaluatorActor.options(**ACTOR_OPTIONS).remote(
-            config.task_model, base_url=task.base_url, model=task.model, cache_dir=cache_dir, params=params,
-            max_in_flight=config.cluster.evaluator_max_in_flight)
-        for _ in range(config.cluster.num_evaluators)
+        EvaluatorActor.options(**ACTOR_OPTIONS, **placement(res or EVALUATOR_RESOURCE, available=available,
+                                                            required=res is not None))
+        .remote(config.task_model, base_url=urls, model=task.model, cache_dir=cache_dir, params=params,
+                max_in_flight=config.cluster.evaluator_max_in_flight)
+        for urls, res in _endpoint_groups(task, config.cluster.num_evaluators)
     ]
     return memory, refiners, evaluators
 

@@ -22,10 +22,21 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class EndpointSpec(_Frozen):
+    """One server of a role's model. `resource` names a Ray custom resource of the nodes near it (same node or
+    region): the actors that call this endpoint are then placed on such nodes."""
+
+    base_url: str = Field(min_length=1)
+    resource: str | None = None
+
+
 class LLMRoleConfig(_Frozen):
-    """One LLM role (optimizer or task model). No base_url means the embedded local model."""
+    """One LLM role (optimizer or task model). No base_url and no endpoints means the embedded local model."""
 
     base_url: str | None = None
+    endpoints: list[EndpointSpec] = Field(
+        default=[], description="several servers of the same model (e.g. one vLLM per GPU node), balanced by load"
+    )
     model: str | None = None
     api_key_env: str | None = Field(
         default=None, description="Name of the environment variable that holds the API key (never the key)."
@@ -55,7 +66,10 @@ class LLMRoleConfig(_Frozen):
 
     @property
     def is_embedded(self) -> bool:
-        return self.base_url is None
+        return self.base_url is None and not self.endpoints
+
+    def all_endpoints(self) -> list[EndpointSpec]:
+        return ([EndpointSpec(base_url=self.base_url)] if self.base_url else []) + list(self.endpoints)
 
 
 class ScheduleConfig(_Frozen):
@@ -101,6 +115,9 @@ class TaskSource(_Frozen):
 
 
 class ClusterSettings(_Frozen):
+    """Where things run. On a cluster whose nodes carry the custom resources `gpo_head`, `gpo_refiner` and
+    `gpo_evaluator` (see ray_cluster.yaml), actors are placed by them; elsewhere anywhere, spread over nodes."""
+
     address: str | None = Field(default=None, description="Ray address; None starts a local cluster")
     num_refiners: int = Field(default=2, gt=0)
     num_evaluators: int = Field(default=2, gt=0)

@@ -36,7 +36,7 @@ class Evaluator:
         self,
         role: LLMRoleConfig,
         *,
-        base_url: str,
+        base_url: str | list[str],
         model: str,
         cache_dir: str | None,
         params: TaskModelParams,

@@ -134,6 +134,8 @@ def start_trajectory_memory(
         options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(
             node_id=ray.get_runtime_context().get_node_id(), soft=False
         )
+    elif "gpo_head" in ray.cluster_resources():
+        options["resources"] = {"gpo_head": 0.01}  # with a Chroma server: on the head, beside the controller
     if name is not None:
         options |= {"name": name, "namespace": MEMORY_NAMESPACE, "get_if_exists": True}
     chroma_path = str((Path(run_dir) / CHROMA_DIRNAME).resolve()) if embedded else None

@@ -20,7 +20,7 @@ class Refiner:
     (the controller owns the one schedule), so no refiner ever computes a budget of its own.
     """
 
-    def __init__(self, role: LLMRoleConfig, *, base_url: str, model: str, cache_dir: str | None) -> None:
+    def __init__(self, role: LLMRoleConfig, *, base_url: str | list[str], model: str, cache_dir: str | None) -> None:
         self.counters = UsageCounters()
         cache = ResponseCache(Path(cache_dir) / "optimizer") if cache_dir else None
         self.llm = build_client(role, role_name="optimizer", base_url=base_url, model=model, cache=cache,

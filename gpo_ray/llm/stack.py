@@ -5,6 +5,7 @@ Outermost first:
     AccountingClient       calls, cache hits
     CachedClient           a hit costs no slot, no rate token, no request
     RetryingClient         backoff; each attempt goes through the layers below again
+    BalancedClient         several endpoints of the role: least requests in flight (only when more than one)
     LimitedClient          in-flight slots, RPM/TPM buckets - per attempt, so retries are rate-limited too
     AttemptCountingClient  requests, tokens, errors by kind - exactly what the endpoint saw
     OpenAITransport        one HTTP request
@@ -15,8 +16,11 @@ endpoint sees (and rate-limits) is admitted by the buckets.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from gpo_ray.config import LLMRoleConfig
 from gpo_ray.llm.accounting import AccountingClient, AttemptCountingClient, UsageCounters
+from gpo_ray.llm.balance import BalancedClient
 from gpo_ray.llm.cache import CachedClient, ResponseCache
 from gpo_ray.llm.limits import LimitedClient
 from gpo_ray.llm.protocol import LLMClient
@@ -28,7 +32,7 @@ def build_client(
     role: LLMRoleConfig,
     *,
     role_name: str,
-    base_url: str,
+    base_url: str | Sequence[str],
     model: str,
     cache: ResponseCache | None,
     counters: UsageCounters,
@@ -42,21 +46,27 @@ def build_client(
     `base_delay_s`/`max_delay_s` bound the retry backoff (full jitter); Retry-After from the server wins when longer.
     """
     structured = role.structured_output if role.structured_output is not None else role.is_embedded
-    client: LLMClient = OpenAITransport(
-        base_url=base_url,
-        model=model,
-        api_key_env=role.api_key_env,
-        timeout_s=role.timeout_s,
-        structured_output=structured,
-        schema_style=role.structured_output_style or ("json_object_schema" if role.is_embedded else "json_schema"),
-    )
-    client = AttemptCountingClient(client, counters=counters)
-    client = LimitedClient(
-        client,
-        max_in_flight=role.max_in_flight,
-        requests_per_minute=role.requests_per_minute,
-        tokens_per_minute=role.tokens_per_minute,
-    )
+    urls = [base_url] if isinstance(base_url, str) else list(base_url)
+
+    def endpoint(url: str) -> LLMClient:
+        client: LLMClient = OpenAITransport(
+            base_url=url,
+            model=model,
+            api_key_env=role.api_key_env,
+            timeout_s=role.timeout_s,
+            structured_output=structured,
+            schema_style=role.structured_output_style or ("json_object_schema" if role.is_embedded else "json_schema"),
+        )
+        client = AttemptCountingClient(client, counters=counters)
+        # Limits are per endpoint: each server has its own capacity and rate limits.
+        return LimitedClient(
+            client,
+            max_in_flight=role.max_in_flight,
+            requests_per_minute=role.requests_per_minute,
+            tokens_per_minute=role.tokens_per_minute,
+        )
+
+    client = endpoint(urls[0]) if len(urls) == 1 else BalancedClient([endpoint(u) for u in urls])
     client = RetryingClient(
         client,
         max_attempts=role.max_retries + 1,

@@ -15,7 +15,7 @@ import pytest
 import ray
 from ray import cloudpickle
 
-from gpo_ray.actors.memory import start_trajectory_memory
+from gpo_ray.actors.memory import MEMORY_NAMESPACE, start_trajectory_memory
 from gpo_ray.config import ClusterSettings
 from gpo_ray.core.types import TrajectoryEntry
 from gpo_ray.memory import MemoryRecord
@@ -129,5 +129,5 @@ def test_a_named_memory_actor_is_found_again_by_name(ray_cluster, tmp_path: Path
     )
 
     assert ray.get(again.trajectory.remote("nav")) == ENTRIES[:1]
-    assert ray.get(ray.get_actor("memory-by-name").count.remote()) == 1
+    assert ray.get(ray.get_actor("memory-by-name", namespace=MEMORY_NAMESPACE).count.remote()) == 1
     ray.kill(first)

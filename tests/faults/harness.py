@@ -1,0 +1,242 @@
+"""What the fault tests share.
+
+- Two fake endpoints, one per role, each on its own event loop in a thread: pausing the optimizer's
+  holds only generation, pausing the task model's holds only scoring, so a test knows exactly which
+  work is in flight when it strikes (no sleeping and hoping).
+- A run on a background thread, with the actor handles it started (captured by wrapping
+  `gpo_ray.api._start_actors`), so a test can kill an actor while the run goes on.
+- One small run configuration, and the checks that compare a disturbed run with an undisturbed one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gpo_ray.config import LLMRoleConfig, RunConfig
+from gpo_ray.core.results import TaskResult
+from gpo_ray.llm.fake_server import FakeLLMConfig, FakeLLMServer, answer_key_from_examples
+from gpo_ray.runtime.run_dir import task_file_name
+from gpo_ray.tasks.registry import resolve_tasks
+
+TASK = "example/arithmetic"  # 8 train / 8 eval / 8 test examples
+CANDIDATES = 3  # optimizer requests per step
+EVALUATOR_SLOTS = 4  # requests one evaluator has in flight at most
+NUM_EVALUATORS = 2
+BATCH_SIZE = 4
+TOTAL_STEPS = 4  # 8 training examples in batches of 4, two epochs
+WAIT_S = 120.0  # a guard against a hung test, never a timing assumption
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], bool], *, what: str, timeout: float = WAIT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def fake_llm_config(**overrides: Any) -> FakeLLMConfig:
+    """The scripted endpoint for TASK: better prompts (with the skill phrases) answer more questions."""
+    (task,) = resolve_tasks([TASK], data_dir=None)
+    settings: dict[str, Any] = dict(
+        base_accuracy=0.3,
+        skill_phrases={"step by step": 0.35, "carefully": 0.25},
+        answer_key=answer_key_from_examples([*task.train, *task.eval, *task.test]),
+        optimizer_phrases=["Think step by step.", "Work carefully.", "Be concise.", "Show your work."],
+    )
+    settings.update(overrides)
+    return FakeLLMConfig(**settings)
+
+
+def run_config(run_dir: Path, *, optimizer_url: str, task_url: str, **role: Any) -> RunConfig:
+    """One task, four steps, three candidates, two refiners and two evaluators with four slots each."""
+    base = LLMRoleConfig(base_url=task_url, model="fake-llm", max_tokens=64, timeout_s=10, **role)
+    return RunConfig(
+        tasks=[TASK],
+        task_model=base,
+        optimizer_model=base.model_copy(update={"base_url": optimizer_url, "temperature": 1.0}),
+        optimizer=dict(epochs=2, batch_size=BATCH_SIZE, candidates=CANDIDATES, initial_prompt="Answer the question.",
+                       seed=7, schedule={"initial": 12, "final": 4}),
+        cluster={"num_refiners": 2, "num_evaluators": NUM_EVALUATORS, "evaluator_max_in_flight": EVALUATOR_SLOTS},
+        run_dir=run_dir,
+    )
+
+
+class ThreadedFake:
+    """A FakeLLMServer on its own loop; it can be stopped and started again on the same port, keeping its stats."""
+
+    def __init__(self, config: FakeLLMConfig | None = None, *, port: int = 0) -> None:
+        self.server = FakeLLMServer(config or fake_llm_config())
+        self.port = port
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="fake-llm", daemon=True)
+        self.thread.start()
+
+    def _run(self, coro: Any, timeout: float = WAIT_S) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def _call(self, fn: Callable[[], Any]) -> Any:
+        async def call() -> Any:
+            return fn()
+
+        return self._run(call())
+
+    def start(self) -> str:
+        url = self._run(self.server.start(port=self.port))
+        self.port = int(url.rsplit(":", 1)[1].split("/")[0])
+        return url
+
+    def stop(self) -> None:
+        self._run(self.server.stop())
+
+    @property
+    def base_url(self) -> str:
+        return self.server.base_url
+
+    def stats(self) -> dict[str, Any]:
+        return self._call(self.server.stats)
+
+    def pause(self) -> None:
+        self._call(self.server.pause)
+
+    def resume(self) -> None:
+        self._call(self.server.resume)
+
+    def release(self) -> None:
+        """Let the requests held now through, and hold every later one (a turnstile)."""
+
+        def turn() -> None:
+            self.server.resume()  # wakes the requests waiting now; they go on even though ...
+            self.server.pause()  # ... the gate closes again before they run
+
+        self._call(turn)
+
+    def wait_in_service(self, n: int) -> None:
+        self._run(self.server.wait_in_service(n))
+
+    def hold_generation(self, step: int) -> None:
+        """With the optimizer's fake paused: return once step `step`'s candidate requests are all held.
+
+        Steps run one after another, so the requests of step t are arrivals (t-1)*C+1 .. t*C, and while
+        they are held every earlier step is scored and checkpointed.
+        """
+        wait_until(lambda: (s := self.stats())["requests"] >= step * CANDIDATES and s["in_service"] >= CANDIDATES,
+                   what=f"step {step}'s generation to be held")
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.stop()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+    def __enter__(self) -> ThreadedFake:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@contextlib.contextmanager
+def two_fakes(optimizer: FakeLLMConfig | None = None, task: FakeLLMConfig | None = None, *,
+              task_port: int = 0) -> Iterator[tuple[ThreadedFake, ThreadedFake]]:
+    with ThreadedFake(optimizer) as opt, ThreadedFake(task, port=task_port) as task_fake:
+        yield opt, task_fake
+
+
+@dataclass
+class StartedActors:
+    """The handles `_start_actors` returned, once it has."""
+
+    ready: threading.Event = field(default_factory=threading.Event)
+    memory: Any = None
+    refiners: list[Any] = field(default_factory=list)
+    evaluators: list[Any] = field(default_factory=list)
+
+    def wait(self) -> StartedActors:
+        assert self.ready.wait(WAIT_S), "the run did not start its actors"
+        return self
+
+
+def capture_actors(monkeypatch: Any) -> StartedActors:
+    import gpo_ray.api as api
+
+    started = StartedActors()
+    real = api._start_actors
+
+    def capturing(*args: Any, **kwargs: Any) -> Any:
+        memory, refiners, evaluators = handles = real(*args, **kwargs)
+        started.memory, started.refiners, started.evaluators = memory, list(refiners), list(evaluators)
+        started.ready.set()
+        return handles
+
+    monkeypatch.setattr(api, "_start_actors", capturing)
+    return started
+
+
+class BackgroundRun:
+    """Runs `fn` on a thread; `join()` returns its result or raises its exception."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self._result: Any = None
+        self._error: BaseException | None = None
+
+        def target() -> None:
+            try:
+                self._result = fn()
+            except BaseException as e:  # noqa: BLE001 - handed to join()
+                self._error = e
+
+        self.thread = threading.Thread(target=target, name="gpo-run", daemon=True)
+        self.thread.start()
+
+    def done(self) -> bool:
+        return not self.thread.is_alive()
+
+    def join(self, timeout: float = 300.0) -> Any:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the run did not finish"
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+
+# --- checks -----------------------------------------------------------------------------------
+
+
+def checkpoint_steps(run_dir: Path, task: str = TASK) -> list[int]:
+    path = run_dir / "checkpoints" / task_file_name(task)
+    if not path.exists():
+        return []
+    return [json.loads(line)["step"] for line in path.read_text().splitlines()]
+
+
+def checkpoint_lines(run_dir: Path, task: str = TASK) -> int:
+    return len(checkpoint_steps(run_dir, task))
+
+
+def assert_same_as_undisturbed(run_dir: Path, tasks: dict[str, TaskResult], undisturbed: dict[str, TaskResult]) -> None:
+    """Same chosen prompts and scores as the undisturbed run, each step checkpointed exactly once."""
+    assert tasks == undisturbed
+    for name, result in undisturbed.items():
+        assert checkpoint_steps(run_dir, name) == list(range(len(result.steps) + 1)), "every step recorded once"
+    doc = json.loads((run_dir / "results.json").read_text())
+    assert doc["status"] == "completed"
+    for name, result in undisturbed.items():
+        assert doc["tasks"][name]["best_prompt"] == result.best_prompt

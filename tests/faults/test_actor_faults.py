@@ -1,0 +1,108 @@
+"""Actors killed in the middle of a run: evaluators while scoring, a refiner while generating, the trajectory
+memory between steps. Ray restarts the actor and retries the call; the run ends exactly as an undisturbed one,
+and the endpoint is asked again only for the requests the killed actor had in flight.
+
+A driver killed with SIGKILL and resumed: tests/integration/test_resume.py.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+import ray
+
+from gpo_ray.api import optimize
+
+from tests.faults.conftest import memory_contents
+from tests.faults.harness import (
+    CANDIDATES,
+    EVALUATOR_SLOTS,
+    NUM_EVALUATORS,
+    BackgroundRun,
+    assert_same_as_undisturbed,
+    capture_actors,
+    run_config,
+    two_fakes,
+)
+
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_cluster")]
+
+
+def restartable_kill(handle) -> None:
+    ray.kill(handle, no_restart=False)
+
+
+def process_exit(handle) -> None:
+    os.kill(ray.get(handle.pid.remote(), timeout=60), signal.SIGKILL)
+
+
+KILLS = [pytest.param(restartable_kill, id="ray.kill"), pytest.param(process_exit, id="SIGKILL")]
+
+
+@pytest.mark.parametrize("kill", KILLS)
+def test_an_evaluator_killed_while_scoring(kill, tmp_path, monkeypatch, undisturbed):
+    with two_fakes() as (opt, task):
+        opt.pause()
+        config = run_config(tmp_path / "run", optimizer_url=opt.base_url, task_url=task.base_url)
+        actors = capture_actors(monkeypatch)
+        run = BackgroundRun(lambda: optimize(config))
+        opt.hold_generation(1)  # step 0 is scored; step 1's candidates are being generated
+        task.pause()
+        opt.resume()
+        # Step 1 scores 3 candidates x 4 examples; with 4 slots per evaluator, 8 requests in service means
+        # every evaluator is full: the one we kill is mid-scoring.
+        task.wait_in_service(NUM_EVALUATORS * EVALUATOR_SLOTS)
+        kill(actors.wait().evaluators[0])
+        task.resume()
+        results = run.join()
+        opt_stats, task_stats = opt.stats(), task.stats()
+
+    assert_same_as_undisturbed(config.run_dir, results.tasks, undisturbed.tasks)
+    assert opt_stats["duplicates"] == 0
+    # Only the killed evaluator's requests in flight were asked again (its answers died with it).
+    assert task_stats["repeated_requests"] <= EVALUATOR_SLOTS
+    assert task_stats["duplicates"] <= EVALUATOR_SLOTS
+    assert task_stats["unique_requests"] == undisturbed.task_stats["unique_requests"]
+
+
+def test_a_refiner_killed_while_generating(tmp_path, monkeypatch, undisturbed):
+    with two_fakes() as (opt, task):
+        opt.pause()
+        config = run_config(tmp_path / "run", optimizer_url=opt.base_url, task_url=task.base_url)
+        actors = capture_actors(monkeypatch)
+        run = BackgroundRun(lambda: optimize(config))
+        opt.hold_generation(2)
+        # The refiner that sent the held requests is the one generating.
+        sent = ray.get([r.usage.remote() for r in actors.wait().refiners], timeout=60)
+        busy = [r for r, u in zip(actors.refiners, sent, strict=True) if u["requests"] >= CANDIDATES]
+        assert len(busy) == 1, sent
+        ray.kill(busy[0], no_restart=False)  # (a refiner has no pid() to SIGKILL it by)
+        opt.resume()
+        results = run.join()
+        opt_stats, task_stats = opt.stats(), task.stats()
+
+    assert_same_as_undisturbed(config.run_dir, results.tasks, undisturbed.tasks)
+    assert task_stats["duplicates"] == 0
+    assert opt_stats["repeated_requests"] <= CANDIDATES
+    assert opt_stats["duplicates"] <= CANDIDATES
+    assert opt_stats["unique_requests"] == undisturbed.optimizer_stats["unique_requests"]
+
+
+def test_the_memory_actor_killed_restarts_from_its_store(tmp_path, monkeypatch, undisturbed):
+    with two_fakes() as (opt, task):
+        opt.pause()
+        config = run_config(tmp_path / "run", optimizer_url=opt.base_url, task_url=task.base_url)
+        actors = capture_actors(monkeypatch)
+        run = BackgroundRun(lambda: optimize(config))
+        opt.hold_generation(3)  # steps 0-2 are in memory; step 3 retrieved from it
+        ray.kill(actors.wait().memory, no_restart=False)
+        opt.resume()
+        results = run.join()
+        opt_stats, task_stats = opt.stats(), task.stats()
+
+    assert_same_as_undisturbed(config.run_dir, results.tasks, undisturbed.tasks)
+    assert opt_stats["repeated_requests"] == 0 and task_stats["repeated_requests"] == 0
+    # Nothing re-adds steps 0-2 after the kill, so finding them now means the restarted actor had them.
+    assert memory_contents(config.run_dir / "chroma") == undisturbed.memory
