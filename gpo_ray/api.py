@@ -137,10 +137,12 @@ def _start_actors(config: RunConfig, run_dir: RunDirectory, opt: Endpoint, task:
 
     cache_dir = str(run_dir.cache_dir.resolve()) if config.cache else None
     # One memory actor per run directory, named so that a resumed run waits for a killed driver's one to go.
-    memory_name = "gpo-memory-" + hashlib.sha256(str(run_dir.path.resolve()).encode()).hexdigest()[:16]
+    run_id = hashlib.sha256(str(run_dir.path.resolve()).encode()).hexdigest()[:16]
+    memory_name = f"gpo-memory-{run_id}"
     wait_until_gone(memory_name)
+    # One collection per run, so that runs sharing a Chroma server never see each other's trajectories.
     memory = start_trajectory_memory(run_dir=run_dir.path.resolve(), cluster=config.cluster, name=memory_name,
-                                     embedder_factory=embedder_factory)
+                                     embedder_factory=embedder_factory, collection_name=f"gpo-run-{run_id}")
     available = ray.cluster_resources()
     refiners = [
         RefinerActor.options(**ACTOR_OPTIONS, **placement(res or REFINER_RESOURCE, available=available,

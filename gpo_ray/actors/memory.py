@@ -120,6 +120,7 @@ def start_trajectory_memory(
     cluster: ClusterSettings,
     name: str | None = None,
     embedder_factory: EmbedderFactory | None = None,
+    collection_name: str = DEFAULT_COLLECTION,
 ) -> ActorHandle:
     """Start the memory actor: embedded Chroma in RUN_DIR/chroma, or a Chroma server if configured.
 
@@ -147,6 +148,7 @@ def start_trajectory_memory(
             chroma_host=cluster.chroma_host,
             chroma_port=cluster.chroma_port,
             chroma_token_env=cluster.chroma_token_env,
+            collection_name=collection_name,
             embedder_factory=embedder_factory,
         )
     )

@@ -65,7 +65,8 @@ def fake_llm_config(**overrides: Any) -> FakeLLMConfig:
 
 def run_config(run_dir: Path, *, optimizer_url: str, task_url: str, **role: Any) -> RunConfig:
     """One task, four steps, three candidates, two refiners and two evaluators with four slots each."""
-    base = LLMRoleConfig(base_url=task_url, model="fake-llm", max_tokens=64, timeout_s=10, **role)
+    settings: dict[str, Any] = {"max_tokens": 64, "timeout_s": 60} | role
+    base = LLMRoleConfig(base_url=task_url, model="fake-llm", **settings)
     return RunConfig(
         tasks=[TASK],
         task_model=base,
@@ -130,13 +131,17 @@ class ThreadedFake:
         self._run(self.server.wait_in_service(n))
 
     def hold_generation(self, step: int) -> None:
-        """With the optimizer's fake paused: return once step `step`'s candidate requests are all held.
+        """With this (the optimizer's) fake paused: let steps before `step` generate, one at a time, and return
+        once all of step `step`'s candidate requests are held.
 
-        Steps run one after another, so the requests of step t are arrivals (t-1)*C+1 .. t*C, and while
-        they are held every earlier step is scored and checkpointed.
+        Steps run one after another, so step t's requests are arrivals (t-1)*C+1 .. t*C, and while they are
+        held every earlier step is scored and checkpointed.
         """
-        wait_until(lambda: (s := self.stats())["requests"] >= step * CANDIDATES and s["in_service"] >= CANDIDATES,
-                   what=f"step {step}'s generation to be held")
+        for t in range(1, step + 1):
+            wait_until(lambda t=t: (s := self.stats())["requests"] >= t * CANDIDATES and s["in_service"] >= CANDIDATES,
+                       what=f"step {t}'s generation to be held")
+            if t < step:
+                self.release()
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -59,6 +59,7 @@ def test_an_evaluator_killed_while_scoring(kill, tmp_path, monkeypatch, undistur
         results = run.join()
         opt_stats, task_stats = opt.stats(), task.stats()
 
+    print("STATS", opt_stats, task_stats)
     assert_same_as_undisturbed(config.run_dir, results.tasks, undisturbed.tasks)
     assert opt_stats["duplicates"] == 0
     # Only the killed evaluator's requests in flight were asked again (its answers died with it).
@@ -83,6 +84,7 @@ def test_a_refiner_killed_while_generating(tmp_path, monkeypatch, undisturbed):
         results = run.join()
         opt_stats, task_stats = opt.stats(), task.stats()
 
+    print("STATS", opt_stats, task_stats)
     assert_same_as_undisturbed(config.run_dir, results.tasks, undisturbed.tasks)
     assert task_stats["duplicates"] == 0
     assert opt_stats["repeated_requests"] <= CANDIDATES
@@ -102,6 +104,7 @@ def test_the_memory_actor_killed_restarts_from_its_store(tmp_path, monkeypatch, 
         results = run.join()
         opt_stats, task_stats = opt.stats(), task.stats()
 
+    print("STATS", opt_stats, task_stats)
     assert_same_as_undisturbed(config.run_dir, results.tasks, undisturbed.tasks)
     assert opt_stats["repeated_requests"] == 0 and task_stats["repeated_requests"] == 0
     # Nothing re-adds steps 0-2 after the kill, so finding them now means the restarted actor had them.
