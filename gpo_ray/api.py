@@ -192,7 +192,8 @@ def _execute(config: RunConfig, run_dir: RunDirectory, *, output: str, embedder_
     from gpo_ray.controller.progress import make_progress
 
     tasks = resolve_tasks(config.tasks, data_dir=config.data_dir, sources=config.task_sources)
-    log = structlog.get_logger().bind(run=run_dir.path.name)
+    structlog.contextvars.bind_contextvars(run=run_dir.path.name)  # every driver event of this run carries it
+    log = structlog.get_logger()
     with endpoints_for(config) as (opt, task_ep, structured), ray_session(config.cluster.address):
         memory, refiners, evaluators = _start_actors(config, run_dir, opt, task_ep, embedder_factory=embedder_factory)
         if on_actors_started is not None:

@@ -145,6 +145,9 @@ class GPOTaskLoop:
                 ScoredCandidate(prompt=p, score=mean(sc), edit_distance=word_edit_distance(current, p))
                 for p, sc in zip(generated.candidates, per_prompt, strict=True)
             ]
+            for i, c in enumerate(scored):
+                log.info("candidate_scored", candidate=i, batch_score=c.score, edit_distance=c.edit_distance,
+                         over_budget=c.edit_distance > budget)
         chosen = select_next(scored, chosen_before=[e.prompt for e in trajectory])
         if chosen is None:
             # No usable candidate this step: stay on the current prompt (recorded, so resume is exact).
