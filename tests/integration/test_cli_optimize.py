@@ -71,3 +71,20 @@ def test_global_call_budget_stops_after_a_completed_step(tmp_path, capsys):
     entry = doc["tasks"]["example/arithmetic"]
     assert doc["status"] == "budget_exhausted" and entry["status"] == "budget_exhausted"
     assert 1 <= len(entry["steps"]) < 6
+
+
+def test_two_endpoints_of_one_role_share_the_work(tmp_path):
+    with fake_llm_thread(FakeLLMConfig(latency_s=0.01)) as one, fake_llm_thread(FakeLLMConfig(latency_s=0.01)) as two:
+        cfg = tmp_path / "run.yaml"
+        cfg.write_text(
+            "tasks: [example/arithmetic]\n"
+            f"task_model: {{model: fake, endpoints: [{{base_url: '{one.base_url}'}}, {{base_url: '{two.base_url}'}}]}}\n"
+            f"optimizer_model: {{base_url: '{one.base_url}', model: fake}}\n"
+            "optimizer: {epochs: 1, batch_size: 4, candidates: 2}\n"
+            f"run_dir: {tmp_path / 'run'}\n"
+        )
+        assert main(["optimize", str(cfg), "--quiet"]) == 0
+        task_requests_one = one.stats()["roles"].get("task", 0)
+        task_requests_two = two.stats()["roles"].get("task", 0)
+    assert task_requests_one > 0 and task_requests_two > 0
+    assert two.stats()["roles"].get("optimizer", 0) == 0
