@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import os
 import sys
@@ -141,6 +142,12 @@ def _start_actors(config: RunConfig, run_dir: RunDirectory, opt: Endpoint, task:
     memory_name = f"gpo-memory-{run_id}"
     wait_until_gone(memory_name)
     # One collection per run, so that runs sharing a Chroma server never see each other's trajectories.
+    if embedder_factory is None and config.embedder.kind == "openai":
+        from gpo_ray.llm.embedding import OpenAIEmbedder
+
+        e = config.embedder
+        embedder_factory = functools.partial(OpenAIEmbedder, base_url=e.base_url, model=e.model,
+                                             api_key_env=e.api_key_env)
     memory = start_trajectory_memory(run_dir=run_dir.path.resolve(), cluster=config.cluster, name=memory_name,
                                      embedder_factory=embedder_factory, collection_name=f"gpo-run-{run_id}")
     available = ray.cluster_resources()

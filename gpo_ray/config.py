@@ -132,6 +132,22 @@ class BudgetSettings(_Frozen):
     max_tokens: int | None = Field(default=None, gt=0, description="stop after this many tokens in all")
 
 
+class EmbedderConfig(_Frozen):
+    """How trajectory prompts are embedded for relevance retrieval: the bundled MiniLM (offline), or an
+    OpenAI-compatible /v1/embeddings endpoint."""
+
+    kind: Literal["minilm", "openai"] = "minilm"
+    base_url: str | None = None
+    model: str | None = None
+    api_key_env: str | None = None
+
+    @model_validator(mode="after")
+    def _endpoint_given(self) -> EmbedderConfig:
+        if self.kind == "openai" and not (self.base_url and self.model):
+            raise ValueError("kind 'openai' needs base_url and model")
+        return self
+
+
 class RunConfig(_Frozen):
     tasks: list[str] = Field(min_length=1, description="task names or globs, e.g. bbh/navigate, mmlu/*")
     data_dir: Path | None = None
@@ -141,6 +157,7 @@ class RunConfig(_Frozen):
     optimizer: OptimizerSettings = OptimizerSettings()
     cluster: ClusterSettings = ClusterSettings()
     budget: BudgetSettings = BudgetSettings()
+    embedder: EmbedderConfig = EmbedderConfig()
     run_dir: Path | None = Field(default=None, description="default: runs/<time>-<id> in the current folder")
     cache: bool = True
 

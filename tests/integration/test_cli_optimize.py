@@ -88,3 +88,18 @@ def test_two_endpoints_of_one_role_share_the_work(tmp_path):
         task_requests_two = two.stats()["roles"].get("task", 0)
     assert task_requests_one > 0 and task_requests_two > 0
     assert two.stats()["roles"].get("optimizer", 0) == 0
+
+
+def test_relevance_retrieval_with_an_openai_compatible_embeddings_endpoint(tmp_path):
+    with fake_llm_thread(FakeLLMConfig()) as fake:
+        cfg = tmp_path / "run.yaml"
+        cfg.write_text(
+            "tasks: [example/arithmetic]\n"
+            f"task_model: {{base_url: '{fake.base_url}', model: fake}}\n"
+            f"optimizer_model: {{base_url: '{fake.base_url}', model: fake}}\n"
+            f"embedder: {{kind: openai, base_url: '{fake.base_url}', model: fake-embed}}\n"
+            "optimizer: {epochs: 1, batch_size: 4, candidates: 2, retrieval: relevance}\n"
+            f"run_dir: {tmp_path / 'run'}\n"
+        )
+        assert main(["optimize", str(cfg), "--quiet"]) == 0
+        assert fake.stats()["embedding_requests"] >= 2  # trajectory prompts were embedded by the endpoint
