@@ -40,15 +40,22 @@ class Redact:
 
 
 class _Tee:
-    """Write JSON lines to a file and, optionally, to stderr."""
+    """Write JSON lines to a file and, optionally, to stderr.
+
+    A log file that cannot be written (disk full, read-only) loses the line instead of raising from
+    whatever code logged it: the run's own writes then stop it with a clear error.
+    """
 
     def __init__(self, file: TextIO | None, echo: TextIO | None) -> None:
         self.file, self.echo = file, echo
 
     def msg(self, message: str) -> None:
         if self.file is not None:
-            self.file.write(message + "\n")
-            self.file.flush()
+            try:
+                self.file.write(message + "\n")
+                self.file.flush()
+            except OSError:
+                pass
         if self.echo is not None:
             self.echo.write(message + "\n")
             self.echo.flush()

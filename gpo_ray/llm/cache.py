@@ -136,7 +136,9 @@ class CachedClient:
     """Answers repeated requests from the cache; stores only successful responses.
 
     Identical requests that arrive while the first is still in flight wait for it instead of
-    asking the endpoint again, and count as cache hits.
+    asking the endpoint again, and count as cache hits. A cache that cannot be read or written (disk
+    full, read-only) is a miss with a warning, not a failure: the run's checkpoints are what must be
+    written, and their write stops the run with a clear error.
     """
 
     def __init__(self, inner: LLMClient, *, cache: ResponseCache, model: str) -> None:
@@ -150,7 +152,7 @@ class CachedClient:
         shared = await self._join_in_flight(key)
         if shared is not None:
             return shared
-        hit = await self.cache.get(key)
+        hit = await self._read(key)
         if hit is not None:
             return hit
         shared = await self._join_in_flight(key)  # another caller may have started while we read the cache
@@ -160,7 +162,7 @@ class CachedClient:
         self._in_flight[key] = future
         try:
             response = await self.inner.complete(request)
-            await self.cache.put(key, response)
+            await self._write(key, response)
         except asyncio.CancelledError:
             future.cancel()  # waiters notice and ask for themselves
             raise
@@ -173,6 +175,19 @@ class CachedClient:
             return response
         finally:
             self._in_flight.pop(key, None)
+
+    async def _read(self, key: str) -> ChatResponse | None:
+        try:
+            return await self.cache.get(key)
+        except (sqlite3.Error, OSError) as e:
+            structlog.get_logger(__name__).warning("llm_cache_unreadable", path=str(self.cache.path), error=str(e))
+            return None
+
+    async def _write(self, key: str, response: ChatResponse) -> None:
+        try:
+            await self.cache.put(key, response)
+        except (sqlite3.Error, OSError) as e:
+            structlog.get_logger(__name__).warning("llm_cache_unwritable", path=str(self.cache.path), error=str(e))
 
     async def _join_in_flight(self, key: str) -> ChatResponse | None:
         """The response of an identical request already in flight (as a cache hit), or None if there is none."""

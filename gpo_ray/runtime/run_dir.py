@@ -7,6 +7,7 @@ warning; damage anywhere else, or a checkpoint from another config, is refused.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -34,16 +35,19 @@ def task_file_name(task: str) -> str:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write to a temp file in the same folder, fsync, rename: readers never see half a file."""
+    """Write to a temp file in the same folder, fsync, rename: readers never see half a file. OSError on failure,
+    with the temp file removed."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=2, ensure_ascii=False)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as e:
-        raise RunFailed(f"cannot write {path}: {e.strerror or e}; the last completed step is kept") from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 class RunDirectory:
@@ -90,13 +94,13 @@ class RunDirectory:
         try:
             for d in (self.path, self.checkpoints, self.cache_dir, self.logs_dir):
                 d.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(
+                self.config_file,
+                {"fingerprint": config.fingerprint(), "checkpoint_version": CHECKPOINT_VERSION,
+                 "config": config.public_dict()},
+            )
         except OSError as e:
             raise InputError(f"cannot create run directory {self.path}: {e.strerror or e}") from None
-        write_json_atomic(
-            self.config_file,
-            {"fingerprint": config.fingerprint(), "checkpoint_version": CHECKPOINT_VERSION,
-             "config": config.public_dict()},
-        )
 
     def load_config(self) -> RunConfig:
         if not self.exists():
@@ -157,7 +161,16 @@ class RunDirectory:
         return steps
 
     def write_results(self, data: dict[str, Any]) -> None:
-        write_json_atomic(self.results_file, data)
+        self._write_state_file(self.results_file, data)
 
     def write_usage(self, data: dict[str, Any]) -> None:
-        write_json_atomic(self.usage_file, data)
+        self._write_state_file(self.usage_file, data)
+
+    def _write_state_file(self, path: Path, data: dict[str, Any]) -> None:
+        try:
+            write_json_atomic(path, data)
+        except OSError as e:
+            raise RunFailed(
+                f"cannot write {path}: {e.strerror or e}; completed steps are kept, "
+                f"`gpo-ray resume {self.path}` continues once the disk is writable"
+            ) from None
