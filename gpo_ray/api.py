@@ -250,6 +250,9 @@ def resume(run_path: Path, *, address: str | None = None, output: str = "quiet",
     """Continue a run from its last completed step, with the config it was started with."""
     run_dir = RunDirectory(run_path)
     config = run_dir.load_config()
+    # Refuse damaged or foreign checkpoints (and missing data) before anything is started or written.
+    for task in resolve_tasks(config.tasks, data_dir=config.data_dir, sources=config.task_sources):
+        run_dir.completed_steps(task.name, fingerprint=config.fingerprint())
     if address is not None:
         config = config.model_copy(update={"cluster": config.cluster.model_copy(update={"address": address})})
     _setup_logs(config, run_dir, output)
