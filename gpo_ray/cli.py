@@ -9,9 +9,21 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from gpo_ray.errors import GpoError
+
+
+def one_line(message: str) -> str:
+    """An error as one printable line: a newline or control character in something the user typed shows escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, whose error line stays one line whatever was typed (subcommand parsers are of this class too)."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(one_line(message))
 
 
 def _common_task_args(p: argparse.ArgumentParser) -> None:
@@ -45,7 +57,7 @@ def _output_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gpo-ray", description="Distributed GPO prompt optimization on Ray.")
+    parser = _Parser(prog="gpo-ray", description="Distributed GPO prompt optimization on Ray.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("plan", help="print steps, edit budgets and estimated LLM calls/tokens per task")
@@ -185,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except GpoError as e:
-        print(f"gpo-ray: error: {e}", file=sys.stderr)
+        print(f"gpo-ray: error: {one_line(str(e))}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("gpo-ray: interrupted; `gpo-ray resume RUN_DIR` continues from the last completed step", file=sys.stderr)

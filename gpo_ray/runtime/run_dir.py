@@ -99,8 +99,8 @@ class RunDirectory:
                 {"fingerprint": config.fingerprint(), "checkpoint_version": CHECKPOINT_VERSION,
                  "config": config.public_dict()},
             )
-        except OSError as e:
-            raise InputError(f"cannot create run directory {self.path}: {e.strerror or e}") from None
+        except (OSError, ValueError) as e:  # ValueError: a path the OS cannot take (a NUL byte)
+            raise InputError(f"cannot create run directory {self.path}: {getattr(e, 'strerror', None) or e}") from None
 
     def load_config(self) -> RunConfig:
         if not self.exists():

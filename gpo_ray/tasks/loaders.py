@@ -60,6 +60,8 @@ def load_jsonl_split(
             record = json.loads(line)
         except json.JSONDecodeError as e:
             raise DataError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
+        except (ValueError, RecursionError) as e:
+            raise DataError(f"{where}: cannot read the JSON ({_json_limit(e)})") from None
         example = _example_from_record(
             record,
             where=where,
@@ -104,6 +106,8 @@ def load_bbh_json(source: TaskSource) -> Task:
         raise DataError(f"{path}: not UTF-8 text") from None
     except json.JSONDecodeError as e:
         raise DataError(f"{path}:{e.lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
+    except (ValueError, RecursionError) as e:
+        raise DataError(f"{path}: cannot read the JSON ({_json_limit(e)})") from None
     if not isinstance(data, dict) or not isinstance(data.get("examples"), list):
         raise DataError(f"{path}: expected a JSON object with an \"examples\" list (the BIG-Bench-Hard format)")
 
@@ -237,6 +241,11 @@ def _one_answer(value: Any, *, where: str, field: str) -> str:
     raise DataError(
         f"{where}: field '{field}' must be a string, a number or a list of strings, got {_json_type(value)}"
     )
+
+
+def _json_limit(e: BaseException) -> str:
+    """Valid JSON that Python will not read: an integer of thousands of digits, or nesting past the recursion limit."""
+    return "nested too deeply" if isinstance(e, RecursionError) else "a number with too many digits"
 
 
 def _json_type(value: Any) -> str:
