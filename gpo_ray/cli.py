@@ -172,8 +172,12 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_fake_llm(args: argparse.Namespace) -> int:
-    from gpo_ray.llm.fake_server import run_fake_llm
+    from gpo_ray.errors import ConfigError
+    from gpo_ray.llm.fake_server import LOOPBACK_HOSTS, run_fake_llm
 
+    if args.host not in LOOPBACK_HOSTS:
+        raise ConfigError(f"--host {args.host!r}: the fake endpoint listens on loopback only "
+                          f"({', '.join(sorted(LOOPBACK_HOSTS))})")
     run_fake_llm(host=args.host, port=args.port, config_path=args.config)
     return 0
 
