@@ -95,6 +95,12 @@ class TrajectoryMemory:
         """The Ray node this actor (and, in embedded mode, its Chroma directory) lives on."""
         return ray.get_runtime_context().get_node_id()
 
+    async def pid(self) -> int:
+        """The worker process (fault tests kill it)."""
+        import os
+
+        return os.getpid()
+
 
 MEMORY_NAMESPACE = "gpo-ray"
 

@@ -35,5 +35,11 @@ class Refiner:
     async def node_id(self) -> str:
         return ray.get_runtime_context().get_node_id()
 
+    async def pid(self) -> int:
+        """The worker process (fault tests kill it)."""
+        import os
+
+        return os.getpid()
+
 
 RefinerActor = ray.remote(Refiner)
