@@ -4,6 +4,7 @@ keeps results.json and usage.json current, enforces the global budget, reports p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -133,6 +134,7 @@ class Controller:
         services = ActorServices(memory=self.memory, refiners=refiners, evaluators=evaluators,
                                  on_step=self._on_step, should_stop=self.budget_spent)
         opt_role = self.config.optimizer_model
+        stopped = True
         try:
             async def one(task: Task) -> TaskResult:
                 done = self.run_dir.completed_steps(task.name, fingerprint=self.fingerprint)
@@ -151,12 +153,16 @@ class Controller:
                 return result
 
             results = await asyncio.gather(*(one(t) for t in self.tasks))
+            stopped = False
         finally:
             await evaluators.close()
             try:
                 await self.refresh_usage()
             except Exception:  # noqa: BLE001 - usage is best effort when actors are gone
                 pass
+            if stopped:  # results.json must not say "running" once the run has stopped on an error
+                with contextlib.suppress(Exception):  # (the disk may be what stopped it)
+                    await self._write_state("stopped")
         out = {r.task: r for r in results}
         status = "budget_exhausted" if any(r.status == "budget_exhausted" for r in results) else "completed"
         await self._write_state(status)
