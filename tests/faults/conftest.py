@@ -10,7 +10,7 @@ import pytest
 from gpo_ray.api import optimize
 from gpo_ray.core.results import TaskResult
 
-from tests.faults.harness import run_config, two_fakes
+from tests.faults.harness import TOTAL_STEPS, run_config, two_fakes
 
 
 @dataclass(frozen=True)
@@ -25,8 +25,9 @@ def memory_contents(chroma_dir) -> dict[str, Any]:
     """What a run left in its trajectory store: the trajectory and every scored candidate, per task."""
     from gpo_ray.memory.store import TrajectoryStore, open_chroma_client
 
-    store = TrajectoryStore(client=open_chroma_client(path=chroma_dir, host=None, port=0, token_env=None),
-                            embedder=None)
+    client = open_chroma_client(path=chroma_dir, host=None, port=0, token_env=None)
+    (collection,) = [c.name for c in client.list_collections()]  # the run's one collection
+    store = TrajectoryStore(client=client, embedder=None, collection_name=collection)
     return {
         task: {
             "trajectory": store.trajectory(task),
@@ -43,6 +44,7 @@ def undisturbed(ray_cluster, tmp_path_factory) -> Undisturbed:
         results = optimize(run_config(run_dir, optimizer_url=opt.base_url, task_url=task.base_url))
         opt_stats, task_stats = opt.stats(), task.stats()
     assert results.status == "completed"
+    assert [len(r.steps) for r in results.tasks.values()] == [TOTAL_STEPS]
     assert opt_stats["duplicates"] == 0 and task_stats["duplicates"] == 0
     assert all(r.best_eval_score > r.initial_eval_score for r in results.tasks.values()), "the run climbs"
     return Undisturbed(results.tasks, opt_stats, task_stats, memory_contents(run_dir / "chroma"))

@@ -3,8 +3,8 @@
 - Two fake endpoints, one per role, each on its own event loop in a thread: pausing the optimizer's
   holds only generation, pausing the task model's holds only scoring, so a test knows exactly which
   work is in flight when it strikes (no sleeping and hoping).
-- A run on a background thread, with the actor handles it started (captured by wrapping
-  `gpo_ray.api._start_actors`), so a test can kill an actor while the run goes on.
+- A run on a background thread, with the actor handles it started (from `on_actors_started`), so a
+  test can kill an actor while the run goes on.
 - One small run configuration, and the checks that compare a disturbed run with an undisturbed one.
 """
 
@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gpo_ray.api import RunActors
 from gpo_ray.config import LLMRoleConfig, RunConfig
-from gpo_ray.core.results import TaskResult
+from gpo_ray.core.results import StepResult, TaskResult
 from gpo_ray.llm.fake_server import FakeLLMConfig, FakeLLMServer, answer_key_from_examples
 from gpo_ray.runtime.run_dir import task_file_name
 from gpo_ray.tasks.registry import resolve_tasks
@@ -167,32 +168,20 @@ def two_fakes(optimizer: FakeLLMConfig | None = None, task: FakeLLMConfig | None
 
 @dataclass
 class StartedActors:
-    """The handles `_start_actors` returned, once it has."""
+    """The run's actor handles, handed over by `optimize(..., on_actors_started=actors.started)`."""
 
     ready: threading.Event = field(default_factory=threading.Event)
     memory: Any = None
     refiners: list[Any] = field(default_factory=list)
     evaluators: list[Any] = field(default_factory=list)
 
+    def started(self, actors: RunActors) -> None:
+        self.memory, self.refiners, self.evaluators = actors.memory, list(actors.refiners), list(actors.evaluators)
+        self.ready.set()
+
     def wait(self) -> StartedActors:
         assert self.ready.wait(WAIT_S), "the run did not start its actors"
         return self
-
-
-def capture_actors(monkeypatch: Any) -> StartedActors:
-    import gpo_ray.api as api
-
-    started = StartedActors()
-    real = api._start_actors
-
-    def capturing(*args: Any, **kwargs: Any) -> Any:
-        memory, refiners, evaluators = handles = real(*args, **kwargs)
-        started.memory, started.refiners, started.evaluators = memory, list(refiners), list(evaluators)
-        started.ready.set()
-        return handles
-
-    monkeypatch.setattr(api, "_start_actors", capturing)
-    return started
 
 
 class BackgroundRun:
@@ -232,8 +221,14 @@ def checkpoint_steps(run_dir: Path, task: str = TASK) -> list[int]:
     return [json.loads(line)["step"] for line in path.read_text().splitlines()]
 
 
-def checkpoint_lines(run_dir: Path, task: str = TASK) -> int:
-    return len(checkpoint_steps(run_dir, task))
+def json_tasks(run_dir: Path) -> dict[str, TaskResult]:
+    """The task results as results.json reports them (for runs driven through the CLI)."""
+    doc = json.loads((run_dir / "results.json").read_text())
+    return {
+        name: TaskResult(task=name, **{k: v for k, v in entry.items() if k != "steps"},
+                         steps=tuple(StepResult.from_dict(s) for s in entry["steps"]))
+        for name, entry in doc["tasks"].items()
+    }
 
 
 def assert_same_as_undisturbed(run_dir: Path, tasks: dict[str, TaskResult], undisturbed: dict[str, TaskResult]) -> None:

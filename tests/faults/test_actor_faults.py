@@ -7,8 +7,10 @@ A driver killed with SIGKILL and resumed: tests/integration/test_resume.py.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+from pathlib import Path
 
 import pytest
 import ray
@@ -21,90 +23,115 @@ from tests.faults.harness import (
     EVALUATOR_SLOTS,
     NUM_EVALUATORS,
     BackgroundRun,
+    StartedActors,
     assert_same_as_undisturbed,
-    capture_actors,
     run_config,
     two_fakes,
+    wait_until,
 )
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_cluster")]
 
 
-def restartable_kill(handle) -> None:
+def restartable_kill(handle, pid: int) -> None:
     ray.kill(handle, no_restart=False)
 
 
-def process_exit(handle) -> None:
-    os.kill(ray.get(handle.pid.remote(), timeout=60), signal.SIGKILL)
+def process_exit(handle, pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)
+
+
+def pid_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"  # a zombie
+    return True
+
+
+def kill_and_wait(kill, handle) -> int:
+    """Kill the actor's process and return its pid once it is gone (ray.kill returns before that)."""
+    pid = ray.get(handle.pid.remote(), timeout=60)
+    kill(handle, pid)
+    wait_until(lambda: pid_gone(pid), what=f"the actor's process {pid} to end")
+    return pid
+
+
+def sent_requests(handles) -> list[int]:
+    return [u["requests"] for u in ray.get([h.usage.remote() for h in handles], timeout=60)]
 
 
 KILLS = [pytest.param(restartable_kill, id="ray.kill"), pytest.param(process_exit, id="SIGKILL")]
 
 
 @pytest.mark.parametrize("kill", KILLS)
-def test_an_evaluator_killed_while_scoring(kill, tmp_path, monkeypatch, undisturbed):
+def test_an_evaluator_killed_while_scoring(kill, tmp_path, undisturbed):
     with two_fakes() as (opt, task):
         opt.pause()
         config = run_config(tmp_path / "run", optimizer_url=opt.base_url, task_url=task.base_url)
-        actors = capture_actors(monkeypatch)
-        run = BackgroundRun(lambda: optimize(config))
+        actors = StartedActors()
+        run = BackgroundRun(lambda: optimize(config, on_actors_started=actors.started))
         opt.hold_generation(1)  # step 0 is scored; step 1's candidates are being generated
         task.pause()
         opt.resume()
         # Step 1 scores 3 candidates x 4 examples; with 4 slots per evaluator, 8 requests in service means
         # every evaluator is full: the one we kill is mid-scoring.
         task.wait_in_service(NUM_EVALUATORS * EVALUATOR_SLOTS)
-        kill(actors.wait().evaluators[0])
+        kill_and_wait(kill, actors.wait().evaluators[0])
         task.resume()
         results = run.join()
         opt_stats, task_stats = opt.stats(), task.stats()
 
-    print("STATS", opt_stats, task_stats)
     assert_same_as_undisturbed(config.run_dir, results.tasks, undisturbed.tasks)
     assert opt_stats["duplicates"] == 0
-    # Only the killed evaluator's requests in flight were asked again (its answers died with it).
-    assert task_stats["repeated_requests"] <= EVALUATOR_SLOTS
+    # Exactly the killed evaluator's requests in flight were asked again (its answers died with it).
+    assert task_stats["repeated_requests"] == EVALUATOR_SLOTS
     assert task_stats["duplicates"] <= EVALUATOR_SLOTS
     assert task_stats["unique_requests"] == undisturbed.task_stats["unique_requests"]
 
 
-def test_a_refiner_killed_while_generating(tmp_path, monkeypatch, undisturbed):
+@pytest.mark.parametrize("kill", KILLS)
+def test_a_refiner_killed_while_generating(kill, tmp_path, undisturbed):
     with two_fakes() as (opt, task):
         opt.pause()
         config = run_config(tmp_path / "run", optimizer_url=opt.base_url, task_url=task.base_url)
-        actors = capture_actors(monkeypatch)
-        run = BackgroundRun(lambda: optimize(config))
+        actors = StartedActors()
+        run = BackgroundRun(lambda: optimize(config, on_actors_started=actors.started))
+        opt.hold_generation(1)
+        before = sent_requests(actors.wait().refiners)
         opt.hold_generation(2)
         # The refiner that sent the held requests is the one generating.
-        sent = ray.get([r.usage.remote() for r in actors.wait().refiners], timeout=60)
-        busy = [r for r, u in zip(actors.refiners, sent, strict=True) if u["requests"] >= CANDIDATES]
-        assert len(busy) == 1, sent
-        ray.kill(busy[0], no_restart=False)  # (a refiner has no pid() to SIGKILL it by)
+        after = sent_requests(actors.refiners)
+        busy = [r for r, b, a in zip(actors.refiners, before, after, strict=True) if a - b == CANDIDATES]
+        assert len(busy) == 1, (before, after)
+        kill_and_wait(kill, busy[0])
         opt.resume()
         results = run.join()
         opt_stats, task_stats = opt.stats(), task.stats()
 
-    print("STATS", opt_stats, task_stats)
     assert_same_as_undisturbed(config.run_dir, results.tasks, undisturbed.tasks)
     assert task_stats["duplicates"] == 0
-    assert opt_stats["repeated_requests"] <= CANDIDATES
+    assert opt_stats["repeated_requests"] == CANDIDATES  # the held generation, asked again
     assert opt_stats["duplicates"] <= CANDIDATES
     assert opt_stats["unique_requests"] == undisturbed.optimizer_stats["unique_requests"]
 
 
-def test_the_memory_actor_killed_restarts_from_its_store(tmp_path, monkeypatch, undisturbed):
+@pytest.mark.parametrize("kill", KILLS)
+def test_the_memory_actor_killed_restarts_from_its_store(kill, tmp_path, undisturbed):
     with two_fakes() as (opt, task):
         opt.pause()
         config = run_config(tmp_path / "run", optimizer_url=opt.base_url, task_url=task.base_url)
-        actors = capture_actors(monkeypatch)
-        run = BackgroundRun(lambda: optimize(config))
+        actors = StartedActors()
+        run = BackgroundRun(lambda: optimize(config, on_actors_started=actors.started))
         opt.hold_generation(3)  # steps 0-2 are in memory; step 3 retrieved from it
-        ray.kill(actors.wait().memory, no_restart=False)
+        old_pid = kill_and_wait(kill, actors.wait().memory)
+        assert ray.get(actors.memory.pid.remote(), timeout=60) != old_pid, "restarted in a new process"
         opt.resume()
         results = run.join()
         opt_stats, task_stats = opt.stats(), task.stats()
 
-    print("STATS", opt_stats, task_stats)
     assert_same_as_undisturbed(config.run_dir, results.tasks, undisturbed.tasks)
     assert opt_stats["repeated_requests"] == 0 and task_stats["repeated_requests"] == 0
     # Nothing re-adds steps 0-2 after the kill, so finding them now means the restarted actor had them.
