@@ -4,6 +4,7 @@ keeps results.json and usage.json current, enforces the global budget, reports p
 from __future__ import annotations
 
 import asyncio
+import json
 import contextlib
 from collections.abc import Sequence
 from typing import Any
@@ -77,18 +78,28 @@ class Controller:
         self.structured = structured
         self.fingerprint = config.fingerprint()
         self.usage: dict[str, Any] = {"optimizer": {}, "task_model": {}}
+        # A resumed run counts on from what the interrupted one spent (usage.json), for reports and the budget.
+        self.usage_before = self._previous_usage()
         self.task_entries: dict[str, dict[str, Any]] = {}
         self.records: dict[str, list[StepResult]] = {}
         self.log = structlog.get_logger()
         self._write_lock = asyncio.Lock()
 
     # usage and budget ---------------------------------------------------------
+    def _previous_usage(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.run_dir.usage_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
     async def refresh_usage(self) -> dict[str, Any]:
         opt = await asyncio.gather(*(h.usage.remote() for h in self.refiner_handles), return_exceptions=True)
         task = await asyncio.gather(*(h.usage.remote() for h in self.evaluator_handles), return_exceptions=True)
+        before = self.usage_before
         self.usage = {
-            "optimizer": sum_usage([u for u in opt if isinstance(u, dict)]),
-            "task_model": sum_usage([u for u in task if isinstance(u, dict)]),
+            "optimizer": sum_usage([before.get("optimizer", {}), *(u for u in opt if isinstance(u, dict))]),
+            "task_model": sum_usage([before.get("task_model", {}), *(u for u in task if isinstance(u, dict))]),
         }
         return self.usage
 

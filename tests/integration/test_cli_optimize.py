@@ -66,11 +66,17 @@ def test_global_call_budget_stops_after_a_completed_step(tmp_path, capsys):
             f"run_dir: {tmp_path / 'run'}\n"
         )
         code = main(["optimize", str(cfg), "--quiet"])
-    assert code == 0
-    doc = json.loads((tmp_path / "run" / "results.json").read_text())
-    entry = doc["tasks"]["example/arithmetic"]
-    assert doc["status"] == "budget_exhausted" and entry["status"] == "budget_exhausted"
-    assert 1 <= len(entry["steps"]) < 6
+        assert code == 0
+        doc = json.loads((tmp_path / "run" / "results.json").read_text())
+        entry = doc["tasks"]["example/arithmetic"]
+        assert doc["status"] == "budget_exhausted" and entry["status"] == "budget_exhausted"
+        assert 1 <= len(entry["steps"]) < 6
+        # The budget is for the run, not per invocation: a resume does not get a fresh one.
+        assert main(["resume", str(tmp_path / "run"), "--quiet"]) == 0
+        again = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert again["status"] == "budget_exhausted"
+    assert len(again["tasks"]["example/arithmetic"]["steps"]) == len(entry["steps"])
+    assert again["usage"]["task_model"]["requests"] >= doc["usage"]["task_model"]["requests"]
 
 
 def test_two_endpoints_of_one_role_share_the_work(tmp_path):
