@@ -77,9 +77,10 @@ class Controller:
         self.progress = progress
         self.structured = structured
         self.fingerprint = config.fingerprint()
-        self.usage: dict[str, Any] = {"optimizer": {}, "task_model": {}}
         # A resumed run counts on from what the interrupted one spent (usage.json), for reports and the budget.
         self.usage_before = self._previous_usage()
+        self.usage: dict[str, Any] = {"optimizer": dict(self.usage_before.get("optimizer", {})),
+                      "task_model": dict(self.usage_before.get("task_model", {}))}
         self.task_entries: dict[str, dict[str, Any]] = {}
         self.records: dict[str, list[StepResult]] = {}
         self.log = structlog.get_logger()
