@@ -10,7 +10,7 @@ import pytest
 from gpo_ray.api import optimize
 from gpo_ray.core.results import TaskResult
 
-from tests.faults.harness import TOTAL_STEPS, run_config, two_fakes
+from tests.faults.harness import TOTAL_STEPS, memory_contents, run_config, two_fakes
 
 
 @dataclass(frozen=True)
@@ -19,22 +19,6 @@ class Undisturbed:
     optimizer_stats: dict[str, Any]
     task_stats: dict[str, Any]
     memory: dict[str, Any]
-
-
-def memory_contents(chroma_dir) -> dict[str, Any]:
-    """What a run left in its trajectory store: the trajectory and every scored candidate, per task."""
-    from gpo_ray.memory.store import TrajectoryStore, open_chroma_client
-
-    client = open_chroma_client(path=chroma_dir, host=None, port=0, token_env=None)
-    (collection,) = [c.name for c in client.list_collections()]  # the run's one collection
-    store = TrajectoryStore(client=client, embedder=None, collection_name=collection)
-    return {
-        task: {
-            "trajectory": store.trajectory(task),
-            "candidates": sorted((c.step, c.prompt, c.score) for c in store.candidates(task)),
-        }
-        for task in store.tasks()
-    } | {"count": store.count()}
 
 
 @pytest.fixture(scope="session")

@@ -221,6 +221,22 @@ def checkpoint_steps(run_dir: Path, task: str = TASK) -> list[int]:
     return [json.loads(line)["step"] for line in path.read_text().splitlines()]
 
 
+def memory_contents(chroma_dir: Path) -> dict[str, Any]:
+    """What a run left in its trajectory store: the trajectory and every scored candidate, per task."""
+    from gpo_ray.memory.store import TrajectoryStore, open_chroma_client
+
+    client = open_chroma_client(path=chroma_dir, host=None, port=0, token_env=None)
+    (collection,) = [c.name for c in client.list_collections()]  # the run's one collection
+    store = TrajectoryStore(client=client, embedder=None, collection_name=collection)
+    return {
+        task: {
+            "trajectory": store.trajectory(task),
+            "candidates": sorted((c.step, c.prompt, c.score) for c in store.candidates(task)),
+        }
+        for task in store.tasks()
+    } | {"count": store.count()}
+
+
 def json_tasks(run_dir: Path) -> dict[str, TaskResult]:
     """The task results as results.json reports them (for runs driven through the CLI)."""
     doc = json.loads((run_dir / "results.json").read_text())

@@ -17,7 +17,6 @@ import ray
 
 from gpo_ray.api import optimize
 
-from tests.faults.conftest import memory_contents
 from tests.faults.harness import (
     CANDIDATES,
     EVALUATOR_SLOTS,
@@ -25,6 +24,7 @@ from tests.faults.harness import (
     BackgroundRun,
     StartedActors,
     assert_same_as_undisturbed,
+    memory_contents,
     run_config,
     two_fakes,
     wait_until,
