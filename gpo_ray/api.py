@@ -97,7 +97,8 @@ def ray_session(address: str | None) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
-    ray.init(address=address or os.environ.get("RAY_ADDRESS") or None, include_dashboard=False,
+    # "local" starts a new cluster even when another one runs on this machine; joining is explicit.
+    ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False,
              log_to_driver=False, configure_logging=False)
     try:
         yield

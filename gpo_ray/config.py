@@ -187,7 +187,12 @@ def read_config_file(path: Path) -> dict[str, Any]:
     """Read YAML or TOML into a dict; a broken file becomes a ConfigError naming it."""
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror or type(e).__name__}") from None
     try:
         if path.suffix.lower() == ".toml":
             data = tomllib.loads(text)
@@ -200,14 +205,21 @@ def read_config_file(path: Path) -> dict[str, Any]:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of settings, not {type(data).__name__}")
-    base = path.parent
-    # Relative paths in a config file are relative to the file.
-    for key in ("data_dir", "run_dir"):
-        if isinstance(data.get(key), str) and not Path(data[key]).is_absolute():
-            data[key] = str((base / data[key]).resolve()) if key == "data_dir" else data[key]
-    for src in data.get("task_sources") or []:
-        if isinstance(src, dict) and isinstance(src.get("path"), str) and not Path(src["path"]).is_absolute():
-            src["path"] = str((base / src["path"]).resolve())
+    # Relative paths in a config file are relative to the file (run_dir stays relative to where you run).
+    def anchored(value: Any, field: str) -> Any:
+        if not isinstance(value, str) or Path(value).is_absolute():
+            return value
+        if "\x00" in value:
+            raise ConfigError(f"{path}: {field}: a path must not contain a NUL byte")
+        return str((path.parent / value).resolve())
+
+    if "data_dir" in data:
+        data["data_dir"] = anchored(data["data_dir"], "data_dir")
+    sources = data.get("task_sources")
+    if isinstance(sources, list):
+        for i, src in enumerate(sources):
+            if isinstance(src, dict) and "path" in src:
+                src["path"] = anchored(src["path"], f"task_sources.{i}.path")
     return data
 
 
@@ -228,7 +240,7 @@ def format_validation_error(e: ValidationError) -> str:
     """One line: the first failing field and its problem (and how many more there are)."""
     errs = e.errors()
     first = errs[0]
-    loc = ".".join(str(p) for p in first["loc"]) or "config"
+    loc = ".".join(str(p) for p in first["loc"]).encode("unicode_escape").decode("ascii") or "config"
     msg = first["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]

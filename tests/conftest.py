@@ -27,6 +27,7 @@ def ray_cluster():
 
     if not ray.is_initialized():
         ray.init(
+            address="local",  # a new cluster, never one that happens to run on the machine
             num_cpus=4,  # logical CPUs: I/O-bound actors take fractions of these
             include_dashboard=False,
             log_to_driver=False,

@@ -50,21 +50,6 @@ def one_line(message: str) -> bool:
     return bool(message.strip()) and "\n" not in message.strip() and "Traceback" not in message
 
 
-def hits_a_known_config_bug(text: str | None) -> bool:
-    """Config files that crash gpo_ray/config.py read_config_file today (see the xfail tests below): the
-    properties skip them so that they keep finding new problems. Remove this once config.py is fixed."""
-    try:
-        data = yaml.safe_load(text) if text is not None else None
-    except yaml.YAMLError:
-        return False
-    if not isinstance(data, dict):
-        return False
-    sources = data.get("task_sources")
-    paths = [data.get("data_dir")] + [s.get("path") for s in sources if isinstance(s, dict)] \
-        if isinstance(sources, list) else [data.get("data_dir")]
-    return isinstance(sources, int | float) and bool(sources) or any(isinstance(p, str) and "\x00" in p for p in paths)
-
-
 # --- configs -------------------------------------------------------------------------------------
 
 
@@ -94,7 +79,6 @@ def test_any_config_dict_validates_or_is_refused_naming_the_field(data):
 @example("tasks: !!python/object:os.system ls\n")
 @example("\t\x00")
 def test_any_yaml_file_validates_or_is_refused_naming_the_file_or_field(text):
-    assume(not hits_a_known_config_bug(text))
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "run.yaml"
         path.write_text(text, encoding="utf-8")
@@ -106,10 +90,6 @@ def test_any_yaml_file_validates_or_is_refused_naming_the_file_or_field(text):
         assert isinstance(config, RunConfig)
 
 
-CONFIG_BUG = "gpo_ray/config.py read_config_file: reported to the lead; drop this mark once fixed"
-
-
-@pytest.mark.xfail(strict=True, reason=CONFIG_BUG + " (UnicodeDecodeError escapes)")
 def test_a_config_file_that_is_not_utf8_is_refused_in_one_line(tmp_path, no_runs):
     path = tmp_path / "run.yaml"
     path.write_bytes(b"tasks: [\xff\xfe]\n")
@@ -117,21 +97,17 @@ def test_a_config_file_that_is_not_utf8_is_refused_in_one_line(tmp_path, no_runs
     assert code == 2 and one_line(err) and str(path) in err, err
 
 
-@pytest.mark.xfail(strict=True, reason=CONFIG_BUG + " (Path.resolve raises ValueError on a NUL byte)")
 @pytest.mark.parametrize("setting", ['data_dir: "a\\0b"', 'task_sources: [{name: x/y, path: "p\\0q"}]'])
 def test_a_config_path_with_a_nul_byte_is_refused_in_one_line(tmp_path, no_runs, setting):
-    assert hits_a_known_config_bug(f"tasks: [example/arithmetic]\n{setting}\n")
     path = tmp_path / "run.yaml"
     path.write_text(f"tasks: [example/arithmetic]\n{setting}\n")
     code, err = run_cli(["plan", str(path)])
     assert code == 2 and one_line(err), err
 
 
-@pytest.mark.xfail(strict=True, reason=CONFIG_BUG + " (TypeError iterating a number)")
 def test_task_sources_that_is_a_number_is_refused_in_one_line(tmp_path, no_runs):
     path = tmp_path / "run.yaml"
     path.write_text("tasks: [example/arithmetic]\ntask_sources: 1\n")
-    assert hits_a_known_config_bug(path.read_text())
     code, err = run_cli(["plan", str(path)])
     assert code == 2 and one_line(err) and "task_sources" in err, err
 
@@ -185,7 +161,6 @@ def no_runs(monkeypatch):
 @example(("plan", ["\n"]), None)
 def test_any_command_line_runs_or_is_refused_in_one_line(no_runs, argv, config_text):
     command, rest = argv
-    assume(not hits_a_known_config_bug(config_text))
     with tempfile.TemporaryDirectory() as d, contextlib.chdir(d):
         if config_text is not None:
             Path("cfg.yaml").write_text(config_text, encoding="utf-8")
