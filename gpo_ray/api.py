@@ -98,8 +98,12 @@ def ray_session(address: str | None) -> Iterator[None]:
         yield
         return
     # "local" starts a new cluster even when another one runs on this machine; joining is explicit.
-    ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False,
-             log_to_driver=False, configure_logging=False)
+    target = address or os.environ.get("RAY_ADDRESS") or "local"
+    try:
+        ray.init(address=target, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise RunFailed(f"cannot {'start' if target == 'local' else 'join'} the Ray cluster at {target}: {first}") from None
     try:
         yield
     finally:
