@@ -54,11 +54,15 @@ def test_job_submit_and_address_behave_the_same(tmp_path):
                 f"optimizer_model: {{base_url: '{fake.base_url}', model: fake}}\n"
                 "optimizer: {epochs: 1, batch_size: 4, candidates: 2}\n"
             )
-            job = subprocess.run(
-                [RAY, "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--",
-                 sys.executable, "-m", "gpo_ray", "optimize", str(cfg), "--run-dir", str(tmp_path / "job"), "--quiet"],
-                env=env, capture_output=True, text=True, timeout=600,
-            )
+            for _ in range(30):  # the dashboard answers before its job agent is ready
+                job = subprocess.run(
+                    [RAY, "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--", sys.executable, "-m",
+                     "gpo_ray", "optimize", str(cfg), "--run-dir", str(tmp_path / "job"), "--quiet"],
+                    env=env, capture_output=True, text=True, timeout=600,
+                )
+                if "No available agent" not in job.stderr + job.stdout:
+                    break
+                time.sleep(2)
             assert job.returncode == 0, job.stdout[-2000:] + job.stderr[-2000:]
             driver = subprocess.run(
                 [sys.executable, "-m", "gpo_ray", "optimize", str(cfg), "--run-dir", str(tmp_path / "driver"),
