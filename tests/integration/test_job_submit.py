@@ -33,7 +33,11 @@ def test_job_submit_and_address_behave_the_same(tmp_path):
     head = subprocess.Popen(
         [RAY, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(gcs),
          "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash), "--include-dashboard", "true",
-         "--num-cpus", "2", "--disable-usage-stats"],
+         "--num-cpus", "2", "--disable-usage-stats",
+         # Its own agent ports: the test session's cluster on this machine holds the default ones.
+         "--dashboard-agent-listen-port", str(free_port()), "--dashboard-agent-grpc-port", str(free_port()),
+         "--runtime-env-agent-port", str(free_port()), "--metrics-export-port", str(free_port()),
+         "--ray-client-server-port", str(free_port())],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
     )
     try:
@@ -54,7 +58,7 @@ def test_job_submit_and_address_behave_the_same(tmp_path):
                 f"optimizer_model: {{base_url: '{fake.base_url}', model: fake}}\n"
                 "optimizer: {epochs: 1, batch_size: 4, candidates: 2}\n"
             )
-            for _ in range(30):  # the dashboard answers before its job agent is ready
+            for _ in range(15):  # the dashboard answers before its job agent is ready
                 job = subprocess.run(
                     [RAY, "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--", sys.executable, "-m",
                      "gpo_ray", "optimize", str(cfg), "--run-dir", str(tmp_path / "job"), "--quiet"],
