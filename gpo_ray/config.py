@@ -97,6 +97,22 @@ class OptimizerSettings(_Frozen):
     test_limit: int | None = Field(default=None, gt=0, description="use at most this many test examples")
     evaluate_test: bool = True
     seed: int = 0
+    meta_prompt: dict[str, str | int] = Field(
+        default={}, description="overrides of the meta-prompt's sentences (fields of core.meta_prompt.MetaPromptTemplate)"
+    )
+
+    @field_validator("meta_prompt")
+    @classmethod
+    def _known_template_fields(cls, v: dict[str, str | int]) -> dict[str, str | int]:
+        from dataclasses import fields
+
+        from gpo_ray.core.meta_prompt import MetaPromptTemplate
+
+        known = {f.name for f in fields(MetaPromptTemplate)}
+        unknown = sorted(set(v) - known)
+        if unknown:
+            raise ValueError(f"unknown meta-prompt part {unknown[0]!r}; known: {', '.join(sorted(known))}")
+        return v
 
 
 class TaskSource(_Frozen):

@@ -37,6 +37,7 @@ class GenerationRequest:
     seed: int = 0
     temperature: float = 1.0
     max_tokens: int | None = None
+    template: MetaPromptTemplate = DEFAULT_TEMPLATE
 
 
 @dataclass(frozen=True)
@@ -46,9 +47,7 @@ class GenerationResult:
     meta_prompt: str = ""
 
 
-async def generate_candidates(
-    llm: LLMClient, request: GenerationRequest, *, template: MetaPromptTemplate = DEFAULT_TEMPLATE
-) -> GenerationResult:
+async def generate_candidates(llm: LLMClient, request: GenerationRequest) -> GenerationResult:
     """Ask for `n` samples concurrently; in strict mode re-ask for the ones over budget, a bounded number of rounds."""
     meta = build_meta_prompt(
         current_prompt=request.current_prompt,
@@ -57,7 +56,7 @@ async def generate_candidates(
         edit_budget=request.edit_budget,
         placement=request.placement,
         structured=request.structured,
-        template=template,
+        template=request.template,
     )
     accepted: list[str] = []
     counts: Counter[str] = Counter()

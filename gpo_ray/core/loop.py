@@ -16,6 +16,7 @@ The answer is the trajectory prompt with the best eval score (ties: the earliest
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Protocol
 
 import structlog
@@ -25,6 +26,7 @@ from gpo_ray.core.batches import batch_for_step
 from gpo_ray.core.edit_distance import word_edit_distance
 from gpo_ray.core.evaluation import mean
 from gpo_ray.core.generation import GenerationRequest, GenerationResult
+from gpo_ray.core.meta_prompt import DEFAULT_TEMPLATE
 from gpo_ray.core.results import StepResult, TaskResult
 from gpo_ray.core.schedule import EditBudgetSchedule, total_steps
 from gpo_ray.core.selection import select_best, select_next
@@ -78,6 +80,7 @@ class GPOTaskLoop:
         self.optimizer_temperature = optimizer_temperature
         self.optimizer_max_tokens = optimizer_max_tokens
         self.schedule = schedule_for(task, settings)
+        self.template = replace(DEFAULT_TEMPLATE, **settings.meta_prompt)
         self.eval_examples = task.eval[: settings.eval_limit] if settings.eval_limit else task.eval
         self.test_examples = task.test[: settings.test_limit] if settings.test_limit else task.test
         self.log = structlog.get_logger().bind(task=task.name)
@@ -135,6 +138,7 @@ class GPOTaskLoop:
                 seed=s.seed,
                 temperature=self.optimizer_temperature,
                 max_tokens=self.optimizer_max_tokens,
+                template=self.template,
             )
         )
         batch = batch_for_step(self.task.train, t, batch_size=s.batch_size, seed=s.seed)

@@ -86,3 +86,23 @@ async def test_sequential_reference_runs_several_tasks():
     )
     assert list(results) == ["example/arithmetic"]
     assert results["example/arithmetic"].steps
+
+
+async def test_meta_prompt_sentences_can_be_overridden_from_the_config():
+    from gpo_ray.llm.protocol import ChatRequest
+
+    seen: list[str] = []
+
+    class Recording(ScriptedOptimizer):
+        async def complete(self, request: ChatRequest):
+            seen.append(request.messages[-1].content)
+            return await super().complete(request)
+
+    settings = _settings(epochs=1, meta_prompt={"task": "You improve prompts for grade-school arithmetic.",
+                                                "budget": "Change at most {budget} words."})
+    services = InProcessServices(optimizer_llm=Recording(PHRASES), task_llm=ScriptedTaskModel(SKILLS), embed=_bow,
+                                 task_params=TaskModelParams())
+    await GPOTaskLoop(_task(), settings=settings, services=services, structured=False).run()
+    assert seen and all(m.startswith("You improve prompts for grade-school arithmetic.") for m in seen)
+    first_budget = schedule_for(_task(), settings).budget(1)
+    assert f"Change at most {first_budget} words." in seen[0]
