@@ -152,15 +152,15 @@ class CachedClient:
         shared = await self._join_in_flight(key)
         if shared is not None:
             return shared
-        hit = await self._read(key)
-        if hit is not None:
-            return hit
-        shared = await self._join_in_flight(key)  # another caller may have started while we read the cache
-        if shared is not None:
-            return shared
+        # Claim the key before reading the cache (no await in between): an identical request arriving while we
+        # read or ask waits for us, instead of racing us to the endpoint.
         future: asyncio.Future[ChatResponse] = asyncio.get_running_loop().create_future()
         self._in_flight[key] = future
         try:
+            hit = await self._read(key)
+            if hit is not None:
+                future.set_result(hit)
+                return hit
             response = await self.inner.complete(request)
             await self._write(key, response)
         except asyncio.CancelledError:
