@@ -12,6 +12,7 @@ from pathlib import Path
 
 import ray
 
+from gpo_ray.actors.introspection import WhereAmI
 from gpo_ray.config import LLMRoleConfig
 from gpo_ray.core.evaluation import TaskModelParams, score_example
 from gpo_ray.llm.accounting import UsageCounters
@@ -31,7 +32,7 @@ class ScoreItem:
         return (self.metric.value, self.prompt, self.example.input, self.example.answers)
 
 
-class Evaluator:
+class Evaluator(WhereAmI):
     def __init__(
         self,
         role: LLMRoleConfig,
@@ -63,14 +64,6 @@ class Evaluator:
 
     async def usage(self) -> dict:
         return self.counters.snapshot()
-
-    async def node_id(self) -> str:
-        return ray.get_runtime_context().get_node_id()
-
-    async def pid(self) -> int:
-        import os
-
-        return os.getpid()
 
 
 EvaluatorActor = ray.remote(Evaluator)

@@ -17,6 +17,7 @@ import ray
 import structlog
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from gpo_ray.actors.introspection import WhereAmI
 from gpo_ray.config import ClusterSettings
 from gpo_ray.core.types import TrajectoryEntry
 from gpo_ray.memory.store import DEFAULT_COLLECTION, MemoryRecord, TrajectoryStore, open_chroma_client
@@ -38,7 +39,7 @@ def _default_embedder() -> Embedder:
     return MiniLMEmbedder()
 
 
-class TrajectoryMemory:
+class TrajectoryMemory(WhereAmI):
     """Async actor shell over TrajectoryStore: blocking Chroma calls run in a thread, one at a time.
 
     One FIFO lock serialises store calls: Ray starts a caller's calls in submission order, so a
@@ -90,16 +91,6 @@ class TrajectoryMemory:
 
     async def count(self) -> int:
         return await self._call(self._store.count)
-
-    async def node_id(self) -> str:
-        """The Ray node this actor (and, in embedded mode, its Chroma directory) lives on."""
-        return ray.get_runtime_context().get_node_id()
-
-    async def pid(self) -> int:
-        """The worker process (fault tests kill it)."""
-        import os
-
-        return os.getpid()
 
 
 MEMORY_NAMESPACE = "gpo-ray"

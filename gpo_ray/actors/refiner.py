@@ -6,6 +6,7 @@ from pathlib import Path
 
 import ray
 
+from gpo_ray.actors.introspection import WhereAmI
 from gpo_ray.config import LLMRoleConfig
 from gpo_ray.core.generation import GenerationRequest, GenerationResult, generate_candidates
 from gpo_ray.llm.accounting import UsageCounters
@@ -13,7 +14,7 @@ from gpo_ray.llm.cache import ResponseCache
 from gpo_ray.llm.stack import build_client
 
 
-class Refiner:
+class Refiner(WhereAmI):
     """Builds the meta-prompt for a task's step and asks the optimizer LLM for candidates.
 
     The client is created here, in the worker process; the edit budget arrives in the request
@@ -31,15 +32,6 @@ class Refiner:
 
     async def usage(self) -> dict:
         return self.counters.snapshot()
-
-    async def node_id(self) -> str:
-        return ray.get_runtime_context().get_node_id()
-
-    async def pid(self) -> int:
-        """The worker process (fault tests kill it)."""
-        import os
-
-        return os.getpid()
 
 
 RefinerActor = ray.remote(Refiner)
