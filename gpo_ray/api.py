@@ -8,7 +8,6 @@ import contextlib
 import functools
 import hashlib
 import os
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,7 +129,8 @@ def _endpoint_groups(ep: Endpoint, count: int) -> list[tuple[list[str], str | No
     resources, else every actor balances over all endpoints."""
     if not any(s.resource for s in ep.specs):
         return [(ep.urls, None)] * count
-    return [([s.base_url], s.resource) for i in range(max(count, len(ep.specs))) for s in [ep.specs[i % len(ep.specs)]]]
+    specs = [ep.specs[i % len(ep.specs)] for i in range(max(count, len(ep.specs)))]  # at least one per endpoint
+    return [([s.base_url], s.resource) for s in specs]
 
 
 def _start_actors(config: RunConfig, run_dir: RunDirectory, opt: Endpoint, task: Endpoint, *,
@@ -296,6 +296,3 @@ def resume_run(run_path: Path, *, address: str | None, output: str) -> Results:
     print_summary(results)
     return results
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit("use the gpo-ray command")

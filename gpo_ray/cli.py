@@ -160,8 +160,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     from gpo_ray.config import load_config
 
     config = load_config(args.config, overrides=_strip_none(overrides_from_args(args)))
-    results = run_optimization(config, output=_output_mode(args))
-    return 0 if results is not None else 1
+    run_optimization(config, output=_output_mode(args))
+    return 0
 
 
 def cmd_resume(args: argparse.Namespace) -> int:

@@ -22,9 +22,6 @@ from gpo_ray.core.types import TrajectoryEntry
 from gpo_ray.runtime.run_dir import RunDirectory
 from gpo_ray.tasks.types import Task
 
-ROLE_OF_ACTOR = {"refiner": "optimizer", "evaluator": "task_model"}
-
-
 def sum_usage(snapshots: Sequence[dict[str, Any]]) -> dict[str, Any]:
     total: dict[str, Any] = {}
     for snap in snapshots:
@@ -77,6 +74,7 @@ class Controller:
         self.progress = progress
         self.structured = structured
         self.fingerprint = config.fingerprint()
+        self.total_steps = {t.name: schedule_for(t, config.optimizer).total_steps for t in self.tasks}
         # A resumed run counts on from what the interrupted one spent (usage.json), for reports and the budget.
         self.usage_before = self._previous_usage()
         self.usage: dict[str, Any] = {"optimizer": dict(self.usage_before.get("optimizer", {})),
@@ -134,9 +132,8 @@ class Controller:
         await self._write_state()
         if record.step > 0:
             best = self.task_entries[task.name]["best_eval_score"]
-            self.progress.step_done(task.name, step=record.step, total_steps=schedule_for(task, self.config.optimizer)
-                                    .total_steps, edit_budget=record.edit_budget, best_score=best,
-                                    calls=self.total_calls())
+            self.progress.step_done(task.name, step=record.step, total_steps=self.total_steps[task.name],
+                                    edit_budget=record.edit_budget, best_score=best, calls=self.total_calls())
 
     # the run ------------------------------------------------------------------------
     async def run(self) -> dict[str, TaskResult]:
@@ -154,8 +151,8 @@ class Controller:
                 if done:
                     self.task_entries[task.name] = partial_task_result(done)
                     await services.remember(task.name, done)
-                total = schedule_for(task, self.config.optimizer).total_steps
-                self.progress.task_started(task.name, total_steps=total, done_steps=max(0, len(done) - 1))
+                self.progress.task_started(task.name, total_steps=self.total_steps[task.name],
+                                           done_steps=max(0, len(done) - 1))
                 loop = GPOTaskLoop(task, settings=self.config.optimizer, services=services,
                                    structured=self.structured, optimizer_temperature=opt_role.temperature,
                                    optimizer_max_tokens=opt_role.max_tokens)

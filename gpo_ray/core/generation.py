@@ -44,7 +44,6 @@ class GenerationRequest:
 class GenerationResult:
     candidates: tuple[str, ...]
     counts: dict[str, int] = field(default_factory=dict)
-    meta_prompt: str = ""
 
 
 async def generate_candidates(llm: LLMClient, request: GenerationRequest) -> GenerationResult:
@@ -97,4 +96,4 @@ async def generate_candidates(llm: LLMClient, request: GenerationRequest) -> Gen
                 counts["admitted"] += 1
             else:
                 counts["duplicate"] += 1
-    return GenerationResult(candidates=tuple(accepted), counts=dict(counts), meta_prompt=meta)
+    return GenerationResult(candidates=tuple(accepted), counts=dict(counts))

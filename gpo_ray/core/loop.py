@@ -26,7 +26,7 @@ from gpo_ray.core.batches import batch_for_step
 from gpo_ray.core.edit_distance import word_edit_distance
 from gpo_ray.core.evaluation import mean
 from gpo_ray.core.generation import GenerationRequest, GenerationResult
-from gpo_ray.core.meta_prompt import DEFAULT_TEMPLATE
+from gpo_ray.core.meta_prompt import DEFAULT_TEMPLATE, MetaPromptTemplate
 from gpo_ray.core.results import StepResult, TaskResult
 from gpo_ray.core.schedule import EditBudgetSchedule, total_steps
 from gpo_ray.core.selection import select_best, select_next
@@ -56,6 +56,11 @@ class TaskServices(Protocol):
         ...
 
 
+def template_for(settings: OptimizerSettings) -> MetaPromptTemplate:
+    """The meta-prompt template with the run's overrides (optimizer.meta_prompt)."""
+    return replace(DEFAULT_TEMPLATE, **settings.meta_prompt)
+
+
 def schedule_for(task: Task, settings: OptimizerSettings) -> EditBudgetSchedule:
     """The one place a task's schedule is made: T from the training split, the decay from the config."""
     steps = total_steps(len(task.train), batch_size=settings.batch_size, epochs=settings.epochs)
@@ -80,7 +85,7 @@ class GPOTaskLoop:
         self.optimizer_temperature = optimizer_temperature
         self.optimizer_max_tokens = optimizer_max_tokens
         self.schedule = schedule_for(task, settings)
-        self.template = replace(DEFAULT_TEMPLATE, **settings.meta_prompt)
+        self.template = template_for(settings)
         self.eval_examples = task.eval[: settings.eval_limit] if settings.eval_limit else task.eval
         self.test_examples = task.test[: settings.test_limit] if settings.test_limit else task.test
         self.log = structlog.get_logger().bind(task=task.name)

@@ -6,10 +6,10 @@ per token, with completions counted at their max_tokens cap.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
-from gpo_ray.core.loop import schedule_for
-from gpo_ray.core.meta_prompt import DEFAULT_TEMPLATE, build_meta_prompt
+from gpo_ray.core.loop import schedule_for, template_for
+from gpo_ray.core.meta_prompt import build_meta_prompt
 from gpo_ray.core.types import TrajectoryEntry
 from gpo_ray.config import OptimizerSettings
 from gpo_ray.tasks.types import Task
@@ -61,7 +61,7 @@ def plan_task(
         edit_budget=schedule.initial,
         placement=settings.placement,
         structured=False,
-        template=replace(DEFAULT_TEMPLATE, **settings.meta_prompt),
+        template=template_for(settings),
     )
     inputs = [e.input for e in task.train + task.eval + task.test] or [""]
     avg_input = sum(map(len, inputs)) / len(inputs) + len(settings.initial_prompt)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from gpo_ray.core.types import ScoredCandidate, TrajectoryEntry
+from gpo_ray.core.types import ScoredCandidate
 
 
 @dataclass(frozen=True)
@@ -53,11 +53,6 @@ class TaskResult:
     best_step: int
     steps: tuple[StepResult, ...]
     status: str = "completed"  # or "budget_exhausted"
-
-    @property
-    def trajectory(self) -> list[TrajectoryEntry]:
-        first = TrajectoryEntry(self.initial_prompt, self.initial_eval_score, 0)
-        return [first] + [TrajectoryEntry(s.prompt, s.eval_score, s.step) for s in self.steps]
 
     def to_dict(self) -> dict[str, Any]:
         return {
