@@ -10,7 +10,6 @@ ratio taken in one process on one machine, so machine noise affects both sides a
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 import tempfile
