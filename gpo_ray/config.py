@@ -81,6 +81,17 @@ class ScheduleConfig(_Frozen):
     warmup_steps: int = Field(default=0, ge=0)
 
 
+class AdaptiveEvaluationSettings(_Frozen):
+    """Successive halving over growing prefixes of the eval split (beyond the paper; off by default).
+
+    Round r scores the surviving candidates on the first first_round * eta**r eval examples (a seeded order), then
+    keeps the best 1/eta of them; the last survivor is always scored on the full split."""
+
+    enabled: bool = False
+    first_round: int = Field(default=8, gt=0, description="eval examples per candidate in the first round")
+    eta: int = Field(default=2, ge=2, le=16, description="keep 1/eta of the candidates per round; examples grow by eta")
+
+
 class OptimizerSettings(_Frozen):
     epochs: int = Field(default=3, gt=0)
     batch_size: int = Field(default=8, gt=0)
@@ -97,6 +108,11 @@ class OptimizerSettings(_Frozen):
     test_limit: int | None = Field(default=None, gt=0, description="use at most this many test examples")
     evaluate_test: bool = True
     seed: int = 0
+    candidate_scoring: Literal["train_batch", "eval"] = Field(
+        default="train_batch",
+        description="score candidates on the step's training batch, or on the eval split as the paper does",
+    )
+    adaptive_evaluation: AdaptiveEvaluationSettings = AdaptiveEvaluationSettings()
     meta_prompt: dict[str, str | int] = Field(
         default={}, description="overrides of the meta-prompt's sentences (fields of core.meta_prompt.MetaPromptTemplate)"
     )
@@ -113,6 +129,12 @@ class OptimizerSettings(_Frozen):
         if unknown:
             raise ValueError(f"unknown meta-prompt part {unknown[0]!r}; known: {', '.join(sorted(known))}")
         return v
+
+    @model_validator(mode="after")
+    def _adaptive_needs_eval_scoring(self) -> OptimizerSettings:
+        if self.adaptive_evaluation.enabled and self.candidate_scoring != "eval":
+            raise ValueError("adaptive_evaluation works on the eval split: set optimizer.candidate_scoring: eval")
+        return self
 
 
 class TaskSource(_Frozen):
@@ -164,6 +186,25 @@ class EmbedderConfig(_Frozen):
         return self
 
 
+class TrackingSettings(_Frozen):
+    """Where a run reports while it runs. Not part of the fingerprint: a resume may turn these on or off."""
+
+    ray_metrics: bool = Field(default=True, description="export gpo_* metrics through ray.util.metrics")
+    mlflow: bool | None = Field(
+        default=None, description="log to MLflow; None: when mlflow is installed and a tracking URI is configured"
+    )
+    mlflow_tracking_uri: str | None = Field(default=None, description="default: MLFLOW_TRACKING_URI")
+    mlflow_experiment: str = "gpo-ray"
+
+
+# Fields added after runs were first written: left out of the fingerprint while they hold their default, so a run
+# made by an older gpo-ray still resumes.
+_FINGERPRINT_NEUTRAL_DEFAULTS = {
+    "candidate_scoring": "train_batch",
+    "adaptive_evaluation": AdaptiveEvaluationSettings().model_dump(),
+}
+
+
 class RunConfig(_Frozen):
     tasks: list[str] = Field(min_length=1, description="task names or globs, e.g. bbh/navigate, mmlu/*")
     data_dir: Path | None = None
@@ -174,6 +215,7 @@ class RunConfig(_Frozen):
     cluster: ClusterSettings = ClusterSettings()
     budget: BudgetSettings = BudgetSettings()
     embedder: EmbedderConfig = EmbedderConfig()
+    tracking: TrackingSettings = TrackingSettings()
     run_dir: Path | None = Field(default=None, description="default: runs/<time>-<id> in the current folder")
     cache: bool = True
 
@@ -196,6 +238,10 @@ class RunConfig(_Frozen):
         d.pop("run_dir", None)
         d.pop("cluster", None)
         d.pop("budget", None)
+        d.pop("tracking", None)
+        for key, default in _FINGERPRINT_NEUTRAL_DEFAULTS.items():
+            if d["optimizer"].get(key) == default:
+                d["optimizer"].pop(key)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
