@@ -8,8 +8,9 @@ Per step t = 1..T (t counts completed steps of the trajectory):
   1. retrieve the update direction from the trajectory (relevance / recency / importance, k),
   2. budget N = schedule.budget(t), the one shared schedule,
   3. generate candidates with the optimizer LLM (meta-prompt with the retrieved prompts and N),
-  4. score every candidate on the step's training batch and move to the best one not chosen before,
-  5. score that prompt on the eval split; record the step (checkpoint) before the next begins.
+  4. score every candidate on the step's training batch (default) or on the eval split (the paper; optionally
+     by successive halving, core/adaptive.py) and move to the best one not chosen before,
+  5. score that prompt on the eval split (unless it just was); record the step (checkpoint) before the next begins.
 The answer is the trajectory prompt with the best eval score (ties: the earliest).
 """
 
@@ -22,9 +23,11 @@ from typing import Protocol
 import structlog
 
 from gpo_ray.config import OptimizerSettings
+from gpo_ray.core.adaptive import eval_order, successive_halving
 from gpo_ray.core.batches import batch_for_step
 from gpo_ray.core.edit_distance import word_edit_distance
 from gpo_ray.core.evaluation import mean
+from gpo_ray.core.extraction import prompt_key
 from gpo_ray.core.generation import GenerationRequest, GenerationResult
 from gpo_ray.core.meta_prompt import DEFAULT_TEMPLATE, MetaPromptTemplate
 from gpo_ray.core.results import StepResult, TaskResult
@@ -146,32 +149,77 @@ class GPOTaskLoop:
                 template=self.template,
             )
         )
-        batch = batch_for_step(self.task.train, t, batch_size=s.batch_size, seed=s.seed)
-        scored: list[ScoredCandidate] = []
-        if generated.candidates:
-            per_prompt = await self.services.score(self.task, generated.candidates, batch)
-            scored = [
-                ScoredCandidate(prompt=p, score=mean(sc), edit_distance=word_edit_distance(current, p))
-                for p, sc in zip(generated.candidates, per_prompt, strict=True)
-            ]
-            for i, c in enumerate(scored):
-                log.info("candidate_scored", candidate=i, batch_score=c.score, edit_distance=c.edit_distance,
-                         over_budget=c.edit_distance > budget)
-        chosen = select_next(scored, chosen_before=[e.prompt for e in trajectory])
+        if s.candidate_scoring == "eval":
+            scored, fully_scored, calls, full_calls = await self._score_on_eval(t, current, generated.candidates,
+                                                                                 trajectory)
+        else:
+            batch = batch_for_step(self.task.train, t, batch_size=s.batch_size, seed=s.seed)
+            scored = []
+            if generated.candidates:
+                per_prompt = await self.services.score(self.task, generated.candidates, batch)
+                scored = [
+                    ScoredCandidate(prompt=p, score=mean(sc), edit_distance=word_edit_distance(current, p),
+                                    examples=len(sc))
+                    for p, sc in zip(generated.candidates, per_prompt, strict=True)
+                ]
+            fully_scored = scored
+            calls = full_calls = len(generated.candidates) * len(batch)
+        for i, c in enumerate(scored):
+            log.info("candidate_scored", candidate=i, score=c.score, examples=c.examples,
+                     edit_distance=c.edit_distance, over_budget=c.edit_distance > budget)
+        counts = {**generated.counts, "scoring_calls": calls, "scoring_calls_full": full_calls}
+        chosen = select_next(fully_scored, chosen_before=[e.prompt for e in trajectory])
         if chosen is None:
             # No usable candidate this step: stay on the current prompt (recorded, so resume is exact).
-            log.warning("no_candidate", counts=generated.counts)
+            log.warning("no_candidate", counts=counts)
             return StepResult(
                 step=t, edit_budget=budget, prompt=current, eval_score=trajectory[-1].score,
-                candidates=tuple(scored), counts=generated.counts,
+                candidates=tuple(scored), counts=counts,
             )
-        eval_score = await self._eval_score(chosen.prompt)
-        log.info("step_done", edit_budget=budget, candidates=len(scored), chosen_batch_score=chosen.score,
+        # Scored on the eval split already (candidate_scoring: eval), or now on it, once, for the trajectory.
+        eval_score = chosen.score if s.candidate_scoring == "eval" else await self._eval_score(chosen.prompt)
+        log.info("step_done", edit_budget=budget, candidates=len(scored), chosen_score=chosen.score,
                  eval_score=eval_score)
         return StepResult(
             step=t, edit_budget=budget, prompt=chosen.prompt, eval_score=eval_score,
-            candidates=tuple(scored), counts=generated.counts,
+            candidates=tuple(scored), counts=counts,
         )
+
+    async def _score_on_eval(
+        self, t: int, current: str, prompts: Sequence[str], trajectory: list[TrajectoryEntry]
+    ) -> tuple[list[ScoredCandidate], list[ScoredCandidate], int, int]:
+        """Score candidates on the eval split: all of it (the paper), or by successive halving (adaptive).
+
+        Returns every candidate's score (over the examples it got), the fully scored ones (eligible to be chosen),
+        the task-model calls made, and what full evaluation would have made."""
+        a = self.settings.adaptive_evaluation
+        examples = self.eval_examples
+        excluded = {prompt_key(e.prompt) for e in trajectory}
+        eligible = [p for p in prompts if prompt_key(p) not in excluded]
+        distances = [word_edit_distance(current, p) for p in eligible]
+        order = eval_order(len(examples), seed=self.settings.seed, step=t)
+        ordered = [examples[i] for i in order]
+
+        async def score_range(which: Sequence[int], start: int, stop: int) -> list[list[float]]:
+            return await self.services.score(self.task, [eligible[i] for i in which], ordered[start:stop])
+
+        outcome = await successive_halving(
+            len(eligible), len(examples), score_range,
+            first_round=a.first_round if a.enabled else max(1, len(examples)), eta=a.eta,
+            tiebreak=[(d, p) for d, p in zip(distances, eligible, strict=True)],
+        )
+        full = set(outcome.fully_scored(len(examples)))
+        scored: list[ScoredCandidate] = []
+        for i, (p, d) in enumerate(zip(eligible, distances, strict=True)):
+            got = outcome.per_example[i]
+            if i in full:  # the example order of a plain eval score, so equal prompts score exactly equal
+                by_position = dict(zip(order, got, strict=True))
+                got = [by_position[k] for k in range(len(examples))]
+            scored.append(ScoredCandidate(prompt=p, score=mean(got), edit_distance=d, examples=len(got)))
+        if a.enabled:
+            self.log.info("adaptive_evaluation", step=t, rounds=outcome.rounds, calls=outcome.calls,
+                          calls_saved=outcome.calls_saved)
+        return scored, [scored[i] for i in sorted(full)], outcome.calls, outcome.full_calls
 
     async def _finish(self, records: list[StepResult], trajectory: list[TrajectoryEntry], status: str) -> TaskResult:
         best = select_best(trajectory)

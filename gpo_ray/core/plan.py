@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from gpo_ray.core.adaptive import halving_calls
 from gpo_ray.core.loop import schedule_for, template_for
 from gpo_ray.core.meta_prompt import build_meta_prompt
 from gpo_ray.core.types import TrajectoryEntry
@@ -51,8 +52,13 @@ def plan_task(
     n_test = min(len(task.test), settings.test_limit or len(task.test)) if settings.evaluate_test else 0
     rounds = 1 + (settings.max_rerequests if settings.edit_enforcement == "strict" else 0)
     optimizer_calls = steps * settings.candidates * rounds
-    batch = min(settings.batch_size, len(task.train))
-    task_calls = n_eval + steps * (settings.candidates * batch + n_eval) + 2 * n_test
+    if settings.candidate_scoring == "eval":  # the chosen candidate's eval score comes with its scoring
+        a = settings.adaptive_evaluation
+        per_step = (halving_calls(settings.candidates, n_eval, first_round=a.first_round, eta=a.eta) if a.enabled
+                    else settings.candidates * n_eval)
+    else:
+        per_step = settings.candidates * min(settings.batch_size, len(task.train)) + n_eval
+    task_calls = n_eval + steps * per_step + 2 * n_test
 
     meta = build_meta_prompt(
         current_prompt=settings.initial_prompt,

@@ -17,5 +17,6 @@ class TrajectoryEntry:
 @dataclass(frozen=True)
 class ScoredCandidate:
     prompt: str
-    score: float  # score in [0, 1] on the step's training batch
+    score: float  # mean score in [0, 1] on the examples it was scored on (training batch or eval split)
     edit_distance: int
+    examples: int | None = None  # how many examples the score is over (adaptive evaluation stops some early)
