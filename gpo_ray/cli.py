@@ -56,6 +56,12 @@ def _output_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--json-logs", action="store_true", help="JSON log lines on stderr instead of a progress display")
 
 
+REPORT_FORMATS = ("html", "md")
+EXPORT_FORMATS = ("json", "yaml")
+_SUFFIX_FORMATS = {".html": "html", ".htm": "html", ".md": "md", ".markdown": "md", ".json": "json",
+                   ".yaml": "yaml", ".yml": "yaml"}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gpo-ray", description="Distributed GPO prompt optimization on Ray.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -72,6 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path)
     p.add_argument("--address")
     _output_args(p)
+
+    p = sub.add_parser("report", help="an HTML (or markdown) report of a run, finished or in progress")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--format", choices=REPORT_FORMATS, help="html or md (default: from --output's suffix, else html)")
+    p.add_argument("--output", type=Path, help="file to write, '-' for stdout (default RUN_DIR/report.html or .md)")
+
+    p = sub.add_parser("export", help="the best prompt per task as JSON or YAML, for loading into an application")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--format", choices=EXPORT_FORMATS, help="json or yaml (default: from --output's suffix, else json)")
+    p.add_argument("--output", type=Path, help="file to write (default: stdout)")
 
     p = sub.add_parser("fake-llm", help="serve the deterministic fake OpenAI-compatible endpoint (tests, benchmarks)")
     p.add_argument("--host", default="127.0.0.1")
@@ -171,6 +187,43 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return 0
 
 
+def _format_for(args: argparse.Namespace, choices: tuple[str, ...]) -> str:
+    """--format, else the one --output's suffix names, else the first choice."""
+    if args.format:
+        return args.format
+    by_suffix = _SUFFIX_FORMATS.get(args.output.suffix.lower()) if args.output else None
+    return by_suffix if by_suffix in choices else choices[0]
+
+
+def _emit(text: str, output: Path | None) -> None:
+    from gpo_ray.report.output import write_text_file
+
+    if output is None or str(output) == "-":
+        sys.stdout.write(text)
+        return
+    write_text_file(output, text)
+    print(output)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from gpo_ray.report import read_run, render_html, render_markdown
+
+    fmt = _format_for(args, REPORT_FORMATS)
+    run = read_run(args.run_dir)
+    text = render_html(run) if fmt == "html" else render_markdown(run)
+    _emit(text, args.output or args.run_dir / f"report.{fmt}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from gpo_ray.report import best_prompts_document, dump_best_prompts, read_run
+
+    fmt = _format_for(args, EXPORT_FORMATS)
+    run = read_run(args.run_dir, resolve_data=False)
+    _emit(dump_best_prompts(best_prompts_document(run), format=fmt), args.output)
+    return 0
+
+
 def cmd_fake_llm(args: argparse.Namespace) -> int:
     from gpo_ray.errors import ConfigError
     from gpo_ray.llm.fake_server import LOOPBACK_HOSTS, run_fake_llm
@@ -189,8 +242,8 @@ def cmd_serve_local(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"plan": cmd_plan, "optimize": cmd_optimize, "resume": cmd_resume, "fake-llm": cmd_fake_llm,
-            "serve-local": cmd_serve_local}
+COMMANDS = {"plan": cmd_plan, "optimize": cmd_optimize, "resume": cmd_resume, "report": cmd_report,
+            "export": cmd_export, "fake-llm": cmd_fake_llm, "serve-local": cmd_serve_local}
 
 
 def main(argv: list[str] | None = None) -> int:

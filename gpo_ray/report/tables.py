@@ -1,0 +1,120 @@
+"""The report's tables as plain text cells, shared by the HTML and markdown renderers (which only escape and
+lay them out), so both formats always say the same thing."""
+
+from __future__ import annotations
+
+from statistics import median
+from typing import Any
+
+from gpo_ray.report.run_view import RunView, TaskView, Timing
+
+TASK_COLUMNS = ("task", "status", "steps", "initial eval", "best eval", "Δ eval", "initial test", "best test",
+                "best step")
+USAGE_COLUMNS = ("role", "calls", "requests", "prompt tokens", "completion tokens", "total tokens", "cache hits",
+                 "retries", "errors")
+STEP_COLUMNS = ("step", "edit budget", "edit distance", "eval score", "candidates", "candidate min / median / max")
+
+
+def score(x: float | None) -> str:
+    return "–" if x is None else f"{x:.3f}"
+
+
+def signed(x: float | None) -> str:
+    return "–" if x is None else f"{x:+.3f}"
+
+
+def steps_progress(task: TaskView) -> str:
+    return f"{task.steps_done}/{task.total_steps if task.total_steps is not None else '?'}"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown"
+    s = int(round(seconds))
+    h, rest = divmod(s, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h {m:02d}m {s:02d}s" if h else f"{m}m {s:02d}s" if m else f"{s}s"
+
+
+def wall_time(t: Timing) -> str:
+    if t.source == "results":
+        return f"{duration(t.wall_time_s)} (summed over the first run and its resumes)"
+    if t.source == "log":
+        return f"{duration(t.wall_time_s)} (first to last log event, pauses between resumes included)"
+    return "unknown"
+
+
+def task_row(task: TaskView) -> list[str]:
+    initial, best = task.initial, task.best
+    delta = best.eval_score - initial.eval_score if initial and best else None
+    return [task.name, task.status, steps_progress(task), score(initial.eval_score if initial else None),
+            score(best.eval_score if best else None), signed(delta), score(task.initial_test_score),
+            score(task.best_test_score), "–" if best is None else str(best.step)]
+
+
+def usage_rows(run: RunView) -> list[list[str]]:
+    rows = [_usage_row(role, u) for role, u in sorted(run.usage.items())]
+    if len(rows) > 1:
+        total: dict[str, Any] = {"errors": {}}
+        for u in run.usage.values():
+            for k, v in u.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    total[k] = total.get(k, 0) + v
+            for kind, n in (u.get("errors") or {}).items():
+                total["errors"][kind] = total["errors"].get(kind, 0) + n
+        rows.append(_usage_row("total", total))
+    return rows
+
+
+def _usage_row(role: str, u: dict[str, Any]) -> list[str]:
+    def n(key: str) -> str:
+        v = u.get(key)
+        return f"{int(v):,}" if isinstance(v, (int, float)) and not isinstance(v, bool) else "–"
+
+    tokens = u.get("total_tokens")
+    if not isinstance(tokens, (int, float)):
+        tokens = int(u.get("prompt_tokens", 0) or 0) + int(u.get("completion_tokens", 0) or 0)
+    errors = u.get("errors") or {}
+    error_text = ", ".join(f"{k}: {v}" for k, v in sorted(errors.items())) if errors else "0"
+    return [role, n("calls"), n("requests"), n("prompt_tokens"), n("completion_tokens"), f"{int(tokens):,}",
+            n("cache_hits"), n("retries"), error_text]
+
+
+def step_rows(task: TaskView) -> list[list[str]]:
+    distances = task.edit_distances()
+    rows = []
+    for s in task.steps:
+        cand = [c.score for c in s.candidates]
+        spread = f"{min(cand):.3f} / {median(cand):.3f} / {max(cand):.3f}" if cand else "–"
+        rows.append([str(s.step), "–" if s.step == 0 else str(s.edit_budget),
+                     "–" if s.step == 0 else str(distances[s.step - 1]), score(s.eval_score), str(len(cand)), spread])
+    return rows
+
+
+def run_facts(run: RunView) -> list[tuple[str, str]]:
+    """Label/value pairs describing the run, for the page header."""
+    opt = run.config.get("optimizer", {}) if isinstance(run.config.get("optimizer"), dict) else {}
+    sched = opt.get("schedule", {}) if isinstance(opt.get("schedule"), dict) else {}
+
+    def model(role: str) -> str:
+        r = run.config.get(role)
+        return str(r.get("model") or "embedded") if isinstance(r, dict) else "–"
+
+    facts = [
+        ("run directory", str(run.path)),
+        ("status", run.status),
+        ("fingerprint", run.fingerprint or "–"),
+        ("tasks", str(len(run.tasks))),
+        ("started", run.timing.started_at or "unknown"),
+        ("last update", run.timing.updated_at or "unknown"),
+        ("wall time", wall_time(run.timing)),
+        ("models", f"optimizer {model('optimizer_model')}, task {model('task_model')}"),
+    ]
+    if opt:
+        facts.append(("optimizer", f"{opt.get('epochs')} epochs, batch {opt.get('batch_size')}, "
+                                   f"{opt.get('candidates')} candidates, scoring {run.candidate_scoring}, "
+                                   f"placement {run.placement}"))
+    if sched:
+        facts.append(("edit budget", f"{sched.get('kind')} {sched.get('initial')} → {sched.get('final')} words"
+                                     + (f", warmup {sched['warmup_steps']}" if sched.get("warmup_steps") else "")))
+    return facts
