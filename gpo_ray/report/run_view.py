@@ -177,13 +177,21 @@ def _read_checkpoints(run_dir: RunDirectory, *, fingerprint: str) -> dict[str, l
 
 
 def _task_name_in(path: Path) -> str | None:
+    """The task of a checkpoint file: from its first readable record, so that damage on line 1 is still found
+    (and refused) by `completed_steps`. None when no record is readable (only a torn first write)."""
     try:
         with open(path, encoding="utf-8") as f:
-            first = f.readline()
-        task = json.loads(first).get("task")
-    except (OSError, ValueError, AttributeError):
-        return None  # empty, or only a torn line: no completed step yet
-    return task if isinstance(task, str) else None
+            for line in f:
+                try:
+                    task = json.loads(line).get("task")
+                except (ValueError, AttributeError):
+                    continue
+                if isinstance(task, str):
+                    return task
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read checkpoint {path}: {getattr(e, 'strerror', None) or type(e).__name__}") \
+            from None
+    return None
 
 
 def _schedules_from_data(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
