@@ -21,6 +21,8 @@ from gpo_ray.core.results import TaskResult
 from gpo_ray.errors import ConfigError, RunFailed
 from gpo_ray.llm.errors import LLMError
 from gpo_ray.logs import configure_logging, secret_values
+from gpo_ray.observability.metrics import MetricsContext, metrics_for
+from gpo_ray.observability.tracking import check_tracking, open_tracker
 from gpo_ray.runtime.run_dir import RunDirectory, default_run_dir
 from gpo_ray.tasks.registry import resolve_tasks
 
@@ -142,6 +144,7 @@ def _start_actors(config: RunConfig, run_dir: RunDirectory, opt: Endpoint, task:
     from gpo_ray.actors.refiner import RefinerActor
 
     cache_dir = str(run_dir.cache_dir.resolve()) if config.cache else None
+    metrics = run_metrics_context(config, run_dir)
     # One memory actor per run directory, named so that a resumed run waits for a killed driver's one to go.
     run_id = hashlib.sha256(str(run_dir.path.resolve()).encode()).hexdigest()[:16]
     memory_name = f"gpo-memory-{run_id}"
@@ -159,7 +162,7 @@ def _start_actors(config: RunConfig, run_dir: RunDirectory, opt: Endpoint, task:
     refiners = [
         RefinerActor.options(**ACTOR_OPTIONS, **placement(res or REFINER_RESOURCE, available=available,
                                                           required=res is not None))
-        .remote(config.optimizer_model, base_url=urls, model=opt.model, cache_dir=cache_dir)
+        .remote(config.optimizer_model, base_url=urls, model=opt.model, cache_dir=cache_dir, metrics=metrics)
         for urls, res in _endpoint_groups(opt, config.cluster.num_refiners)
     ]
     params = TaskModelParams(placement=config.optimizer.placement, temperature=config.task_model.temperature,
@@ -168,10 +171,15 @@ def _start_actors(config: RunConfig, run_dir: RunDirectory, opt: Endpoint, task:
         EvaluatorActor.options(**ACTOR_OPTIONS, **placement(res or EVALUATOR_RESOURCE, available=available,
                                                             required=res is not None))
         .remote(config.task_model, base_url=urls, model=task.model, cache_dir=cache_dir, params=params,
-                max_in_flight=config.cluster.evaluator_max_in_flight)
+                max_in_flight=config.cluster.evaluator_max_in_flight, metrics=metrics)
         for urls, res in _endpoint_groups(task, config.cluster.num_evaluators)
     ]
     return memory, refiners, evaluators
+
+
+def run_metrics_context(config: RunConfig, run_dir: RunDirectory) -> MetricsContext:
+    """Every process of a run tags its gpo_* metrics with the run directory's name."""
+    return MetricsContext(run=run_dir.path.name, enabled=config.tracking.ray_metrics)
 
 
 def llm_error_in(exc: BaseException) -> LLMError | None:
@@ -210,9 +218,10 @@ def _execute(config: RunConfig, run_dir: RunDirectory, *, output: str, embedder_
         memory, refiners, evaluators = _start_actors(config, run_dir, opt, task_ep, embedder_factory=embedder_factory)
         if on_actors_started is not None:
             on_actors_started(RunActors(memory, refiners, evaluators))
+        tracker = open_tracker(config, run_dir.path, metrics=metrics_for(run_metrics_context(config, run_dir)))
         progress = make_progress(output)
         controller = Controller(config, tasks, run_dir, memory=memory, refiners=refiners, evaluators=evaluators,
-                                progress=progress, structured=structured)
+                                progress=progress, structured=structured, tracker=tracker)
         try:
             log.info("run_started", tasks=[t.name for t in tasks], optimizer=opt.base_url, task_model=task_ep.base_url)
             results = asyncio.run(controller.run())
@@ -241,8 +250,9 @@ def optimize(config: RunConfig, *, output: str = "quiet", embedder_factory: Any 
     """Run GPO on the config's tasks; the Python twin of `gpo-ray optimize`."""
     if config.run_dir is None:
         config = config.model_copy(update={"run_dir": default_run_dir()})
-    # Validate the data before anything is written or started.
+    # Validate the data and the tracking wanted before anything is written or started.
     resolve_tasks(config.tasks, data_dir=config.data_dir, sources=config.task_sources)
+    check_tracking(config)
     run_dir = RunDirectory(config.run_dir)
     run_dir.create(config)
     _setup_logs(config, run_dir, output)
@@ -258,6 +268,7 @@ def resume(run_path: Path, *, address: str | None = None, output: str = "quiet",
     # Refuse damaged or foreign checkpoints (and missing data) before anything is started or written.
     for task in resolve_tasks(config.tasks, data_dir=config.data_dir, sources=config.task_sources):
         run_dir.completed_steps(task.name, fingerprint=config.fingerprint())
+    check_tracking(config)
     if address is not None:
         config = config.model_copy(update={"cluster": config.cluster.model_copy(update={"address": address})})
     _setup_logs(config, run_dir, output)

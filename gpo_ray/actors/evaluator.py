@@ -18,6 +18,7 @@ from gpo_ray.core.evaluation import TaskModelParams, score_example
 from gpo_ray.llm.accounting import UsageCounters
 from gpo_ray.llm.cache import ResponseCache
 from gpo_ray.llm.stack import build_client
+from gpo_ray.observability.metrics import MetricsContext, llm_usage_listener
 from gpo_ray.tasks.types import Example, MetricKind
 
 
@@ -42,8 +43,10 @@ class Evaluator(WhereAmI):
         cache_dir: str | None,
         params: TaskModelParams,
         max_in_flight: int,
+        metrics: MetricsContext | None = None,
     ) -> None:
-        self.counters = UsageCounters()
+        # Metrics are made here, in the worker process; the counters feed them (usage.json and gpo_llm_* agree).
+        self.counters = UsageCounters(listener=llm_usage_listener(metrics, role="task_model"))
         cache = ResponseCache(Path(cache_dir) / "task_model") if cache_dir else None
         self.llm = build_client(role, role_name="task_model", base_url=base_url, model=model, cache=cache,
                                 counters=self.counters)

@@ -12,6 +12,7 @@ from gpo_ray.core.generation import GenerationRequest, GenerationResult, generat
 from gpo_ray.llm.accounting import UsageCounters
 from gpo_ray.llm.cache import ResponseCache
 from gpo_ray.llm.stack import build_client
+from gpo_ray.observability.metrics import MetricsContext, llm_usage_listener
 
 
 class Refiner(WhereAmI):
@@ -21,8 +22,10 @@ class Refiner(WhereAmI):
     (the controller owns the one schedule), so no refiner ever computes a budget of its own.
     """
 
-    def __init__(self, role: LLMRoleConfig, *, base_url: str | list[str], model: str, cache_dir: str | None) -> None:
-        self.counters = UsageCounters()
+    def __init__(self, role: LLMRoleConfig, *, base_url: str | list[str], model: str, cache_dir: str | None,
+                 metrics: MetricsContext | None = None) -> None:
+        # Metrics are made here, in the worker process; the counters feed them (usage.json and gpo_llm_* agree).
+        self.counters = UsageCounters(listener=llm_usage_listener(metrics, role="optimizer"))
         cache = ResponseCache(Path(cache_dir) / "optimizer") if cache_dir else None
         self.llm = build_client(role, role_name="optimizer", base_url=base_url, model=model, cache=cache,
                                 counters=self.counters)

@@ -4,9 +4,11 @@ keeps results.json and usage.json current, enforces the global budget, reports p
 from __future__ import annotations
 
 import asyncio
-import json
 import contextlib
+import json
+import time
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 import structlog
@@ -19,6 +21,8 @@ from gpo_ray.core.loop import GPOTaskLoop, schedule_for
 from gpo_ray.core.results import StepResult, TaskResult
 from gpo_ray.core.selection import select_best
 from gpo_ray.core.types import TrajectoryEntry
+from gpo_ray.observability.metrics import Metrics, MetricsContext, metrics_for
+from gpo_ray.observability.tracking import NullTracker, RunTracker
 from gpo_ray.runtime.run_dir import RunDirectory
 from gpo_ray.tasks.types import Task
 
@@ -33,6 +37,27 @@ def sum_usage(snapshots: Sequence[dict[str, Any]]) -> dict[str, Any]:
             elif isinstance(v, (int, float)):
                 total[k] = total.get(k, 0) + v
     return total
+
+
+def utc_iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class RunClock:
+    """Wall time of a run over all its invocations: a resume adds its own time to what results.json last said."""
+
+    def __init__(self, previous: dict[str, Any] | None = None) -> None:
+        previous = previous or {}
+        now = datetime.now(timezone.utc)
+        started = previous.get("started_at")
+        self.started_at = started if isinstance(started, str) and started else utc_iso(now)
+        before = previous.get("wall_time_s")
+        self.wall_time_before = float(before) if isinstance(before, (int, float)) and before >= 0 else 0.0
+        self._since = time.monotonic()
+
+    def timing(self) -> dict[str, Any]:
+        return {"started_at": self.started_at, "updated_at": utc_iso(datetime.now(timezone.utc)),
+                "wall_time_s": round(self.wall_time_before + time.monotonic() - self._since, 3)}
 
 
 def partial_task_result(records: Sequence[StepResult]) -> dict[str, Any]:
@@ -64,6 +89,7 @@ class Controller:
         evaluators: Sequence[Any],
         progress: ProgressReporter,
         structured: bool,
+        tracker: RunTracker | None = None,
     ) -> None:
         self.config = config
         self.tasks = list(tasks)
@@ -83,11 +109,27 @@ class Controller:
         self.records: dict[str, list[StepResult]] = {}
         self.log = structlog.get_logger()
         self._write_lock = asyncio.Lock()
+        self.clock = RunClock(self._previous_results().get("timing"))
+        # Made here, in the driver process, once Ray is up; a no-op when tracking.ray_metrics is off.
+        self.metrics: Metrics = metrics_for(self.metrics_context())
+        self.tracker: RunTracker = tracker or NullTracker()
+        self._step_started: dict[str, float] = {}
+
+    def metrics_context(self) -> MetricsContext:
+        """What actors need to tag their metrics with this run (the run directory's name)."""
+        return MetricsContext(run=self.run_dir.path.name, enabled=self.config.tracking.ray_metrics)
 
     # usage and budget ---------------------------------------------------------
     def _previous_usage(self) -> dict[str, Any]:
+        return self._read_state(self.run_dir.usage_file)
+
+    def _previous_results(self) -> dict[str, Any]:
+        return self._read_state(self.run_dir.results_file)
+
+    @staticmethod
+    def _read_state(path: Any) -> dict[str, Any]:
         try:
-            data = json.loads(self.run_dir.usage_file.read_text(encoding="utf-8"))
+            data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
         return data if isinstance(data, dict) else {}
@@ -116,29 +158,49 @@ class Controller:
     # persistence ----------------------------------------------------------------
     def results_document(self, status: str) -> dict[str, Any]:
         return {"status": status, "run_dir": str(self.run_dir.path), "tasks": dict(self.task_entries),
-                "usage": self.usage}
+                "usage": self.usage, "timing": self.clock.timing()}
 
     async def _write_state(self, status: str = "running") -> None:
         async with self._write_lock:
             self.run_dir.write_results(self.results_document(status))
             self.run_dir.write_usage(self.usage)
 
+    async def _finish(self, status: str) -> None:
+        """The last state write of this invocation, then the tracker's end (it reads results.json)."""
+        await self._write_state(status)
+        await asyncio.to_thread(self.tracker.finish, status=status, results=self.results_document(status),
+                                usage=self.usage, results_file=self.run_dir.results_file)
+
+    def _record_step_metrics(self, task: str, record: StepResult, *, best: float) -> None:
+        now = time.monotonic()
+        if record.step > 0:
+            self.metrics.inc("gpo_steps_completed_total", task=task)
+            started = self._step_started.get(task)
+            if started is not None:
+                self.metrics.observe("gpo_step_latency_seconds", now - started, task=task)
+        self._step_started[task] = now
+        self.metrics.set("gpo_eval_score", record.eval_score, task=task)
+        self.metrics.set("gpo_best_eval_score", best, task=task)
+        self.metrics.set("gpo_edit_budget", record.edit_budget, task=task)
+
     async def _on_step(self, task: Task, record: StepResult) -> None:
         self.run_dir.append_step(task.name, record, fingerprint=self.fingerprint)
         recs = self.records.setdefault(task.name, [])
         recs.append(record)
         self.task_entries[task.name] = partial_task_result(recs)
+        best = self.task_entries[task.name]["best_eval_score"]
+        self._record_step_metrics(task.name, record, best=best)
+        self.tracker.log_step(task.name, record, best_eval_score=best)
         await self.refresh_usage()
         await self._write_state()
         if record.step > 0:
-            best = self.task_entries[task.name]["best_eval_score"]
             self.progress.step_done(task.name, step=record.step, total_steps=self.total_steps[task.name],
                                     edit_budget=record.edit_budget, best_score=best, calls=self.total_calls())
 
     # the run ------------------------------------------------------------------------
     async def run(self) -> dict[str, TaskResult]:
-        refiners = RefinerPool(self.refiner_handles)
-        evaluators = EvaluatorPool(self.evaluator_handles,
+        refiners = RefinerPool(self.refiner_handles, metrics=self.metrics)
+        evaluators = EvaluatorPool(self.evaluator_handles, metrics=self.metrics,
                                    chunks_in_flight_per_actor=max(1, self.config.cluster.evaluator_max_in_flight // 4))
         services = ActorServices(memory=self.memory, refiners=refiners, evaluators=evaluators,
                                  on_step=self._on_step, should_stop=self.budget_spent)
@@ -153,6 +215,10 @@ class Controller:
                     await services.remember(task.name, done)
                 self.progress.task_started(task.name, total_steps=self.total_steps[task.name],
                                            done_steps=max(0, len(done) - 1))
+                self._step_started[task.name] = time.monotonic()
+                if done:
+                    self.metrics.set("gpo_best_eval_score", self.task_entries[task.name]["best_eval_score"],
+                                     task=task.name)
                 loop = GPOTaskLoop(task, settings=self.config.optimizer, services=services,
                                    structured=self.structured, optimizer_temperature=opt_role.temperature,
                                    optimizer_max_tokens=opt_role.max_tokens)
@@ -171,8 +237,8 @@ class Controller:
                 pass
             if stopped:  # results.json must not say "running" once the run has stopped on an error
                 with contextlib.suppress(Exception):  # (the disk may be what stopped it)
-                    await self._write_state("stopped")
+                    await self._finish("stopped")
         out = {r.task: r for r in results}
         status = "budget_exhausted" if any(r.status == "budget_exhausted" for r in results) else "completed"
-        await self._write_state(status)
+        await self._finish(status)
         return out

@@ -15,6 +15,7 @@ import structlog
 from gpo_ray.actors.evaluator import ScoreItem
 from gpo_ray.controller.fair import FairScheduler
 from gpo_ray.core.generation import GenerationRequest, GenerationResult
+from gpo_ray.observability.metrics import Metrics, NullMetrics
 from gpo_ray.tasks.types import Example, MetricKind
 
 log = structlog.get_logger()
@@ -52,9 +53,12 @@ async def call_with_failover(handles: Sequence[Any], first: int, method: str, *a
 class EvaluatorPool:
     """Spreads (prompt, example) items over evaluator actors in chunks, round-robin across tasks."""
 
-    def __init__(self, handles: Sequence[Any], *, chunk_size: int = 4, chunks_in_flight_per_actor: int = 2) -> None:
+    def __init__(self, handles: Sequence[Any], *, chunk_size: int = 4, chunks_in_flight_per_actor: int = 2,
+                 metrics: Metrics | None = None) -> None:
         self.handles = list(handles)
         self.chunk_size = chunk_size
+        self.metrics = metrics or NullMetrics()
+        self.outstanding = 0  # (prompt, example) items handed to the pool and not yet scored
         workers = [self._worker(i) for i in range(len(self.handles))]
         self.scheduler: FairScheduler[list[ScoreItem], list[float]] = FairScheduler(
             workers, slots_per_worker=chunks_in_flight_per_actor
@@ -71,10 +75,18 @@ class EvaluatorPool:
     ) -> list[list[float]]:
         items = [ScoreItem(p, ex, metric) for p in prompts for ex in examples]
         chunks = [items[i : i + self.chunk_size] for i in range(0, len(items), self.chunk_size)]
-        results = await asyncio.gather(*(self.scheduler.submit(task, c) for c in chunks))
+        self._outstanding(len(items))
+        try:
+            results = await asyncio.gather(*(self.scheduler.submit(task, c) for c in chunks))
+        finally:
+            self._outstanding(-len(items))
         flat = [s for chunk in results for s in chunk]
         n = len(examples)
         return [flat[i * n : (i + 1) * n] for i in range(len(prompts))]
+
+    def _outstanding(self, delta: int) -> None:
+        self.outstanding += delta
+        self.metrics.set("gpo_queue_depth", self.outstanding, pool="evaluator")
 
     async def close(self) -> None:
         await self.scheduler.close()
@@ -83,14 +95,19 @@ class EvaluatorPool:
 class RefinerPool:
     """Sends each generation request to the refiner with the fewest requests in flight."""
 
-    def __init__(self, handles: Sequence[Any]) -> None:
+    def __init__(self, handles: Sequence[Any], *, metrics: Metrics | None = None) -> None:
         self.handles = list(handles)
         self.in_flight = [0] * len(self.handles)
+        self.metrics = metrics or NullMetrics()
+
+    def _moved(self, index: int, delta: int) -> None:
+        self.in_flight[index] += delta
+        self.metrics.set("gpo_queue_depth", sum(self.in_flight), pool="refiner")
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         index = min(range(len(self.handles)), key=lambda i: (self.in_flight[i], i))
-        self.in_flight[index] += 1
+        self._moved(index, 1)
         try:
             return await call_with_failover(self.handles, index, "generate", request)
         finally:
-            self.in_flight[index] -= 1
+            self._moved(index, -1)

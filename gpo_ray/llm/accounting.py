@@ -8,12 +8,16 @@ Counting happens at two heights of the stack, because the two questions differ:
   tokens and `errors` match the endpoint's own counters (the fake server's /stats).
 
 `retries` is filled by the retry layer through `counters.record_retry` (its `on_retry` callback).
+
+Every count goes through a `record_*` method, which also tells the counters' optional `listener` (the live
+Ray metrics, gpo_ray.observability): one place counts, so usage.json and the metrics never disagree.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from gpo_ray.llm.errors import (
     EndpointUnavailable,
@@ -46,6 +50,14 @@ def error_kind(err: BaseException) -> str:
     return type(err).__name__
 
 
+class UsageListener(Protocol):
+    """Told of every count as it happens (what: calls|requests|tokens|errors|retries|cache_hits; kind: the
+    token kind or error kind) and of latencies (what: call|request)."""
+
+    def on_count(self, what: str, amount: int = 1, *, kind: str | None = None) -> None: ...
+    def on_latency(self, what: str, seconds: float) -> None: ...
+
+
 @dataclass
 class UsageCounters:
     """What one client stack (one role in one process) has spent. Merge snapshots across actors."""
@@ -57,17 +69,47 @@ class UsageCounters:
     cache_hits: int = 0
     retries: int = 0
     errors: dict[str, int] = field(default_factory=dict)  # failed endpoint attempts, by error_kind
+    listener: UsageListener | None = field(default=None, compare=False, repr=False)
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    def _tell(self, what: str, amount: int = 1, *, kind: str | None = None) -> None:
+        if self.listener is not None and amount:
+            self.listener.on_count(what, amount, kind=kind)
+
+    def record_call(self) -> None:
+        self.calls += 1
+        self._tell("calls")
+
+    def record_cache_hit(self) -> None:
+        self.cache_hits += 1
+        self._tell("cache_hits")
+
+    def record_request(self) -> None:
+        self.requests += 1
+        self._tell("requests")
+
+    def record_tokens(self, *, prompt: int, completion: int) -> None:
+        self.prompt_tokens += prompt
+        self.completion_tokens += completion
+        self._tell("tokens", prompt, kind="prompt")
+        self._tell("tokens", completion, kind="completion")
+
     def record_retry(self, kind: str) -> None:
         """The retry layer's `on_retry` callback."""
         self.retries += 1
+        self._tell("retries")
 
     def record_error(self, kind: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
+        self._tell("errors", kind=kind)
+
+    def record_latency(self, what: str, seconds: float) -> None:
+        """Latencies are not kept here (usage.json has no place for them); only the listener sees them."""
+        if self.listener is not None:
+            self.listener.on_latency(what, seconds)
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -116,10 +158,13 @@ class AccountingClient:
         self.counters = counters
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
-        self.counters.calls += 1
+        self.counters.record_call()
+        started = time.monotonic()
         response = await self.inner.complete(request)
         if response.cached:
-            self.counters.cache_hits += 1
+            self.counters.record_cache_hit()
+        else:
+            self.counters.record_latency("call", time.monotonic() - started)
         return response
 
     async def aclose(self) -> None:
@@ -136,14 +181,16 @@ class AttemptCountingClient:
         self.counters = counters
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
-        self.counters.requests += 1
+        self.counters.record_request()
+        started = time.monotonic()
         try:
             response = await self.inner.complete(request)
         except LLMError as e:
+            self.counters.record_latency("request", time.monotonic() - started)
             self.counters.record_error(error_kind(e))
             raise
-        self.counters.prompt_tokens += response.usage.prompt_tokens
-        self.counters.completion_tokens += response.usage.completion_tokens
+        self.counters.record_latency("request", time.monotonic() - started)
+        self.counters.record_tokens(prompt=response.usage.prompt_tokens, completion=response.usage.completion_tokens)
         return response
 
     async def aclose(self) -> None:
