@@ -82,4 +82,4 @@ def _edit_panel(ax, task: TaskView) -> None:
     ax.set_ylim(bottom=0)
     _step_axis(ax, task.total_steps or task.steps[-1].step)
     if budgets or distances:
-        ax.legend(loc="upper right", fontsize=8)
+        ax.legend(loc="best", fontsize=8)

@@ -111,9 +111,9 @@ def run_facts(run: RunView) -> list[tuple[str, str]]:
         ("models", f"optimizer {model('optimizer_model')}, task {model('task_model')}"),
     ]
     if opt:
-        facts.append(("optimizer", f"{opt.get('epochs')} epochs, batch {opt.get('batch_size')}, "
-                                   f"{opt.get('candidates')} candidates, scoring {run.candidate_scoring}, "
-                                   f"placement {run.placement}"))
+        facts.append(("optimizer", f"epochs {opt.get('epochs')}, batch size {opt.get('batch_size')}, "
+                                   f"candidates {opt.get('candidates')}, candidate scoring {run.candidate_scoring}, "
+                                   f"prompt placement {run.placement}"))
     if sched:
         facts.append(("edit budget", f"{sched.get('kind')} {sched.get('initial')} → {sched.get('final')} words"
                                      + (f", warmup {sched['warmup_steps']}" if sched.get("warmup_steps") else "")))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import struct
 from html.parser import HTMLParser
@@ -283,10 +284,19 @@ def test_a_run_with_no_step_yet_renders(tmp_path):
 
 
 # the command ----------------------------------------------------------------------------------------------------------
+@pytest.fixture
+def usual_umask():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+@pytest.mark.usefixtures("usual_umask")
 def test_report_command_writes_html_then_markdown_by_suffix(finished_run, tmp_path, capsys):
     assert main(["report", str(finished_run.path)]) == 0
     default = finished_run.path / "report.html"
     assert capsys.readouterr().out.strip() == str(default)
+    assert default.stat().st_mode & 0o777 == 0o644, "the user's umask applies, as to any file they write"
     assert set(parse(default.read_text()).sections) == {"task-bbh-navigate", "task-bbh-snarks"}
     out = tmp_path / "r.md"
     assert main(["report", str(finished_run.path), "--output", str(out)]) == 0
