@@ -3,7 +3,6 @@ task's section and plot is there and decoded, and prompts that carry HTML stay t
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest

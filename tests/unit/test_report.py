@@ -196,7 +196,8 @@ def test_markdown_escapes_run_text_and_keeps_prompts_verbatim_in_fences(tmp_path
 
 
 def test_markdown_escape_leaves_no_markup():
-    assert md_escape("1. **a** _b_ [c](d) <e> | ~~f~~") == "1\\. \\*\\*a\\*\\* \\_b\\_ \\[c\\](d) &lt;e&gt; \\| \\~\\~f\\~\\~"
+    assert md_escape("1. **a** _b_ [c](d) <e> | ~~f~~") == (
+        "1\\. \\*\\*a\\*\\* \\_b\\_ \\[c\\](d) &lt;e&gt; \\| \\~\\~f\\~\\~")
     assert md_escape("# head\nline") == "\\# head line"
     assert md_escape("0.500") == "0.500"
     assert code_block("x ``` y") == "````text\nx ``` y\n````"

@@ -19,7 +19,7 @@ from gpo_ray.tasks.registry import resolve_tasks
 
 from tests.threaded_fake import fake_llm_thread
 
-pytestmark = pytest.mark.usefixtures("ray_cluster")
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_cluster")]
 
 
 def write_sum_task(folder, *, seed: int, n: int = 8) -> None:
@@ -81,8 +81,9 @@ def test_the_report_of_a_finished_run_shows_every_task_its_scores_and_plots(fini
         assert f"<pre>{html.escape(r.initial_prompt)}</pre>" in section
         assert f"<pre>{html.escape(r.best_prompt)}</pre>" in section
         assert "<ins>" in section, "the best prompt differs from the initial one: the diff shows insertions"
-    requests = finished.usage["optimizer"]["requests"] + finished.usage["task_model"]["requests"]
-    assert f"total {finished.usage['optimizer']['calls'] + finished.usage['task_model']['calls']:,} {requests:,}" in text
+    u = finished.usage
+    calls, requests = (u["optimizer"][k] + u["task_model"][k] for k in ("calls", "requests"))
+    assert f"total {calls:,} {requests:,}" in text
     assert "wall time unknown" not in text
     md = render_markdown(run)
     assert md.count("\n## sums/") == 2 and md.count("**Word diff, initial → best:**") == 2
