@@ -113,10 +113,6 @@ def test_every_catalogued_series_records_through_rays_metrics_api():
 
 
 async def test_pools_report_their_outstanding_work_and_drain_to_zero():
-    class Handle:
-        def __init__(self, method):
-            self.method = method
-
     class Remote:
         def __init__(self, fn):
             self.remote = fn
