@@ -104,6 +104,7 @@ class OptimizerSettings(_Frozen):
     initial_prompt: str = "Let's solve the problem."
     placement: PromptPlacement = PromptPlacement.END
     format_examples: int = Field(default=3, ge=0, description="format.jsonl examples shown in the meta-prompt")
+    train_limit: int | None = Field(default=None, gt=0, description="use at most this many training examples")
     eval_limit: int | None = Field(default=None, gt=0, description="use at most this many eval examples")
     test_limit: int | None = Field(default=None, gt=0, description="use at most this many test examples")
     evaluate_test: bool = True
@@ -200,6 +201,7 @@ class TrackingSettings(_Frozen):
 # Fields added after runs were first written: left out of the fingerprint while they hold their default, so a run
 # made by an older gpo-ray still resumes.
 _FINGERPRINT_NEUTRAL_DEFAULTS = {
+    "train_limit": None,
     "candidate_scoring": "train_batch",
     "adaptive_evaluation": AdaptiveEvaluationSettings().model_dump(),
 }

@@ -64,9 +64,13 @@ def template_for(settings: OptimizerSettings) -> MetaPromptTemplate:
     return replace(DEFAULT_TEMPLATE, **settings.meta_prompt)
 
 
+def train_examples(task: Task, settings: OptimizerSettings) -> tuple[Example, ...]:
+    return tuple(task.train[: settings.train_limit] if settings.train_limit else task.train)
+
+
 def schedule_for(task: Task, settings: OptimizerSettings) -> EditBudgetSchedule:
     """The one place a task's schedule is made: T from the training split, the decay from the config."""
-    steps = total_steps(len(task.train), batch_size=settings.batch_size, epochs=settings.epochs)
+    steps = total_steps(len(train_examples(task, settings)), batch_size=settings.batch_size, epochs=settings.epochs)
     return EditBudgetSchedule.from_config(settings.schedule, total_steps=steps)
 
 
@@ -89,6 +93,7 @@ class GPOTaskLoop:
         self.optimizer_max_tokens = optimizer_max_tokens
         self.schedule = schedule_for(task, settings)
         self.template = template_for(settings)
+        self.train_examples = train_examples(task, settings)
         self.eval_examples = task.eval[: settings.eval_limit] if settings.eval_limit else task.eval
         self.test_examples = task.test[: settings.test_limit] if settings.test_limit else task.test
         self.log = structlog.get_logger().bind(task=task.name)
@@ -153,7 +158,7 @@ class GPOTaskLoop:
             scored, fully_scored, calls, full_calls = await self._score_on_eval(t, current, generated.candidates,
                                                                                  trajectory)
         else:
-            batch = batch_for_step(self.task.train, t, batch_size=s.batch_size, seed=s.seed)
+            batch = batch_for_step(self.train_examples, t, batch_size=s.batch_size, seed=s.seed)
             scored = []
             if generated.candidates:
                 per_prompt = await self.services.score(self.task, generated.candidates, batch)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from gpo_ray.core.adaptive import halving_calls
-from gpo_ray.core.loop import schedule_for, template_for
+from gpo_ray.core.loop import schedule_for, template_for, train_examples
 from gpo_ray.core.meta_prompt import build_meta_prompt
 from gpo_ray.core.types import TrajectoryEntry
 from gpo_ray.config import OptimizerSettings
@@ -57,7 +57,7 @@ def plan_task(
         per_step = (halving_calls(settings.candidates, n_eval, first_round=a.first_round, eta=a.eta) if a.enabled
                     else settings.candidates * n_eval)
     else:
-        per_step = settings.candidates * min(settings.batch_size, len(task.train)) + n_eval
+        per_step = settings.candidates * min(settings.batch_size, len(train_examples(task, settings))) + n_eval
     task_calls = n_eval + steps * per_step + 2 * n_test
 
     meta = build_meta_prompt(

@@ -26,6 +26,7 @@ import json
 import math
 import os
 import re
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -86,6 +87,8 @@ class FakeLLMConfig(BaseModel):
     base_accuracy: float = Field(default=0.5, ge=0.0, le=1.0)
     answer_key: dict[str, str] = {}
     embedding_dim: int = Field(default=64, gt=0, le=4096)
+    record_timeline: bool = Field(default=False, description="keep (start, end, role) of every served request "
+                                  "for GET /timeline (benchmarks: utilization per phase)")
 
     @field_validator("fail_first_n", "fault_rates")
     @classmethod
@@ -338,6 +341,7 @@ class _Stats:
         self.seen: Counter[str] = Counter()  # arrivals per request fingerprint
         self.answered: Counter[str] = Counter()  # successful replies per fingerprint
         self.embedding_requests = 0
+        self.timeline: list[tuple[float, float, str]] = []  # (service start, end, role), monotonic seconds
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -389,6 +393,10 @@ class FakeLLMServer:
     def stats(self) -> dict[str, Any]:
         return self._stats.as_dict()
 
+    def timeline(self) -> list[tuple[float, float, str]]:
+        """(start, end, role) of every request served since the last reset, if `record_timeline` is on."""
+        return list(self._stats.timeline)
+
     def reset(self) -> None:
         self._stats = _Stats()
 
@@ -409,6 +417,7 @@ class FakeLLMServer:
         app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/stats", self._stats_route)
+        app.router.add_get("/timeline", self._timeline_route)
         app.router.add_post("/reset", self._reset_route)
         app.router.add_get("/health", self._health)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
@@ -458,6 +467,9 @@ class FakeLLMServer:
 
     async def _stats_route(self, request: web.Request) -> web.Response:
         return web.json_response(self.stats())
+
+    async def _timeline_route(self, request: web.Request) -> web.Response:
+        return web.json_response({"intervals": self.timeline()})
 
     async def _reset_route(self, request: web.Request) -> web.Response:
         self.reset()
@@ -541,6 +553,7 @@ class FakeLLMServer:
             await self._notify()
             try:
                 await self._gate.wait()
+                served_from = time.monotonic()
                 delay = self._latency(fingerprint, times_seen)
                 if delay > 0:
                     await asyncio.sleep(delay)
@@ -554,6 +567,8 @@ class FakeLLMServer:
         stats.completed += 1
         stats.answered[fingerprint] += 1
         stats.roles[reply["role"]] += 1
+        if self.config.record_timeline:
+            stats.timeline.append((served_from, time.monotonic(), reply["role"]))
         stats.prompt_tokens += reply["prompt_tokens"]
         stats.completion_tokens += reply["completion_tokens"]
         return self._ok(
