@@ -52,6 +52,9 @@ class LLMRoleConfig(_Frozen):
         default=None, description="Ask for JSON-schema output; None = on for the embedded model, off elsewhere."
     )
 
+    transport: Literal["http", "openai"] = Field(
+        default="http", description="http: one aiohttp POST per call (lean); openai: the openai SDK"
+    )
     structured_output_style: Literal["json_schema", "json_object_schema"] | None = Field(
         default=None,
         description="json_schema (OpenAI, vLLM) or json_object_schema (llama-cpp-python); None picks by endpoint",
@@ -241,6 +244,8 @@ class RunConfig(_Frozen):
         d.pop("cluster", None)
         d.pop("budget", None)
         d.pop("tracking", None)
+        for role in ("task_model", "optimizer_model"):
+            d[role].pop("transport", None)  # how calls are sent, not what is asked
         for key, default in _FINGERPRINT_NEUTRAL_DEFAULTS.items():
             if d["optimizer"].get(key) == default:
                 d["optimizer"].pop(key)

@@ -8,7 +8,7 @@ Outermost first:
     BalancedClient         several endpoints of the role: least requests in flight (only when more than one)
     LimitedClient          in-flight slots, RPM/TPM buckets - per attempt, so retries are rate-limited too
     AttemptCountingClient  requests, tokens, errors by kind - exactly what the endpoint saw
-    OpenAITransport        one HTTP request
+    HTTPTransport          one HTTP request (or OpenAITransport: the openai SDK)
 
 Retry sits above the limits so that a request sleeping in backoff holds no slot, and every attempt the
 endpoint sees (and rate-limits) is admitted by the buckets.
@@ -25,7 +25,7 @@ from gpo_ray.llm.cache import CachedClient, ResponseCache
 from gpo_ray.llm.limits import LimitedClient
 from gpo_ray.llm.protocol import LLMClient
 from gpo_ray.llm.retry import RetryingClient
-from gpo_ray.llm.transport import OpenAITransport
+from gpo_ray.llm.transport import HTTPTransport, OpenAITransport
 
 
 def build_client(
@@ -49,7 +49,8 @@ def build_client(
     urls = [base_url] if isinstance(base_url, str) else list(base_url)
 
     def endpoint(url: str) -> LLMClient:
-        client: LLMClient = OpenAITransport(
+        transport = HTTPTransport if role.transport == "http" else OpenAITransport
+        client: LLMClient = transport(
             base_url=url,
             model=model,
             api_key_env=role.api_key_env,

@@ -1,12 +1,18 @@
-"""The bottom layer: one HTTP request to an OpenAI-compatible endpoint, SDK errors mapped to typed errors.
+"""The bottom layer: one HTTP request to an OpenAI-compatible endpoint, failures mapped to typed errors.
 
-The openai SDK's own retries are off (`max_retries=0`): the retry layer above owns retrying, so that
+Two transports with one behaviour (the same tests run against both):
+- `HTTPTransport` (default): one aiohttp POST per request. About a tenth of the openai SDK's CPU per
+  call (benchmarks/README.md): at hundreds of calls per second the SDK's request transformation and
+  httpx connection-pool bookkeeping, not the network, were what limited a 2-core machine.
+- `OpenAITransport`: the openai SDK, for endpoints whose quirks only the SDK knows (`transport: openai`).
+Neither retries on its own (the SDK's `max_retries=0`): the retry layer above owns retrying, so that
 every attempt is visible to the limits and accounting layers. Error messages name the endpoint and
 model and never the key; the server's own error text is shortened and scrubbed of anything key-like.
 """
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import os
@@ -14,6 +20,7 @@ import re
 import time
 from typing import Any
 
+import aiohttp
 import openai
 
 from gpo_ray.llm.errors import FatalLLMError, LLMError, MalformedResponse, RateLimited, RetryableLLMError
@@ -45,11 +52,10 @@ def _is_loopback(url: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
 
-class OpenAITransport:
-    """Sends one ChatRequest with the openai SDK; failures become RateLimited, RetryableLLMError,
-    FatalLLMError or MalformedResponse.
+class _ChatTransport:
+    """What both transports share: the request body, reply parsing, HTTP status -> typed error, scrubbing.
 
-    The SDK client is created on first use, inside whatever event loop (e.g. a Ray actor's) calls it.
+    The HTTP client is created on first use, inside whatever event loop (e.g. a Ray actor's) calls it.
     Pickling drops the key and the client; an unpickled copy reads the key from its own environment.
     """
 
@@ -70,32 +76,22 @@ class OpenAITransport:
         self.structured_output = structured_output
         self.schema_style = schema_style  # "json_schema" (OpenAI, vLLM) | "json_object_schema" (llama-cpp-python)
         self._api_key = read_api_key(api_key_env)
-        self._client: openai.AsyncOpenAI | None = None
+        self._client: Any = None
 
     def __repr__(self) -> str:
-        return f"OpenAITransport(endpoint={self.endpoint!r}, model={self.model!r}, api_key_env={self.api_key_env!r})"
+        return (f"{type(self).__name__}(endpoint={self.endpoint!r}, model={self.model!r}, "
+                f"api_key_env={self.api_key_env!r})")
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_api_key"] = None
         state["_client"] = None
+        state.pop("_client_loop", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._api_key = read_api_key(self.api_key_env)
-
-    def _sdk(self) -> openai.AsyncOpenAI:
-        if self._client is None:
-            http_client = None
-            if _is_loopback(self.endpoint):
-                # A proxy from the environment must not capture requests to a server on this machine.
-                http_client = openai.DefaultAsyncHttpxClient(trust_env=False, timeout=self.timeout_s)
-            self._client = openai.AsyncOpenAI(
-                base_url=self.endpoint, api_key=self._api_key, max_retries=0, timeout=self.timeout_s,
-                http_client=http_client,
-            )
-        return self._client
 
     def request_params(self, request: ChatRequest) -> dict[str, Any]:
         """The keyword arguments for `chat.completions.create` (no key, no URL)."""
@@ -121,21 +117,6 @@ class OpenAITransport:
                 }
         return params
 
-    async def complete(self, request: ChatRequest) -> ChatResponse:
-        try:
-            completion = await self._sdk().chat.completions.create(**self.request_params(request))
-        except openai.APIStatusError as e:
-            raise self._status_error(e) from None
-        except openai.APITimeoutError:
-            raise self._error(RetryableLLMError, f"no response within {self.timeout_s:g}s", kind="timeout") from None
-        except openai.APIConnectionError as e:
-            raise self._error(RetryableLLMError, f"connection failed ({_cause_name(e)})", kind="connection") from None
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise self._error(MalformedResponse, "response body is not JSON", kind="malformed") from None
-        except openai.APIResponseValidationError:
-            raise self._error(MalformedResponse, "response is not a chat completion", kind="malformed") from None
-        return self._parse(completion, request)
-
     def _parse(self, completion: Any, request: ChatRequest) -> ChatResponse:
         if isinstance(completion, str | bytes):  # the SDK hands back raw text for a non-JSON content type
             raise self._error(MalformedResponse, "response body is not JSON", kind="malformed")
@@ -159,17 +140,17 @@ class OpenAITransport:
             finish_reason=getattr(choices[0], "finish_reason", None),
         )
 
-    def _status_error(self, e: openai.APIStatusError) -> LLMError:
-        status = e.status_code
-        detail = self._server_text(e)
+    def _status_error(self, status: int, headers: Any, body: Any) -> LLMError:
+        """`body`: the server's error object (the `error` member of an OpenAI error body), or None."""
+        detail = self._server_text(body)
         if status == 429:
-            if _error_code(e) == "insufficient_quota":
+            if _error_code(body) == "insufficient_quota":
                 return self._error(FatalLLMError, f"HTTP 429 insufficient quota{detail}", kind="quota")
             return self._error(
                 RateLimited,
                 f"HTTP 429 rate limited{detail}",
                 kind="rate_limited",
-                retry_after=retry_after_s(e.response.headers),
+                retry_after=retry_after_s(headers),
             )
         if status == 408:
             return self._error(RetryableLLMError, f"HTTP 408 request timeout{detail}", kind="timeout")
@@ -180,7 +161,7 @@ class OpenAITransport:
                 RetryableLLMError,
                 f"HTTP {status} server error{detail}",
                 kind="server_error",
-                retry_after=retry_after_s(e.response.headers),
+                retry_after=retry_after_s(headers),
             )
         if status in (401, 403):
             # The server's text may quote part of the key; say only where to look.
@@ -196,8 +177,7 @@ class OpenAITransport:
             )
         return self._error(FatalLLMError, f"HTTP {status} request rejected{detail}", kind="bad_request")
 
-    def _server_text(self, e: openai.APIStatusError) -> str:
-        body = e.body
+    def _server_text(self, body: Any) -> str:
         message = body.get("message") if isinstance(body, dict) else None
         if not isinstance(message, str) or not message.strip():
             return ""
@@ -220,6 +200,93 @@ class OpenAITransport:
         if self._client is not None:
             client, self._client = self._client, None
             await client.close()
+
+
+class OpenAITransport(_ChatTransport):
+    """Sends one ChatRequest with the openai SDK."""
+
+    def _sdk(self) -> openai.AsyncOpenAI:
+        if self._client is None:
+            http_client = None
+            if _is_loopback(self.endpoint):
+                # A proxy from the environment must not capture requests to a server on this machine.
+                http_client = openai.DefaultAsyncHttpxClient(trust_env=False, timeout=self.timeout_s)
+            self._client = openai.AsyncOpenAI(
+                base_url=self.endpoint, api_key=self._api_key, max_retries=0, timeout=self.timeout_s,
+                http_client=http_client,
+            )
+        return self._client
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        try:
+            completion = await self._sdk().chat.completions.create(**self.request_params(request))
+        except openai.APIStatusError as e:
+            raise self._status_error(e.status_code, e.response.headers, e.body) from None
+        except openai.APITimeoutError:
+            raise self._error(RetryableLLMError, f"no response within {self.timeout_s:g}s", kind="timeout") from None
+        except openai.APIConnectionError as e:
+            raise self._error(RetryableLLMError, f"connection failed ({_cause_name(e)})", kind="connection") from None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise self._error(MalformedResponse, "response body is not JSON", kind="malformed") from None
+        except openai.APIResponseValidationError:
+            raise self._error(MalformedResponse, "response is not a chat completion", kind="malformed") from None
+        return self._parse(completion, request)
+
+
+class HTTPTransport(_ChatTransport):
+    """Sends one ChatRequest as one aiohttp POST to `{base_url}/chat/completions`."""
+
+    _client_loop: asyncio.AbstractEventLoop | None = None
+
+    def _session(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client.closed or self._client_loop is not loop:
+            self._client_loop = loop  # a session belongs to the loop it was made in (asyncio.run twice: two loops)
+            # No connection cap here: the limits layer above bounds requests in flight. A proxy from the
+            # environment must not capture requests to a server on this machine.
+            self._client = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0),
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+                trust_env=not _is_loopback(self.endpoint),
+                headers={"Authorization": f"Bearer {self._api_key}"},
+            )
+        return self._client
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        url = self.endpoint.rstrip("/") + "/chat/completions"
+        try:
+            async with self._session().post(url, json=self.request_params(request)) as reply:
+                raw = await reply.read()
+                status, headers = reply.status, reply.headers
+        except (asyncio.TimeoutError, TimeoutError):
+            raise self._error(RetryableLLMError, f"no response within {self.timeout_s:g}s", kind="timeout") from None
+        except aiohttp.ClientError as e:
+            raise self._error(RetryableLLMError, f"connection failed ({type(e).__name__})", kind="connection") from None
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        if status >= 400:
+            error = body.get("error", body) if isinstance(body, dict) else None
+            raise self._status_error(status, headers, error if isinstance(error, dict) else None)
+        if not isinstance(body, dict):
+            raise self._error(MalformedResponse, "response body is not JSON", kind="malformed")
+        return self._parse(_Completion(body), request)
+
+
+class _Completion:
+    """Attribute access over a chat-completion JSON body, so one `_parse` serves both transports."""
+
+    def __init__(self, data: Any) -> None:
+        self._data = data
+
+    def __getattr__(self, name: str) -> Any:
+        value = self._data.get(name) if isinstance(self._data, dict) else None
+        if isinstance(value, dict):
+            return _Completion(value)
+        if isinstance(value, list):
+            return [_Completion(v) if isinstance(v, dict) else v for v in value]
+        return value
 
 
 def retry_after_s(headers: Any) -> float | None:
@@ -246,8 +313,7 @@ def retry_after_s(headers: Any) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def _error_code(e: openai.APIStatusError) -> str | None:
-    body = e.body
+def _error_code(body: Any) -> str | None:
     if isinstance(body, dict):
         code = body.get("code") or body.get("type")
         return str(code) if code else None

@@ -1,4 +1,4 @@
-"""The transport against the fake server over real loopback HTTP, through the openai SDK."""
+"""Both transports against the fake server over real loopback HTTP: one behaviour, two implementations."""
 
 from __future__ import annotations
 
@@ -8,19 +8,24 @@ import pytest
 
 from gpo_ray.llm.errors import FatalLLMError, MalformedResponse, RateLimited, RetryableLLMError
 from gpo_ray.llm.protocol import ChatMessage, ChatRequest, user_message
-from gpo_ray.llm.transport import MissingAPIKey, OpenAITransport, retry_after_s
+from gpo_ray.llm.transport import HTTPTransport, MissingAPIKey, OpenAITransport, retry_after_s
 from tests.fakes import running_fake_llm
 
 SECRET = "sk-test-SECRETVALUE-1234567890abcdef"
+
+
+@pytest.fixture(params=[HTTPTransport, OpenAITransport], ids=["http", "openai"])
+def Transport(request):
+    return request.param
 
 
 def ask(text: str, **kw) -> ChatRequest:
     return ChatRequest(messages=user_message(text), **kw)
 
 
-async def test_a_reply_carries_text_usage_and_finish_reason():
+async def test_a_reply_carries_text_usage_and_finish_reason(Transport):
     async with running_fake_llm(answer_key={"Is the sky blue?": "Yes"}, base_accuracy=1.0) as server:
-        transport = OpenAITransport(base_url=server.base_url, model="fake-model")
+        transport = Transport(base_url=server.base_url, model="fake-model")
         try:
             response = await transport.complete(ask("Is the sky blue?", seed=3))
         finally:
@@ -33,14 +38,14 @@ async def test_a_reply_carries_text_usage_and_finish_reason():
     assert response.usage.completion_tokens == stats["completion_tokens"]
 
 
-async def test_sends_stop_max_tokens_and_the_json_schema_only_when_structured_output_is_on():
+async def test_sends_stop_max_tokens_and_the_json_schema_only_when_structured_output_is_on(Transport):
     meta = "Improve it.\n<current_prompt>\nSolve it.\n</current_prompt>\n"
     schema = {"type": "object", "properties": {"prompt": {"type": "string"}}, "required": ["prompt"]}
     messages = (ChatMessage("system", "You edit prompts."), ChatMessage("user", meta))
     request = ChatRequest(messages=messages, json_schema=schema, seed=1)
     async with running_fake_llm() as server:
-        structured = OpenAITransport(base_url=server.base_url, model="m", structured_output=True)
-        plain = OpenAITransport(base_url=server.base_url, model="m", structured_output=False)
+        structured = Transport(base_url=server.base_url, model="m", structured_output=True)
+        plain = Transport(base_url=server.base_url, model="m", structured_output=False)
         try:
             as_json = await structured.complete(request)
             as_text = await plain.complete(request)
@@ -57,9 +62,9 @@ async def test_sends_stop_max_tokens_and_the_json_schema_only_when_structured_ou
     assert structured.request_params(request)["response_format"]["json_schema"]["strict"] is True
 
 
-async def test_rate_limit_is_retryable_and_carries_retry_after():
+async def test_rate_limit_is_retryable_and_carries_retry_after(Transport):
     async with running_fake_llm(retry_after_s=1.5) as server:
-        transport = OpenAITransport(base_url=server.base_url, model="m")
+        transport = Transport(base_url=server.base_url, model="m")
         try:
             with pytest.raises(RateLimited) as info:
                 await transport.complete(ask("hi [[fault:429]]"))
@@ -85,9 +90,9 @@ async def test_rate_limit_is_retryable_and_carries_retry_after():
         ("empty", MalformedResponse, "malformed"),
     ],
 )
-async def test_http_failures_map_to_typed_errors(marker, error_type, kind):
+async def test_http_failures_map_to_typed_errors(Transport, marker, error_type, kind):
     async with running_fake_llm() as server:
-        transport = OpenAITransport(base_url=server.base_url, model="m")
+        transport = Transport(base_url=server.base_url, model="m")
         try:
             with pytest.raises(error_type) as info:
                 await transport.complete(ask(f"hello [[fault:{marker}]]"))
@@ -98,9 +103,9 @@ async def test_http_failures_map_to_typed_errors(marker, error_type, kind):
     assert f"endpoint={server.base_url}" in str(info.value) and "model=m" in str(info.value)
 
 
-async def test_a_hung_request_times_out_as_retryable():
+async def test_a_hung_request_times_out_as_retryable(Transport):
     async with running_fake_llm() as server:
-        transport = OpenAITransport(base_url=server.base_url, model="m", timeout_s=0.3)
+        transport = Transport(base_url=server.base_url, model="m", timeout_s=0.3)
         try:
             with pytest.raises(RetryableLLMError) as info:
                 await transport.complete(ask("wait [[fault:hang]]"))
@@ -110,10 +115,10 @@ async def test_a_hung_request_times_out_as_retryable():
     assert server.stats()["faults"] == {"hang": 1}
 
 
-async def test_a_refused_connection_is_retryable():
+async def test_a_refused_connection_is_retryable(Transport):
     async with running_fake_llm() as server:
         url = server.base_url
-    transport = OpenAITransport(base_url=url, model="m", timeout_s=2)  # the server is gone now
+    transport = Transport(base_url=url, model="m", timeout_s=2)  # the server is gone now
     try:
         with pytest.raises(RetryableLLMError) as info:
             await transport.complete(ask("anyone?"))
@@ -122,18 +127,18 @@ async def test_a_refused_connection_is_retryable():
     assert info.value.kind == "connection"
 
 
-def test_an_unset_key_variable_is_named_and_a_missing_name_means_no_key(monkeypatch):
+def test_an_unset_key_variable_is_named_and_a_missing_name_means_no_key(Transport, monkeypatch):
     monkeypatch.delenv("GPO_TEST_UNSET_KEY", raising=False)
     with pytest.raises(MissingAPIKey, match="GPO_TEST_UNSET_KEY"):
-        OpenAITransport(base_url="http://127.0.0.1:9/v1", model="m", api_key_env="GPO_TEST_UNSET_KEY")
-    OpenAITransport(base_url="http://127.0.0.1:9/v1", model="m", api_key_env=None)  # local server: no key needed
+        Transport(base_url="http://127.0.0.1:9/v1", model="m", api_key_env="GPO_TEST_UNSET_KEY")
+    Transport(base_url="http://127.0.0.1:9/v1", model="m", api_key_env=None)  # local server: no key needed
 
 
-async def test_a_wrong_key_fails_fatally_without_revealing_it(monkeypatch):
+async def test_a_wrong_key_fails_fatally_without_revealing_it(Transport, monkeypatch):
     monkeypatch.setenv("GPO_TEST_CLIENT_KEY", SECRET)
     monkeypatch.setenv("GPO_TEST_SERVER_KEY", "sk-the-right-one-0000000000")
     async with running_fake_llm(api_key_env="GPO_TEST_SERVER_KEY") as server:
-        transport = OpenAITransport(base_url=server.base_url, model="m", api_key_env="GPO_TEST_CLIENT_KEY")
+        transport = Transport(base_url=server.base_url, model="m", api_key_env="GPO_TEST_CLIENT_KEY")
         try:
             with pytest.raises(FatalLLMError) as info:
                 await transport.complete(ask("hello"))
@@ -145,10 +150,10 @@ async def test_a_wrong_key_fails_fatally_without_revealing_it(monkeypatch):
     assert SECRET not in repr(transport)
 
 
-async def test_the_right_key_is_accepted(monkeypatch):
+async def test_the_right_key_is_accepted(Transport, monkeypatch):
     monkeypatch.setenv("GPO_TEST_KEY", SECRET)
     async with running_fake_llm(api_key_env="GPO_TEST_KEY") as server:
-        transport = OpenAITransport(base_url=server.base_url, model="m", api_key_env="GPO_TEST_KEY")
+        transport = Transport(base_url=server.base_url, model="m", api_key_env="GPO_TEST_KEY")
         try:
             response = await transport.complete(ask("What is 2 + 2?"))
         finally:
@@ -156,9 +161,9 @@ async def test_the_right_key_is_accepted(monkeypatch):
     assert "The answer is" in response.text
 
 
-def test_pickling_drops_the_key_and_rereads_it_from_the_environment(monkeypatch):
+def test_pickling_drops_the_key_and_rereads_it_from_the_environment(Transport, monkeypatch):
     monkeypatch.setenv("GPO_TEST_KEY", SECRET)
-    transport = OpenAITransport(base_url="http://127.0.0.1:9/v1", model="m", api_key_env="GPO_TEST_KEY")
+    transport = Transport(base_url="http://127.0.0.1:9/v1", model="m", api_key_env="GPO_TEST_KEY")
     blob = pickle.dumps(transport)
     assert SECRET.encode() not in blob
     monkeypatch.setenv("GPO_TEST_KEY", "sk-other-process-key-000000")
@@ -166,9 +171,9 @@ def test_pickling_drops_the_key_and_rereads_it_from_the_environment(monkeypatch)
     assert copy.endpoint == transport.endpoint and copy._api_key == "sk-other-process-key-000000"
 
 
-def test_server_text_is_scrubbed_of_key_like_strings(monkeypatch):
+def test_server_text_is_scrubbed_of_key_like_strings(Transport, monkeypatch):
     monkeypatch.setenv("GPO_TEST_KEY", SECRET)
-    transport = OpenAITransport(base_url="http://127.0.0.1:9/v1", model="m", api_key_env="GPO_TEST_KEY")
+    transport = Transport(base_url="http://127.0.0.1:9/v1", model="m", api_key_env="GPO_TEST_KEY")
     scrubbed = transport.scrub(f"Incorrect API key provided: {SECRET[:10]}****cdef and {SECRET} Bearer abc.def")
     assert "SECRET" not in scrubbed and "sk-test" not in scrubbed and "abc.def" not in scrubbed
 
