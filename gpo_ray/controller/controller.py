@@ -26,6 +26,9 @@ from gpo_ray.observability.tracking import NullTracker, RunTracker
 from gpo_ray.runtime.run_dir import RunDirectory
 from gpo_ray.tasks.types import Task
 
+# results.json and usage.json are rewritten at most this often while a run goes (and always at its end).
+STATE_INTERVAL_S = 1.0
+
 def sum_usage(snapshots: Sequence[dict[str, Any]]) -> dict[str, Any]:
     total: dict[str, Any] = {}
     for snap in snapshots:
@@ -114,6 +117,9 @@ class Controller:
         self.metrics: Metrics = metrics_for(self.metrics_context())
         self.tracker: RunTracker = tracker or NullTracker()
         self._step_started: dict[str, float] = {}
+        self._last_state_write = -float("inf")
+        self._pending_write: asyncio.Task[None] | None = None
+        self._write_error: Exception | None = None
 
     def metrics_context(self) -> MetricsContext:
         """What actors need to tag their metrics with this run (the run directory's name)."""
@@ -165,8 +171,50 @@ class Controller:
             self.run_dir.write_results(self.results_document(status))
             self.run_dir.write_usage(self.usage)
 
+    async def _state_changed(self) -> None:
+        """Refresh usage and rewrite results.json/usage.json, at most every STATE_INTERVAL_S.
+
+        The fsynced checkpoints are the truth and are written at every step; the two state files are views of
+        them that grow with the run, and rewriting them at every step of many tasks cost more driver CPU than
+        everything else it does. With a budget, usage is refreshed every step, so the budget stops on time.
+        """
+        if self._write_error is not None:  # a deferred write failed (a full disk): stop as a direct write would
+            raise self._write_error
+        if self._budget_set():
+            await self.refresh_usage()
+        wait = self._last_state_write + STATE_INTERVAL_S - time.monotonic()
+        if wait <= 0:
+            await self._write_current_state()
+        elif self._pending_write is None:
+            self._pending_write = asyncio.create_task(self._write_later(wait))
+
+    async def _write_later(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        self._pending_write = None
+        try:
+            await self._write_current_state()
+        except Exception as e:  # noqa: BLE001 - handed to the next step, which stops the run with it
+            self._write_error = e
+
+    async def _write_current_state(self) -> None:
+        self._last_state_write = time.monotonic()
+        if not self._budget_set():
+            await self.refresh_usage()
+        await self._write_state()
+
+    def _budget_set(self) -> bool:
+        return bool(self.config.budget.max_calls or self.config.budget.max_tokens)
+
+    async def _cancel_pending_write(self) -> None:
+        pending, self._pending_write = self._pending_write, None
+        if pending is not None:
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pending
+
     async def _finish(self, status: str) -> None:
         """The last state write of this invocation, then the tracker's end (it reads results.json)."""
+        await self._cancel_pending_write()
         await self._write_state(status)
         await asyncio.to_thread(self.tracker.finish, status=status, results=self.results_document(status),
                                 usage=self.usage, results_file=self.run_dir.results_file)
@@ -191,8 +239,7 @@ class Controller:
         best = self.task_entries[task.name]["best_eval_score"]
         self._record_step_metrics(task.name, record, best=best)
         self.tracker.log_step(task.name, record, best_eval_score=best)
-        await self.refresh_usage()
-        await self._write_state()
+        await self._state_changed()
         if record.step > 0:
             self.progress.step_done(task.name, step=record.step, total_steps=self.total_steps[task.name],
                                     edit_budget=record.edit_budget, best_score=best, calls=self.total_calls())
@@ -203,7 +250,8 @@ class Controller:
         evaluators = EvaluatorPool(self.evaluator_handles, metrics=self.metrics,
                                    chunks_in_flight_per_actor=max(1, self.config.cluster.evaluator_max_in_flight // 4))
         services = ActorServices(memory=self.memory, refiners=refiners, evaluators=evaluators,
-                                 on_step=self._on_step, should_stop=self.budget_spent)
+                                 on_step=self._on_step, should_stop=self.budget_spent,
+                                 run_dir=str(self.run_dir.path))
         opt_role = self.config.optimizer_model
         stopped = True
         try:
@@ -224,7 +272,7 @@ class Controller:
                                    optimizer_max_tokens=opt_role.max_tokens)
                 result = await loop.run(completed=done)
                 self.task_entries[task.name] = result.to_dict()
-                await self._write_state()
+                await self._state_changed()
                 return result
 
             results = await asyncio.gather(*(one(t) for t in self.tasks))

@@ -10,6 +10,7 @@ from gpo_ray.core.edit_distance import word_edit_distance
 from gpo_ray.core.generation import GenerationRequest, GenerationResult
 from gpo_ray.core.results import StepResult
 from gpo_ray.core.types import TrajectoryEntry
+from gpo_ray.errors import RunFailed
 from gpo_ray.memory.store import MemoryRecord
 from gpo_ray.tasks.types import Example, Task
 
@@ -39,12 +40,14 @@ class ActorServices:
         evaluators: EvaluatorPool,
         on_step: Callable[[Task, StepResult], Awaitable[None]],
         should_stop: Callable[[], bool],
+        run_dir: str = "RUN_DIR",
     ) -> None:
         self.memory = memory
         self.refiners = refiners
         self.evaluators = evaluators
         self._on_step = on_step
         self._should_stop = should_stop
+        self._run_dir = run_dir
         self._last_prompt: dict[str, str] = {}
 
     async def retrieve(
@@ -74,7 +77,15 @@ class ActorServices:
         # Checkpoint first: it is the source of truth; memory is re-filled from it on resume.
         await self._on_step(task, record)
         parent = self._last_prompt.get(task.name, "")
-        await self.memory.add.remote(memory_records(task.name, record, parent=parent))
+        try:
+            await self.memory.add.remote(memory_records(task.name, record, parent=parent))
+        except Exception as e:  # noqa: BLE001 - Chroma's own errors (a full disk) arrive wrapped by Ray
+            cause = getattr(e, "cause", None) or e
+            first = (str(cause).strip().splitlines() or [type(cause).__name__])[-1]
+            raise RunFailed(
+                f"cannot store step {record.step} of {task.name} in the trajectory memory: {first}; the step is "
+                f"checkpointed, `gpo-ray resume {self._run_dir}` continues once that is fixed"
+            ) from None
         self._last_prompt[task.name] = record.prompt
 
     def should_stop(self) -> bool:

@@ -56,6 +56,9 @@ class UsageListener(Protocol):
 
     def on_count(self, what: str, amount: int = 1, *, kind: str | None = None) -> None: ...
     def on_latency(self, what: str, seconds: float) -> None: ...
+    def flush(self) -> None:
+        """Pass on anything held back (called whenever usage is read)."""
+        ...
 
 
 @dataclass
@@ -112,6 +115,8 @@ class UsageCounters:
             self.listener.on_latency(what, seconds)
 
     def snapshot(self) -> dict[str, Any]:
+        if self.listener is not None:
+            self.listener.flush()
         return {
             "calls": self.calls,
             "requests": self.requests,

@@ -11,6 +11,7 @@ Ray exports every series with a `ray_` prefix in Prometheus format (so `gpo_llm_
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -159,23 +160,46 @@ def metrics_for(context: MetricsContext | None, **default_tags: str) -> Metrics:
 
 
 class LLMUsageMetrics:
-    """The `UsageCounters` listener that mirrors every counted LLM event into gpo_llm_* series."""
+    """The `UsageCounters` listener that mirrors every counted LLM event into gpo_llm_* series.
 
-    def __init__(self, metrics: Metrics) -> None:
+    Counts are summed here and handed to Ray at most every `flush_interval_s` (and whenever usage is read):
+    recording each of the ~7 events of a call into Ray metrics cost more CPU than the HTTP request itself,
+    and Ray exports only every few seconds anyway."""
+
+    def __init__(self, metrics: Metrics, *, flush_interval_s: float = 0.5) -> None:
         self.metrics = metrics
+        self.flush_interval_s = flush_interval_s
+        self._counts: dict[tuple[str, str | None], int] = {}
+        self._latencies: list[tuple[str, float]] = []
+        self._last_flush = time.monotonic()
 
     def on_count(self, what: str, amount: int = 1, *, kind: str | None = None) -> None:
         name = _USAGE_SERIES.get(what)
-        if name is None:
-            return
-        if kind is None:
-            self.metrics.inc(name, amount)
-        else:
-            self.metrics.inc(name, amount, kind=kind)
+        if name is not None:
+            key = (name, kind)
+            self._counts[key] = self._counts.get(key, 0) + amount
+            self._maybe_flush()
 
     def on_latency(self, what: str, seconds: float) -> None:
         name = _LATENCY_SERIES.get(what)
         if name is not None:
+            self._latencies.append((name, seconds))
+            self._maybe_flush()
+
+    def _maybe_flush(self) -> None:
+        if time.monotonic() - self._last_flush >= self.flush_interval_s:
+            self.flush()
+
+    def flush(self) -> None:
+        self._last_flush = time.monotonic()
+        counts, self._counts = self._counts, {}
+        latencies, self._latencies = self._latencies, []
+        for (name, kind), amount in counts.items():
+            if kind is None:
+                self.metrics.inc(name, amount)
+            else:
+                self.metrics.inc(name, amount, kind=kind)
+        for name, seconds in latencies:
             self.metrics.observe(name, seconds)
 
 
