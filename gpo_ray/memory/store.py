@@ -125,11 +125,16 @@ class TrajectoryStore:
             return
         by_id = {record.record_id: record for record in records}  # Chroma rejects duplicate ids in one batch
         unique = list(by_id.values())
-        prompts = sorted({record.prompt for record in unique})
-        vectors = dict(zip(prompts, self._embedder.embed(prompts), strict=True))
+        # Retrieval compares trajectory prompts only. Candidates are kept for reports and audits, so they carry
+        # a fixed placeholder vector unless their prompt is on the trajectory: a step then embeds one prompt, not
+        # `candidates` + 1 (the embedder was most of this actor's CPU).
+        embedded = [r for r in unique if r.kind in TRAJECTORY_KINDS] or unique[:1]
+        prompts = sorted({record.prompt for record in embedded})
+        vectors = {p: [float(x) for x in v] for p, v in zip(prompts, self._embedder.embed(prompts), strict=True)}
+        placeholder = [1.0] + [0.0] * (len(next(iter(vectors.values()))) - 1)
         self._collection.upsert(
             ids=list(by_id),
-            embeddings=[[float(x) for x in vectors[record.prompt]] for record in unique],
+            embeddings=[vectors.get(record.prompt, placeholder) for record in unique],
             documents=[record.prompt for record in unique],
             metadatas=[record.metadata() for record in unique],
         )
