@@ -13,4 +13,8 @@ def __getattr__(name: str):
         from gpo_ray import config
 
         return getattr(config, name)
+    if name in ("read_run", "load_best_prompts", "render_html", "render_markdown"):
+        from gpo_ray import report
+
+        return getattr(report, name)
     raise AttributeError(name)
