@@ -251,7 +251,10 @@ class ProcessSampler:
         return max((self.rss.get(p, 0) for p, k in self.pids.items() if k == kind), default=0)
 
 
-def utilization(timeline: Sequence[tuple[float, float, str]], *, capacity: float, wall: float) -> dict[str, Any]:
+def utilization(timeline: Sequence[tuple[float, float, str]], *, capacity: float, wall: float,
+                started: float | None = None) -> dict[str, Any]:
+    """`started`: time.monotonic() when the run began (the endpoint's clock is the same on one machine), to tell
+    start-up (actors, models) and the tail from the endpoint's active window."""
     if not timeline:
         return {"calls": 0}
     start = min(s for s, _, _ in timeline)
@@ -269,6 +272,7 @@ def utilization(timeline: Sequence[tuple[float, float, str]], *, capacity: float
         "generation": by_role.get("optimizer", 0) / active / capacity,
         "scoring": by_role.get("task", 0) / active / capacity,
         "calls_by_phase": {"generation": by_role.get("optimizer", 0), "scoring": by_role.get("task", 0)},
+        **({"startup_s": start - started, "tail_s": started + wall - end} if started is not None else {}),
     }
 
 
@@ -287,7 +291,7 @@ def distributed_run(workload: Workload, endpoint: Endpoint, root: Path, args: ar
                 for pid in ray.get([h.pid.remote() for h in handles]):
                     sampler.add(pid, kind)
 
-        t0 = time.perf_counter()
+        t0, t0_mono = time.perf_counter(), time.monotonic()
         results = optimize(config, on_actors_started=started)
         wall = time.perf_counter() - t0
     stats = endpoint.stats()
@@ -295,7 +299,7 @@ def distributed_run(workload: Workload, endpoint: Endpoint, root: Path, args: ar
     actor_cpu = sampler.cpu_seconds() - sampler.cpu_seconds("driver")
     return {
         "tasks": len(workload.tasks), "slots": endpoint.slots, "evaluators": evaluators, "wall_s": wall,
-        "utilization": utilization(endpoint.timeline(), capacity=endpoint.capacity, wall=wall),
+        "utilization": utilization(endpoint.timeline(), capacity=endpoint.capacity, wall=wall, started=t0_mono),
         "cpu_s": {"driver": sampler.cpu_seconds("driver"), "actors": actor_cpu,
                   **{k: sampler.cpu_seconds(k) for k in ("memory", "refiner", "evaluator")}},
         "cpu_ms_per_call": 1000 * (sampler.cpu_seconds("driver") + actor_cpu) / max(calls, 1),
@@ -447,8 +451,10 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"speed-up vs sequential reference: {report['speedup_vs_sequential']:.1f}x; vs the paper's loop: "
           f"{report['speedup_vs_paper_loop']:.1f}x ({report['paper_loop_basis']}); identical results: "
           f"{report['identical_results']}")
-    print(f"orchestration CPU: {m['cpu_ms_per_call']:.2f} ms per call (driver {m['cpu_s']['driver']:.1f} s, actors "
-          f"{m['cpu_s']['actors']:.1f} s for {u['calls']} calls)")
+    print(f"orchestration CPU: {m['cpu_ms_per_call']:.2f} ms per call (" + ", ".join(
+        f"{k} {m['cpu_s'][k]:.1f} s" for k in ("driver", "memory", "refiner", "evaluator")) + f" for {u['calls']} calls)")
+    print(f"start-up (optimize() to the first request) {u['startup_s']:.1f} s, tail {u['tail_s']:.1f} s, "
+          f"endpoint active {u['active_window_s']:.1f} s")
     print("peak RSS MB: " + ", ".join(f"{k} {v:.0f}" for k, v in m["peak_rss_mb"].items())
           + f"; per task {report['memory_per_task_mb']:.1f}")
     if report.get("scaling"):
@@ -474,7 +480,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--tasks", type=int, default=27, help="BBH tasks in the main run (27 = all)")
     p.add_argument("--latency", type=float, default=0.1, help="endpoint seconds per request")
     p.add_argument("--slots", type=int, default=64, help="endpoint concurrent requests")
-    p.add_argument("--evaluators", type=int, default=4)
+    p.add_argument("--evaluators", type=int, default=2)
     p.add_argument("--refiners", type=int, default=2)
     p.add_argument("--evaluator-max-in-flight", type=int, default=64)
     p.add_argument("--max-in-flight", type=int, default=64, help="per actor client limit")
@@ -488,7 +494,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "unless this equals --tasks)")
     p.add_argument("--scaling", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--scaling-slots", type=_csv_ints, default=[1, 4, 16, 64])
-    p.add_argument("--scaling-evaluators", type=_csv_ints, default=[1, 2, 4])
+    p.add_argument("--scaling-evaluators", type=_csv_ints, default=[1, 2, 4, 8])
     p.add_argument("--scaling-tasks", type=_csv_ints, default=[3, 9, 27])
     p.add_argument("--scaling-train-limit", type=int, default=16, help="train examples per task in scaling runs")
     p.add_argument("--adaptive", action=argparse.BooleanOptionalAction, default=True)

@@ -107,7 +107,14 @@ class TrajectoryStore:
     """Per-task trajectories and candidates over any chromadb client (embedded or server).
 
     Blocking: every method talks to Chroma synchronously. The Ray actor shell runs them in a thread.
+
+    The store's owner is the only writer of its collection (one memory actor per run), so it keeps each task's
+    trajectory, vectors included, in memory once read, and each prompt's vector once embedded: a step then costs
+    one upsert, not a read of the whole trajectory and an embedding of a prompt seen before. At hundreds of steps
+    a second across tasks the memory actor was the run's bottleneck (benchmarks/README.md).
     """
+
+    VECTOR_CACHE_SIZE = 50_000
 
     def __init__(self, *, client: Any, embedder: Embedder, collection_name: str = DEFAULT_COLLECTION) -> None:
         self._embedder = embedder
@@ -118,6 +125,17 @@ class TrajectoryStore:
             configuration={"hnsw": {"space": "cosine"}},
         )
         self._log = log.bind(collection=collection_name)
+        self._vectors: dict[str, list[float]] = {}  # prompt -> its embedding
+        self._trajectories: dict[str, dict[str, tuple[MemoryRecord, list[float]]]] = {}  # task -> id -> row
+
+    def _embed(self, prompts: Sequence[str]) -> dict[str, list[float]]:
+        missing = sorted({p for p in prompts if p not in self._vectors})
+        if missing:
+            if len(self._vectors) + len(missing) > self.VECTOR_CACHE_SIZE:
+                self._vectors.clear()
+            for prompt, vector in zip(missing, self._embedder.embed(missing), strict=True):
+                self._vectors[prompt] = [float(x) for x in vector]
+        return {p: self._vectors[p] for p in prompts}
 
     def add(self, records: Sequence[MemoryRecord]) -> None:
         """Upsert records (idempotent: a record already stored is overwritten with itself)."""
@@ -129,8 +147,7 @@ class TrajectoryStore:
         # a fixed placeholder vector unless their prompt is on the trajectory: a step then embeds one prompt, not
         # `candidates` + 1 (the embedder was most of this actor's CPU).
         embedded = [r for r in unique if r.kind in TRAJECTORY_KINDS] or unique[:1]
-        prompts = sorted({record.prompt for record in embedded})
-        vectors = {p: [float(x) for x in v] for p, v in zip(prompts, self._embedder.embed(prompts), strict=True)}
+        vectors = self._embed([record.prompt for record in embedded])
         placeholder = [1.0] + [0.0] * (len(next(iter(vectors.values()))) - 1)
         self._collection.upsert(
             ids=list(by_id),
@@ -138,15 +155,19 @@ class TrajectoryStore:
             documents=[record.prompt for record in unique],
             metadatas=[record.metadata() for record in unique],
         )
+        for record_id, record in by_id.items():
+            known = self._trajectories.get(record.task)
+            if known is not None and record.kind in TRAJECTORY_KINDS:
+                known[record_id] = (record, vectors[record.prompt])
         self._log.debug("memory_added", records=len(unique), tasks=sorted({r.task for r in unique}))
 
     def trajectory(self, task: str) -> list[TrajectoryEntry]:
         """The initial prompt and the prompt chosen at each step, in step order."""
-        return [record.as_entry() for record, _ in self._trajectory_records(task, with_vectors=False)]
+        return [record.as_entry() for record, _ in self._trajectory_records(task)]
 
     def retrieve(self, task: str, *, strategy: str, k: int) -> list[TrajectoryEntry]:
         """GPO's update direction for `task`: up to k trajectory prompts, ordered by score ascending."""
-        stored = self._trajectory_records(task, with_vectors=True)
+        stored = self._trajectory_records(task)
         entries = [record.as_entry() for record, _ in stored]
         vectors = [vector for _, vector in stored]
         return retrieve_entries(entries, strategy=strategy, k=k, vectors=vectors)
@@ -177,20 +198,21 @@ class TrajectoryStore:
             for prompt, metadata in zip(result["documents"] or [], result["metadatas"] or [], strict=True)
         ]
 
-    def _trajectory_records(self, task: str, *, with_vectors: bool) -> list[tuple[MemoryRecord, list[float]]]:
-        include = ["documents", "metadatas", "embeddings"] if with_vectors else ["documents", "metadatas"]
-        result = self._collection.get(where=_where(task=task, kind={"$in": list(TRAJECTORY_KINDS)}), include=include)
-        documents = result["documents"] or []
-        metadatas = result["metadatas"] or []
-        embeddings = result["embeddings"] if with_vectors else None
-        vectors = [[float(x) for x in row] for row in embeddings] if embeddings is not None else [[]] * len(documents)
-        pairs = [
-            (MemoryRecord.from_stored(prompt=prompt, metadata=dict(metadata)), vector)
-            for prompt, metadata, vector in zip(documents, metadatas, vectors, strict=True)
-        ]
+    def _trajectory_records(self, task: str) -> list[tuple[MemoryRecord, list[float]]]:
+        known = self._trajectories.get(task)
+        if known is None:  # first read of this task (a fresh or resumed run): from Chroma, then kept
+            result = self._collection.get(where=_where(task=task, kind={"$in": list(TRAJECTORY_KINDS)}),
+                                          include=["documents", "metadatas", "embeddings"])
+            embeddings = result["embeddings"] if result["embeddings"] is not None else []
+            known = {
+                record_id: (MemoryRecord.from_stored(prompt=prompt, metadata=dict(metadata)),
+                            [float(x) for x in vector])
+                for record_id, prompt, metadata, vector in zip(
+                    result["ids"], result["documents"] or [], result["metadatas"] or [], embeddings, strict=True)
+            }
+            self._trajectories[task] = known
         # Step order; the initial prompt before a chosen one at the same step; then a stable tie-break.
-        pairs.sort(key=lambda pair: (pair[0].step, pair[0].kind != "initial", pair[0].prompt))
-        return pairs
+        return sorted(known.values(), key=lambda pair: (pair[0].step, pair[0].kind != "initial", pair[0].prompt))
 
 
 def open_chroma_client(*, path: Path | None, host: str | None, port: int, token_env: str | None) -> Any:

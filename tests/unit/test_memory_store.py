@@ -238,3 +238,22 @@ def test_server_client_with_a_missing_token_names_the_variable_not_a_value(monke
 def test_a_client_needs_a_path_or_a_host() -> None:
     with pytest.raises(ValueError, match="path"):
         open_chroma_client(path=None, host=None, port=8000, token_env=None)
+
+
+def test_a_prompt_is_embedded_once_and_retrieval_after_adds_matches_a_fresh_read(chroma_path: Path) -> None:
+    embedder = BagOfWordsEmbedder()
+    store = open_store(chroma_path, embedder)
+    store.add([PATH[0]])
+    store.retrieve("nav", strategy="relevance", k=3)  # the task's trajectory is now held in memory
+    for record in PATH[1:]:
+        store.add([record, candidate("nav", record.step, record.prompt, record.score, picked=True)])
+    # A step that keeps its prompt re-adds it: no second embedding.
+    store.add([chosen("nav", len(PATH), PATH[-1].prompt, PATH[-1].score, parent=PATH[-1].prompt)])
+
+    embedded = [p for call in embedder.calls for p in call]
+    assert sorted(embedded) == sorted({r.prompt for r in PATH})
+    held = store.retrieve("nav", strategy="relevance", k=3), store.trajectory("nav")
+    del store
+    forget_open_clients()
+    fresh = open_store(chroma_path)
+    assert (fresh.retrieve("nav", strategy="relevance", k=3), fresh.trajectory("nav")) == held
