@@ -247,8 +247,12 @@ class Controller:
     # the run ------------------------------------------------------------------------
     async def run(self) -> dict[str, TaskResult]:
         refiners = RefinerPool(self.refiner_handles, metrics=self.metrics)
-        evaluators = EvaluatorPool(self.evaluator_handles, metrics=self.metrics,
-                                   chunks_in_flight_per_actor=max(1, self.config.cluster.evaluator_max_in_flight // 4))
+        # Chunks of a quarter of an evaluator's in-flight limit (at least 4 items): one Ray call per chunk was most
+        # of the driver's and evaluators' CPU per LLM call at high rates, and 4 chunks per evaluator keep it full.
+        in_flight = self.config.cluster.evaluator_max_in_flight
+        chunk = max(4, in_flight // 4)
+        evaluators = EvaluatorPool(self.evaluator_handles, metrics=self.metrics, chunk_size=chunk,
+                                   chunks_in_flight_per_actor=max(1, in_flight // chunk))
         services = ActorServices(memory=self.memory, refiners=refiners, evaluators=evaluators,
                                  on_step=self._on_step, should_stop=self.budget_spent,
                                  run_dir=str(self.run_dir.path))
