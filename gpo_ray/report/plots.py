@@ -49,7 +49,7 @@ def _score_panel(ax, task: TaskView) -> None:
     ax.set_ylabel("score")
     ax.set_ylim(-0.03, 1.03)
     _step_axis(ax, task.total_steps or xs[-1])
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="best", fontsize=8, framealpha=0.8)  # weak runs sit low, strong ones high
 
 
 def _spread_panel(ax, task: TaskView, *, title: str) -> None:
