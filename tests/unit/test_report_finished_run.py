@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
-import random
 import re
 
 import pytest
@@ -17,19 +15,10 @@ from gpo_ray.llm.fake_server import FakeLLMConfig, answer_key_from_examples
 from gpo_ray.report import best_prompts_document, load_best_prompts, read_run, render_html, render_markdown
 from gpo_ray.tasks.registry import resolve_tasks
 
+from tests.integration.test_e2e_optimize import write_sum_task
 from tests.threaded_fake import fake_llm_thread
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_cluster")]
-
-
-def write_sum_task(folder, *, seed: int, n: int = 8) -> None:
-    rng = random.Random(seed)
-    folder.mkdir(parents=True)
-    for split in ("train", "eval", "test", "format"):
-        with open(folder / f"{split}.jsonl", "w") as f:
-            for _ in range(n if split != "format" else 2):
-                a, b = rng.randint(2, 60), rng.randint(2, 60)
-                f.write(json.dumps({"input": f"What is {a} + {b}?", "target": str(a + b)}) + "\n")
 
 
 def small_config(tmp_path, base_url: str) -> RunConfig:
