@@ -97,6 +97,9 @@ def test_a_run_exports_its_gpo_metrics_matching_its_usage_and_results(tmp_path):
         got = {key: observed(samples, run, key) for key in want}
         wrong = {k: (got[k], v) for k, v in want.items()
                  if got[k] is None or abs(got[k] - v) > 1e-9 * max(1.0, abs(v))}
+        # The driver's gauges are exported on their own schedule: wait for the pools' final 0 too.
+        wrong.update({("ray_gpo_queue_depth", pool): (depth, 0) for pool in ("evaluator", "refiner")
+                      if (depth := total(samples, "ray_gpo_queue_depth", run=run, pool=pool)) != 0})
         if not wrong or time.monotonic() > deadline:
             break
         time.sleep(1.0)
