@@ -198,12 +198,27 @@ def llm_error_in(exc: BaseException) -> LLMError | None:
     return None
 
 
-def _kill(handles: list[Any]) -> None:
+def _kill(handles: list[Any], *, timeout_s: float = 10.0) -> None:
+    """Kill the run's actors and return once they are gone.
+
+    ray.kill is asynchronous: an evaluator still in a retry backoff could otherwise send one more request after
+    optimize() has returned, answered but never cached, so a resume right after (same process, endpoint back)
+    would ask it again."""
+    import time
+
     import ray
 
     for h in handles:
         with contextlib.suppress(Exception):
             ray.kill(h, no_restart=True)
+    deadline = time.monotonic() + timeout_s
+    for h in handles:
+        while time.monotonic() < deadline:
+            try:
+                ray.get(h.pid.remote(), timeout=max(0.1, deadline - time.monotonic()))
+            except Exception:  # noqa: BLE001 - RayActorError once it is dead (or the call timed out: give up)
+                break
+            time.sleep(0.05)
 
 
 def _execute(config: RunConfig, run_dir: RunDirectory, *, output: str, embedder_factory: Any = None,
