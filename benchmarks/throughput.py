@@ -526,10 +526,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             report["workload"] = {"tasks": len(workload.tasks), "source": workload.source}
             report["endpoint"] = {"slots": args.slots, "latency_s": args.latency, "capacity": endpoint.capacity}
             settings = run_config(workload, endpoint.base_url, root, args, evaluators=1).optimizer
-            report["planned_calls"] = sum(plan_task(t, settings, optimizer_max_tokens=64, task_max_tokens=64)
-                                          .task_model_calls + plan_task(t, settings, optimizer_max_tokens=64,
-                                                                        task_max_tokens=64).optimizer_calls
-                                          for t in workload.tasks)
+            plans = [plan_task(t, settings, optimizer_max_tokens=64, task_max_tokens=64) for t in workload.tasks]
+            report["planned_calls"] = sum(p.task_model_calls + p.optimizer_calls for p in plans)
             print(f"main run: {len(workload.tasks)} tasks, ~{report['planned_calls']} calls planned", flush=True)
             main_run = distributed_run(workload, endpoint, root, args, evaluators=args.evaluators)
             print(f"  distributed {main_run['wall_s']:.1f} s", flush=True)

@@ -40,7 +40,7 @@ class ActorServices:
         evaluators: EvaluatorPool,
         on_step: Callable[[Task, StepResult], Awaitable[None]],
         should_stop: Callable[[], bool],
-        run_dir: str = "RUN_DIR",
+        run_dir: str,
     ) -> None:
         self.memory = memory
         self.refiners = refiners

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gpo_ray.core.batches import stable_seed
+from gpo_ray.core.evaluation import mean
 
 # score(candidate indices, start, stop) -> per candidate (in the given order), per example of order[start:stop]
 RangeScorer = Callable[[Sequence[int], int, int], Awaitable[list[list[float]]]]
@@ -78,10 +79,6 @@ def halving_calls(n_candidates: int, n_examples: int, *, first_round: int, eta: 
     return calls
 
 
-def _mean(xs: Sequence[float]) -> float:
-    return sum(xs) / len(xs) if xs else 0.0
-
-
 async def successive_halving(
     n_candidates: int,
     n_examples: int,
@@ -118,5 +115,5 @@ async def successive_halving(
         if done >= n_examples:
             break
         keep = max(1, math.ceil(len(alive) / eta))
-        alive = sorted(alive, key=lambda i: (-_mean(outcome.per_example[i]), keys[i], i))[:keep]
+        alive = sorted(alive, key=lambda i: (-mean(outcome.per_example[i]), keys[i], i))[:keep]
     return outcome

@@ -8,7 +8,7 @@ import pytest
 
 from gpo_ray.llm.limits import LimitedClient, TokenBucket, estimate_tokens
 from gpo_ray.llm.protocol import ChatRequest, Usage, user_message
-from gpo_ray.llm.transport import OpenAITransport
+from gpo_ray.llm.transport import HTTPTransport
 from tests.fakes import FakeClock, ScriptedClient, running_fake_llm
 
 
@@ -93,7 +93,7 @@ async def test_token_bucket_waiters_are_served_in_order():
 async def test_against_the_fake_server_peak_concurrency_equals_the_cap():
     cap = 4
     async with running_fake_llm(concurrency=100) as server:
-        transport = OpenAITransport(base_url=server.base_url, model="m")
+        transport = HTTPTransport(base_url=server.base_url, model="m")
         client = LimitedClient(transport, max_in_flight=cap)
         try:
             server.pause()

@@ -10,7 +10,7 @@ from structlog.testing import capture_logs
 from gpo_ray.llm.errors import EndpointUnavailable, FatalLLMError, MalformedResponse, RateLimited, RetryableLLMError
 from gpo_ray.llm.protocol import ChatRequest, user_message
 from gpo_ray.llm.retry import RetryingClient, backoff_delay
-from gpo_ray.llm.transport import OpenAITransport
+from gpo_ray.llm.transport import HTTPTransport
 from tests.fakes import RecordingSleep, ScriptedClient, running_fake_llm
 
 REQUEST = ChatRequest(messages=user_message("hello"))
@@ -87,7 +87,7 @@ async def test_each_retry_is_logged_with_attempt_kind_and_delay():
 async def test_against_the_fake_server_retry_after_is_honoured_and_the_bound_holds():
     sleep = RecordingSleep()
     async with running_fake_llm(retry_after_s=1.25) as server:
-        transport = OpenAITransport(base_url=server.base_url, model="m")
+        transport = HTTPTransport(base_url=server.base_url, model="m")
         client = RetryingClient(transport, max_attempts=3, sleep=sleep)
         try:
             recovered = await client.complete(ask("What is 1 + 1? [[fault:first:2:429]]"))
@@ -104,7 +104,7 @@ async def test_against_the_fake_server_retry_after_is_honoured_and_the_bound_hol
 async def test_against_the_fake_server_401_is_sent_once():
     sleep = RecordingSleep()
     async with running_fake_llm() as server:
-        transport = OpenAITransport(base_url=server.base_url, model="m")
+        transport = HTTPTransport(base_url=server.base_url, model="m")
         client = RetryingClient(transport, max_attempts=5, sleep=sleep)
         try:
             with pytest.raises(FatalLLMError):
@@ -117,7 +117,7 @@ async def test_against_the_fake_server_401_is_sent_once():
 async def test_malformed_bodies_are_retried_then_surfaced_naming_endpoint_and_model():
     sleep = RecordingSleep()
     async with running_fake_llm() as server:
-        transport = OpenAITransport(base_url=server.base_url, model="the-model")
+        transport = HTTPTransport(base_url=server.base_url, model="the-model")
         client = RetryingClient(transport, max_attempts=3, sleep=sleep)
         try:
             with pytest.raises(EndpointUnavailable) as info:
