@@ -64,8 +64,10 @@ class Endpoint:
 
 
 @contextlib.contextmanager
-def endpoints_for(config: RunConfig) -> Iterator[tuple[Endpoint, Endpoint, bool]]:
-    """(optimizer endpoint, task endpoint, structured output?) - starting the embedded model if a role has no URL."""
+def endpoints_for(config: RunConfig, *, log_dir: Path) -> Iterator[tuple[Endpoint, Endpoint, bool, Any]]:
+    """(optimizer endpoint, task endpoint, structured output?, embedded server or None) - starting the embedded
+    model if a role has no URL. Its log is appended to `log_dir/local-server.log`, where a resume adds to it and
+    a death message can point."""
     needs_local = config.optimizer_model.is_embedded or config.task_model.is_embedded
     server = None
     local: Endpoint | None = None
@@ -73,7 +75,7 @@ def endpoints_for(config: RunConfig) -> Iterator[tuple[Endpoint, Endpoint, bool]
         if needs_local:
             from gpo_ray.llm.local_server import MODEL_NAME, LocalModelServer
 
-            server = LocalModelServer()
+            server = LocalModelServer(log_path=log_dir / "local-server.log")
             local = Endpoint((EndpointSpec(base_url=server.start()),), MODEL_NAME)
 
         def pick(role: LLMRoleConfig) -> Endpoint:
@@ -84,7 +86,7 @@ def endpoints_for(config: RunConfig) -> Iterator[tuple[Endpoint, Endpoint, bool]
 
         opt = config.optimizer_model
         structured = opt.structured_output if opt.structured_output is not None else opt.is_embedded
-        yield pick(config.optimizer_model), pick(config.task_model), structured
+        yield pick(config.optimizer_model), pick(config.task_model), structured, server
     finally:
         if server is not None:
             server.stop()
@@ -225,11 +227,13 @@ def _execute(config: RunConfig, run_dir: RunDirectory, *, output: str, embedder_
              on_actors_started: Callable[[RunActors], None] | None = None) -> Results:
     from gpo_ray.controller.controller import Controller
     from gpo_ray.controller.progress import make_progress
+    from gpo_ray.llm.local_server import LocalServerDied
 
     tasks = resolve_tasks(config.tasks, data_dir=config.data_dir, sources=config.task_sources)
     structlog.contextvars.bind_contextvars(run=run_dir.path.name)  # every driver event of this run carries it
     log = structlog.get_logger()
-    with endpoints_for(config) as (opt, task_ep, structured), ray_session(config.cluster.address):
+    with (endpoints_for(config, log_dir=run_dir.logs_dir) as (opt, task_ep, structured, server),
+          ray_session(config.cluster.address)):
         memory, refiners, evaluators = _start_actors(config, run_dir, opt, task_ep, embedder_factory=embedder_factory)
         if on_actors_started is not None:
             on_actors_started(RunActors(memory, refiners, evaluators))
@@ -239,7 +243,11 @@ def _execute(config: RunConfig, run_dir: RunDirectory, *, output: str, embedder_
                                 progress=progress, structured=structured, tracker=tracker)
         try:
             log.info("run_started", tasks=[t.name for t in tasks], optimizer=opt.base_url, task_model=task_ep.base_url)
-            results = asyncio.run(controller.run())
+            # A dead embedded server stops the run at once, named (LocalServerDied), instead of being retried.
+            results = asyncio.run(server.run_while_serving(controller.run()) if server else controller.run())
+        except LocalServerDied as e:
+            log.error("run_failed", error=str(e), kind="local_server_died")
+            raise LocalServerDied(f"{e}; completed steps are saved, `gpo-ray resume {run_dir.path}` continues") from None
         except Exception as e:
             cause = llm_error_in(e)
             if cause is None:

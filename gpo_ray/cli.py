@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve-local", help="serve the embedded SmolLM2 model as an OpenAI-compatible endpoint")
     p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--log", type=Path, help="append the server's log to this file (default runs/serve-local.log)")
     return parser
 
 
@@ -236,9 +237,9 @@ def cmd_fake_llm(args: argparse.Namespace) -> int:
 
 
 def cmd_serve_local(args: argparse.Namespace) -> int:
-    from gpo_ray.llm.local_server import serve_forever
+    from gpo_ray.llm.local_server import SERVE_LOCAL_LOG, serve_forever
 
-    serve_forever(port=args.port)
+    serve_forever(port=args.port, log_path=args.log or SERVE_LOCAL_LOG)
     return 0
 
 

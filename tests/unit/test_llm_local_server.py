@@ -56,10 +56,10 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _run_parent(script: str) -> tuple[subprocess.Popen[str], int, int]:
+def _run_parent(script: str, *args: str) -> tuple[subprocess.Popen[str], int, int]:
     """Start a Python process running `script`, which prints `READY <server pid> <port>`."""
     parent = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(script)],
+        [sys.executable, "-c", textwrap.dedent(script), *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -218,9 +218,11 @@ def test_server_is_stopped_when_its_owner_exits_without_calling_stop() -> None:
 
 @pytest.mark.slow
 @needs_model
-def test_serve_forever_prints_the_url_and_stops_on_ctrl_c() -> None:
+def test_serve_forever_prints_the_url_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     parent, server_pid, port = _run_parent(
         """
+        import sys
+        from pathlib import Path
         from gpo_ray.llm import local_server as ls
 
         class Announce(ls.LocalModelServer):
@@ -230,13 +232,234 @@ def test_serve_forever_prints_the_url_and_stops_on_ctrl_c() -> None:
                 return url
 
         ls.LocalModelServer = Announce
-        ls.serve_forever(port=0)
-        """
+        ls.serve_forever(port=0, log_path=Path(sys.argv[1]))
+        """,
+        str(tmp_path / "serve-local.log"),
     )
     banner = parent.stdout.readline()
     assert f"http://127.0.0.1:{port}/v1" in banner
+    assert parent.stdout.readline().startswith(f"Server log: {tmp_path / 'serve-local.log'}")
     parent.send_signal(signal.SIGINT)
     parent.communicate()
     assert parent.returncode == 0
     assert not _pid_alive(server_pid)
     assert _port_free(port)
+
+
+# -- a dying server is named: the lifecycle around a stand-in child (no llama.cpp), fast ----------------------------
+
+# Answers the readiness probe like llama.cpp's server; `exit N` as the second argument exits with N at once.
+_FAKE_CHILD = """
+import http.server, sys
+if len(sys.argv) > 2:
+    print("fake server failing", flush=True)
+    sys.exit(int(sys.argv[2]))
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b'{"data": []}')
+    def log_message(self, *args):
+        pass
+print("fake server up", flush=True)
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+"""
+
+
+class FakeChildServer(ls.LocalModelServer):
+    """LocalModelServer whose child is `_FAKE_CHILD`: start, stop, logs and deaths without the model."""
+
+    def __init__(self, *, exit_code: int | None = None, **options: object) -> None:
+        options.setdefault("model_path", Path(__file__))  # start() only checks that it is a file
+        super().__init__(**options)
+        self._exit_code = exit_code
+
+    def _command(self, model_path: Path, port: int) -> list[str]:
+        extra = [] if self._exit_code is None else [str(self._exit_code)]
+        return [sys.executable, "-c", _FAKE_CHILD, str(port), *extra]
+
+
+@pytest.fixture
+def fake_child(monkeypatch: pytest.MonkeyPatch) -> type[FakeChildServer]:
+    """No llama.cpp needed, and a child killed by SIGILL leaves no core file behind."""
+    import resource
+
+    monkeypatch.setattr(ls, "_require_llama_cpp", lambda: None)
+    soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, hard))
+    yield FakeChildServer
+    resource.setrlimit(resource.RLIMIT_CORE, (soft, hard))
+
+
+def _wait_dead(server: ls.LocalModelServer, timeout_s: float = 10.0) -> int:
+    deadline = time.monotonic() + timeout_s
+    while (code := server.exit_code) is None:
+        assert time.monotonic() < deadline, "the child did not exit"
+        time.sleep(0.02)
+    return code
+
+
+@pytest.mark.parametrize(
+    ("returncode", "how", "fix"),
+    [
+        (-signal.SIGILL, "SIGILL (illegal instruction)", "llama-cpp-python was built for another CPU: run scripts/setup.sh again"),
+        (-signal.SIGKILL, "SIGKILL (killed; out of memory or killed by someone)", "out-of-memory killer"),
+        (-signal.SIGSEGV, "SIGSEGV (segmentation fault)", "run scripts/setup.sh again"),
+        (-signal.SIGABRT, "SIGABRT (aborted)", "its log says which"),
+        (-signal.SIGBUS, "SIGBUS (bus error)", "model file"),
+        (-signal.SIGTERM, "SIGTERM (terminated)", "something other than gpo-ray stopped it"),
+        (-signal.SIGUSR1, "SIGUSR1 (user defined signal 1)", "its log may say why"),
+        (-99, "signal 99", "its log may say why"),
+        (1, "exit code 1", "its log says which"),
+        (0, "exit code 0", "as if asked to"),
+    ],
+)
+def test_describe_exit_names_the_signal_or_code_with_cause_and_fix(returncode: int, how: str, fix: str) -> None:
+    words, cause = ls.describe_exit(returncode)
+    assert words == how
+    assert fix in cause
+
+
+def test_death_message_is_one_line_with_pid_signal_fix_and_log() -> None:
+    message = ls.death_message(pid=1234, returncode=-4, log_path=Path("runs/r/logs/local-server.log"))
+    assert message == (
+        "the embedded model server (llama.cpp, pid 1234) died of SIGILL (illegal instruction): "
+        "llama-cpp-python was built for another CPU: run scripts/setup.sh again; its log: runs/r/logs/local-server.log"
+    )
+    assert ls.death_message(pid=7, returncode=3, log_path=None, during_startup=True).startswith(
+        "the embedded model server (llama.cpp, pid 7) exited during startup with exit code 3: "
+    )
+
+
+def test_log_is_appended_where_told_and_outlives_the_server(fake_child, tmp_path: Path) -> None:
+    log_path = tmp_path / "logs" / "local-server.log"
+    for _ in range(2):  # a resume starts a new server: it adds to the same log
+        with fake_child(log_path=log_path) as server:
+            assert server.log_path == log_path
+        assert not server.running
+    assert log_path.read_text().count("fake server up") == 2
+
+
+def test_a_killed_server_is_named_and_its_temporary_log_kept(fake_child) -> None:
+    server = fake_child()
+    server.start()
+    pid, log_path = server.pid, server.log_path
+    os.kill(pid, signal.SIGILL)
+    assert _wait_dead(server) == -signal.SIGILL
+    message = server.death_message()
+    assert message.startswith(f"the embedded model server (llama.cpp, pid {pid}) died of SIGILL (illegal instruction)")
+    assert message.endswith(f"its log: {log_path}")
+    server.stop()
+    assert log_path.read_text().count("fake server up") == 1  # the message named it: not removed
+    log_path.unlink()
+
+
+def test_exit_during_startup_is_one_line_naming_the_log(fake_child, tmp_path: Path) -> None:
+    log_path = tmp_path / "local-server.log"
+    with pytest.raises(ls.LocalServerError) as failure:
+        fake_child(exit_code=3, log_path=log_path).start()
+    message = str(failure.value)
+    assert "exited during startup with exit code 3" in message and f"its log: {log_path}" in message
+    assert "\n" not in message
+    assert "fake server failing" in log_path.read_text()
+
+
+async def test_run_while_serving_stops_the_work_at_once_when_the_server_dies(fake_child, tmp_path: Path) -> None:
+    import asyncio
+
+    cancelled = asyncio.Event()
+
+    async def work() -> str:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return "done"
+
+    with fake_child(log_path=tmp_path / "local-server.log") as server:
+        asyncio.get_running_loop().call_later(0.3, os.kill, server.pid, signal.SIGKILL)
+        started = time.monotonic()
+        with pytest.raises(ls.LocalServerDied, match=r"died of SIGKILL \(killed; out of memory or killed by someone\)"):
+            await server.run_while_serving(work(), poll_s=0.05)
+        assert time.monotonic() - started < 5
+        assert cancelled.is_set()
+
+
+async def test_run_while_serving_returns_the_result_and_passes_errors_while_the_server_lives(fake_child) -> None:
+    import asyncio
+
+    async def answer() -> int:
+        await asyncio.sleep(0.1)
+        return 42
+
+    async def fail() -> None:
+        raise ValueError("not the server's fault")
+
+    with fake_child() as server:
+        assert await server.run_while_serving(answer(), poll_s=0.05) == 42
+        with pytest.raises(ValueError, match="not the server's fault"):
+            await server.run_while_serving(fail(), poll_s=0.05)
+        assert server.running
+
+
+async def test_work_failing_because_the_server_died_reports_the_death(fake_child) -> None:
+    import asyncio
+
+    with fake_child() as server:
+        os.kill(server.pid, signal.SIGSEGV)
+        _wait_dead(server)
+
+        async def connection_refused() -> None:
+            raise ConnectionRefusedError("connection failed")
+
+        with pytest.raises(ls.LocalServerDied, match=r"SIGSEGV \(segmentation fault\)"):
+            await server.run_while_serving(connection_refused(), poll_s=60)  # the watcher never got to look
+
+
+def _dies_after_start(base: type[FakeChildServer]) -> type[FakeChildServer]:
+    class DiesAfterStart(base):
+        def start(self) -> str:
+            url = super().start()
+            os.kill(self.pid, signal.SIGKILL)
+            return url
+
+    return DiesAfterStart
+
+
+def test_serve_local_names_a_dying_server_in_one_line(fake_child, monkeypatch, tmp_path: Path, capsys) -> None:
+    from gpo_ray.cli import main
+
+    monkeypatch.setattr(ls, "LocalModelServer", _dies_after_start(fake_child))
+    log_path = tmp_path / "serve.log"
+    assert main(["serve-local", "--port", "0", "--log", str(log_path)]) == 1
+    out, err = capsys.readouterr()
+    assert f"Server log: {log_path}" in out
+    (line,) = err.strip().splitlines()
+    assert line.startswith("gpo-ray: error: the embedded model server (llama.cpp, pid ")
+    assert "died of SIGKILL (killed; out of memory or killed by someone)" in line
+    assert line.endswith(f"its log: {log_path}")
+    assert "fake server up" in log_path.read_text()
+
+
+def test_serve_local_keeps_its_log_in_runs_by_default(fake_child, monkeypatch, tmp_path: Path, capsys) -> None:
+    from gpo_ray.cli import main
+
+    monkeypatch.setattr(ls, "LocalModelServer", _dies_after_start(fake_child))
+    monkeypatch.chdir(tmp_path)
+    assert main(["serve-local", "--port", "0"]) == 1
+    assert "Server log: runs/serve-local.log" in capsys.readouterr().out
+    assert "fake server up" in (tmp_path / "runs" / "serve-local.log").read_text()
+
+
+def test_endpoints_for_puts_the_embedded_log_in_the_run_logs_dir(fake_child, monkeypatch, tmp_path: Path) -> None:
+    from gpo_ray.api import endpoints_for
+    from gpo_ray.config import RunConfig
+
+    monkeypatch.setattr(ls, "LocalModelServer", fake_child)
+    config = RunConfig(tasks=["example/arithmetic"])  # no base_url: both roles use the embedded model
+    with endpoints_for(config, log_dir=tmp_path / "logs") as (opt, task, structured, server):
+        assert server.running and server.log_path == tmp_path / "logs" / "local-server.log"
+        assert opt.base_url == task.base_url == server.base_url
+    assert not server.running
+    assert "fake server up" in (tmp_path / "logs" / "local-server.log").read_text()
