@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8787)
     p.add_argument("--config", type=Path, help="fake endpoint behaviour (YAML/JSON)")
 
+    p = sub.add_parser("doctor", help="check that the embedded model answers and the embedder works (setup ends with it)")
+    p.add_argument("--log-dir", type=Path, help="keep the embedded server's log here (default: shown on failure, then removed)")
+
     p = sub.add_parser("serve-local", help="serve the embedded SmolLM2 model as an OpenAI-compatible endpoint")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--log", type=Path, help="append the server's log to this file (default runs/serve-local.log)")
@@ -243,8 +246,19 @@ def cmd_serve_local(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from gpo_ray.llm.doctor import run_checks
+
+    if run_checks(log_dir=args.log_dir):
+        print("gpo-ray doctor: the embedded model and the embedder work on this machine")
+        return 0
+    print("gpo-ray doctor: a check failed (see above)", file=sys.stderr)
+    return 1
+
+
 COMMANDS = {"plan": cmd_plan, "optimize": cmd_optimize, "resume": cmd_resume, "report": cmd_report,
-            "export": cmd_export, "fake-llm": cmd_fake_llm, "serve-local": cmd_serve_local}
+            "export": cmd_export, "fake-llm": cmd_fake_llm, "serve-local": cmd_serve_local,
+            "doctor": cmd_doctor}
 
 
 def main(argv: list[str] | None = None) -> int:
