@@ -189,15 +189,16 @@ def _server_pid(run_dir: Path) -> int | None:
 @pytest.mark.slow
 @needs_local_model
 @pytest.mark.parametrize(
-    ("sig", "words", "after_step"),
+    ("sig", "words", "after_step", "resume"),
     [
         (signal.SIGILL, "SIGILL (illegal instruction): llama-cpp-python was built for another CPU: "
-                        "run scripts/setup.sh again", 1),
-        (signal.SIGKILL, "SIGKILL (killed; out of memory or killed by someone)", 0),
+                        "run scripts/setup.sh again", 1, True),
+        # The message only: resuming after either signal is the same path (about 45 s more on 2 cores).
+        (signal.SIGKILL, "SIGKILL (killed; out of memory or killed by someone)", 0, False),
     ],
     ids=["SIGILL", "SIGKILL"],
 )
-def test_cli_names_the_dead_embedded_server_and_resume_continues(tmp_path, sig, words, after_step):
+def test_cli_names_the_dead_embedded_server_and_resume_continues(tmp_path, sig, words, after_step, resume):
     run_dir = tmp_path / "run"
     cfg = tmp_path / "run.yaml"
     cfg.write_text(SMALL_RUN.format(run_dir=run_dir))
@@ -228,7 +229,9 @@ def test_cli_names_the_dead_embedded_server_and_resume_continues(tmp_path, sig, 
     saved = _checkpoint_lines(run_dir)
     assert len(saved) >= after_step + 1
     server_log = (run_dir / "logs" / "local-server.log").read_text()
-    assert server_log  # kept in the run directory, not a temporary file
+    assert f"Started server process [{pid}]" in server_log  # kept in the run directory, not a temporary file
+    if not resume:
+        return
 
     resumed = _gpo_ray("resume", str(run_dir), cwd=tmp_path, out=tmp_path / "resume.txt")
     try:
