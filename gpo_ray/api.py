@@ -20,7 +20,7 @@ from gpo_ray.core.evaluation import TaskModelParams
 from gpo_ray.core.results import TaskResult
 from gpo_ray.errors import ConfigError, RunFailed
 from gpo_ray.llm.errors import LLMError
-from gpo_ray.logs import configure_logging, secret_values
+from gpo_ray.logs import configure_logging, library_logs, secret_values
 from gpo_ray.observability.metrics import MetricsContext, metrics_for
 from gpo_ray.observability.tracking import check_tracking, open_tracker
 from gpo_ray.runtime.run_dir import RunDirectory, default_run_dir
@@ -93,8 +93,11 @@ def endpoints_for(config: RunConfig, *, log_dir: Path) -> Iterator[tuple[Endpoin
 
 
 @contextlib.contextmanager
-def ray_session(address: str | None) -> Iterator[None]:
-    """Join `address` (or RAY_ADDRESS), else start a local cluster; reuse one this process already has."""
+def ray_session(address: str | None, *, output: str = "quiet") -> Iterator[None]:
+    """Join `address` (or RAY_ADDRESS), else start a local cluster; reuse one this process already has.
+
+    Ray's driver-side messages go into the run's log (driver.jsonl, with where Ray's own session logs are),
+    not onto the console; in console `output`, its warnings other than routine notices are shown as gpo-ray lines."""
     import ray
 
     if ray.is_initialized():
@@ -102,15 +105,24 @@ def ray_session(address: str | None) -> Iterator[None]:
         return
     # "local" starts a new cluster even when another one runs on this machine; joining is explicit.
     target = address or os.environ.get("RAY_ADDRESS") or "local"
-    try:
-        ray.init(address=target, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    except (ConnectionError, RuntimeError, ValueError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise RunFailed(f"cannot {'start' if target == 'local' else 'join'} the Ray cluster at {target}: {first}") from None
-    try:
-        yield
-    finally:
-        ray.shutdown()
+    with library_logs(console=output == "console", routine=RAY_ROUTINE_NOTICES, detached=("ray",)):
+        try:
+            context = ray.init(address=target, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            verb = "start" if target == "local" else "join"
+            raise RunFailed(f"cannot {verb} the Ray cluster at {target}: {first}") from None
+        info = context.address_info
+        structlog.get_logger().info("ray_started", address=info.get("address"), joined=target != "local",
+                                    ray_logs=info.get("session_dir") and os.path.join(info["session_dir"], "logs"))
+        try:
+            yield
+        finally:
+            ray.shutdown()
+
+
+# What Ray says on every start of a local cluster: into the run's log only. (Token auth is Ray's safe default.)
+RAY_ROUTINE_NOTICES = ("Token authentication is enabled for this Ray cluster",)
 
 
 # Custom resources that say where which actor may run (ray_cluster.yaml and deploy/ put them on nodes).
@@ -201,26 +213,49 @@ def llm_error_in(exc: BaseException) -> LLMError | None:
 
 
 def _kill(handles: list[Any], *, timeout_s: float = 10.0) -> None:
-    """Kill the run's actors and return once they are gone.
+    """Stop the run's actors and return once they are gone.
 
-    ray.kill is asynchronous: an evaluator still in a retry backoff could otherwise send one more request after
-    optimize() has returned, answered but never cached, so a resume right after (same process, endpoint back)
-    would ask it again."""
+    Each actor first cancels the calls still running in it (`stop`): an evaluator in a retry backoff could
+    otherwise send one more request after optimize() has returned, answered but never cached, so a resume right
+    after (same process, endpoint back) would ask it again. Then ray.kill, and a wait until the processes on this
+    node have exited. No call is left to be cut short by the kill or sent to a killed actor: Ray would retry it
+    (max_task_retries) and print `(raylet) Task ... failed` on the console of a run that went well."""
     import time
 
     import ray
 
+    deadline = time.monotonic() + timeout_s
+    stops = [h.stop.options(max_task_retries=0).remote() for h in handles]
+    here = ray.get_runtime_context().get_node_id()
+    pids: list[int] = []
+    for ref in stops:
+        try:
+            node, pid = ray.get(ref, timeout=max(0.1, min(5.0, deadline - time.monotonic())))
+        except Exception:  # noqa: BLE001 - dead, or still restarting after a crash: the kill below is what is left
+            continue
+        if node == here:
+            pids.append(pid)
     for h in handles:
         with contextlib.suppress(Exception):
             ray.kill(h, no_restart=True)
-    deadline = time.monotonic() + timeout_s
-    for h in handles:
-        while time.monotonic() < deadline:
-            try:
-                ray.get(h.pid.remote(), timeout=max(0.1, deadline - time.monotonic()))
-            except Exception:  # noqa: BLE001 - RayActorError once it is dead (or the call timed out: give up)
-                break
-            time.sleep(0.05)
+    while any(_process_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process `pid` still runs (a zombie waiting for its parent to reap it does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    if not Path("/proc").is_dir():  # no procfs (macOS): the signal check is all there is
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _execute(config: RunConfig, run_dir: RunDirectory, *, output: str, embedder_factory: Any = None,
@@ -233,7 +268,7 @@ def _execute(config: RunConfig, run_dir: RunDirectory, *, output: str, embedder_
     structlog.contextvars.bind_contextvars(run=run_dir.path.name)  # every driver event of this run carries it
     log = structlog.get_logger()
     with (endpoints_for(config, log_dir=run_dir.logs_dir) as (opt, task_ep, structured, server),
-          ray_session(config.cluster.address)):
+          ray_session(config.cluster.address, output=output)):
         memory, refiners, evaluators = _start_actors(config, run_dir, opt, task_ep, embedder_factory=embedder_factory)
         if on_actors_started is not None:
             on_actors_started(RunActors(memory, refiners, evaluators))

@@ -43,7 +43,8 @@ def _optimize_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--api-key-env", help="NAME of the environment variable holding the API key")
     p.add_argument("--optimizer-base-url", help="endpoint for the optimizer role only")
     p.add_argument("--optimizer-model", help="model for the optimizer role only")
-    p.add_argument("--run-dir", type=Path, help="where checkpoints and results go (default runs/latest)")
+    p.add_argument("--run-dir", type=Path,
+                   help="where checkpoints and results go (default: runs/<time>-<id>, e.g. runs/20261201-151500-a1b2)")
     p.add_argument("--address", help="Ray cluster address ('auto' joins a running one; default RAY_ADDRESS or a new local cluster)")
     p.add_argument("--refiners", type=int, help="number of refiner actors")
     p.add_argument("--evaluators", type=int, help="number of evaluator actors")

@@ -6,10 +6,11 @@ so a key that slips into an exception message still never reaches a log.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -84,3 +85,53 @@ def configure_logging(*, mode: str = "console", log_file: Path | None = None, se
         wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
         cache_logger_on_first_use=False,
     )
+
+
+
+class _LibraryRecords(logging.Handler):
+    """Stdlib log records (Ray's, Chroma's, ...) as structlog events, `library_log`, so they land in the run's
+    log; with `console`, a warning that is not a routine notice is also shown, as one gpo-ray line on stderr."""
+
+    def __init__(self, *, console: bool, routine: tuple[str, ...]) -> None:
+        super().__init__(logging.INFO)
+        self.console, self.routine = console, routine
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed record of a library must not break the run
+            message = str(record.msg)
+        library = record.name.split(".")[0]
+        log = structlog.get_logger()
+        warning = record.levelno >= logging.WARNING
+        emit = log.error if record.levelno >= logging.ERROR else log.warning if warning else log.info
+        emit("library_log", library=library, logger=record.name, message=message)
+        if self.console and warning and not message.startswith(self.routine):
+            first = (message.strip().splitlines() or [""])[0]
+            print(f"gpo-ray: {library} warns: {first} (more in the run's logs/driver.jsonl)",
+                  file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def library_logs(*, console: bool, routine: tuple[str, ...] = (), detached: tuple[str, ...] = ()) -> Iterator[None]:
+    """While the block runs, the stdlib log records of the libraries gpo-ray uses go into the run's log
+    (driver.jsonl) instead of onto the console; with `console`, a warning that is not a `routine` notice (a
+    message prefix) is also shown, as one gpo-ray line.
+
+    The handler sits on the root logger, and the loggers in `detached`, which their library keeps from
+    propagating, propagate to it meanwhile: ray.init(configure_logging=False) clears the "ray" logger's own
+    handlers, and a record that then finds none is printed bare on stderr by logging's last resort (Ray's
+    token-auth notice was)."""
+    handler = _LibraryRecords(console=console, routine=routine)
+    root = logging.getLogger()
+    loggers = [logging.getLogger(name) for name in detached]
+    propagate = [lg.propagate for lg in loggers]
+    root.addHandler(handler)
+    for lg in loggers:
+        lg.propagate = True
+    try:
+        yield
+    finally:
+        for lg, p in zip(loggers, propagate, strict=True):
+            lg.propagate = p
+        root.removeHandler(handler)

@@ -1,17 +1,32 @@
-"""Where an actor runs: what placement checks and fault tests ask every actor."""
+"""What the driver asks every actor: where it runs (placement checks, fault tests) and to stop."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 import ray
 
 
 class WhereAmI:
-    """Mixin for actor classes: the Ray node and the worker process they live in."""
+    """Mixin for actor classes: the Ray node and the worker process they live in, and a quiet stop."""
 
     async def node_id(self) -> str:
         return ray.get_runtime_context().get_node_id()
 
     async def pid(self) -> int:
         return os.getpid()
+
+    async def stop(self) -> tuple[str, int]:
+        """Cancel every call still running here (an LLM call in a retry backoff after a failed run) and say
+        where this process is, so the driver can kill it and wait for it to be gone.
+
+        A cancelled call fails with TaskCancelledError, which Ray does not retry; a call cut short by
+        ray.kill would be retried (max_task_retries), and Ray reports each such retry on the driver's
+        console as `(raylet) Task ... failed`."""
+        me = asyncio.current_task()
+        running = [t for t in asyncio.all_tasks() if t is not me]
+        for t in running:
+            t.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        return ray.get_runtime_context().get_node_id(), os.getpid()

@@ -1,0 +1,78 @@
+"""`gpo-ray optimize` as a user runs it, in a process of its own with its own Ray cluster: the console holds
+only gpo-ray's lines (issue 12: Ray's token-auth notice at the start, `(raylet) Task ... failed` at the end of a
+run that went well), and what Ray said is in the run's log instead."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from gpo_ray.llm.fake_server import FakeLLMConfig
+
+from tests.threaded_fake import fake_llm_thread
+
+
+def _gpo_ray(*args: str) -> subprocess.CompletedProcess[str]:
+    """The installed command, with a new local Ray cluster (not the test session's) as a user gets it."""
+    script = Path(sys.executable).with_name("gpo-ray")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "gpo_ray"]
+    # ray.init in this process may have set these; a user's shell has neither, and then Ray prints its notice.
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
+    return subprocess.run([*command, *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def _events(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "logs" / "driver.jsonl").read_text().splitlines() if line]
+
+
+def _write_config(path: Path, base_url: str, run_dir: Path, model_extra: str = "") -> Path:
+    path.write_text(
+        "tasks: [example/arithmetic]\n"
+        f"task_model: {{base_url: '{base_url}', model: fake{model_extra}}}\n"
+        f"optimizer_model: {{base_url: '{base_url}', model: fake{model_extra}}}\n"
+        "optimizer: {epochs: 1, batch_size: 4, candidates: 2}\n"
+        f"run_dir: {run_dir}\n"
+    )
+    return path
+
+
+def test_a_successful_run_prints_only_gpo_rays_lines_and_rays_go_to_the_run_log(tmp_path):
+    run_dir = tmp_path / "run"
+    with fake_llm_thread(FakeLLMConfig(latency_s=0.01)) as fake:
+        proc = _gpo_ray("optimize", str(_write_config(tmp_path / "run.yaml", fake.base_url, run_dir)))
+    console = proc.stdout + proc.stderr
+    assert proc.returncode == 0, console[-3000:]
+    assert "Traceback" not in console
+    assert "(raylet)" not in console
+    assert [line for line in console.splitlines() if "failed" in line.lower()] == []
+    assert "Token authentication" not in console and "RAY_AUTH_MODE" not in console
+    assert "example/arithmetic" in proc.stdout and "best" in proc.stdout, "the summary is still printed"
+
+    events = _events(run_dir)
+    ray_said = [e["message"] for e in events if e["event"] == "library_log" and e["library"] == "ray"]
+    assert any(m.startswith("Token authentication is enabled") for m in ray_said), ray_said
+    (started,) = [e for e in events if e["event"] == "ray_started"]
+    ray_logs = Path(started["ray_logs"])
+    assert ray_logs.is_dir(), "the run's log says where Ray's own session logs are"
+    # Whether Ray's `(raylet) Task ... failed` line reaches the console races its shutdown; the driver's own
+    # Ray log says for sure whether a call was cut short (by the kill at the end, or sent to a killed actor).
+    (driver_log,) = ray_logs.glob("python-core-driver-*.log")
+    assert [line for line in driver_log.read_text(errors="replace").splitlines() if "Task failed" in line] == []
+
+
+def test_a_failed_run_prints_its_one_error_line_and_nothing_of_rays(tmp_path):
+    """Calls still running when the run stops (retry backoffs) are cancelled, not cut short by ray.kill: Ray
+    would retry those and print `(raylet) Task ... failed ... will be retried` after gpo-ray's error line."""
+    run_dir = tmp_path / "run"
+    flaky = FakeLLMConfig(latency_s=0.2, error_rate_500=0.5)
+    with fake_llm_thread(flaky) as fake:
+        cfg = _write_config(tmp_path / "run.yaml", fake.base_url, run_dir, ", max_retries: 1")
+        proc = _gpo_ray("optimize", str(cfg))
+    console = proc.stdout + proc.stderr
+    assert proc.returncode == 1, console[-3000:]
+    errors = [line for line in console.splitlines() if line.startswith("gpo-ray: error:")]
+    assert len(errors) == 1 and "resume" in errors[0], console[-3000:]
+    assert "Traceback" not in console and "(raylet)" not in console and "Token authentication" not in console
