@@ -282,7 +282,8 @@ def _execute(config: RunConfig, run_dir: RunDirectory, *, output: str, embedder_
             results = asyncio.run(server.run_while_serving(controller.run()) if server else controller.run())
         except LocalServerDied as e:
             log.error("run_failed", error=str(e), kind="local_server_died")
-            raise LocalServerDied(f"{e}; completed steps are saved, `gpo-ray resume {run_dir.path}` continues") from None
+            hint = f"completed steps are saved, `gpo-ray resume {run_dir.path}` continues"
+            raise LocalServerDied(f"{e}; {hint}") from None
         except Exception as e:
             cause = llm_error_in(e)
             if cause is None:

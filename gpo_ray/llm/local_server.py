@@ -50,20 +50,20 @@ _CANCEL_GRACE_S = 30.0
 #: Where `gpo-ray serve-local` writes the server's log unless told otherwise (runs/ is where runs go too).
 SERVE_LOCAL_LOG = Path("runs") / "serve-local.log"
 
+_BAD_BUILD = "a crash inside llama.cpp, often a build that does not fit this machine: run scripts/setup.sh again"
+
 # A signal that ended the server: what it means, then the likely cause and what to do about it.
 _SIGNAL_CAUSES: dict[int, tuple[str, str]] = {
     signal.SIGILL: ("illegal instruction",
                     "llama-cpp-python was built for another CPU: run scripts/setup.sh again"),
     signal.SIGKILL: ("killed; out of memory or killed by someone",
                      "if `dmesg` names the out-of-memory killer, free memory; else find who killed it"),
-    signal.SIGSEGV: ("segmentation fault",
-                     "a crash inside llama.cpp, often a build that does not fit this machine: run scripts/setup.sh again"),
+    signal.SIGSEGV: ("segmentation fault", _BAD_BUILD),
     signal.SIGABRT: ("aborted",
                      "llama.cpp gave up on an internal error (often out of memory): the end of its log says which"),
     signal.SIGBUS: ("bus error",
                     "the memory-mapped model file was damaged or removed: run scripts/setup.sh again"),
-    signal.SIGFPE: ("arithmetic error",
-                    "a crash inside llama.cpp, often a build that does not fit this machine: run scripts/setup.sh again"),
+    signal.SIGFPE: ("arithmetic error", _BAD_BUILD),
     signal.SIGTERM: ("terminated", "something other than gpo-ray stopped it (a shutdown, a process manager, kill)"),
     signal.SIGINT: ("interrupted", "something other than gpo-ray stopped it (Ctrl-C in its process group)"),
     signal.SIGHUP: ("hangup", "the terminal or session it belonged to went away"),

@@ -302,7 +302,8 @@ def _wait_dead(server: ls.LocalModelServer, timeout_s: float = 10.0) -> int:
 @pytest.mark.parametrize(
     ("returncode", "how", "fix"),
     [
-        (-signal.SIGILL, "SIGILL (illegal instruction)", "llama-cpp-python was built for another CPU: run scripts/setup.sh again"),
+        (-signal.SIGILL, "SIGILL (illegal instruction)",
+         "llama-cpp-python was built for another CPU: run scripts/setup.sh again"),
         (-signal.SIGKILL, "SIGKILL (killed; out of memory or killed by someone)", "out-of-memory killer"),
         (-signal.SIGSEGV, "SIGSEGV (segmentation fault)", "run scripts/setup.sh again"),
         (-signal.SIGABRT, "SIGABRT (aborted)", "its log says which"),
