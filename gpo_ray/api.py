@@ -228,11 +228,14 @@ def _kill(handles: list[Any], *, timeout_s: float = 10.0) -> None:
     stops = [h.stop.options(max_task_retries=0).remote() for h in handles]
     here = ray.get_runtime_context().get_node_id()
     pids: list[int] = []
+    cancelled = unanswered = 0
     for ref in stops:
         try:
-            node, pid = ray.get(ref, timeout=max(0.1, min(5.0, deadline - time.monotonic())))
+            node, pid, n = ray.get(ref, timeout=max(0.1, min(5.0, deadline - time.monotonic())))
         except Exception:  # noqa: BLE001 - dead, or still restarting after a crash: the kill below is what is left
+            unanswered += 1
             continue
+        cancelled += n
         if node == here:
             pids.append(pid)
     for h in handles:
@@ -240,6 +243,8 @@ def _kill(handles: list[Any], *, timeout_s: float = 10.0) -> None:
             ray.kill(h, no_restart=True)
     while any(_process_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.02)
+    structlog.get_logger().info("actors_stopped", actors=len(handles), cancelled_calls=cancelled,
+                                not_answering=unanswered, still_running=sum(map(_process_alive, pids)))
 
 
 def _process_alive(pid: int) -> bool:

@@ -17,9 +17,9 @@ class WhereAmI:
     async def pid(self) -> int:
         return os.getpid()
 
-    async def stop(self) -> tuple[str, int]:
-        """Cancel every call still running here (an LLM call in a retry backoff after a failed run) and say
-        where this process is, so the driver can kill it and wait for it to be gone.
+    async def stop(self) -> tuple[str, int, int]:
+        """Cancel every call still running here (an LLM call in a retry backoff after a failed run); say where
+        this process is, so the driver can kill it and wait for it to be gone, and how many calls were cancelled.
 
         A cancelled call fails with TaskCancelledError, which Ray does not retry; a call cut short by
         ray.kill would be retried (max_task_retries), and Ray reports each such retry on the driver's
@@ -29,4 +29,4 @@ class WhereAmI:
         for t in running:
             t.cancel()
         await asyncio.gather(*running, return_exceptions=True)
-        return ray.get_runtime_context().get_node_id(), os.getpid()
+        return ray.get_runtime_context().get_node_id(), os.getpid(), len(running)

@@ -28,6 +28,16 @@ def _events(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "logs" / "driver.jsonl").read_text().splitlines() if line]
 
 
+def _failed_ray_tasks(run_dir: Path) -> list[str]:
+    """The calls Ray's driver-side log records as failed by Ray (cut short by a kill, sent to a dead actor).
+
+    Whether Ray's `(raylet) Task ... failed` line for one reaches the console races Ray's shutdown; its log
+    line is always written. The run's log says where Ray's session logs are."""
+    (started,) = [e for e in _events(run_dir) if e["event"] == "ray_started"]
+    (driver_log,) = Path(started["ray_logs"]).glob("python-core-driver-*.log")
+    return [line for line in driver_log.read_text(errors="replace").splitlines() if "Task failed" in line]
+
+
 def _write_config(path: Path, base_url: str, run_dir: Path, model_extra: str = "") -> Path:
     path.write_text(
         "tasks: [example/arithmetic]\n"
@@ -54,20 +64,14 @@ def test_a_successful_run_prints_only_gpo_rays_lines_and_rays_go_to_the_run_log(
     events = _events(run_dir)
     ray_said = [e["message"] for e in events if e["event"] == "library_log" and e["library"] == "ray"]
     assert any(m.startswith("Token authentication is enabled") for m in ray_said), ray_said
-    (started,) = [e for e in events if e["event"] == "ray_started"]
-    ray_logs = Path(started["ray_logs"])
-    assert ray_logs.is_dir(), "the run's log says where Ray's own session logs are"
-    # Whether Ray's `(raylet) Task ... failed` line reaches the console races its shutdown; the driver's own
-    # Ray log says for sure whether a call was cut short (by the kill at the end, or sent to a killed actor).
-    (driver_log,) = ray_logs.glob("python-core-driver-*.log")
-    assert [line for line in driver_log.read_text(errors="replace").splitlines() if "Task failed" in line] == []
+    assert _failed_ray_tasks(run_dir) == []
 
 
 def test_a_failed_run_prints_its_one_error_line_and_nothing_of_rays(tmp_path):
     """Calls still running when the run stops (retry backoffs) are cancelled, not cut short by ray.kill: Ray
     would retry those and print `(raylet) Task ... failed ... will be retried` after gpo-ray's error line."""
     run_dir = tmp_path / "run"
-    flaky = FakeLLMConfig(latency_s=0.2, error_rate_500=0.5)
+    flaky = FakeLLMConfig(latency_s=(0.05, 3.0), error_rate_500=0.3)  # slow calls still running when one fails
     with fake_llm_thread(flaky) as fake:
         cfg = _write_config(tmp_path / "run.yaml", fake.base_url, run_dir, ", max_retries: 1")
         proc = _gpo_ray("optimize", str(cfg))
@@ -76,3 +80,6 @@ def test_a_failed_run_prints_its_one_error_line_and_nothing_of_rays(tmp_path):
     errors = [line for line in console.splitlines() if line.startswith("gpo-ray: error:")]
     assert len(errors) == 1 and "resume" in errors[0], console[-3000:]
     assert "Traceback" not in console and "(raylet)" not in console and "Token authentication" not in console
+    assert _failed_ray_tasks(run_dir) == []
+    (stopped,) = [e for e in _events(run_dir) if e["event"] == "actors_stopped"]
+    assert stopped["not_answering"] == 0 and stopped["still_running"] == 0
