@@ -105,6 +105,7 @@ def ray_session(address: str | None, *, output: str = "quiet") -> Iterator[None]
         return
     # "local" starts a new cluster even when another one runs on this machine; joining is explicit.
     target = address or os.environ.get("RAY_ADDRESS") or "local"
+    _check_reachable(target)
     with library_logs(console=output == "console", routine=RAY_ROUTINE_NOTICES, detached=("ray",)):
         try:
             context = ray.init(address=target, include_dashboard=False, log_to_driver=False, configure_logging=False)
@@ -123,6 +124,21 @@ def ray_session(address: str | None, *, output: str = "quiet") -> Iterator[None]
 
 # What Ray says on every start of a local cluster: into the run's log only. (Token auth is Ray's safe default.)
 RAY_ROUTINE_NOTICES = ("Token authentication is enabled for this Ray cluster",)
+
+
+def _check_reachable(target: str, *, timeout_s: float = 5.0) -> None:
+    """A HOST:PORT to join must answer before ray.init tries: Ray's C++ client retries an address where nothing
+    listens for minutes, printing its own warnings on stderr all the while."""
+    host, sep, port = target.rpartition(":")
+    if not sep or "://" in target or not port.isdigit():
+        return  # "local", "auto", ray://...: Ray resolves these itself
+    import socket
+
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise RunFailed(f"cannot join the Ray cluster at {target}: nothing answers there "
+                        f"({e.strerror or type(e).__name__}); is its head node running (`ray start --head`)?") from None
 
 
 # Custom resources that say where which actor may run (ray_cluster.yaml and deploy/ put them on nodes).

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from gpo_ray.llm.fake_server import FakeLLMConfig
@@ -83,3 +85,18 @@ def test_a_failed_run_prints_its_one_error_line_and_nothing_of_rays(tmp_path):
     assert _failed_ray_tasks(run_dir) == []
     (stopped,) = [e for e in _events(run_dir) if e["event"] == "actors_stopped"]
     assert stopped["not_answering"] == 0 and stopped["still_running"] == 0
+
+
+def test_joining_a_cluster_where_nothing_listens_is_one_line_at_once(tmp_path):
+    """Ray's own client would retry such an address for minutes, printing its C++ warnings on stderr."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again when the block ends: nothing listens there
+    cfg = _write_config(tmp_path / "run.yaml", "http://127.0.0.1:9/v1", tmp_path / "run")
+    started = time.monotonic()
+    proc = _gpo_ray("optimize", str(cfg), "--address", f"127.0.0.1:{port}")
+    assert time.monotonic() - started < 60
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith(f"gpo-ray: error: cannot join the Ray cluster at 127.0.0.1:{port}: nothing answers there")
