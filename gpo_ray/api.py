@@ -259,7 +259,7 @@ def _kill(handles: list[Any], *, timeout_s: float = 10.0) -> None:
             ray.kill(h, no_restart=True)
     while any(_process_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.02)
-    structlog.get_logger().info("actors_stopped", actors=len(handles), cancelled_calls=cancelled,
+    structlog.get_logger().info("actors_stopped", actors=len(handles), cancelled_tasks=cancelled,
                                 not_answering=unanswered, still_running=sum(map(_process_alive, pids)))
 
 

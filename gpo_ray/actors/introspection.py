@@ -19,7 +19,8 @@ class WhereAmI:
 
     async def stop(self) -> tuple[str, int, int]:
         """Cancel every call still running here (an LLM call in a retry backoff after a failed run); say where
-        this process is, so the driver can kill it and wait for it to be gone, and how many calls were cancelled.
+        this process is, so the driver can kill it and wait for it to be gone, and how many asyncio tasks (calls
+        and what they started) were cancelled.
 
         A cancelled call fails with TaskCancelledError, which Ray does not retry; a call cut short by
         ray.kill would be retried (max_task_retries), and Ray reports each such retry on the driver's
