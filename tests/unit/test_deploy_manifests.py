@@ -18,6 +18,7 @@ from ray.autoscaler._private.kuberay.autoscaling_config import _derive_autoscali
 
 from gpo_ray.config import load_config
 from gpo_ray.tasks.registry import resolve_tasks
+from tests.unit.test_deploy_cluster_yaml import setup_pins
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -105,12 +106,6 @@ def dockerfile() -> str:
     return (DEPLOY / "Dockerfile").read_text(encoding="utf-8")
 
 
-def setup_pins() -> list[str]:
-    text = (ROOT / "scripts" / "setup.sh").read_text(encoding="utf-8")
-    line = next(ln for ln in text.splitlines() if "--no-deps" in ln)
-    return [tok for tok in shlex.split(line) if "==" in tok]
-
-
 # -- every manifest --------------------------------------------------------------------------------
 
 
@@ -161,6 +156,14 @@ def test_dockerfile_installs_gpo_ray_and_the_model_files_without_deps() -> None:
     model = [shlex.split(ln) for ln in runs if "--no-deps" in ln]
     assert len(model) == 1
     assert [tok for tok in model[0] if "==" in tok] == setup_pins()
+
+
+def test_dockerfile_compiles_llama_cpp_for_a_portable_cpu_baseline() -> None:
+    """An image runs on nodes other than the build machine: a native llama.cpp build dies there with SIGILL."""
+    text = dockerfile()
+    env = re.search(r'^ENV CMAKE_ARGS="([^"]*)"', text, re.MULTILINE)
+    assert env and "-DGGML_NATIVE=OFF" in env.group(1).split()
+    assert text.index("ENV CMAKE_ARGS") < text.index("RUN pip install")
 
 
 # -- placement -------------------------------------------------------------------------------------
