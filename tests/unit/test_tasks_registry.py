@@ -22,7 +22,7 @@ def jsonl_source(tmp_path: Path, name: str, *, answer: str = "yes") -> TaskSourc
 
 
 def test_example_task_needs_no_data_dir() -> None:
-    assert available_task_names(data_dir=None) == ["example/arithmetic"]
+    assert available_task_names(data_dir=None) == ["example/arithmetic", "example/reviews"]
     [task] = resolve_tasks(["example/arithmetic"], data_dir=None)
     assert task.name == "example/arithmetic" and task.metric is MetricKind.NUMERIC
 
@@ -46,7 +46,8 @@ def test_missing_data_dir_is_reported(tmp_path: Path) -> None:
 
 def test_sources_resolve_by_name_and_glob(tmp_path: Path) -> None:
     sources = [jsonl_source(tmp_path, "my/alpha"), jsonl_source(tmp_path, "my/beta")]
-    assert available_task_names(data_dir=None, sources=sources) == ["example/arithmetic", "my/alpha", "my/beta"]
+    assert available_task_names(data_dir=None, sources=sources) == ["example/arithmetic", "example/reviews", "my/alpha",
+                                                                    "my/beta"]
     tasks = resolve_tasks(["my/*", "my/alpha"], data_dir=None, sources=sources)
     assert [t.name for t in tasks] == ["my/alpha", "my/beta"]
     assert tasks[0].eval[0] == Example("eval?", ("yes",), "eval:0")
