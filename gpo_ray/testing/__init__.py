@@ -12,6 +12,7 @@ Tests and benchmarks use it instead of a real model; nothing in a real run impor
 - `arithmetic`: the small evaluator the task model answers arithmetic questions with.
 - `faults`: which injected fault hits a request, and the error it answers with.
 - `stats`: the counters at GET /stats.
+- `hashing`: the hashes that make replies, faults and delays the same in every process and run.
 - `server`: the aiohttp server around `ScriptedLLM` (`FakeLLMServer`, `gpo-ray fake-llm`).
 - `host`: the server in this event loop, in a background thread, or in a child process.
 """

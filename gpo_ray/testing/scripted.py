@@ -199,5 +199,6 @@ class ScriptedLLM:
         return ScriptedReply(role, text, finish_reason, Usage(approx_tokens(full_text), approx_tokens(text)))
 
     def embed(self, texts: Sequence[str], *, dimensions: int | None = None) -> list[list[float]]:
+        """Hashed bag-of-words vectors: similar texts are near, without a model to load."""
         dim = dimensions or self.config.embedding_dim
         return [hashed_embedding(t, dim) for t in texts]
