@@ -26,14 +26,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import multiprocessing as mp
 import os
 import random
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,20 +45,10 @@ from gpo_ray.core.reference import InProcessServices, optimize_sequential
 from gpo_ray.core.selection import select_next
 from gpo_ray.core.types import ScoredCandidate
 from gpo_ray.llm.accounting import UsageCounters
-from gpo_ray.llm.fake_server import (
-    AnswerKeyIndex,
-    FakeLLMConfig,
-    FakeLLMServer,
-    answer_key_from_examples,
-    approx_tokens,
-    current_prompt_of,
-    propose_candidate,
-    task_answer,
-)
-from gpo_ray.llm.protocol import ChatRequest, ChatResponse, Usage
 from gpo_ray.llm.stack import build_client
 from gpo_ray.tasks.registry import resolve_tasks
 from gpo_ray.tasks.types import Task
+from gpo_ray.testing import FakeLLMConfig, ProcessFake, ScriptedLLM, answer_key_from_examples
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "gpo"
 BBH_SPLITS = {"train": 48, "eval": 48, "test": 144}  # sizes like the paper's BBH splits
@@ -69,51 +57,12 @@ PHRASES = ["Think step by step.", "Read each option carefully.", "Be concise.", 
            "Work carefully.", "Answer directly."]
 
 
-# --- the endpoint, in its own process ------------------------------------------------------------------
+# --- the endpoint, in its own process (gpo_ray.testing.ProcessFake) ---------------------------------------
 
-def _serve(config: FakeLLMConfig, queue: Any) -> None:
-    async def main() -> None:
-        server = FakeLLMServer(config)
-        queue.put(await server.start())
-        await asyncio.Event().wait()
-
-    asyncio.run(main())
-
-
-class Endpoint:
-    """The fake endpoint in a child process: its CPU is not the optimizer's, and its stats come over HTTP."""
-
-    def __init__(self, config: FakeLLMConfig) -> None:
-        ctx = mp.get_context("spawn")
-        queue = ctx.Queue()
-        self.process = ctx.Process(target=_serve, args=(config, queue), daemon=True)
-        self.process.start()
-        self.base_url: str = queue.get(timeout=60)
-        self.root = self.base_url.removesuffix("/v1")
-        self.slots = config.concurrency
-        self.latency = float(config.latency_s) if not isinstance(config.latency_s, tuple) else sum(config.latency_s) / 2
-
-    @property
-    def capacity(self) -> float:
-        return self.slots / self.latency if self.latency > 0 else float("inf")
-
-    def _get(self, path: str, *, method: str = "GET") -> Any:
-        req = urllib.request.Request(self.root + path, method=method, data=b"" if method == "POST" else None)
-        with urllib.request.urlopen(req, timeout=60) as r:
-            return json.loads(r.read() or b"null")
-
-    def stats(self) -> dict[str, Any]:
-        return self._get("/stats")
-
-    def timeline(self) -> list[tuple[float, float, str]]:
-        return [tuple(x) for x in self._get("/timeline")["intervals"]]
-
-    def reset(self) -> None:
-        self._get("/reset", method="POST")
-
-    def close(self) -> None:
-        self.process.terminate()
-        self.process.join(10)
+def endpoint_capacity(config: FakeLLMConfig) -> float:
+    """Calls per second the endpoint can serve at most: its slots over its (mean) latency."""
+    latency = float(config.latency_s) if not isinstance(config.latency_s, tuple) else sum(config.latency_s) / 2
+    return config.concurrency / latency if latency > 0 else float("inf")
 
 
 # --- the workload ---------------------------------------------------------------------------------------
@@ -276,7 +225,7 @@ def utilization(timeline: Sequence[tuple[float, float, str]], *, capacity: float
     }
 
 
-def distributed_run(workload: Workload, endpoint: Endpoint, root: Path, args: argparse.Namespace, *,
+def distributed_run(workload: Workload, endpoint: ProcessFake, root: Path, args: argparse.Namespace, *,
                     evaluators: int) -> dict[str, Any]:
     import ray
 
@@ -298,8 +247,9 @@ def distributed_run(workload: Workload, endpoint: Endpoint, root: Path, args: ar
     calls = stats["completed"]
     actor_cpu = sampler.cpu_seconds() - sampler.cpu_seconds("driver")
     return {
-        "tasks": len(workload.tasks), "slots": endpoint.slots, "evaluators": evaluators, "wall_s": wall,
-        "utilization": utilization(endpoint.timeline(), capacity=endpoint.capacity, wall=wall, started=t0_mono),
+        "tasks": len(workload.tasks), "slots": endpoint.config.concurrency, "evaluators": evaluators, "wall_s": wall,
+        "utilization": utilization(endpoint.timeline(), capacity=endpoint_capacity(endpoint.config), wall=wall,
+                                   started=t0_mono),
         "cpu_s": {"driver": sampler.cpu_seconds("driver"), "actors": actor_cpu,
                   **{k: sampler.cpu_seconds(k) for k in ("memory", "refiner", "evaluator")}},
         "cpu_ms_per_call": 1000 * (sampler.cpu_seconds("driver") + actor_cpu) / max(calls, 1),
@@ -309,7 +259,7 @@ def distributed_run(workload: Workload, endpoint: Endpoint, root: Path, args: ar
     }
 
 
-def sequential_run(workload: Workload, endpoint: Endpoint, args: argparse.Namespace, *, in_flight: int,
+def sequential_run(workload: Workload, endpoint: ProcessFake, args: argparse.Namespace, *, in_flight: int,
                    root: Path) -> dict[str, Any]:
     from gpo_ray.llm.embedding import MiniLMEmbedder
 
@@ -340,40 +290,20 @@ def sequential_run(workload: Workload, endpoint: Endpoint, args: argparse.Namesp
         wall = time.perf_counter() - t0
     calls = endpoint.stats()["completed"]
     return {"tasks": len(workload.tasks), "in_flight": in_flight, "wall_s": wall, "calls": calls,
-            "utilization": utilization(endpoint.timeline(), capacity=endpoint.capacity, wall=wall),
+            "utilization": utilization(endpoint.timeline(), capacity=endpoint_capacity(endpoint.config), wall=wall),
             "cpu_ms_per_call": 1000 * sampler.cpu_seconds() / max(calls, 1),
             "results": {n: r.to_dict() for n, r in results.items()}}
 
 
 # --- adaptive evaluation (in-process scripted models: no endpoint needed) --------------------------------
 
-class ScriptedModels:
-    """The fake endpoint's scripted optimizer and task model, called in-process, counting task calls."""
-
-    def __init__(self, config: FakeLLMConfig) -> None:
-        self.config = config
-        self.index = AnswerKeyIndex(config.answer_key)
-        self.task_calls = 0
-
-    async def complete(self, request: ChatRequest) -> ChatResponse:
-        full = "\n".join(m.content for m in request.messages)
-        current = current_prompt_of(request.messages[-1].content)
-        if current is not None:
-            text = f"<START>{propose_candidate(current, seed=request.seed, phrases=self.config.optimizer_phrases)}<END>"
-        else:
-            self.task_calls += 1
-            user = "\n".join(m.content for m in request.messages if m.role == "user")
-            text = task_answer(user, full, seed=request.seed, config=self.config, index=self.index)
-        return ChatResponse(text, Usage(approx_tokens(full), approx_tokens(text)))
-
-
 async def _adaptive_task(task: Task, settings: OptimizerSettings, full_settings: OptimizerSettings,
                          config: FakeLLMConfig) -> dict[str, Any]:
-    models = ScriptedModels(config)
+    models = ScriptedLLM(config)
     services = InProcessServices(optimizer_llm=models, task_llm=models, embed=None, task_params=TaskModelParams())
     result = await GPOTaskLoop(task, settings=settings, services=services, structured=False).run()
     # Counterfactual per step: full evaluation of the very candidates the adaptive step had.
-    referee = ScriptedModels(config)
+    referee = ScriptedLLM(config)
     judge = InProcessServices(optimizer_llm=None, task_llm=referee, embed=None, task_params=TaskModelParams())
     eval_examples = task.eval[: settings.eval_limit] if settings.eval_limit else task.eval
     chosen_before = [result.initial_prompt]
@@ -386,7 +316,7 @@ async def _adaptive_task(task: Task, settings: OptimizerSettings, full_settings:
             pick = select_next(rescored, chosen_before=chosen_before)
             differs += int(pick is not None and pick.prompt != s.prompt)
         chosen_before.append(s.prompt)
-    full_models = ScriptedModels(config)
+    full_models = ScriptedLLM(config)
     full_services = InProcessServices(optimizer_llm=full_models, task_llm=full_models, embed=None,
                                       task_params=TaskModelParams())
     full_result = await GPOTaskLoop(task, settings=full_settings, services=full_services, structured=False).run()
@@ -395,8 +325,8 @@ async def _adaptive_task(task: Task, settings: OptimizerSettings, full_settings:
         "steps_choice_differs": differs,
         "scoring_calls": sum(s.counts["scoring_calls"] for s in result.steps),
         "scoring_calls_full": sum(s.counts["scoring_calls_full"] for s in result.steps),
-        "task_calls_adaptive_run": models.task_calls,
-        "task_calls_full_run": full_models.task_calls,
+        "task_calls_adaptive_run": models.calls["task"],
+        "task_calls_full_run": full_models.calls["task"],
         "best_eval_adaptive": result.best_eval_score,
         "best_eval_full": full_result.best_eval_score,
     }
@@ -521,10 +451,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         workload = load_workload(args.tasks, data_dir=args.data_dir, scratch=root)
-        endpoint = Endpoint(endpoint_config(workload, latency=args.latency, slots=args.slots))
+        endpoint = ProcessFake(endpoint_config(workload, latency=args.latency, slots=args.slots))
         try:
             report["workload"] = {"tasks": len(workload.tasks), "source": workload.source}
-            report["endpoint"] = {"slots": args.slots, "latency_s": args.latency, "capacity": endpoint.capacity}
+            report["endpoint"] = {"slots": args.slots, "latency_s": args.latency,
+                                  "capacity": endpoint_capacity(endpoint.config)}
             settings = run_config(workload, endpoint.base_url, root, args, evaluators=1).optimizer
             plans = [plan_task(t, settings, optimizer_max_tokens=64, task_max_tokens=64) for t in workload.tasks]
             report["planned_calls"] = sum(p.task_model_calls + p.optimizer_calls for p in plans)
@@ -580,7 +511,7 @@ def scaling_runs(workload: Workload, root: Path, args: argparse.Namespace) -> li
     out = []
     for axis, n_tasks, slots, evaluators in plan:
         sub = workload.subset(n_tasks)
-        endpoint = Endpoint(endpoint_config(workload, latency=args.latency, slots=slots))
+        endpoint = ProcessFake(endpoint_config(workload, latency=args.latency, slots=slots))
         try:
             r = _strip(distributed_run(sub, endpoint, root, small, evaluators=evaluators))
         finally:

@@ -231,7 +231,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_fake_llm(args: argparse.Namespace) -> int:
     from gpo_ray.errors import ConfigError
-    from gpo_ray.llm.fake_server import LOOPBACK_HOSTS, run_fake_llm
+    from gpo_ray.testing.server import LOOPBACK_HOSTS, run_fake_llm
 
     if args.host not in LOOPBACK_HOSTS:
         raise ConfigError(f"--host {args.host!r}: the fake endpoint listens on loopback only "

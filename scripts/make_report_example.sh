@@ -19,7 +19,7 @@ TASKS=(bbh/navigate bbh/snarks)
 import sys
 from pathlib import Path
 import yaml
-from gpo_ray.llm.fake_server import answer_key_from_examples
+from gpo_ray.testing import answer_key_from_examples
 from gpo_ray.tasks.registry import resolve_tasks
 data_dir, out, *names = sys.argv[1:]
 tasks = resolve_tasks(names, data_dir=Path(data_dir))

@@ -1,25 +1,14 @@
-"""Test helpers: the fake OpenAI-compatible server in-process, a fake clock, a scripted inner client."""
+"""Test helpers for the client layers: a fake clock, a recording sleep, a scripted inner client.
+
+The fake endpoint itself (scripted models, server, hosts) is `gpo_ray.testing`."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Iterable
 from typing import Any
 
-from gpo_ray.llm.fake_server import FakeLLMConfig, FakeLLMServer
 from gpo_ray.llm.protocol import ChatRequest, ChatResponse, Usage
-
-
-@asynccontextmanager
-async def running_fake_llm(config: FakeLLMConfig | None = None, **settings: Any) -> AsyncIterator[FakeLLMServer]:
-    """The fake server on a free loopback port for the duration of the block; `server.base_url` is its /v1 URL."""
-    server = FakeLLMServer(config or FakeLLMConfig(**settings))
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 class FakeClock:

@@ -18,8 +18,8 @@ from ray.cluster_utils import Cluster
 
 from gpo_ray.api import RunActors, optimize
 from gpo_ray.runtime.run_dir import task_file_name
+from gpo_ray.testing import ThreadedFake
 from tests.integration.test_e2e_optimize import fake_config, make_config
-from tests.threaded_fake import fake_llm_thread
 
 
 def main() -> None:
@@ -35,7 +35,7 @@ def main() -> None:
     base = make_config(out / "cfg", "http://placeholder/v1")
     fake_cfg = fake_config(base).model_copy(update={"latency_s": 0.05})
     report: dict = {"head": head_id, "workers": sorted(worker_ids)}
-    with fake_llm_thread(fake_cfg) as fake:
+    with ThreadedFake(fake_cfg) as fake:
         def cluster_config(name: str):
             cfg = make_config(out / name, fake.base_url)
             return cfg.model_copy(update={"cluster": cfg.cluster.model_copy(update={"num_evaluators": 4})})

@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+CHARS_PER_TOKEN = 4  # the rough rule for English text with GPT-style tokenizers
+
 
 @dataclass(frozen=True)
 class ChatMessage:
@@ -72,6 +74,11 @@ class LLMClient(Protocol):
     """Anything that answers a ChatRequest. Layers wrap one another and all satisfy this."""
 
     async def complete(self, request: ChatRequest) -> ChatResponse: ...
+
+
+def approx_tokens(text: str) -> int:
+    """About four characters a token, at least one: for usage nobody measured (the fake endpoint reports it)."""
+    return max(1, len(text) // CHARS_PER_TOKEN)
 
 
 def user_message(text: str) -> tuple[ChatMessage, ...]:

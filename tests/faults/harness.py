@@ -1,8 +1,8 @@
 """What the fault tests share.
 
-- Two fake endpoints, one per role, each on its own event loop in a thread: pausing the optimizer's
-  holds only generation, pausing the task model's holds only scoring, so a test knows exactly which
-  work is in flight when it strikes (no sleeping and hoping).
+- Two fake endpoints (`gpo_ray.testing.ThreadedFake`), one per role, each on its own event loop in a
+  thread: pausing the optimizer's holds only generation, pausing the task model's holds only scoring,
+  so a test knows exactly which work is in flight when it strikes (no sleeping and hoping).
 - A run on a background thread, with the actor handles it started (from `on_actors_started`), so a
   test can kill an actor while the run goes on.
 - One small run configuration, and the checks that compare a disturbed run with an undisturbed one.
@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import socket
@@ -24,9 +23,9 @@ from typing import Any
 from gpo_ray.api import RunActors
 from gpo_ray.config import LLMRoleConfig, RunConfig
 from gpo_ray.core.results import StepResult, TaskResult
-from gpo_ray.llm.fake_server import FakeLLMConfig, FakeLLMServer, answer_key_from_examples
 from gpo_ray.runtime.run_dir import task_file_name
 from gpo_ray.tasks.registry import resolve_tasks
+from gpo_ray.testing import FakeLLMConfig, ThreadedFake, answer_key_from_examples
 
 TASK = "example/arithmetic"  # 8 train / 8 eval / 8 test examples
 CANDIDATES = 3  # optimizer requests per step
@@ -79,57 +78,11 @@ def run_config(run_dir: Path, *, optimizer_url: str, task_url: str, **role: Any)
     )
 
 
-class ThreadedFake:
-    """A FakeLLMServer on its own loop; it can be stopped and started again on the same port, keeping its stats."""
+class FaultFake(ThreadedFake):
+    """The threaded fake, by default scripted for TASK, that can hold a step's generation."""
 
     def __init__(self, config: FakeLLMConfig | None = None, *, port: int = 0) -> None:
-        self.server = FakeLLMServer(config or fake_llm_config())
-        self.port = port
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="fake-llm", daemon=True)
-        self.thread.start()
-
-    def _run(self, coro: Any, timeout: float = WAIT_S) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def _call(self, fn: Callable[[], Any]) -> Any:
-        async def call() -> Any:
-            return fn()
-
-        return self._run(call())
-
-    def start(self) -> str:
-        url = self._run(self.server.start(port=self.port))
-        self.port = int(url.rsplit(":", 1)[1].split("/")[0])
-        return url
-
-    def stop(self) -> None:
-        self._run(self.server.stop())
-
-    @property
-    def base_url(self) -> str:
-        return self.server.base_url
-
-    def stats(self) -> dict[str, Any]:
-        return self._call(self.server.stats)
-
-    def pause(self) -> None:
-        self._call(self.server.pause)
-
-    def resume(self) -> None:
-        self._call(self.server.resume)
-
-    def release(self) -> None:
-        """Let the requests held now through, and hold every later one (a turnstile)."""
-
-        def turn() -> None:
-            self.server.resume()  # wakes the requests waiting now; they go on even though ...
-            self.server.pause()  # ... the gate closes again before they run
-
-        self._call(turn)
-
-    def wait_in_service(self, n: int) -> None:
-        self._run(self.server.wait_in_service(n))
+        super().__init__(config or fake_llm_config(), port=port)
 
     def hold_generation(self, step: int) -> None:
         """With this (the optimizer's) fake paused: let steps before `step` generate, one at a time, and return
@@ -144,25 +97,11 @@ class ThreadedFake:
             if t < step:
                 self.release()
 
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.stop()
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-    def __enter__(self) -> ThreadedFake:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
 
 @contextlib.contextmanager
 def two_fakes(optimizer: FakeLLMConfig | None = None, task: FakeLLMConfig | None = None, *,
-              task_port: int = 0) -> Iterator[tuple[ThreadedFake, ThreadedFake]]:
-    with ThreadedFake(optimizer) as opt, ThreadedFake(task, port=task_port) as task_fake:
+              task_port: int = 0) -> Iterator[tuple[FaultFake, FaultFake]]:
+    with FaultFake(optimizer) as opt, FaultFake(task, port=task_port) as task_fake:
         yield opt, task_fake
 
 

@@ -23,12 +23,12 @@ from gpo_ray.config import LLMRoleConfig
 from gpo_ray.llm import local_server
 from gpo_ray.llm.accounting import UsageCounters
 from gpo_ray.llm.errors import LLMError
-from gpo_ray.llm.fake_server import FakeLLMServer
 from gpo_ray.llm.protocol import ChatRequest, user_message
 from gpo_ray.llm.stack import build_client
 from gpo_ray.logs import configure_logging
+from gpo_ray.testing import FakeLLMServer
 
-from tests.faults.harness import ThreadedFake, fake_llm_config, run_config
+from tests.faults.harness import FaultFake, fake_llm_config, run_config
 
 KEY_ENV = "GPO_FAULT_SUITE_API_KEY"
 
@@ -49,7 +49,7 @@ def test_the_api_key_is_nowhere_after_a_run(tmp_path, monkeypatch):
     monkeypatch.setenv(KEY_ENV, key)
     ray_tmp = Path(tempfile.mkdtemp(prefix="gk", dir="/tmp"))  # short: Ray's socket paths have a length limit
     try:
-        with ThreadedFake(fake_llm_config(api_key_env=KEY_ENV)) as fake:
+        with FaultFake(fake_llm_config(api_key_env=KEY_ENV)) as fake:
             config = run_config(tmp_path / "run", optimizer_url=fake.base_url, task_url=fake.base_url,
                                 api_key_env=KEY_ENV)
             cfg_file = tmp_path / "run.yaml"
@@ -87,7 +87,7 @@ def test_a_rejected_key_appears_in_no_error_or_log(tmp_path, monkeypatch):
         return e.value
 
     monkeypatch.setenv(KEY_ENV, right)
-    with ThreadedFake(fake_llm_config(api_key_env=KEY_ENV)) as fake, contextlib.redirect_stderr(stderr):
+    with FaultFake(fake_llm_config(api_key_env=KEY_ENV)) as fake, contextlib.redirect_stderr(stderr):
         configure_logging(mode="json", log_file=log_file)  # no redaction: nothing may put the key there at all
         monkeypatch.setenv(KEY_ENV, wrong)  # the client reads it now; the fake wants the right one
         error = asyncio.run(attempt(fake.base_url))
@@ -111,7 +111,7 @@ def non_loopback_address() -> str | None:
 
 def test_the_fake_endpoint_is_reachable_on_loopback_only():
     address = non_loopback_address()
-    with ThreadedFake() as fake:
+    with FaultFake() as fake:
         with socket.create_connection(("127.0.0.1", fake.port), timeout=5):
             pass
         if address is None:

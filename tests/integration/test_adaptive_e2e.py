@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from gpo_ray.api import optimize
+from gpo_ray.testing import ThreadedFake
 
 from tests.integration.test_e2e_optimize import fake_config, make_config, sequential_results
-from tests.threaded_fake import fake_llm_thread
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
@@ -18,7 +18,7 @@ ADAPTIVE = dict(candidate_scoring="eval", candidates=4, adaptive_evaluation={"en
 
 def test_adaptive_run_counts_every_task_call_and_matches_the_sequential_reference(tmp_path):
     config = make_config(tmp_path, "http://placeholder/v1", **ADAPTIVE)
-    with fake_llm_thread(fake_config(config)) as fake:
+    with ThreadedFake(fake_config(config)) as fake:
         config = make_config(tmp_path / "x", fake.base_url, **ADAPTIVE).model_copy(update={"cache": False})
         results = optimize(config)
         task_calls = fake.stats()["roles"]["task"]

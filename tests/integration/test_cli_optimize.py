@@ -8,10 +8,9 @@ import json
 import pytest
 
 from gpo_ray.cli import main
-from gpo_ray.llm.fake_server import FakeLLMConfig, answer_key_from_examples
 from gpo_ray.tasks.registry import resolve_tasks
+from gpo_ray.testing import FakeLLMConfig, ThreadedFake, answer_key_from_examples
 
-from tests.threaded_fake import fake_llm_thread
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
@@ -19,7 +18,7 @@ pytestmark = pytest.mark.usefixtures("ray_cluster")
 def test_optimize_a_bbh_task_writes_results_json(shared_data_dir, tmp_path, capsys):
     (task,) = resolve_tasks(["bbh/navigate"], data_dir=shared_data_dir)
     key = answer_key_from_examples([*task.train, *task.eval, *task.test])
-    with fake_llm_thread(FakeLLMConfig(answer_key=key, base_accuracy=0.4,
+    with ThreadedFake(FakeLLMConfig(answer_key=key, base_accuracy=0.4,
                                        skill_phrases={"step by step": 0.3, "carefully": 0.2})) as fake:
         code = main(["optimize", "--task", "bbh/navigate", "--data-dir", str(shared_data_dir),
                      "--base-url", fake.base_url, "--model", "fake-llm", "--epochs", "1", "--batch-size", "16",
@@ -56,7 +55,7 @@ def test_endpoint_down_exits_1_naming_the_endpoint_and_resume(tmp_path, capsys):
 
 def test_global_call_budget_stops_after_a_completed_step(tmp_path, capsys):
     cfg = tmp_path / "run.yaml"
-    with fake_llm_thread(FakeLLMConfig()) as fake:
+    with ThreadedFake(FakeLLMConfig()) as fake:
         cfg.write_text(
             "tasks: [example/arithmetic]\n"
             f"task_model: {{base_url: '{fake.base_url}', model: fake}}\n"
@@ -80,7 +79,7 @@ def test_global_call_budget_stops_after_a_completed_step(tmp_path, capsys):
 
 
 def test_two_endpoints_of_one_role_share_the_work(tmp_path):
-    with fake_llm_thread(FakeLLMConfig(latency_s=0.01)) as one, fake_llm_thread(FakeLLMConfig(latency_s=0.01)) as two:
+    with ThreadedFake(FakeLLMConfig(latency_s=0.01)) as one, ThreadedFake(FakeLLMConfig(latency_s=0.01)) as two:
         cfg = tmp_path / "run.yaml"
         cfg.write_text(
             "tasks: [example/arithmetic]\n"
@@ -97,7 +96,7 @@ def test_two_endpoints_of_one_role_share_the_work(tmp_path):
 
 
 def test_relevance_retrieval_with_an_openai_compatible_embeddings_endpoint(tmp_path):
-    with fake_llm_thread(FakeLLMConfig()) as fake:
+    with ThreadedFake(FakeLLMConfig()) as fake:
         cfg = tmp_path / "run.yaml"
         cfg.write_text(
             "tasks: [example/arithmetic]\n"

@@ -15,11 +15,10 @@ from gpo_ray.core.evaluation import TaskModelParams
 from gpo_ray.core.reference import optimize_sequential
 from gpo_ray.llm.accounting import UsageCounters
 from gpo_ray.llm.embedding import MiniLMEmbedder
-from gpo_ray.llm.fake_server import FakeLLMConfig, answer_key_from_examples
 from gpo_ray.llm.stack import build_client
 from gpo_ray.tasks.registry import resolve_tasks
+from gpo_ray.testing import FakeLLMConfig, ThreadedFake, answer_key_from_examples
 
-from tests.threaded_fake import fake_llm_thread
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
@@ -79,7 +78,7 @@ def sequential_results(config: RunConfig, base_url: str):
 
 def test_three_tasks_at_once_climb_and_match_the_sequential_reference(tmp_path):
     config = make_config(tmp_path, "http://placeholder/v1")
-    with fake_llm_thread(fake_config(config)) as fake:
+    with ThreadedFake(fake_config(config)) as fake:
         config = make_config(tmp_path / "x", fake.base_url)
         results = optimize(config)
         distributed_requests = fake.stats()["requests"]

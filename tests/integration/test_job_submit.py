@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.threaded_fake import fake_llm_thread
+from gpo_ray.testing import ThreadedFake
 
 pytestmark = pytest.mark.slow
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -50,7 +50,7 @@ def test_job_submit_and_address_behave_the_same(tmp_path):
                 assert head.poll() is None, head.stderr.read().decode()[-2000:]
                 assert time.monotonic() < deadline, "the Ray head did not come up"
                 time.sleep(1)
-        with fake_llm_thread() as fake:
+        with ThreadedFake() as fake:
             cfg = tmp_path / "run.yaml"
             cfg.write_text(
                 "tasks: [example/arithmetic]\n"

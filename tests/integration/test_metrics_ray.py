@@ -14,9 +14,9 @@ import pytest
 import ray
 
 from gpo_ray.api import optimize
+from gpo_ray.testing import ThreadedFake
 
 from tests.integration.test_e2e_optimize import fake_config, make_config
-from tests.threaded_fake import fake_llm_thread
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
@@ -80,7 +80,7 @@ def observed(samples, run: str, key: tuple) -> float | None:
 
 def test_a_run_exports_its_gpo_metrics_matching_its_usage_and_results(tmp_path):
     base = make_config(tmp_path / "cfg", "http://placeholder/v1")
-    with fake_llm_thread(fake_config(base)) as fake:
+    with ThreadedFake(fake_config(base)) as fake:
         config = make_config(tmp_path / "x", fake.base_url)
         run = f"metrics-{uuid.uuid4().hex[:8]}"  # the run tag: unique, other tests' runs share this cluster
         config = config.model_copy(update={"run_dir": tmp_path / run})

@@ -14,9 +14,9 @@ pytest.importorskip("mlflow", reason="mlflow is optional: pip install mlflow-ski
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 from gpo_ray.api import optimize, resume  # noqa: E402
+from gpo_ray.testing import ThreadedFake  # noqa: E402
 
 from tests.integration.test_e2e_optimize import fake_config, make_config  # noqa: E402
-from tests.threaded_fake import fake_llm_thread  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
@@ -25,7 +25,7 @@ def test_a_run_and_its_resume_are_one_mlflow_run_with_the_runs_numbers(tmp_path,
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 wants a database; a folder is enough here
     store = f"file://{tmp_path / 'mlruns'}"
     base = make_config(tmp_path / "cfg", "http://placeholder/v1")
-    with fake_llm_thread(fake_config(base)) as fake:
+    with ThreadedFake(fake_config(base)) as fake:
         config = make_config(tmp_path / "x", fake.base_url)
         config = config.model_copy(update={"tracking": config.tracking.model_copy(
             update={"mlflow": True, "mlflow_tracking_uri": store, "mlflow_experiment": "gpo-test"})})

@@ -12,9 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from gpo_ray.llm.fake_server import FakeLLMConfig
-
-from tests.threaded_fake import fake_llm_thread
+from gpo_ray.testing import FakeLLMConfig, ThreadedFake
 
 
 def _gpo_ray(*args: str) -> subprocess.CompletedProcess[str]:
@@ -53,7 +51,7 @@ def _write_config(path: Path, base_url: str, run_dir: Path, model_extra: str = "
 
 def test_a_successful_run_prints_only_gpo_rays_lines_and_rays_go_to_the_run_log(tmp_path):
     run_dir = tmp_path / "run"
-    with fake_llm_thread(FakeLLMConfig(latency_s=0.01)) as fake:
+    with ThreadedFake(FakeLLMConfig(latency_s=0.01)) as fake:
         proc = _gpo_ray("optimize", str(_write_config(tmp_path / "run.yaml", fake.base_url, run_dir)))
     console = proc.stdout + proc.stderr
     assert proc.returncode == 0, console[-3000:]
@@ -74,7 +72,7 @@ def test_a_failed_run_prints_its_one_error_line_and_nothing_of_rays(tmp_path):
     would retry those and print `(raylet) Task ... failed ... will be retried` after gpo-ray's error line."""
     run_dir = tmp_path / "run"
     flaky = FakeLLMConfig(latency_s=(0.05, 3.0), error_rate_500=0.3)  # slow calls still running when one fails
-    with fake_llm_thread(flaky) as fake:
+    with ThreadedFake(flaky) as fake:
         cfg = _write_config(tmp_path / "run.yaml", fake.base_url, run_dir, ", max_retries: 1")
         proc = _gpo_ray("optimize", str(cfg))
     console = proc.stdout + proc.stderr

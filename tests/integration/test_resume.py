@@ -15,9 +15,9 @@ import ray
 
 from gpo_ray.api import optimize, resume
 from gpo_ray.runtime.run_dir import task_file_name
+from gpo_ray.testing import ThreadedFake
 
 from tests.integration.test_e2e_optimize import fake_config, make_config
-from tests.threaded_fake import fake_llm_thread
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
@@ -39,10 +39,10 @@ def test_resume_after_sigkill_matches_an_undisturbed_run(tmp_path):
     base = make_config(tmp_path / "cfg", "http://placeholder/v1")
     fake_cfg = fake_config(base).model_copy(update={"latency_s": 0.05})
 
-    with fake_llm_thread(fake_cfg) as fake:
+    with ThreadedFake(fake_cfg) as fake:
         undisturbed = optimize(make_config(tmp_path / "a", fake.base_url))
 
-    with fake_llm_thread(fake_cfg) as fake:
+    with ThreadedFake(fake_cfg) as fake:
         config = make_config(tmp_path / "b", fake.base_url)
         cfg_file = tmp_path / "run.yaml"
         cfg_file.write_text(json.dumps(config.public_dict()))

@@ -14,9 +14,9 @@ from gpo_ray.core.loop import GPOTaskLoop
 from gpo_ray.core.plan import plan_task
 from gpo_ray.core.reference import InProcessServices
 from gpo_ray.tasks.registry import resolve_tasks
+from gpo_ray.testing import ScriptedLLM
 
-from tests.scripted import ScriptedOptimizer, ScriptedTaskModel
-from tests.unit.test_core_loop import PHRASES, SKILLS, _bow
+from tests.unit.test_core_loop import _bow, optimizer_config, task_model_config
 
 
 class Oracle:
@@ -73,22 +73,12 @@ def _task():
     return task
 
 
-class CountingTaskModel(ScriptedTaskModel):
-    def __init__(self, *args, **kw):
-        super().__init__(*args, **kw)
-        self.calls = 0
-
-    async def complete(self, request):
-        self.calls += 1
-        return await super().complete(request)
-
-
 async def _run(settings):
-    task_llm = CountingTaskModel(SKILLS)
-    services = InProcessServices(optimizer_llm=ScriptedOptimizer(PHRASES), task_llm=task_llm, embed=_bow,
+    task_llm = ScriptedLLM(task_model_config())
+    services = InProcessServices(optimizer_llm=ScriptedLLM(optimizer_config()), task_llm=task_llm, embed=_bow,
                                  task_params=TaskModelParams())
     result = await GPOTaskLoop(_task(), settings=settings, services=services, structured=False).run()
-    return result, task_llm.calls
+    return result, task_llm.calls["task"]
 
 
 def _settings(**kw):
@@ -109,7 +99,7 @@ async def test_adaptive_loop_records_its_calls_and_scores_the_chosen_prompt_on_t
     assert calls == n_eval + sum(s.counts["scoring_calls"] for s in result.steps) + test_calls
     assert sum(s.counts["scoring_calls"] for s in result.steps) < sum(s.counts["scoring_calls_full"] for s in result.steps)
 
-    scorer = CountingTaskModel(SKILLS)
+    scorer = ScriptedLLM(task_model_config())
     for s in result.steps:
         chosen = [c for c in s.candidates if c.prompt == s.prompt]
         assert chosen and chosen[0].examples == n_eval, "the chosen prompt is scored on the full eval split"

@@ -6,8 +6,7 @@ from gpo_ray.core.loop import GPOTaskLoop, schedule_for
 from gpo_ray.core.reference import InProcessServices, optimize_sequential
 from gpo_ray.core.edit_distance import word_edit_distance
 from gpo_ray.tasks.registry import resolve_tasks
-
-from tests.scripted import ScriptedOptimizer, ScriptedTaskModel
+from gpo_ray.testing import FakeLLMConfig, ScriptedLLM, answer_key_from_examples
 
 PHRASES = ["Think step by step.", "Check the arithmetic.", "Be brief.", "Use the numbers given."]
 SKILLS = {"step by step": 0.5, "Check the arithmetic": 0.3}
@@ -16,6 +15,18 @@ SKILLS = {"step by step": 0.5, "Check the arithmetic": 0.3}
 def _task():
     (task,) = resolve_tasks(["example/arithmetic"], data_dir=None)
     return task
+
+
+def optimizer_config() -> FakeLLMConfig:
+    """The scripted optimizer's settings: it appends one of PHRASES to the current prompt."""
+    return FakeLLMConfig(optimizer_phrases=PHRASES)
+
+
+def task_model_config() -> FakeLLMConfig:
+    """The scripted task model's settings: it knows the example task; SKILLS raise its accuracy."""
+    task = _task()
+    key = answer_key_from_examples([*task.train, *task.eval, *task.test])
+    return FakeLLMConfig(skill_phrases=SKILLS, base_accuracy=0.2, answer_key=key)
 
 
 def _settings(**kw):
@@ -37,7 +48,8 @@ def _bow(texts):
 
 async def _run(settings, completed=(), on_step=None):
     task = _task()
-    services = InProcessServices(optimizer_llm=ScriptedOptimizer(PHRASES), task_llm=ScriptedTaskModel(SKILLS),
+    services = InProcessServices(optimizer_llm=ScriptedLLM(optimizer_config()),
+                                 task_llm=ScriptedLLM(task_model_config()),
                                  embed=_bow, task_params=TaskModelParams(), on_step=on_step)
     return await GPOTaskLoop(task, settings=settings, services=services, structured=False).run(completed=completed)
 
@@ -81,8 +93,8 @@ async def test_strict_mode_rejects_candidates_over_budget():
 async def test_sequential_reference_runs_several_tasks():
     task = _task()
     results = await optimize_sequential(
-        [task], settings=_settings(epochs=1), optimizer_llm=ScriptedOptimizer(PHRASES),
-        task_llm=ScriptedTaskModel(SKILLS), embed=_bow, task_params=TaskModelParams(),
+        [task], settings=_settings(epochs=1), optimizer_llm=ScriptedLLM(optimizer_config()),
+        task_llm=ScriptedLLM(task_model_config()), embed=_bow, task_params=TaskModelParams(),
     )
     assert list(results) == ["example/arithmetic"]
     assert results["example/arithmetic"].steps
@@ -93,14 +105,15 @@ async def test_meta_prompt_sentences_can_be_overridden_from_the_config():
 
     seen: list[str] = []
 
-    class Recording(ScriptedOptimizer):
+    class Recording(ScriptedLLM):
         async def complete(self, request: ChatRequest):
             seen.append(request.messages[-1].content)
             return await super().complete(request)
 
     settings = _settings(epochs=1, meta_prompt={"task": "You improve prompts for grade-school arithmetic.",
                                                 "budget": "Change at most {budget} words."})
-    services = InProcessServices(optimizer_llm=Recording(PHRASES), task_llm=ScriptedTaskModel(SKILLS), embed=_bow,
+    services = InProcessServices(optimizer_llm=Recording(optimizer_config()),
+                                 task_llm=ScriptedLLM(task_model_config()), embed=_bow,
                                  task_params=TaskModelParams())
     await GPOTaskLoop(_task(), settings=settings, services=services, structured=False).run()
     assert seen and all(m.startswith("You improve prompts for grade-school arithmetic.") for m in seen)

@@ -12,10 +12,10 @@ from gpo_ray.config import LLMRoleConfig
 from gpo_ray.llm.accounting import AccountingClient, AttemptCountingClient, UsageCounters, error_kind
 from gpo_ray.llm.cache import ResponseCache
 from gpo_ray.llm.errors import EndpointUnavailable, FatalLLMError, RateLimited
-from gpo_ray.llm.fake_server import FakeLLMConfig
 from gpo_ray.llm.protocol import ChatRequest, ChatResponse, Usage, user_message
 from gpo_ray.llm.stack import build_client, close_client
-from tests.fakes import ScriptedClient, running_fake_llm
+from gpo_ray.testing import FakeLLMConfig, running_fake_llm
+from tests.fakes import ScriptedClient
 
 SECRET = "sk-test-NEVERSHOWME-0123456789abcdef"
 

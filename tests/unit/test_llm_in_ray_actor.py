@@ -10,7 +10,7 @@ import pytest
 from gpo_ray.config import LLMRoleConfig
 from gpo_ray.llm.accounting import UsageCounters
 from gpo_ray.llm.cache import ResponseCache
-from tests.fakes import running_fake_llm
+from gpo_ray.testing import running_fake_llm
 
 pytestmark = pytest.mark.ray
 

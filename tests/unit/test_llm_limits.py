@@ -9,7 +9,8 @@ import pytest
 from gpo_ray.llm.limits import LimitedClient, TokenBucket, estimate_tokens
 from gpo_ray.llm.protocol import ChatRequest, Usage, user_message
 from gpo_ray.llm.transport import HTTPTransport
-from tests.fakes import FakeClock, ScriptedClient, running_fake_llm
+from gpo_ray.testing import running_fake_llm
+from tests.fakes import FakeClock, ScriptedClient
 
 
 def ask(text: str = "hello", **kw) -> ChatRequest:

@@ -11,7 +11,8 @@ from gpo_ray.llm.errors import EndpointUnavailable, FatalLLMError, MalformedResp
 from gpo_ray.llm.protocol import ChatRequest, user_message
 from gpo_ray.llm.retry import RetryingClient, backoff_delay
 from gpo_ray.llm.transport import HTTPTransport
-from tests.fakes import RecordingSleep, ScriptedClient, running_fake_llm
+from gpo_ray.testing import running_fake_llm
+from tests.fakes import RecordingSleep, ScriptedClient
 
 REQUEST = ChatRequest(messages=user_message("hello"))
 

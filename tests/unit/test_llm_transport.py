@@ -9,7 +9,7 @@ import pytest
 from gpo_ray.llm.errors import FatalLLMError, MalformedResponse, RateLimited, RetryableLLMError
 from gpo_ray.llm.protocol import ChatMessage, ChatRequest, user_message
 from gpo_ray.llm.transport import HTTPTransport, MissingAPIKey, OpenAITransport, retry_after_s
-from tests.fakes import running_fake_llm
+from gpo_ray.testing import running_fake_llm
 
 SECRET = "sk-test-SECRETVALUE-1234567890abcdef"
 

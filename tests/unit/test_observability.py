@@ -17,7 +17,6 @@ from gpo_ray.controller.pools import EvaluatorPool, RefinerPool
 from gpo_ray.errors import ConfigError
 from gpo_ray.llm.accounting import UsageCounters
 from gpo_ray.llm.cache import ResponseCache
-from gpo_ray.llm.fake_server import FakeLLMConfig
 from gpo_ray.llm.protocol import ChatRequest, user_message
 from gpo_ray.llm.stack import build_client, close_client
 from gpo_ray.observability import tracking
@@ -31,8 +30,7 @@ from gpo_ray.observability.metrics import (
 )
 from gpo_ray.observability.tracking import NullTracker, check_tracking, mlflow_wanted, one_line_error, open_tracker
 from gpo_ray.tasks.types import Example, MetricKind
-
-from tests.fakes import running_fake_llm
+from gpo_ray.testing import FakeLLMConfig, running_fake_llm
 
 
 class RecordingMetrics:

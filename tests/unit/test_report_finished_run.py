@@ -11,12 +11,11 @@ import pytest
 
 from gpo_ray.api import optimize
 from gpo_ray.config import LLMRoleConfig, RunConfig, TaskSource
-from gpo_ray.llm.fake_server import FakeLLMConfig, answer_key_from_examples
 from gpo_ray.report import best_prompts_document, load_best_prompts, read_run, render_html, render_markdown
 from gpo_ray.tasks.registry import resolve_tasks
+from gpo_ray.testing import FakeLLMConfig, ThreadedFake, answer_key_from_examples
 
 from tests.integration.test_e2e_optimize import write_sum_task
-from tests.threaded_fake import fake_llm_thread
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_cluster")]
 
@@ -47,7 +46,7 @@ def finished(tmp_path_factory):
     fake = FakeLLMConfig(base_accuracy=0.3, skill_phrases={"step by step": 0.35, "carefully": 0.25},
                          answer_key=answer_key_from_examples(ex for t in tasks for ex in (*t.train, *t.eval, *t.test)),
                          optimizer_phrases=["Think step by step.", "Work carefully.", "Be concise."])
-    with fake_llm_thread(fake) as server:
+    with ThreadedFake(fake) as server:
         results = optimize(small_config(tmp, server.base_url))
     return results
 

@@ -14,18 +14,19 @@ import aiohttp
 import pytest
 
 from gpo_ray.errors import ConfigError
-from gpo_ray.llm.fake_server import (
-    AnswerKeyIndex,
+from gpo_ray.llm.protocol import ChatRequest, user_message
+from gpo_ray.tasks.types import Example
+from gpo_ray.testing import (
     FakeLLMConfig,
     FakeLLMServer,
+    ProcessFake,
+    ScriptedLLM,
+    ThreadedFake,
     answer_key_from_examples,
-    current_prompt_of,
-    propose_candidate,
-    solve_arithmetic,
-    wrong_answer,
+    running_fake_llm,
 )
-from gpo_ray.tasks.types import Example
-from tests.fakes import running_fake_llm
+from gpo_ray.testing.arithmetic import solve_arithmetic
+from gpo_ray.testing.scripted import AnswerKeyIndex, current_prompt_of, propose_candidate, wrong_answer
 
 PHRASES = ["Think step by step.", "Be careful.", "Answer briefly."]
 
@@ -162,6 +163,51 @@ async def test_optimizer_requests_get_a_candidate_in_markers_json_or_bare():
     assert stats["roles"] == {"optimizer": 3} and stats["faults"] == {"nomarkers": 1}
 
 
+async def test_in_process_the_scripted_llm_replies_as_the_server_does():
+    config = FakeLLMConfig(optimizer_phrases=PHRASES, answer_key={"Is the sky blue?": "Yes"}, base_accuracy=0.5)
+    llm = ScriptedLLM(config)
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}}
+    asks = [
+        dict(content=meta_prompt("Solve it."), seed=4),
+        dict(content="Is the sky blue? Think step by step.", seed=1),
+        dict(content="What is 6 times 7?", seed=2, max_tokens=3),
+        dict(content="What is 6 times 7?", seed=2, stop=["The answer"]),
+        dict(content="Is the sky blue?", seed=3, json_schema=schema),
+    ]
+    async with running_fake_llm(config) as server, aiohttp.ClientSession() as session:
+        for ask in asks:
+            content, extra = ask.pop("content"), dict(ask)
+            body = {k: v for k, v in extra.items() if k != "json_schema"}
+            if "json_schema" in extra:
+                body["response_format"] = {"type": "json_schema", "json_schema": {"name": "a", "schema": schema}}
+            _, over_http = await chat(session, server.base_url, content, **body)
+            request = ChatRequest(user_message(content), **{**extra, "stop": tuple(extra.get("stop", ())) or None})
+            in_process = await llm.complete(request)
+            assert in_process.text == reply_text(over_http)
+            assert in_process.finish_reason == over_http["choices"][0]["finish_reason"]
+            assert in_process.usage.prompt_tokens == over_http["usage"]["prompt_tokens"]
+            assert in_process.usage.completion_tokens == over_http["usage"]["completion_tokens"]
+    assert dict(llm.calls) == server.stats()["roles"] == {"optimizer": 1, "task": 4}
+
+
+def test_the_threaded_and_the_process_hosts_serve_and_count():
+    payload = json.dumps({"model": "m", "messages": [{"role": "user", "content": "What is 1 + 1?"}]}).encode()
+
+    def ask(base_url: str) -> str:
+        request = urllib.request.Request(f"{base_url}/chat/completions", data=payload,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return reply_text(json.loads(r.read()))
+
+    with ThreadedFake(FakeLLMConfig(record_timeline=True)) as threaded, ProcessFake(FakeLLMConfig()) as spawned:
+        assert ask(threaded.base_url) == ask(spawned.base_url)
+        assert threaded.stats()["completed"] == spawned.stats()["completed"] == 1
+        assert [role for _, _, role in threaded.timeline()] == ["task"]
+        spawned.reset()
+        assert spawned.stats()["requests"] == 0
+    assert threaded.stats()["completed"] == 1, "the counters stay readable after the host is closed"
+
+
 async def test_configured_faults_hit_the_first_requests_then_stop():
     fake = FakeLLMConfig(fail_first_n={"429": 2, "503": 1}, retry_after_s=2)
     async with running_fake_llm(fake) as server, aiohttp.ClientSession() as session:
@@ -248,7 +294,7 @@ def test_config_from_file_and_its_errors(tmp_path):
 
 def test_run_fake_llm_serves_until_interrupted():
     script = (
-        "from gpo_ray.llm.fake_server import run_fake_llm\n"
+        "from gpo_ray.testing.server import run_fake_llm\n"
         "run_fake_llm(host='127.0.0.1', port=0, on_ready=lambda url: print('READY', url, flush=True))\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)

@@ -1,0 +1,204 @@
+"""The scripted models: both roles of a GPO run and an embedder, as pure functions of the request.
+
+They are told apart by the request content:
+
+- an *optimizer* request carries the meta-prompt block "<current_prompt>\\n{prompt}\\n</current_prompt>";
+  the reply appends one of `optimizer_phrases` to that prompt: "<START>{candidate}<END>".
+- every other request is a *task* request: the model looks the question up in `answer_key` (or solves
+  simple arithmetic) and answers correctly with probability base_accuracy + the bonuses of the
+  `skill_phrases` present in the request - decided by a hash, so the same request always gets the
+  same reply, and a better prompt gets a superset of the right answers.
+
+`ScriptedLLM` implements the project's `LLMClient`, so tests of the loop use it in-process (like DSPy's
+`DummyLM`); `FakeLLMServer` serves the very same replies over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gpo_ray.llm.protocol import CHARS_PER_TOKEN, ChatRequest, ChatResponse, Usage, approx_tokens
+from gpo_ray.testing.arithmetic import format_number, solve_arithmetic
+from gpo_ray.testing.config import FakeLLMConfig
+from gpo_ray.testing.hashing import stable_hash, unit_interval
+
+PROMPT_OPEN = "<current_prompt>\n"
+PROMPT_CLOSE = "\n</current_prompt>"
+
+
+def current_prompt_of(text: str) -> str | None:
+    """The prompt inside the meta-prompt's <current_prompt> block, or None for a task request."""
+    start = text.find(PROMPT_OPEN)
+    if start < 0:
+        return None
+    start += len(PROMPT_OPEN)
+    end = text.find(PROMPT_CLOSE, start)
+    return text[start:end] if end >= 0 else None
+
+
+def propose_candidate(current_prompt: str, *, seed: object, phrases: list[str]) -> str:
+    """The scripted optimizer's edit: append the first phrase (from a hashed start) not already in the prompt."""
+    start = stable_hash("optimizer", current_prompt, seed) % len(phrases)
+    for i in range(len(phrases)):
+        phrase = phrases[(start + i) % len(phrases)]
+        if phrase not in current_prompt:
+            return f"{current_prompt} {phrase}".strip()
+    return current_prompt
+
+
+class AnswerKeyIndex:
+    """Finds the longest answer-key question contained in a text, without trying every key on every request."""
+
+    PREFIX = 40
+
+    def __init__(self, answer_key: dict[str, str]) -> None:
+        self._answers = {q.strip(): a for q, a in answer_key.items() if q.strip()}
+        self._by_prefix: dict[str, list[str]] = {}
+        short: list[str] = []
+        for q in self._answers:
+            if len(q) >= self.PREFIX:
+                self._by_prefix.setdefault(q[: self.PREFIX], []).append(q)
+            else:
+                short.append(q)
+        for keys in self._by_prefix.values():
+            keys.sort(key=len, reverse=True)
+        self._short = sorted(short, key=len, reverse=True)
+
+    def find(self, text: str) -> tuple[str, str] | None:
+        best: str | None = None
+        if self._by_prefix:
+            for i in range(len(text) - self.PREFIX + 1):
+                for q in self._by_prefix.get(text[i : i + self.PREFIX], ()):
+                    if (best is None or len(q) > len(best)) and text.startswith(q, i):
+                        best = q
+                        break
+        for q in self._short:
+            if best is not None and len(q) <= len(best):
+                break
+            if q in text:
+                best = q
+                break
+        return (best, self._answers[best]) if best is not None else None
+
+
+_SWAPS = {"yes": "no", "no": "yes", "true": "false", "false": "true", "valid": "invalid", "invalid": "valid"}
+
+
+def wrong_answer(answer: str) -> str:
+    """A deterministic answer that is surely not `answer`."""
+    a = answer.strip()
+    option = re.fullmatch(r"\(([A-Za-z])\)", a)
+    if option:
+        return "(B)" if option.group(1).upper() == "A" else "(A)"
+    if re.fullmatch(r"-?\d+", a):
+        return str(int(a) + 1)
+    if re.fullmatch(r"-?\d*\.\d+", a):
+        return format_number(float(a) + 1)
+    swapped = _SWAPS.get(a.lower())
+    if swapped is not None:
+        return swapped.capitalize() if a[:1].isupper() else swapped
+    return f"not {a}"
+
+
+def task_accuracy(full_text: str, *, base_accuracy: float, skill_phrases: dict[str, float]) -> float:
+    lowered = full_text.lower()
+    bonus = sum(b for phrase, b in skill_phrases.items() if phrase.lower() in lowered)
+    return min(1.0, max(0.0, base_accuracy + bonus))
+
+
+def task_answer(
+    user_text: str, full_text: str, *, seed: object, config: FakeLLMConfig, index: AnswerKeyIndex
+) -> str:
+    """The scripted task model's reply."""
+    found = index.find(user_text) or solve_arithmetic(user_text)
+    if found is None:
+        return "I don't know."
+    question, answer = found
+    p = task_accuracy(full_text, base_accuracy=config.base_accuracy, skill_phrases=config.skill_phrases)
+    given = answer if unit_interval("task", question, seed) < p else wrong_answer(answer)
+    return f"Let's think step by step. The answer is {given}."
+
+
+def _json_reply(schema: Any, value: str, default_field: str) -> str:
+    props = schema.get("properties") if isinstance(schema, dict) else None
+    name = next(iter(props), default_field) if isinstance(props, dict) and props else default_field
+    return json.dumps({name: value}, ensure_ascii=False)
+
+
+def hashed_embedding(text: str, dim: int) -> list[float]:
+    """A normalised bag-of-words vector by hashing: similar texts get similar vectors, always the same ones."""
+    vec = [0.0] * dim
+    for word in re.findall(r"\w+", text.lower()):
+        h = stable_hash("embed", word)
+        vec[h % dim] += 1.0 if (h >> 32) & 1 else -1.0
+    norm = math.sqrt(sum(x * x for x in vec))
+    if norm == 0:
+        vec[0] = 1.0
+        return vec
+    return [x / norm for x in vec]
+
+
+@dataclass(frozen=True)
+class ScriptedReply:
+    role: str  # "optimizer" | "task": which scripted model answered
+    text: str
+    finish_reason: str
+    usage: Usage
+
+
+class ScriptedLLM:
+    """The scripted optimizer, task model and embedder behind one `LLMClient`.
+
+    In-process it needs no server (unit tests, the benchmark's counterfactuals); `FakeLLMServer` serves the
+    same replies over HTTP. `calls` counts the replies `complete` gave, per role.
+    """
+
+    def __init__(self, config: FakeLLMConfig | None = None) -> None:
+        self.config = config or FakeLLMConfig()
+        self._index = AnswerKeyIndex(self.config.answer_key)
+        self.calls: Counter[str] = Counter()
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        reply = self.reply(request)
+        self.calls[reply.role] += 1
+        return ChatResponse(reply.text, reply.usage, finish_reason=reply.finish_reason)
+
+    def reply(self, request: ChatRequest, *, markers: bool = True) -> ScriptedReply:
+        """The reply to a request; `markers=False` leaves out the <START>/<END> around a candidate (a fault)."""
+        full_text = "\n".join(m.content for m in request.messages)
+        user_text = "\n".join(m.content for m in request.messages if m.role == "user")
+        as_json = request.json_schema is not None
+        current = current_prompt_of(user_text)
+        if current is not None:
+            role = "optimizer"
+            candidate = propose_candidate(current, seed=request.seed, phrases=self.config.optimizer_phrases)
+            if as_json:
+                text = _json_reply(request.json_schema, candidate, "prompt")
+            elif not markers:
+                text = candidate
+            else:
+                text = f"<START>{candidate}<END>"
+        else:
+            role = "task"
+            answer = task_answer(user_text, full_text, seed=request.seed, config=self.config, index=self._index)
+            text = _json_reply(request.json_schema, answer, "answer") if as_json else answer
+        finish_reason = "stop"
+        for s in request.stop or ():
+            if isinstance(s, str) and s and s in text:
+                text = text[: text.index(s)]
+        max_tokens = request.max_tokens
+        if isinstance(max_tokens, int) and max_tokens > 0 and approx_tokens(text) > max_tokens:
+            text = text[: max_tokens * CHARS_PER_TOKEN]
+            finish_reason = "length"
+        return ScriptedReply(role, text, finish_reason, Usage(approx_tokens(full_text), approx_tokens(text)))
+
+    def embed(self, texts: Sequence[str], *, dimensions: int | None = None) -> list[list[float]]:
+        """Hashed bag-of-words vectors: similar texts are near, without a model to load."""
+        dim = dimensions or self.config.embedding_dim
+        return [hashed_embedding(t, dim) for t in texts]

@@ -1,0 +1,333 @@
+"""The fake OpenAI-compatible endpoint: `ScriptedLLM` over HTTP, with faults, service slots and counters.
+
+The HTTP server exists for what only HTTP can test: the real client's transport, retries on 429/5xx with
+Retry-After, bad keys, hung and malformed responses, and concurrency as an endpoint sees it (GET /stats,
+GET /timeline). It serves loopback only; `gpo-ray fake-llm` runs it on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from gpo_ray.errors import ConfigError
+from gpo_ray.llm.protocol import ChatMessage, ChatRequest, approx_tokens
+from gpo_ray.testing.config import FakeLLMConfig
+from gpo_ray.testing.faults import (
+    REPLY_SHAPING_FAULTS,
+    bad_key_body,
+    choose_fault,
+    error_body,
+    error_response,
+    fault_markers,
+)
+from gpo_ray.testing.hashing import request_fingerprint, unit_interval
+from gpo_ray.testing.scripted import ScriptedLLM
+from gpo_ray.testing.stats import ServerStats
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def chat_request(body: dict[str, Any]) -> ChatRequest:
+    """The ChatRequest an OpenAI chat-completions body asks for (the body's messages are already checked)."""
+    fmt = body.get("response_format") or {}
+    schema = None
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        schema = (fmt.get("json_schema") or {}).get("schema") or {}  # JSON was asked for, even without a schema
+    stop = body.get("stop")
+    return ChatRequest(
+        messages=tuple(ChatMessage(str(m.get("role") or ""), str(m.get("content") or "")) for m in body["messages"]),
+        max_tokens=body.get("max_tokens") or body.get("max_completion_tokens"),
+        seed=body.get("seed"),
+        json_schema=schema,
+        stop=(stop,) if isinstance(stop, str) else tuple(stop or ()),
+    )
+
+
+class FakeLLMServer:
+    """The fake endpoint, run in-process: `url = await server.start()`, then `await server.stop()`."""
+
+    def __init__(self, config: FakeLLMConfig | None = None) -> None:
+        self.config = config or FakeLLMConfig()
+        self.model = ScriptedLLM(self.config)
+        self._stats = ServerStats()
+        self._runner: web.AppRunner | None = None
+        self._base_url: str | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._gate: asyncio.Event | None = None
+        self._stopping: asyncio.Event | None = None
+        self._changed: asyncio.Condition | None = None
+        self._expected_key: str | None = None
+        self._log = structlog.get_logger(__name__)
+
+    @property
+    def base_url(self) -> str:
+        if self._base_url is None:
+            raise RuntimeError("the fake LLM server has not been started")
+        return self._base_url
+
+    def stats(self) -> dict[str, Any]:
+        return self._stats.as_dict()
+
+    def timeline(self) -> list[tuple[float, float, str]]:
+        """(start, end, role) of every request served since the last reset, if `record_timeline` is on."""
+        return list(self._stats.timeline)
+
+    def reset(self) -> None:
+        self._stats = ServerStats()
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        if host not in LOOPBACK_HOSTS:
+            raise ValueError(f"the fake LLM server binds to loopback only, not {host!r}")
+        if self.config.api_key_env is not None:
+            self._expected_key = os.environ.get(self.config.api_key_env)
+            if not self._expected_key:
+                raise ConfigError(f"fake LLM server: the environment variable {self.config.api_key_env} is not set")
+        self._slots = asyncio.Semaphore(self.config.concurrency)
+        self._gate = asyncio.Event()
+        self._gate.set()
+        self._stopping = asyncio.Event()
+        self._changed = asyncio.Condition()
+        app = web.Application(client_max_size=16 * 1024 * 1024)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/embeddings", self._embeddings)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/stats", self._stats_route)
+        app.router.add_get("/timeline", self._timeline_route)
+        app.router.add_post("/reset", self._reset_route)
+        app.router.add_get("/health", self._health)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        bound_port = self._runner.addresses[0][1]
+        shown = f"[{host}]" if ":" in host else host
+        self._base_url = f"http://{shown}:{bound_port}/v1"
+        self._log.info("fake_llm_started", base_url=self._base_url)
+        return self._base_url
+
+    async def stop(self) -> None:
+        if self._runner is None:
+            return
+        assert self._stopping is not None and self._gate is not None
+        self._stopping.set()  # releases hung requests
+        self._gate.set()
+        runner, self._runner = self._runner, None
+        await runner.cleanup()  # base_url stays readable: tests use it to reach a server that is gone
+
+    # Test hooks: hold requests in service to observe concurrency without timing.
+    def pause(self) -> None:
+        """Requests that get a slot wait in service until `resume()`."""
+        assert self._gate is not None, "start the server first"
+        self._gate.clear()
+
+    def resume(self) -> None:
+        assert self._gate is not None, "start the server first"
+        self._gate.set()
+
+    async def wait_in_service(self, n: int) -> None:
+        """Return once at least n requests are in service (use with `pause`)."""
+        assert self._changed is not None, "start the server first"
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._stats.in_service >= n)
+
+    async def _notify(self) -> None:
+        assert self._changed is not None
+        async with self._changed:
+            self._changed.notify_all()
+
+    # --- routes ---
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def _stats_route(self, request: web.Request) -> web.Response:
+        return web.json_response(self.stats())
+
+    async def _timeline_route(self, request: web.Request) -> web.Response:
+        return web.json_response({"intervals": self.timeline()})
+
+    async def _reset_route(self, request: web.Request) -> web.Response:
+        self.reset()
+        return web.json_response({"status": "reset"})
+
+    async def _models(self, request: web.Request) -> web.Response:
+        model = {"id": self.config.model_name, "object": "model", "created": 0, "owned_by": "gpo-ray-fake"}
+        return web.json_response({"object": "list", "data": [model]})
+
+    def _authorized(self, request: web.Request) -> bool:
+        if self._expected_key is None:
+            return True
+        header = request.headers.get("Authorization", "")
+        given = header[len("Bearer ") :] if header.startswith("Bearer ") else ""
+        return hmac.compare_digest(given.encode(), self._expected_key.encode())
+
+    @staticmethod
+    def _bad_key_body(request: web.Request) -> dict[str, Any]:
+        return bad_key_body(request.headers.get("Authorization", ""))
+
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        self._stats.embedding_requests += 1
+        if not self._authorized(request):
+            return web.json_response(self._bad_key_body(request), status=401)
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.json_response(error_body("body is not JSON", type_="invalid_request_error"), status=400)
+        inputs = body.get("input")
+        texts = [inputs] if isinstance(inputs, str) else inputs
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            problem = error_body("input must be a string or a list of strings", type_="invalid_request_error")
+            return web.json_response(problem, status=400)
+        dim = int(body.get("dimensions") or self.config.embedding_dim)
+        vectors = self.model.embed(texts, dimensions=dim)
+        data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
+        tokens = sum(approx_tokens(t) for t in texts)
+        return web.json_response(
+            {"object": "list", "data": data, "model": body.get("model", self.config.model_name),
+             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        )
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        stats = self._stats
+        stats.requests += 1
+        arrival = stats.requests
+        try:
+            body = await request.json()
+        except ValueError:
+            return self._status(400, error_body("body is not JSON", type_="invalid_request_error"))
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+            return self._status(400, error_body("messages must be a non-empty list", type_="invalid_request_error"))
+        fingerprint = request_fingerprint(body)
+        stats.seen[fingerprint] += 1
+        times_seen = stats.seen[fingerprint]
+        if not self._authorized(request):
+            return self._status(401, self._bad_key_body(request))
+
+        markers = fault_markers("\n".join(str(m.get("content") or "") for m in messages))
+        fault = choose_fault(markers, fail_first_n=self.config.fail_first_n, fault_rates=self.config.all_fault_rates(),
+                             fingerprint=fingerprint, times_seen=times_seen, arrival=arrival)
+        if fault is not None:
+            stats.faults[fault] += 1
+            response = await self._fault_response(fault)
+            if response is not None:
+                return response
+        nomarkers = fault == "nomarkers" or "nomarkers" in markers
+        if nomarkers and fault != "nomarkers":
+            stats.faults["nomarkers"] += 1
+
+        assert self._slots is not None and self._gate is not None
+        async with self._slots:
+            stats.in_service += 1
+            stats.peak_in_service = max(stats.peak_in_service, stats.in_service)
+            await self._notify()
+            try:
+                await self._gate.wait()
+                served_from = time.monotonic()
+                delay = self._latency(fingerprint, times_seen)
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                reply = self.model.reply(chat_request(body), markers=not nomarkers)
+            finally:
+                stats.in_service -= 1
+                await self._notify()
+        if fault == "empty":
+            empty = {"id": f"chatcmpl-{fingerprint[:12]}", "object": "chat.completion", "created": 0, "choices": []}
+            return self._ok(empty)
+        stats.completed += 1
+        stats.answered[fingerprint] += 1
+        stats.roles[reply.role] += 1
+        if self.config.record_timeline:
+            stats.timeline.append((served_from, time.monotonic(), reply.role))
+        stats.prompt_tokens += reply.usage.prompt_tokens
+        stats.completion_tokens += reply.usage.completion_tokens
+        return self._ok(
+            {
+                "id": f"chatcmpl-{fingerprint[:12]}",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body.get("model") or self.config.model_name,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": reply.text},
+                        "finish_reason": reply.finish_reason,
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": reply.usage.prompt_tokens,
+                    "completion_tokens": reply.usage.completion_tokens,
+                    "total_tokens": reply.usage.total_tokens,
+                },
+            }
+        )
+
+    def _ok(self, payload: dict[str, Any]) -> web.Response:
+        self._stats.status["200"] += 1
+        return web.json_response(payload)
+
+    def _status(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> web.Response:
+        self._stats.status[str(status)] += 1
+        return web.json_response(payload, status=status, headers=headers)
+
+    async def _fault_response(self, fault: str) -> web.StreamResponse | None:
+        """The response for a fault, or None when the fault shapes a normal reply (empty, nomarkers)."""
+        if fault == "hang":
+            assert self._stopping is not None
+            try:
+                await asyncio.wait_for(self._stopping.wait(), timeout=self.config.hang_s)
+            except TimeoutError:
+                pass
+            # Counted as a fault only: by now the client has given up, so no status reached it.
+            return web.json_response(error_body("hung request released", type_="server_error"), status=504)
+        if fault == "malformed":
+            self._stats.status["200"] += 1
+            return web.Response(status=200, text="{this is not json", content_type="application/json")
+        if fault in REPLY_SHAPING_FAULTS:
+            return None
+        status, body, headers = error_response(fault, retry_after_s=self.config.retry_after_s)
+        return self._status(status, body, headers)
+
+    def _latency(self, fingerprint: str, times_seen: int) -> float:
+        latency = self.config.latency_s
+        if isinstance(latency, tuple):
+            low, high = latency
+            return low + (high - low) * unit_interval("latency", fingerprint, times_seen)
+        return float(latency)
+
+
+def run_fake_llm(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    config: FakeLLMConfig | None = None,
+    config_path: Path | None = None,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve the fake endpoint until interrupted (the `gpo-ray fake-llm` command). `on_ready` gets the base URL."""
+    if config is None:
+        config = FakeLLMConfig.from_file(config_path) if config_path is not None else FakeLLMConfig()
+
+    async def serve() -> None:
+        server = FakeLLMServer(config)
+        url = await server.start(host=host, port=port)
+        if on_ready is not None:
+            on_ready(url)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await server.stop()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass

@@ -1,0 +1,43 @@
+"""What the fake server counts (GET /stats): tests check what a client really sent, benchmarks what was served."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+
+class ServerStats:
+    def __init__(self) -> None:
+        self.requests = 0
+        self.completed = 0
+        self.in_service = 0
+        self.peak_in_service = 0
+        self.status: Counter[str] = Counter()
+        self.faults: Counter[str] = Counter()
+        self.roles: Counter[str] = Counter()
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.seen: Counter[str] = Counter()  # arrivals per request fingerprint
+        self.answered: Counter[str] = Counter()  # successful replies per fingerprint
+        self.embedding_requests = 0
+        self.timeline: list[tuple[float, float, str]] = []  # (service start, end, role), monotonic seconds
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "completed": self.completed,
+            "in_service": self.in_service,
+            "peak_in_service": self.peak_in_service,
+            "status": dict(sorted(self.status.items())),
+            "faults": dict(sorted(self.faults.items())),
+            "roles": dict(sorted(self.roles.items())),
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+            "unique_requests": len(self.seen),
+            # Arrivals that repeat an earlier request (retries included) ...
+            "repeated_requests": sum(n - 1 for n in self.seen.values()),
+            # ... and successful answers given again to a request answered before: should be 0 with a cache.
+            "duplicates": sum(n - 1 for n in self.answered.values()),
+            "embedding_requests": self.embedding_requests,
+        }
