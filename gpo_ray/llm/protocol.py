@@ -8,6 +8,15 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 
+# About four characters per token (English text): the one estimate used wherever tokens are counted without a reply.
+CHARS_PER_TOKEN = 4
+
+
+def tokens_in_chars(chars: float, *, nearest: bool = False) -> int:
+    """Estimated tokens in `chars` characters of text, rounded down, or to the nearest with `nearest`."""
+    return int(chars / CHARS_PER_TOKEN + 0.5) if nearest else int(chars // CHARS_PER_TOKEN)
+
+
 @dataclass(frozen=True)
 class ChatMessage:
     role: str  # "system" | "user" | "assistant"
@@ -32,6 +41,10 @@ class ChatRequest:
     json_schema: dict[str, Any] | None = None
     sample_index: int = 0
     stop: tuple[str, ...] | None = None
+
+    @property
+    def prompt_chars(self) -> int:
+        return sum(len(m.content) for m in self.messages)
 
     def cache_key(self, model: str) -> str:
         """Stable key over model, messages, parameters and sample index (never key or URL)."""
