@@ -144,7 +144,7 @@ def node_options(resource: str | None, *, available: dict[str, float], required:
     """Actor options that put it on nodes carrying `resource`, spread over them; anywhere when the cluster
     has no such resource (one machine). A resource named by an endpoint must exist."""
     if resource and resource in available:
-        return {"resources": {resource: 0.01}, "scheduling_strategy": "SPREAD"}
+        return {"resources": {str(resource): 0.01}, "scheduling_strategy": "SPREAD"}  # plain str for Ray
     if resource and required:
         raise ConfigError(f"endpoint resource {resource!r} is on no node of the Ray cluster "
                           f"(nodes offer: {', '.join(sorted(k for k in available if not k.startswith('node:'))) or '-'})")

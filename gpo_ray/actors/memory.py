@@ -134,7 +134,7 @@ def start_trajectory_memory(
             node_id=ray.get_runtime_context().get_node_id(), soft=False
         )
     elif NodeResource.HEAD in ray.cluster_resources():
-        options["resources"] = {NodeResource.HEAD: 0.01}  # with a Chroma server: on the head, beside the controller
+        options["resources"] = {str(NodeResource.HEAD): 0.01}  # with a Chroma server: on the head, beside the controller
     if name is not None:
         options |= {"name": name, "namespace": MEMORY_NAMESPACE, "get_if_exists": True}
     chroma_path = str(RunDirectory(Path(run_dir)).chroma_dir.resolve()) if embedded else None
