@@ -1,5 +1,6 @@
 """The Python API and what the `optimize`/`resume` commands run: set up Ray, the endpoints and the actors,
-hand the tasks to the controller, write results, tear everything down."""
+hand the tasks to the controller, write results, tear everything down. It returns what happened and prints
+nothing (the CLI prints)."""
 
 from __future__ import annotations
 
@@ -18,13 +19,14 @@ import structlog
 from gpo_ray.config import EndpointSpec, LLMRoleConfig, RunConfig
 from gpo_ray.core.evaluation import TaskModelParams
 from gpo_ray.core.results import TaskResult
-from gpo_ray.errors import ConfigError, RunFailed
+from gpo_ray.errors import ConfigError, RunFailed, error_line
 from gpo_ray.llm.errors import LLMError
 from gpo_ray.logs import configure_logging, library_logs, secret_values
-from gpo_ray.observability.metrics import MetricsContext, metrics_for
+from gpo_ray.observability.metrics import metrics_for, run_metrics_context
 from gpo_ray.observability.tracking import check_tracking, open_tracker
 from gpo_ray.runtime.run_dir import RunDirectory, default_run_dir
 from gpo_ray.tasks.registry import resolve_tasks
+from gpo_ray.vocabulary import NodeResource, RunStatus
 
 # Actors only wait on I/O: they take no CPU slot, so a 2-core machine never deadlocks on placement.
 ACTOR_OPTIONS: dict[str, Any] = {"num_cpus": 0, "max_restarts": 4, "max_task_retries": 4}
@@ -33,7 +35,7 @@ ACTOR_OPTIONS: dict[str, Any] = {"num_cpus": 0, "max_restarts": 4, "max_task_ret
 @dataclass(frozen=True)
 class Results:
     run_dir: Path
-    status: str
+    status: RunStatus
     tasks: dict[str, TaskResult]
     usage: dict[str, Any]
 
@@ -84,9 +86,7 @@ def endpoints_for(config: RunConfig, *, log_dir: Path) -> Iterator[tuple[Endpoin
                 return Endpoint(local.specs, role.model or local.model)
             return Endpoint(tuple(role.all_endpoints()), role.model or "default")
 
-        opt = config.optimizer_model
-        structured = opt.structured_output if opt.structured_output is not None else opt.is_embedded
-        yield pick(config.optimizer_model), pick(config.task_model), structured, server
+        yield pick(config.optimizer_model), pick(config.task_model), config.optimizer_model.uses_structured_output, server
     finally:
         if server is not None:
             server.stop()
@@ -110,9 +110,8 @@ def ray_session(address: str | None, *, output: str = "quiet") -> Iterator[None]
         try:
             context = ray.init(address=target, include_dashboard=False, log_to_driver=False, configure_logging=False)
         except (ConnectionError, RuntimeError, ValueError) as e:
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
             verb = "start" if target == "local" else "join"
-            raise RunFailed(f"cannot {verb} the Ray cluster at {target}: {first}") from None
+            raise RunFailed(f"cannot {verb} the Ray cluster at {target}: {error_line(e)}") from None
         info = context.address_info
         structlog.get_logger().info("ray_started", address=info.get("address"), joined=target != "local",
                                     ray_logs=info.get("session_dir") and os.path.join(info["session_dir"], "logs"))
@@ -141,15 +140,11 @@ def _check_reachable(target: str, *, timeout_s: float = 5.0) -> None:
                         f"({e.strerror or type(e).__name__}); is its head node running (`ray start --head`)?") from None
 
 
-# Custom resources that say where which actor may run (ray_cluster.yaml and deploy/ put them on nodes).
-HEAD_RESOURCE, REFINER_RESOURCE, EVALUATOR_RESOURCE = "gpo_head", "gpo_refiner", "gpo_evaluator"
-
-
-def placement(resource: str | None, *, available: dict[str, float], required: bool = False) -> dict[str, Any]:
+def node_options(resource: str | None, *, available: dict[str, float], required: bool = False) -> dict[str, Any]:
     """Actor options that put it on nodes carrying `resource`, spread over them; anywhere when the cluster
     has no such resource (one machine). A resource named by an endpoint must exist."""
     if resource and resource in available:
-        return {"resources": {resource: 0.01}, "scheduling_strategy": "SPREAD"}
+        return {"resources": {str(resource): 0.01}, "scheduling_strategy": "SPREAD"}  # plain str for Ray
     if resource and required:
         raise ConfigError(f"endpoint resource {resource!r} is on no node of the Ray cluster "
                           f"(nodes offer: {', '.join(sorted(k for k in available if not k.startswith('node:'))) or '-'})")
@@ -174,7 +169,7 @@ def _start_actors(config: RunConfig, run_dir: RunDirectory, opt: Endpoint, task:
     from gpo_ray.actors.refiner import RefinerActor
 
     cache_dir = str(run_dir.cache_dir.resolve()) if config.cache else None
-    metrics = run_metrics_context(config, run_dir)
+    metrics = run_metrics_context(config, run_dir.path)
     # One memory actor per run directory, named so that a resumed run waits for a killed driver's one to go.
     run_id = hashlib.sha256(str(run_dir.path.resolve()).encode()).hexdigest()[:16]
     memory_name = f"gpo-memory-{run_id}"
@@ -190,26 +185,21 @@ def _start_actors(config: RunConfig, run_dir: RunDirectory, opt: Endpoint, task:
                                      embedder_factory=embedder_factory, collection_name=f"gpo-run-{run_id}")
     available = ray.cluster_resources()
     refiners = [
-        RefinerActor.options(**ACTOR_OPTIONS, **placement(res or REFINER_RESOURCE, available=available,
-                                                          required=res is not None))
+        RefinerActor.options(**ACTOR_OPTIONS, **node_options(res or NodeResource.REFINER, available=available,
+                                                             required=res is not None))
         .remote(config.optimizer_model, base_url=urls, model=opt.model, cache_dir=cache_dir, metrics=metrics)
         for urls, res in _endpoint_groups(opt, config.cluster.num_refiners)
     ]
     params = TaskModelParams(placement=config.optimizer.placement, temperature=config.task_model.temperature,
                              max_tokens=config.task_model.max_tokens, seed=config.optimizer.seed)
     evaluators = [
-        EvaluatorActor.options(**ACTOR_OPTIONS, **placement(res or EVALUATOR_RESOURCE, available=available,
-                                                            required=res is not None))
+        EvaluatorActor.options(**ACTOR_OPTIONS, **node_options(res or NodeResource.EVALUATOR, available=available,
+                                                               required=res is not None))
         .remote(config.task_model, base_url=urls, model=task.model, cache_dir=cache_dir, params=params,
                 max_in_flight=config.cluster.evaluator_max_in_flight, metrics=metrics)
         for urls, res in _endpoint_groups(task, config.cluster.num_evaluators)
     ]
     return memory, refiners, evaluators
-
-
-def run_metrics_context(config: RunConfig, run_dir: RunDirectory) -> MetricsContext:
-    """Every process of a run tags its gpo_* metrics with the run directory's name."""
-    return MetricsContext(run=run_dir.path.name, enabled=config.tracking.ray_metrics)
 
 
 def llm_error_in(exc: BaseException) -> LLMError | None:
@@ -293,7 +283,7 @@ def _execute(config: RunConfig, run_dir: RunDirectory, *, output: str, embedder_
         memory, refiners, evaluators = _start_actors(config, run_dir, opt, task_ep, embedder_factory=embedder_factory)
         if on_actors_started is not None:
             on_actors_started(RunActors(memory, refiners, evaluators))
-        tracker = open_tracker(config, run_dir.path, metrics=metrics_for(run_metrics_context(config, run_dir)))
+        tracker = open_tracker(config, run_dir.path, metrics=metrics_for(run_metrics_context(config, run_dir.path)))
         progress = make_progress(output)
         controller = Controller(config, tasks, run_dir, memory=memory, refiners=refiners, evaluators=evaluators,
                                 progress=progress, structured=structured, tracker=tracker)
@@ -314,7 +304,7 @@ def _execute(config: RunConfig, run_dir: RunDirectory, *, output: str, embedder_
         finally:
             progress.close()
             _kill([memory, *refiners, *evaluators])
-    status = "budget_exhausted" if any(r.status != "completed" for r in results.values()) else "completed"
+    status = RunStatus.of_tasks(r.status for r in results.values())
     log.info("run_finished", status=status)
     return Results(run_dir=run_dir.path, status=status, tasks=results, usage=controller.usage)
 
@@ -355,35 +345,3 @@ def resume(run_path: Path, *, address: str | None = None, output: str = "quiet",
     structlog.get_logger().info("run_resumed", run_dir=str(run_path))
     return _execute(config, run_dir, output=output, embedder_factory=embedder_factory,
                     on_actors_started=on_actors_started)
-
-
-def print_summary(results: Results) -> None:
-    from rich.console import Console
-
-    console = Console()
-
-    def fmt(x: float | None) -> str:
-        return "-" if x is None else f"{x:.3f}"
-
-    for name, r in results.tasks.items():
-        console.print(f"[bold]{name}[/bold]  ({r.status}, {len(r.steps)} steps)")
-        console.print(f"  initial  eval {fmt(r.initial_eval_score)}  test {fmt(r.initial_test_score)}  "
-                      f"{r.initial_prompt!r}", soft_wrap=True)
-        console.print(f"  best     eval {fmt(r.best_eval_score)}  test {fmt(r.best_test_score)}  "
-                      f"{r.best_prompt!r}", soft_wrap=True)
-    u = results.usage
-    console.print(f"usage: optimizer {u.get('optimizer', {}).get('requests', 0)} requests, task model "
-                  f"{u.get('task_model', {}).get('requests', 0)} requests; results in {results.run_dir / 'results.json'}")
-
-
-def run_optimization(config: RunConfig, *, output: str) -> Results:
-    results = optimize(config, output=output)
-    print_summary(results)
-    return results
-
-
-def resume_run(run_path: Path, *, address: str | None, output: str) -> Results:
-    results = resume(run_path, address=address, output=output)
-    print_summary(results)
-    return results
-

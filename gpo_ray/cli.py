@@ -9,9 +9,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from gpo_ray.errors import GpoError
+from gpo_ray.vocabulary import Role
+
+if TYPE_CHECKING:
+    from gpo_ray.api import Results
 
 
 def one_line(message: str) -> str:
@@ -177,19 +181,39 @@ def _output_mode(args: argparse.Namespace) -> str:
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
-    from gpo_ray.api import run_optimization
+    from gpo_ray.api import optimize
     from gpo_ray.config import load_config
 
     config = load_config(args.config, overrides=_strip_none(overrides_from_args(args)))
-    run_optimization(config, output=_output_mode(args))
+    print_summary(optimize(config, output=_output_mode(args)))
     return 0
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from gpo_ray.api import resume_run
+    from gpo_ray.api import resume
 
-    resume_run(args.run_dir, address=args.address, output=_output_mode(args))
+    print_summary(resume(args.run_dir, address=args.address, output=_output_mode(args)))
     return 0
+
+
+def print_summary(results: Results) -> None:
+    """Each task's initial and best prompt with their scores, and what the run asked of each role."""
+    from rich.console import Console
+
+    console = Console()
+
+    def fmt(x: float | None) -> str:
+        return "-" if x is None else f"{x:.3f}"
+
+    for name, r in results.tasks.items():
+        console.print(f"[bold]{name}[/bold]  ({r.status}, {len(r.steps)} steps)")
+        console.print(f"  initial  eval {fmt(r.initial_eval_score)}  test {fmt(r.initial_test_score)}  "
+                      f"{r.initial_prompt!r}", soft_wrap=True)
+        console.print(f"  best     eval {fmt(r.best_eval_score)}  test {fmt(r.best_test_score)}  "
+                      f"{r.best_prompt!r}", soft_wrap=True)
+    u = results.usage
+    console.print(f"usage: optimizer {u.get(Role.OPTIMIZER, {}).get('requests', 0)} requests, task model "
+                  f"{u.get(Role.TASK_MODEL, {}).get('requests', 0)} requests; results in {results.run_dir / 'results.json'}")
 
 
 def _format_for(args: argparse.Namespace, choices: tuple[str, ...]) -> str:

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import json
 import tomllib
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from gpo_ray.errors import ConfigError
-from gpo_ray.tasks.types import MetricKind, PromptPlacement
+from gpo_ray.errors import ConfigError, error_line
+from gpo_ray.vocabulary import MetricKind, PromptPlacement
 
 
 class _Frozen(BaseModel):
@@ -71,6 +72,12 @@ class LLMRoleConfig(_Frozen):
     def is_embedded(self) -> bool:
         return self.base_url is None and not self.endpoints
 
+    @property
+    def uses_structured_output(self) -> bool:
+        """`structured_output`, else its default (on for the embedded model only): one rule for the client and the
+        meta-prompt, which must agree."""
+        return self.structured_output if self.structured_output is not None else self.is_embedded
+
     def all_endpoints(self) -> list[EndpointSpec]:
         return ([EndpointSpec(base_url=self.base_url)] if self.base_url else []) + list(self.endpoints)
 
@@ -93,6 +100,44 @@ class AdaptiveEvaluationSettings(_Frozen):
     enabled: bool = False
     first_round: int = Field(default=8, gt=0, description="eval examples per candidate in the first round")
     eta: int = Field(default=2, ge=2, le=16, description="keep 1/eta of the candidates per round; examples grow by eta")
+
+
+@dataclass(frozen=True)
+class MetaPromptTemplate:
+    """The meta-prompt's sentences (core/meta_prompt.py builds it); override any of them with `dataclasses.replace`,
+    or in a config by `optimizer.meta_prompt`, which is checked against these fields.
+
+    Every string is a str.format template (write literal braces doubled), even those without fields.
+    """
+
+    task: str = (
+        "Your job is to write a new prompt for a language model. In the task examples below, the "
+        "placeholder <PROMPT> marks where the prompt is inserted; your prompt will replace it. "
+        "A good prompt makes the model give the correct answer as often as possible."
+    )
+    history_intro: str = (
+        "Here are earlier prompts for this task with their scores, from lowest to highest. "
+        "Scores range from 0 to 100; higher is better."
+    )
+    history_entry: str = "Prompt: {prompt}\nscore: {score}/100"
+    current_intro: str = "This is the current prompt, the one to improve:"
+    examples_intro: str = "Here are some examples of the task. <PROMPT> shows where the prompt is placed."
+    example_end: str = "Q: {input}\n<PROMPT>"
+    example_beginning: str = "<PROMPT>\nQ: {input}"
+    example_system: str = "System: <PROMPT>\nQ: {input}"
+    example_answer: str = "A: {answer}"
+    instruction: str = (
+        "Analyse the examples and the earlier prompts: notice what the higher-scoring prompts do "
+        "that the lower-scoring ones do not. Then write a new prompt that is different from all "
+        "the prompts above and should score higher than all of them."
+    )
+    budget: str = "You may change up to {budget} words of the current prompt."
+    output_markers: str = "Write the new prompt between <START> and <END>."
+    output_json: str = (
+        'Reply with only a JSON object of the form {{"prompt": "..."}}, whose "prompt" value is the new prompt.'
+    )
+    max_input_chars: int = 600
+    max_answer_chars: int = 300
 
 
 class OptimizerSettings(_Frozen):
@@ -118,16 +163,12 @@ class OptimizerSettings(_Frozen):
     )
     adaptive_evaluation: AdaptiveEvaluationSettings = AdaptiveEvaluationSettings()
     meta_prompt: dict[str, str | int] = Field(
-        default={}, description="overrides of the meta-prompt's sentences (fields of core.meta_prompt.MetaPromptTemplate)"
+        default={}, description="overrides of the meta-prompt's sentences (fields of MetaPromptTemplate)"
     )
 
     @field_validator("meta_prompt")
     @classmethod
     def _known_template_fields(cls, v: dict[str, str | int]) -> dict[str, str | int]:
-        from dataclasses import fields
-
-        from gpo_ray.core.meta_prompt import MetaPromptTemplate
-
         known = {f.name for f in fields(MetaPromptTemplate)}
         unknown = sorted(set(v) - known)
         if unknown:
@@ -268,8 +309,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
         else:
             data = yaml.safe_load(text)
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"{path}: not valid {'TOML' if path.suffix.lower() == '.toml' else 'YAML'}: {first}") from None
+        raise ConfigError(f"{path}: not valid {'TOML' if path.suffix.lower() == '.toml' else 'YAML'}: {error_line(e)}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -27,3 +27,13 @@ class RunFailed(GpoError):
     """The run stopped after retries (endpoint down, disk full). `resume` can continue it."""
 
     exit_code = 1
+
+
+def error_line(error: BaseException, *, last: bool = False) -> str:
+    """An error as the one line a message quotes: its first line (the headline), or with `last` its last one
+    (the exception line of a traceback carried as text, as a Ray-wrapped error is); its type's name when it
+    says nothing."""
+    lines = str(error).strip().splitlines()
+    if not lines:
+        return type(error).__name__
+    return lines[-1] if last else lines[0]

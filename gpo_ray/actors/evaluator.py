@@ -19,7 +19,8 @@ from gpo_ray.llm.accounting import UsageCounters
 from gpo_ray.llm.cache import ResponseCache
 from gpo_ray.llm.stack import build_client
 from gpo_ray.observability.metrics import MetricsContext, llm_usage_listener
-from gpo_ray.tasks.types import Example, MetricKind
+from gpo_ray.tasks.types import Example
+from gpo_ray.vocabulary import MetricKind, Role
 
 
 @dataclass(frozen=True)
@@ -46,9 +47,9 @@ class Evaluator(WhereAmI):
         metrics: MetricsContext | None = None,
     ) -> None:
         # Metrics are made here, in the worker process; the counters feed them (usage.json and gpo_llm_* agree).
-        self.counters = UsageCounters(listener=llm_usage_listener(metrics, role="task_model"))
-        cache = ResponseCache(Path(cache_dir) / "task_model") if cache_dir else None
-        self.llm = build_client(role, role_name="task_model", base_url=base_url, model=model, cache=cache,
+        self.counters = UsageCounters(listener=llm_usage_listener(metrics, role=Role.TASK_MODEL))
+        cache = ResponseCache(Path(cache_dir) / Role.TASK_MODEL) if cache_dir else None
+        self.llm = build_client(role, role_name=Role.TASK_MODEL, base_url=base_url, model=model, cache=cache,
                                 counters=self.counters)
         self.params = params
         self.slots = asyncio.Semaphore(max_in_flight)

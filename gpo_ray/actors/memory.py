@@ -21,6 +21,8 @@ from gpo_ray.actors.introspection import WhereAmI
 from gpo_ray.config import ClusterSettings
 from gpo_ray.core.types import TrajectoryEntry
 from gpo_ray.memory.store import DEFAULT_COLLECTION, MemoryRecord, TrajectoryStore, open_chroma_client
+from gpo_ray.runtime.run_dir import RunDirectory
+from gpo_ray.vocabulary import NodeResource
 
 if TYPE_CHECKING:
     from ray.actor import ActorHandle
@@ -30,7 +32,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger()
 
 EmbedderFactory = Callable[[], "Embedder"]
-CHROMA_DIRNAME = "chroma"
 
 
 def _default_embedder() -> Embedder:
@@ -132,11 +133,11 @@ def start_trajectory_memory(
         options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(
             node_id=ray.get_runtime_context().get_node_id(), soft=False
         )
-    elif "gpo_head" in ray.cluster_resources():
-        options["resources"] = {"gpo_head": 0.01}  # with a Chroma server: on the head, beside the controller
+    elif NodeResource.HEAD in ray.cluster_resources():
+        options["resources"] = {str(NodeResource.HEAD): 0.01}  # with a Chroma server: on the head, beside the controller
     if name is not None:
         options |= {"name": name, "namespace": MEMORY_NAMESPACE, "get_if_exists": True}
-    chroma_path = str((Path(run_dir) / CHROMA_DIRNAME).resolve()) if embedded else None
+    chroma_path = str(RunDirectory(Path(run_dir)).chroma_dir.resolve()) if embedded else None
     actor = (
         ray.remote(TrajectoryMemory)
         .options(**options)

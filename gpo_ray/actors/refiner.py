@@ -13,6 +13,7 @@ from gpo_ray.llm.accounting import UsageCounters
 from gpo_ray.llm.cache import ResponseCache
 from gpo_ray.llm.stack import build_client
 from gpo_ray.observability.metrics import MetricsContext, llm_usage_listener
+from gpo_ray.vocabulary import Role
 
 
 class Refiner(WhereAmI):
@@ -25,9 +26,9 @@ class Refiner(WhereAmI):
     def __init__(self, role: LLMRoleConfig, *, base_url: str | list[str], model: str, cache_dir: str | None,
                  metrics: MetricsContext | None = None) -> None:
         # Metrics are made here, in the worker process; the counters feed them (usage.json and gpo_llm_* agree).
-        self.counters = UsageCounters(listener=llm_usage_listener(metrics, role="optimizer"))
-        cache = ResponseCache(Path(cache_dir) / "optimizer") if cache_dir else None
-        self.llm = build_client(role, role_name="optimizer", base_url=base_url, model=model, cache=cache,
+        self.counters = UsageCounters(listener=llm_usage_listener(metrics, role=Role.OPTIMIZER))
+        cache = ResponseCache(Path(cache_dir) / Role.OPTIMIZER) if cache_dir else None
+        self.llm = build_client(role, role_name=Role.OPTIMIZER, base_url=base_url, model=model, cache=cache,
                                 counters=self.counters)
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:

@@ -21,10 +21,11 @@ from gpo_ray.core.loop import GPOTaskLoop, schedule_for
 from gpo_ray.core.results import StepResult, TaskResult
 from gpo_ray.core.selection import select_best
 from gpo_ray.core.types import TrajectoryEntry
-from gpo_ray.observability.metrics import Metrics, MetricsContext, metrics_for
+from gpo_ray.observability.metrics import Metrics, metrics_for, run_metrics_context
 from gpo_ray.observability.tracking import NullTracker, RunTracker
 from gpo_ray.runtime.run_dir import RunDirectory
 from gpo_ray.tasks.types import Task
+from gpo_ray.vocabulary import Role, RunStatus
 
 # results.json and usage.json are rewritten at most this often while a run goes (and always at its end).
 STATE_INTERVAL_S = 1.0
@@ -75,7 +76,7 @@ def partial_task_result(records: Sequence[StepResult]) -> dict[str, Any]:
         "best_eval_score": best.score,
         "best_test_score": None,
         "best_step": best.step,
-        "status": "running",
+        "status": RunStatus.RUNNING,
         "steps": [r.to_dict() for r in records[1:]],
     }
 
@@ -106,24 +107,19 @@ class Controller:
         self.total_steps = {t.name: schedule_for(t, config.optimizer).total_steps for t in self.tasks}
         # A resumed run counts on from what the interrupted one spent (usage.json), for reports and the budget.
         self.usage_before = self._previous_usage()
-        self.usage: dict[str, Any] = {"optimizer": dict(self.usage_before.get("optimizer", {})),
-                      "task_model": dict(self.usage_before.get("task_model", {}))}
+        self.usage: dict[str, Any] = {role: dict(self.usage_before.get(role, {})) for role in Role}
         self.task_entries: dict[str, dict[str, Any]] = {}
         self.records: dict[str, list[StepResult]] = {}
         self.log = structlog.get_logger()
         self._write_lock = asyncio.Lock()
         self.clock = RunClock(self._previous_results().get("timing"))
         # Made here, in the driver process, once Ray is up; a no-op when tracking.ray_metrics is off.
-        self.metrics: Metrics = metrics_for(self.metrics_context())
+        self.metrics: Metrics = metrics_for(run_metrics_context(config, run_dir.path))
         self.tracker: RunTracker = tracker or NullTracker()
         self._step_started: dict[str, float] = {}
         self._last_state_write = -float("inf")
         self._pending_write: asyncio.Task[None] | None = None
         self._write_error: Exception | None = None
-
-    def metrics_context(self) -> MetricsContext:
-        """What actors need to tag their metrics with this run (the run directory's name)."""
-        return MetricsContext(run=self.run_dir.path.name, enabled=self.config.tracking.ray_metrics)
 
     # usage and budget ---------------------------------------------------------
     def _previous_usage(self) -> dict[str, Any]:
@@ -145,8 +141,8 @@ class Controller:
         task = await asyncio.gather(*(h.usage.remote() for h in self.evaluator_handles), return_exceptions=True)
         before = self.usage_before
         self.usage = {
-            "optimizer": sum_usage([before.get("optimizer", {}), *(u for u in opt if isinstance(u, dict))]),
-            "task_model": sum_usage([before.get("task_model", {}), *(u for u in task if isinstance(u, dict))]),
+            Role.OPTIMIZER: sum_usage([before.get(Role.OPTIMIZER, {}), *(u for u in opt if isinstance(u, dict))]),
+            Role.TASK_MODEL: sum_usage([before.get(Role.TASK_MODEL, {}), *(u for u in task if isinstance(u, dict))]),
         }
         return self.usage
 
@@ -162,11 +158,11 @@ class Controller:
                     or (b.max_tokens and self.total_tokens() >= b.max_tokens))
 
     # persistence ----------------------------------------------------------------
-    def results_document(self, status: str) -> dict[str, Any]:
+    def results_document(self, status: RunStatus) -> dict[str, Any]:
         return {"status": status, "run_dir": str(self.run_dir.path), "tasks": dict(self.task_entries),
                 "usage": self.usage, "timing": self.clock.timing()}
 
-    async def _write_state(self, status: str = "running") -> None:
+    async def _write_state(self, status: RunStatus = RunStatus.RUNNING) -> None:
         async with self._write_lock:
             self.run_dir.write_results(self.results_document(status))
             self.run_dir.write_usage(self.usage)
@@ -212,7 +208,7 @@ class Controller:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await pending
 
-    async def _finish(self, status: str) -> None:
+    async def _finish(self, status: RunStatus) -> None:
         """The last state write of this invocation, then the tracker's end (it reads results.json)."""
         await self._cancel_pending_write()
         await self._write_state(status)
@@ -289,8 +285,7 @@ class Controller:
                 pass
             if stopped:  # results.json must not say "running" once the run has stopped on an error
                 with contextlib.suppress(Exception):  # (the disk may be what stopped it)
-                    await self._finish("stopped")
+                    await self._finish(RunStatus.STOPPED)
         out = {r.task: r for r in results}
-        status = "budget_exhausted" if any(r.status == "budget_exhausted" for r in results) else "completed"
-        await self._finish(status)
+        await self._finish(RunStatus.of_tasks(r.status for r in results))
         return out

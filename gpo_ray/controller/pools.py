@@ -16,7 +16,8 @@ from gpo_ray.actors.evaluator import ScoreItem
 from gpo_ray.controller.fair import FairScheduler
 from gpo_ray.core.generation import GenerationRequest, GenerationResult
 from gpo_ray.observability.metrics import Metrics, NullMetrics
-from gpo_ray.tasks.types import Example, MetricKind
+from gpo_ray.tasks.types import Example
+from gpo_ray.vocabulary import MetricKind
 
 log = structlog.get_logger()
 

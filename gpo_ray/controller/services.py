@@ -10,7 +10,7 @@ from gpo_ray.core.edit_distance import word_edit_distance
 from gpo_ray.core.generation import GenerationRequest, GenerationResult
 from gpo_ray.core.results import StepResult
 from gpo_ray.core.types import TrajectoryEntry
-from gpo_ray.errors import RunFailed
+from gpo_ray.errors import RunFailed, error_line
 from gpo_ray.memory.store import MemoryRecord
 from gpo_ray.tasks.types import Example, Task
 
@@ -81,9 +81,11 @@ class ActorServices:
             await self.memory.add.remote(memory_records(task.name, record, parent=parent))
         except Exception as e:  # noqa: BLE001 - Chroma's own errors (a full disk) arrive wrapped by Ray
             cause = getattr(e, "cause", None) or e
-            first = (str(cause).strip().splitlines() or [type(cause).__name__])[-1]
+            # The last line: when Ray could not hand back the cause itself, `e` carries the actor's traceback as
+            # text, and its last line is the error.
             raise RunFailed(
-                f"cannot store step {record.step} of {task.name} in the trajectory memory: {first}; the step is "
+                f"cannot store step {record.step} of {task.name} in the trajectory memory: "
+                f"{error_line(cause, last=True)}; the step is "
                 f"checkpointed, `gpo-ray resume {self._run_dir}` continues once that is fixed"
             ) from None
         self._last_prompt[task.name] = record.prompt

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from gpo_ray.llm.protocol import ChatRequest, LLMClient
 from gpo_ray.tasks.metrics import score
 from gpo_ray.tasks.placement import build_task_messages
-from gpo_ray.tasks.types import Example, MetricKind, PromptPlacement
+from gpo_ray.tasks.types import Example
+from gpo_ray.vocabulary import MetricKind, PromptPlacement
 
 
 @dataclass(frozen=True)

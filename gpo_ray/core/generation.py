@@ -15,7 +15,8 @@ from gpo_ray.core.extraction import CandidateFilter, extract_candidate
 from gpo_ray.core.meta_prompt import CANDIDATE_JSON_SCHEMA, DEFAULT_TEMPLATE, MetaPromptTemplate, build_meta_prompt
 from gpo_ray.core.types import TrajectoryEntry
 from gpo_ray.llm.protocol import ChatRequest, LLMClient, user_message
-from gpo_ray.tasks.types import Example, PromptPlacement
+from gpo_ray.tasks.types import Example
+from gpo_ray.vocabulary import PromptPlacement
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from gpo_ray.core.schedule import EditBudgetSchedule, total_steps
 from gpo_ray.core.selection import select_best, select_next
 from gpo_ray.core.types import ScoredCandidate, TrajectoryEntry
 from gpo_ray.tasks.types import Example, Task
+from gpo_ray.vocabulary import RunStatus
 
 
 class TaskServices(Protocol):
@@ -114,10 +115,10 @@ class GPOTaskLoop:
             records = [initial]
         trajectory = [TrajectoryEntry(r.prompt, r.eval_score, r.step) for r in records]
         tried = {r.prompt for r in records} | {c.prompt for r in records for c in r.candidates}
-        status = "completed"
+        status = RunStatus.COMPLETED
         for t in range(len(records), self.schedule.total_steps + 1):
             if self.services.should_stop():
-                status = "budget_exhausted"
+                status = RunStatus.BUDGET_EXHAUSTED
                 self.log.warning("budget_exhausted", step=t)
                 break
             record = await self._step(t, trajectory, tried)

@@ -18,11 +18,12 @@ Example text is clipped so that a meta-prompt stays small whatever the task's in
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from gpo_ray.config import MetaPromptTemplate
 from gpo_ray.core.types import TrajectoryEntry
-from gpo_ray.tasks.types import Example, PromptPlacement
+from gpo_ray.tasks.types import Example
+from gpo_ray.vocabulary import PromptPlacement
 
 PLACEHOLDER = "<PROMPT>"
 START_MARKER = "<START>"
@@ -38,43 +39,6 @@ CANDIDATE_JSON_SCHEMA: dict[str, Any] = {
     "required": ["prompt"],
     "additionalProperties": False,
 }
-
-
-@dataclass(frozen=True)
-class MetaPromptTemplate:
-    """The meta-prompt's sentences; override any of them with `dataclasses.replace`.
-
-    Every string is a str.format template (write literal braces doubled), even those without fields.
-    """
-
-    task: str = (
-        "Your job is to write a new prompt for a language model. In the task examples below, the "
-        "placeholder <PROMPT> marks where the prompt is inserted; your prompt will replace it. "
-        "A good prompt makes the model give the correct answer as often as possible."
-    )
-    history_intro: str = (
-        "Here are earlier prompts for this task with their scores, from lowest to highest. "
-        "Scores range from 0 to 100; higher is better."
-    )
-    history_entry: str = "Prompt: {prompt}\nscore: {score}/100"
-    current_intro: str = "This is the current prompt, the one to improve:"
-    examples_intro: str = "Here are some examples of the task. <PROMPT> shows where the prompt is placed."
-    example_end: str = "Q: {input}\n<PROMPT>"
-    example_beginning: str = "<PROMPT>\nQ: {input}"
-    example_system: str = "System: <PROMPT>\nQ: {input}"
-    example_answer: str = "A: {answer}"
-    instruction: str = (
-        "Analyse the examples and the earlier prompts: notice what the higher-scoring prompts do "
-        "that the lower-scoring ones do not. Then write a new prompt that is different from all "
-        "the prompts above and should score higher than all of them."
-    )
-    budget: str = "You may change up to {budget} words of the current prompt."
-    output_markers: str = "Write the new prompt between <START> and <END>."
-    output_json: str = (
-        'Reply with only a JSON object of the form {{"prompt": "..."}}, whose "prompt" value is the new prompt.'
-    )
-    max_input_chars: int = 600
-    max_answer_chars: int = 300
 
 
 DEFAULT_TEMPLATE = MetaPromptTemplate()

@@ -8,18 +8,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from gpo_ray.config import OptimizerSettings
 from gpo_ray.core.adaptive import halving_calls
 from gpo_ray.core.loop import schedule_for, template_for, train_examples
 from gpo_ray.core.meta_prompt import build_meta_prompt
 from gpo_ray.core.types import TrajectoryEntry
-from gpo_ray.config import OptimizerSettings
+from gpo_ray.llm.protocol import tokens_in_chars
 from gpo_ray.tasks.types import Task
-
-CHARS_PER_TOKEN = 4
-
-
-def _tokens(chars: float) -> int:
-    return int(chars / CHARS_PER_TOKEN + 0.5)
 
 
 @dataclass(frozen=True)
@@ -80,6 +75,6 @@ def plan_task(
         edit_budget=schedule.as_list(),
         optimizer_calls=optimizer_calls,
         task_model_calls=task_calls,
-        optimizer_tokens=optimizer_calls * (_tokens(len(meta)) + optimizer_max_tokens),
-        task_model_tokens=task_calls * (_tokens(avg_input) + task_max_tokens),
+        optimizer_tokens=optimizer_calls * (tokens_in_chars(len(meta), nearest=True) + optimizer_max_tokens),
+        task_model_tokens=task_calls * (tokens_in_chars(avg_input, nearest=True) + task_max_tokens),
     )

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gpo_ray.core.types import ScoredCandidate
+from gpo_ray.vocabulary import RunStatus
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class TaskResult:
     best_test_score: float | None
     best_step: int
     steps: tuple[StepResult, ...]
-    status: str = "completed"  # or "budget_exhausted"
+    status: str = RunStatus.COMPLETED  # or RunStatus.BUDGET_EXHAUSTED
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpo_ray.errors import GpoError
+from gpo_ray.errors import GpoError, error_line
 
 
 @dataclass(frozen=True)
@@ -72,8 +72,7 @@ def check_completion(*, log_dir: Path, timeout_s: float = 120.0) -> CheckResult:
             time.sleep(0.05)
         if server.pid is not None and server.exit_code is not None:
             return CheckResult("embedded model", False, server.death_message())
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        return CheckResult("embedded model", False, f"{first}; server log: {log_path}")
+        return CheckResult("embedded model", False, f"{error_line(e)}; server log: {log_path}")
     finally:
         server.stop()
 
@@ -84,8 +83,7 @@ def check_embedding() -> CheckResult:
     try:
         vector = default_embedder().embed(["a prompt to embed"])[0]
     except (GpoError, OSError, RuntimeError, ValueError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        return CheckResult("embedder", False, first)
+        return CheckResult("embedder", False, error_line(e))
     norm = sum(x * x for x in vector) ** 0.5
     if len(vector) == 0 or abs(norm - 1.0) > 1e-3:
         return CheckResult("embedder", False, f"unexpected vector (dimension {len(vector)}, norm {norm:.3f})")

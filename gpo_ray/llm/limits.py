@@ -3,7 +3,7 @@
 A slot is taken first and the rate buckets are waited on while holding it, so that a request is sent
 right after it is admitted by the buckets (admitted requests never pile up behind the semaphore and
 then leave in a burst). Tokens per minute are charged up front from an estimate of the request
-(prompt characters / 4 + max_tokens) and corrected with the usage the endpoint reports; a failed
+(prompt characters / CHARS_PER_TOKEN + max_tokens) and corrected with the usage the endpoint reports; a failed
 attempt keeps its estimate charged, which errs on the side of sending less to a struggling endpoint.
 
 In the stack this layer sits *below* retry, so each attempt (what the endpoint actually sees and
@@ -16,7 +16,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from gpo_ray.llm.protocol import ChatRequest, ChatResponse, LLMClient
+from gpo_ray.llm.protocol import ChatRequest, ChatResponse, LLMClient, tokens_in_chars
 
 Clock = Callable[[], float]
 _EPSILON = 1e-9
@@ -26,8 +26,7 @@ Sleep = Callable[[float], Awaitable[object]]
 
 def estimate_tokens(request: ChatRequest) -> int:
     """A cheap upper-ish estimate of what a request will cost, before it is sent."""
-    prompt_chars = sum(len(m.content) for m in request.messages)
-    return prompt_chars // 4 + 1 + (request.max_tokens or 0)
+    return tokens_in_chars(request.prompt_chars) + 1 + (request.max_tokens or 0)
 
 
 class TokenBucket:

@@ -7,7 +7,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-CHARS_PER_TOKEN = 4  # the rough rule for English text with GPT-style tokenizers
+# About four characters per token (English text): the one estimate used wherever tokens are counted without a reply.
+CHARS_PER_TOKEN = 4
+
+
+def tokens_in_chars(chars: float, *, nearest: bool = False) -> int:
+    """Estimated tokens in `chars` characters of text, rounded down, or to the nearest with `nearest`."""
+    return int(chars / CHARS_PER_TOKEN + 0.5) if nearest else int(chars // CHARS_PER_TOKEN)
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,10 @@ class ChatRequest:
     json_schema: dict[str, Any] | None = None
     sample_index: int = 0
     stop: tuple[str, ...] | None = None
+
+    @property
+    def prompt_chars(self) -> int:
+        return sum(len(m.content) for m in self.messages)
 
     def cache_key(self, model: str) -> str:
         """Stable key over model, messages, parameters and sample index (never key or URL)."""
@@ -77,8 +87,8 @@ class LLMClient(Protocol):
 
 
 def approx_tokens(text: str) -> int:
-    """About four characters a token, at least one: for usage nobody measured (the fake endpoint reports it)."""
-    return max(1, len(text) // CHARS_PER_TOKEN)
+    """The estimate for a text as usage to report, at least one token (the fake endpoint reports it)."""
+    return max(1, tokens_in_chars(len(text)))
 
 
 def user_message(text: str) -> tuple[ChatMessage, ...]:

@@ -45,7 +45,6 @@ def build_client(
 
     `base_delay_s`/`max_delay_s` bound the retry backoff (full jitter); Retry-After from the server wins when longer.
     """
-    structured = role.structured_output if role.structured_output is not None else role.is_embedded
     urls = [base_url] if isinstance(base_url, str) else list(base_url)
 
     def endpoint(url: str) -> LLMClient:
@@ -55,7 +54,7 @@ def build_client(
             model=model,
             api_key_env=role.api_key_env,
             timeout_s=role.timeout_s,
-            structured_output=structured,
+            structured_output=role.uses_structured_output,
             schema_style=role.structured_output_style or ("json_object_schema" if role.is_embedded else "json_schema"),
         )
         client = AttemptCountingClient(client, counters=counters)

@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 
 from gpo_ray.llm.errors import FatalLLMError, LLMError, MalformedResponse, RateLimited, RetryableLLMError
-from gpo_ray.llm.protocol import ChatRequest, ChatResponse, Usage
+from gpo_ray.llm.protocol import ChatRequest, ChatResponse, Usage, tokens_in_chars
 
 NO_KEY = "not-needed"  # local servers (llama.cpp, vLLM) accept any key; the SDK insists on one
 _KEYLIKE = re.compile(r"\b(?:sk|pk|rk)-[A-Za-z0-9_\-*.]{4,}|\bBearer\s+\S+", re.IGNORECASE)
@@ -131,8 +131,8 @@ class _ChatTransport:
         completion_tokens = getattr(usage, "completion_tokens", None)
         if not isinstance(prompt_tokens, int) or not isinstance(completion_tokens, int):
             # Some servers omit usage; a deterministic estimate keeps token budgets meaningful.
-            prompt_tokens = sum(len(m.content) for m in request.messages) // 4
-            completion_tokens = len(text) // 4
+            prompt_tokens = tokens_in_chars(request.prompt_chars)
+            completion_tokens = tokens_in_chars(len(text))
         return ChatResponse(
             text=text,
             usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens),

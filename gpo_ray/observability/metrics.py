@@ -14,9 +14,12 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import structlog
+
+from gpo_ray.config import RunConfig
 
 Kind = Literal["counter", "gauge", "histogram"]
 
@@ -144,6 +147,11 @@ class MetricsContext:
 
     run: str
     enabled: bool = True
+
+
+def run_metrics_context(config: RunConfig, run_path: Path) -> MetricsContext:
+    """Every process of a run tags its gpo_* metrics with the run directory's name."""
+    return MetricsContext(run=run_path.name, enabled=config.tracking.ray_metrics)
 
 
 def metrics_for(context: MetricsContext | None, **default_tags: str) -> Metrics:

@@ -13,6 +13,7 @@ never keys; `tracking.*` left out, it may hold a URI with credentials); per step
 from __future__ import annotations
 
 import json
+import os
 import re
 import tempfile
 import time
@@ -23,16 +24,30 @@ from typing import Any
 
 import structlog
 
-from gpo_ray.config import RunConfig
+from gpo_ray.config import RunConfig, TrackingSettings
 from gpo_ray.core.results import StepResult
+from gpo_ray.errors import error_line
 from gpo_ray.observability.metrics import Metrics
-from gpo_ray.observability.tracking import mlflow_tracking_uri, one_line_error
 from gpo_ray.runtime.run_dir import write_json_atomic
+from gpo_ray.vocabulary import RunStatus
 
 TRACKING_FILE = "tracking.json"  # in the run directory: {"mlflow": {"run_id": ..., "experiment_id": ...}}
 MAX_PARAM_VALUE = 6000  # MLflow's limit on a param value
 BATCH = 100  # MLflow's limit on params per log_batch (metrics allow 1000)
 _UNSAFE_KEY = re.compile(r"[^A-Za-z0-9_\-. /]")
+FINISHED = (RunStatus.COMPLETED, RunStatus.BUDGET_EXHAUSTED)  # MLflow's FINISHED; a stopped run is FAILED there
+_URL_CREDENTIALS = re.compile(r"://[^/@\s]+@")
+
+
+def mlflow_tracking_uri(settings: TrackingSettings) -> str | None:
+    return settings.mlflow_tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
+
+
+def one_line_error(e: BaseException) -> str:
+    """An error for the log: its first line, short, with any user:password@ of a URL masked (tracking URIs
+    may carry credentials)."""
+    line = error_line(e) if str(e).strip() else ""
+    return _URL_CREDENTIALS.sub("://***@", f"{type(e).__name__}: {line}")[:300]
 
 
 def flatten_params(config: dict[str, Any], *, prefix: str = "") -> dict[str, str]:
@@ -206,7 +221,7 @@ class MLflowTracker:
             if results_file.is_file():
                 self.client.log_artifact(self.run_id, str(results_file))
             self.client.set_tag(self.run_id, "gpo.status", status)
-            self.client.set_terminated(self.run_id, "FINISHED" if status in ("completed", "budget_exhausted")
+            self.client.set_terminated(self.run_id, "FINISHED" if status in FINISHED
                                        else "FAILED")
 
         self._submit("finish", end)

@@ -8,8 +8,6 @@ replaced by the no-op one. Whether one is wanted is decided at the edge (`check_
 from __future__ import annotations
 
 import importlib.util
-import os
-import re
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -19,6 +17,7 @@ from gpo_ray.config import RunConfig, TrackingSettings
 from gpo_ray.core.results import StepResult
 from gpo_ray.errors import ConfigError
 from gpo_ray.observability.metrics import Metrics, NullMetrics
+from gpo_ray.observability.mlflow_tracking import MLflowTracker, mlflow_tracking_uri, one_line_error
 
 
 class RunTracker(Protocol):
@@ -39,10 +38,6 @@ class NullTracker:
 
 def mlflow_installed() -> bool:
     return importlib.util.find_spec("mlflow") is not None
-
-
-def mlflow_tracking_uri(settings: TrackingSettings) -> str | None:
-    return settings.mlflow_tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
 
 
 def mlflow_wanted(settings: TrackingSettings) -> bool:
@@ -68,8 +63,6 @@ def open_tracker(config: RunConfig, run_path: Path, *, metrics: Metrics | None =
     else the no-op one. Call from the driver only."""
     if not mlflow_wanted(config.tracking):
         return NullTracker()
-    from gpo_ray.observability.mlflow_tracking import MLflowTracker
-
     metrics = metrics or NullMetrics()
     try:
         return MLflowTracker.open(config, run_path, metrics=metrics)
@@ -78,12 +71,3 @@ def open_tracker(config: RunConfig, run_path: Path, *, metrics: Metrics | None =
         structlog.get_logger().warning("mlflow_unavailable", error=one_line_error(e))
         return NullTracker()
 
-
-_URL_CREDENTIALS = re.compile(r"://[^/@\s]+@")
-
-
-def one_line_error(e: BaseException) -> str:
-    """An error for the log: its first line, short, with any user:password@ of a URL masked (tracking URIs
-    may carry credentials)."""
-    text = str(e).strip().splitlines()
-    return _URL_CREDENTIALS.sub("://***@", f"{type(e).__name__}: {text[0] if text else ''}")[:300]

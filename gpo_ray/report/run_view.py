@@ -22,6 +22,7 @@ from gpo_ray.core.selection import select_best
 from gpo_ray.core.types import TrajectoryEntry
 from gpo_ray.errors import GpoError, InputError
 from gpo_ray.runtime.run_dir import RunDirectory
+from gpo_ray.vocabulary import RunStatus
 
 LOG_TAIL_BYTES = 64 * 1024  # the last log events are read from the end of the file, never the whole log
 
@@ -112,7 +113,7 @@ def read_run(path: Path | str, *, resolve_data: bool = True) -> RunView:
     steps = _read_checkpoints(run_dir, fingerprint=fingerprint)
     schedules = _schedules_from_data(config) if resolve_data else {}
 
-    run_status = str(results.get("status") or ("running" if steps else "not started"))
+    run_status = str(results.get("status") or (RunStatus.RUNNING if steps else "not started"))
     tasks: dict[str, TaskView] = {}
     for name in sorted(set(steps) | set(entries) | set(schedules)):
         entry = entries.get(name) if isinstance(entries.get(name), dict) else {}
@@ -209,6 +210,10 @@ def _schedules_from_data(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
         return {}
 
 
+_FINISHED = (RunStatus.COMPLETED, RunStatus.BUDGET_EXHAUSTED)
+_ENDED = (RunStatus.STOPPED, *_FINISHED)
+
+
 def _task_view(name: str, records: list[StepResult], entry: dict[str, Any], schedule: tuple[int, ...] | None, *,
                run_status: str) -> TaskView:
     if not records and entry:  # no checkpoint file: rebuild from results.json
@@ -218,11 +223,12 @@ def _task_view(name: str, records: list[StepResult], entry: dict[str, Any], sche
             records = [first, *(StepResult.from_dict(s) for s in entry.get("steps", []))]
         except (KeyError, TypeError, ValueError):
             records = []
-    status = str(entry.get("status") or ("running" if records else "pending"))
-    if status == "running" and run_status in ("stopped", "completed", "budget_exhausted"):
-        status = "stopped"  # the run ended without this task finishing
-    finished = status in ("completed", "budget_exhausted")
-    total = len(schedule) if schedule is not None else (max(0, len(records) - 1) if status == "completed" else None)
+    status = str(entry.get("status") or (RunStatus.RUNNING if records else "pending"))
+    if status == RunStatus.RUNNING and run_status in _ENDED:
+        status = str(RunStatus.STOPPED)  # the run ended without this task finishing
+    finished = status in _FINISHED
+    total = len(schedule) if schedule is not None else (max(0, len(records) - 1) if status == RunStatus.COMPLETED
+                                                        else None)
     best_step = entry.get("best_step") if finished and isinstance(entry.get("best_step"), int) else None
     return TaskView(
         name=name, status=status, steps=tuple(records), total_steps=total, schedule=schedule,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,12 @@ import structlog
 
 from gpo_ray.config import TaskSource
 from gpo_ray.errors import DataError
-from gpo_ray.tasks.types import Example, MetricKind, Task
+from gpo_ray.tasks.types import Example, Task
+from gpo_ray.vocabulary import MetricKind
 
+EXAMPLE_PREFIX = "example/"
+EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
+_OPTION_LETTER = re.compile(r"^\([A-Z]\)$")
 _DEFAULT_ANSWER_FIELDS = ("target", "output")
 _REQUIRED_SPLITS = ("train", "eval", "test")
 # Optional files: (file stem, id prefix).
@@ -131,12 +136,7 @@ def load_bbh_json(source: TaskSource) -> Task:
     random.Random(source.split_seed).shuffle(pool)
     train_end = source.train_size
     eval_end = train_end + source.eval_size
-    if source.metric is None:
-        from gpo_ray.tasks.registry import infer_metric
-
-        metric = infer_metric(source.name, pool)
-    else:
-        metric = source.metric
+    metric = infer_metric(source.name, pool) if source.metric is None else source.metric
     task = Task(
         name=source.name,
         metric=metric,
@@ -177,8 +177,6 @@ def _load_split_folder(
         for stem, prefix in _OPTIONAL_SPLITS
     }
     if metric is None:
-        from gpo_ray.tasks.registry import infer_metric  # the registry imports this module
-
         metric = infer_metric(name, splits["train"] + splits["eval"] + splits["test"])
     task = Task(
         name=name,
@@ -266,3 +264,41 @@ def _log_loaded(task: Task, path: Path) -> None:
         eval=len(task.eval),
         test=len(task.test),
     )
+
+
+# --- which metric a task is scored with -------------------------------------------------------
+
+
+def infer_metric(name: str, task_examples: Sequence[Example]) -> MetricKind:
+    """The paper's metric for a task: from its name, or from what its answers look like."""
+    if name.startswith("mmlu/") or name == "wsc":
+        return MetricKind.MULTIPLE_CHOICE
+    if name == "gsm8k":
+        return MetricKind.NUMERIC
+    if name == "webnlg":
+        return MetricKind.ROUGE_L
+    if name.startswith(EXAMPLE_PREFIX):
+        return _example_metric(name[len(EXAMPLE_PREFIX) :])
+    # BBH and anything else: option letters mean multiple choice. A majority, not all: a few
+    # BBH tasks (movie_recommendation, ruin_names) carry one or two free-text targets.
+    letters = sum(1 for e in task_examples if _OPTION_LETTER.match(e.answer.strip()))
+    if task_examples and letters * 2 > len(task_examples):
+        return MetricKind.MULTIPLE_CHOICE
+    return MetricKind.EXACT_MATCH
+
+
+def example_task_dir(name: str) -> Path:
+    """Folder of a shipped example task (`arithmetic` for `example/arithmetic`)."""
+    return EXAMPLES_DIR / name
+
+
+def _example_metric(name: str) -> MetricKind:
+    meta_path = example_task_dir(name) / "meta.json"
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        return MetricKind(meta["metric"])
+    except FileNotFoundError:
+        raise DataError(f"example task '{name}' has no meta.json at {meta_path}") from None
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        kinds = ", ".join(k.value for k in MetricKind)
+        raise DataError(f"{meta_path}: expected {{\"metric\": one of {kinds}}}") from None

@@ -14,7 +14,8 @@ import re
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 
-from gpo_ray.tasks.types import Example, MetricKind
+from gpo_ray.tasks.types import Example
+from gpo_ray.vocabulary import MetricKind
 
 # --- cleaning -------------------------------------------------------------------------------
 

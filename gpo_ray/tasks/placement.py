@@ -8,7 +8,7 @@ differs with placement, so it is a run setting.
 from __future__ import annotations
 
 from gpo_ray.llm.protocol import ChatMessage
-from gpo_ray.tasks.types import PromptPlacement
+from gpo_ray.vocabulary import PromptPlacement
 
 
 def build_task_messages(prompt: str, question: str, *, placement: PromptPlacement) -> tuple[ChatMessage, ...]:

@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import json
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from gpo_ray.config import TaskSource
 from gpo_ray.errors import DataError
-from gpo_ray.tasks.loaders import load_bbh_json, load_generic_jsonl, load_gpo_folder
-from gpo_ray.tasks.types import Example, MetricKind, Task
-
-EXAMPLE_PREFIX = "example/"
-_EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
+from gpo_ray.tasks.loaders import EXAMPLE_PREFIX, EXAMPLES_DIR, load_bbh_json, load_generic_jsonl, load_gpo_folder
+from gpo_ray.tasks.types import Task
 
 # Single-task benchmarks: name -> folder under data_dir.
 _SINGLE_DATA_TASKS = {
@@ -34,7 +30,6 @@ _DATA_FAMILIES = {
     "bbh/": Path("BIG-Bench-Hard"),
     "mmlu/": Path("MMLU"),
 }
-_OPTION_LETTER = re.compile(r"^\([A-Z]\)$")
 TaskLoader = Callable[[], Task]
 _DATA_DIR_HELP = "set data_dir or --data-dir to the folder holding BIG-Bench-Hard/, MMLU/, reasoning/, common-nlp/"
 
@@ -70,41 +65,6 @@ def resolve_tasks(
     return [catalog[name]() for name in sorted(chosen)]
 
 
-def infer_metric(name: str, task_examples: Sequence[Example]) -> MetricKind:
-    """The paper's metric for a task: from its name, or from what its answers look like."""
-    if name.startswith("mmlu/") or name == "wsc":
-        return MetricKind.MULTIPLE_CHOICE
-    if name == "gsm8k":
-        return MetricKind.NUMERIC
-    if name == "webnlg":
-        return MetricKind.ROUGE_L
-    if name.startswith(EXAMPLE_PREFIX):
-        return _example_metric(name[len(EXAMPLE_PREFIX) :])
-    # BBH and anything else: option letters mean multiple choice. A majority, not all: a few
-    # BBH tasks (movie_recommendation, ruin_names) carry one or two free-text targets.
-    letters = sum(1 for e in task_examples if _OPTION_LETTER.match(e.answer.strip()))
-    if task_examples and letters * 2 > len(task_examples):
-        return MetricKind.MULTIPLE_CHOICE
-    return MetricKind.EXACT_MATCH
-
-
-def example_task_dir(name: str) -> Path:
-    """Folder of a shipped example task (`arithmetic` for `example/arithmetic`)."""
-    return _EXAMPLES_DIR / name
-
-
-def _example_metric(name: str) -> MetricKind:
-    meta_path = example_task_dir(name) / "meta.json"
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        return MetricKind(meta["metric"])
-    except FileNotFoundError:
-        raise DataError(f"example task '{name}' has no meta.json at {meta_path}") from None
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-        kinds = ", ".join(k.value for k in MetricKind)
-        raise DataError(f"{meta_path}: expected {{\"metric\": one of {kinds}}}") from None
-
-
 def _catalog(*, data_dir: Path | None, sources: Sequence[TaskSource]) -> dict[str, TaskLoader]:
     """name -> zero-argument loader. Loading is deferred so listing names reads no data."""
     catalog: dict[str, TaskLoader] = {}
@@ -135,11 +95,11 @@ def _source_loader(source: TaskSource) -> TaskLoader:
 
 
 def _example_tasks() -> dict[str, Path]:
-    if not _EXAMPLES_DIR.is_dir():
+    if not EXAMPLES_DIR.is_dir():
         return {}
     return {
         f"{EXAMPLE_PREFIX}{d.name}": d
-        for d in sorted(_EXAMPLES_DIR.iterdir())
+        for d in sorted(EXAMPLES_DIR.iterdir())
         if d.is_dir() and (d / "meta.json").is_file()
     }
 

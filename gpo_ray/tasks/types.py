@@ -3,20 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 
-
-class MetricKind(str, Enum):
-    MULTIPLE_CHOICE = "multiple_choice"  # option letter (A), (B), ...
-    EXACT_MATCH = "exact_match"  # BBH free-form answers
-    NUMERIC = "numeric"  # GSM8K: last number in the output
-    ROUGE_L = "rouge_l"  # WebNLG: ROUGE-L F against the best reference
-
-
-class PromptPlacement(str, Enum):
-    END = "end"  # after the question (the paper's default)
-    BEGINNING = "beginning"  # before the question
-    SYSTEM = "system"  # as the system message
+from gpo_ray.vocabulary import MetricKind
 
 
 @dataclass(frozen=True)

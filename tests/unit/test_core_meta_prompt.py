@@ -13,7 +13,8 @@ from gpo_ray.core.meta_prompt import (
     build_meta_prompt,
 )
 from gpo_ray.core.types import TrajectoryEntry
-from gpo_ray.tasks.types import Example, PromptPlacement
+from gpo_ray.tasks.types import Example
+from gpo_ray.vocabulary import PromptPlacement
 
 HISTORY = [
     TrajectoryEntry(prompt="Answer the question.", score=0.415, step=0),

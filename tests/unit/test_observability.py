@@ -28,9 +28,11 @@ from gpo_ray.observability.metrics import (
     RayMetrics,
     metrics_for,
 )
-from gpo_ray.observability.tracking import NullTracker, check_tracking, mlflow_wanted, one_line_error, open_tracker
-from gpo_ray.tasks.types import Example, MetricKind
+from gpo_ray.observability.mlflow_tracking import one_line_error
+from gpo_ray.observability.tracking import NullTracker, check_tracking, mlflow_wanted, open_tracker
+from gpo_ray.tasks.types import Example
 from gpo_ray.testing import FakeLLMConfig, running_fake_llm
+from gpo_ray.vocabulary import MetricKind
 
 
 class RecordingMetrics:

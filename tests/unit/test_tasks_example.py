@@ -8,8 +8,9 @@ from pathlib import Path
 import gpo_ray
 from gpo_ray.tasks.examples.generate import SPLIT_SIZES, generate_arithmetic, write_example_tasks
 from gpo_ray.tasks.metrics import score
-from gpo_ray.tasks.registry import example_task_dir, resolve_tasks
-from gpo_ray.tasks.types import MetricKind
+from gpo_ray.tasks.loaders import example_task_dir
+from gpo_ray.tasks.registry import resolve_tasks
+from gpo_ray.vocabulary import MetricKind
 
 SHIPPED = example_task_dir("arithmetic")
 

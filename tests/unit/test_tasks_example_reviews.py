@@ -12,7 +12,8 @@ from gpo_ray.config import load_config
 from gpo_ray.tasks.examples.generate import main as generate_main
 from gpo_ray.tasks.examples.generate_reviews import SPLIT_SIZES, generate_reviews, write_reviews_task
 from gpo_ray.tasks.metrics import score
-from gpo_ray.tasks.registry import available_task_names, example_task_dir, resolve_tasks
+from gpo_ray.tasks.loaders import example_task_dir
+from gpo_ray.tasks.registry import available_task_names, resolve_tasks
 from gpo_ray.tasks.types import MetricKind
 
 SHIPPED = example_task_dir("reviews")

@@ -10,7 +10,8 @@ import pytest
 from gpo_ray.config import TaskSource
 from gpo_ray.errors import DataError
 from gpo_ray.tasks.loaders import load_bbh_json, load_generic_jsonl, load_gpo_folder, load_jsonl_split
-from gpo_ray.tasks.types import Example, MetricKind
+from gpo_ray.tasks.types import Example
+from gpo_ray.vocabulary import MetricKind
 
 
 def write_jsonl(path: Path, records: list[object]) -> Path:

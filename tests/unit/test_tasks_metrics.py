@@ -10,8 +10,9 @@ from rouge_score import rouge_scorer
 
 from gpo_ray.tasks.loaders import load_jsonl_split
 from gpo_ray.tasks.metrics import extract_answer, score
-from gpo_ray.tasks.registry import infer_metric
-from gpo_ray.tasks.types import Example, MetricKind
+from gpo_ray.tasks.loaders import infer_metric
+from gpo_ray.tasks.types import Example
+from gpo_ray.vocabulary import MetricKind
 
 MC, EXACT, NUM, ROUGE = MetricKind.MULTIPLE_CHOICE, MetricKind.EXACT_MATCH, MetricKind.NUMERIC, MetricKind.ROUGE_L
 

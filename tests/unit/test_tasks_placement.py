@@ -6,7 +6,7 @@ import pytest
 
 from gpo_ray.llm.protocol import ChatMessage
 from gpo_ray.tasks.placement import build_task_messages
-from gpo_ray.tasks.types import PromptPlacement
+from gpo_ray.vocabulary import PromptPlacement
 
 QUESTION = "Tom has 3 apples and buys 4 more. How many apples does he have?"
 PROMPT = "Let's think step by step."

@@ -9,8 +9,10 @@ import pytest
 
 from gpo_ray.config import TaskSource
 from gpo_ray.errors import DataError
-from gpo_ray.tasks.registry import available_task_names, infer_metric, resolve_tasks
-from gpo_ray.tasks.types import Example, MetricKind
+from gpo_ray.tasks.loaders import infer_metric
+from gpo_ray.tasks.registry import available_task_names, resolve_tasks
+from gpo_ray.tasks.types import Example
+from gpo_ray.vocabulary import MetricKind
 
 
 def jsonl_source(tmp_path: Path, name: str, *, answer: str = "yes") -> TaskSource:

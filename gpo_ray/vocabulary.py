@@ -1,0 +1,51 @@
+"""The words that configuration, the core, the run directory, the metrics and the cluster all use, each spelled
+once: the ground floor every other module may import (it imports nothing of gpo_ray)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import Enum, StrEnum
+
+
+class MetricKind(str, Enum):
+    MULTIPLE_CHOICE = "multiple_choice"  # option letter (A), (B), ...
+    EXACT_MATCH = "exact_match"  # BBH free-form answers
+    NUMERIC = "numeric"  # GSM8K: last number in the output
+    ROUGE_L = "rouge_l"  # WebNLG: ROUGE-L F against the best reference
+
+
+class PromptPlacement(str, Enum):
+    """Where the optimized prompt goes in a task-model request (not where an actor runs)."""
+
+    END = "end"  # after the question (the paper's default)
+    BEGINNING = "beginning"  # before the question
+    SYSTEM = "system"  # as the system message
+
+
+class RunStatus(StrEnum):
+    """The `status` of a run and of each task in results.json (a str: it is written and compared as its value)."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    BUDGET_EXHAUSTED = "budget_exhausted"  # the global budget stopped it before its last step
+    STOPPED = "stopped"  # the run ended on an error; `resume` continues it
+
+    @classmethod
+    def of_tasks(cls, statuses: Iterable[str]) -> RunStatus:
+        """A finished run's status from its tasks': budget_exhausted as soon as one task did not complete."""
+        return cls.BUDGET_EXHAUSTED if any(s != cls.COMPLETED for s in statuses) else cls.COMPLETED
+
+
+class Role(StrEnum):
+    """The LLM roles: names of usage.json's sections, cache folders, log and metric tags."""
+
+    OPTIMIZER = "optimizer"
+    TASK_MODEL = "task_model"
+
+
+class NodeResource(StrEnum):
+    """Ray custom resources that say where which actor may run (ray_cluster.yaml and deploy/ put them on nodes)."""
+
+    HEAD = "gpo_head"
+    REFINER = "gpo_refiner"
+    EVALUATOR = "gpo_evaluator"
