@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -38,10 +39,13 @@ def gpo_ray_command() -> list[str]:
 def run_seed(config: Path, seed: int, run_dir: Path) -> dict[str, Any]:
     """One optimize run; returns its per-task results, wall time and exit code."""
     cmd = [*gpo_ray_command(), "optimize", str(config), "--seed", str(seed), "--run-dir", str(run_dir), "--quiet"]
+    load_before = os.getloadavg()[0]
     started = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
     wall = time.monotonic() - started
-    row: dict[str, Any] = {"seed": seed, "exit_code": proc.returncode, "wall_s": round(wall, 1), "tasks": {}}
+    row: dict[str, Any] = {"seed": seed, "exit_code": proc.returncode, "wall_s": round(wall, 1), "tasks": {},
+                           # the machine is shared: the 1-minute load average says how much else ran
+                           "load_avg": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
     results_path = run_dir / "results.json"
     if proc.returncode != 0 or not results_path.is_file():
         row["error"] = (proc.stderr.strip().splitlines() or proc.stdout.strip().splitlines() or ["no output"])[-1]
@@ -92,9 +96,9 @@ def markdown(rows: Sequence[dict[str, Any]], *, command: str, config: Path) -> s
             )
     initial = {t["initial_prompt"] for row in rows for t in row["tasks"].values()}
     mean_gain = sum(gains) / len(gains) if gains else None
-    lines += ["", f"Initial prompt: {' / '.join(repr(p) for p in sorted(initial))}. "
-              f"Mean test gain over {len(gains)} run(s): "
-              f"**{'-' if mean_gain is None else f'{mean_gain:+.3f}'}**."]
+    mean_text = "-" if mean_gain is None else f"{mean_gain:+.3f}"
+    lines += ["", (f"Initial prompt: {' / '.join(repr(p) for p in sorted(initial))}. "
+                   f"Mean test gain over {len(gains)} run(s): **{mean_text}**.")]
     return "\n".join(lines) + "\n"
 
 
