@@ -33,7 +33,7 @@ class _Parser(argparse.ArgumentParser):
 def _common_task_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?", type=Path, help="run config (YAML or TOML)")
     p.add_argument("--task", action="append", dest="tasks", metavar="NAME",
-                   help="task name or glob (bbh/navigate, mmlu/*, gsm8k, example/arithmetic); repeatable")
+                   help="task name or glob (bbh/navigate, mmlu/*, gsm8k, example/reviews); repeatable")
     p.add_argument("--data-dir", type=Path, help="folder with the GPO benchmarks (BIG-Bench-Hard/, MMLU/, ...)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--candidates", type=int, help="candidates per step")
