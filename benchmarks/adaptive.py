@@ -1,6 +1,6 @@
 """Adaptive evaluation (successive halving) against full evaluation of the same candidates: calls saved, choices.
 
-    .venv/bin/python -m benchmarks.adaptive                   # 27 tasks: about 20 seconds, one core, no Ray
+    .venv/bin/python -m benchmarks.adaptive                   # 27 tasks: seconds, one core, no Ray
     .venv/bin/python -m benchmarks.adaptive --first-round 4 --eta 3 --out /tmp/a.json
 
 In this process, with the scripted models of gpo_ray.testing (`ScriptedLLM`, no endpoint, no Ray): per task, one

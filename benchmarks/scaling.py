@@ -1,6 +1,6 @@
 """How utilization, wall time and CPU per call change as endpoint slots, evaluator actors and tasks grow.
 
-    .venv/bin/python -m benchmarks.scaling                    # 11 small runs: about 1.5 minutes on 2 cores
+    .venv/bin/python -m benchmarks.scaling                    # 11 small runs: about 2 minutes on 2 cores
     .venv/bin/python -m benchmarks.scaling --scaling-slots 1,64 --scaling-evaluators 2 --scaling-tasks 3
 
 Each row is a small gpo-ray run (--scaling-train-limit training examples per task, so 2 steps) that varies one axis
