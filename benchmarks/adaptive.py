@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import cli
-from benchmarks.harness.workload import Workload, endpoint_config, load_workload
+from benchmarks.harness.workload import Workload, endpoint_config
 from gpo_ray.config import OptimizerSettings
 from gpo_ray.core.evaluation import TaskModelParams, mean
 from gpo_ray.core.loop import GPOTaskLoop
@@ -118,14 +116,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    cli.quiet_logging()
-    started = time.perf_counter()
-    report = cli.new_report(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        report["adaptive"] = measure(load_workload(args.tasks, data_dir=args.data_dir, scratch=Path(tmp)), args)
-    print_section(report["adaptive"])
-    cli.finish(report, args.out, started)
-    return 0
+
+    def fill(report: dict[str, Any], workload: Workload, root: Path) -> None:
+        report["adaptive"] = measure(workload, args)
+
+    return cli.run(argv, args, fill, lambda report: print_section(report["adaptive"]), with_ray=False)
 
 
 if __name__ == "__main__":

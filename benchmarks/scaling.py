@@ -11,15 +11,13 @@ run has a fresh fake endpoint (gpo_ray.testing.ProcessFake) in its own process.
 from __future__ import annotations
 
 import argparse
-import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import cli
 from benchmarks.harness.runs import distributed_run, strip
-from benchmarks.harness.workload import Workload, endpoint_config, load_workload
+from benchmarks.harness.workload import Workload, endpoint_config
 from gpo_ray.testing import ProcessFake
 
 
@@ -66,22 +64,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import ray
-
     args = parse_args(argv)
-    cli.quiet_logging()
-    started = time.perf_counter()
-    cli.start_ray()
-    report = cli.new_report(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        workload = load_workload(args.tasks, data_dir=args.data_dir, scratch=root)
-        report["workload"] = {"tasks": len(workload.tasks), "source": workload.source}
+
+    def fill(report: dict[str, Any], workload: Workload, root: Path) -> None:
         report["scaling"] = measure(workload, root, args)
-    ray.shutdown()
-    print_section(report["scaling"])
-    cli.finish(report, args.out, started)
-    return 0
+
+    return cli.run(argv, args, fill, lambda report: print_section(report["scaling"]))
 
 
 if __name__ == "__main__":

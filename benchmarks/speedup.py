@@ -15,8 +15,6 @@ CPU seconds of the driver and every actor process per LLM call; peak RSS of each
 from __future__ import annotations
 
 import argparse
-import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,6 @@ from benchmarks.harness.runs import distributed_run, sequential_run, strip
 from benchmarks.harness.workload import (
     Workload,
     endpoint_config,
-    load_workload,
     run_config,
 )
 from gpo_ray.core.plan import plan_task
@@ -115,22 +112,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import ray
-
     args = parse_args(argv)
-    cli.quiet_logging()
-    started = time.perf_counter()
-    cli.start_ray()
-    report = cli.new_report(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        workload = load_workload(args.tasks, data_dir=args.data_dir, scratch=root)
-        report["workload"] = {"tasks": len(workload.tasks), "source": workload.source}
-        report.update(measure(workload, root, args))
-    ray.shutdown()
-    print_section(report)
-    cli.finish(report, args.out, started)
-    return 0
+    return cli.run(argv, args, lambda report, workload, root: report.update(measure(workload, root, args)),
+                   print_section)
 
 
 if __name__ == "__main__":

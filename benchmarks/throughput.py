@@ -14,14 +14,13 @@ Each of them also runs alone (`python -m benchmarks.<name> --help`); compare rat
 from __future__ import annotations
 
 import argparse
-import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from benchmarks import adaptive, scaling, speedup
 from benchmarks.harness import cli
-from benchmarks.harness.workload import load_workload
+from benchmarks.harness.workload import Workload, load_workload
 
 ADAPTIVE_TASKS = 27  # adaptive evaluation runs on all the shared BBH tasks, whatever --tasks
 
@@ -39,31 +38,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import ray
-
     args = parse_args(argv)
-    cli.quiet_logging()
-    started = time.perf_counter()
-    cli.start_ray()
-    report = cli.new_report(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        workload = load_workload(args.tasks, data_dir=args.data_dir, scratch=root)
-        report["workload"] = {"tasks": len(workload.tasks), "source": workload.source}
+
+    def fill(report: dict[str, Any], workload: Workload, root: Path) -> None:
         report.update(speedup.measure(workload, root, args))
         if args.scaling:
             report["scaling"] = scaling.measure(workload, root, args)
         if args.adaptive:
             shared = load_workload(ADAPTIVE_TASKS, data_dir=args.data_dir, scratch=root / "adaptive")
             report["adaptive"] = adaptive.measure(shared, args)
-    ray.shutdown()
-    speedup.print_section(report)
-    if report.get("scaling"):
-        scaling.print_section(report["scaling"])
-    if report.get("adaptive"):
-        adaptive.print_section(report["adaptive"])
-    cli.finish(report, args.out, started)
-    return 0
+
+    def show(report: dict[str, Any]) -> None:
+        speedup.print_section(report)
+        if report.get("scaling"):
+            scaling.print_section(report["scaling"])
+        if report.get("adaptive"):
+            adaptive.print_section(report["adaptive"])
+
+    return cli.run(argv, args, fill, show)
 
 
 if __name__ == "__main__":

@@ -6,12 +6,13 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness.workload import SHARED_DATA
+from benchmarks.harness.workload import SHARED_DATA, Workload, load_workload
 
 RESULTS = Path("benchmarks/results")
 
@@ -93,3 +94,30 @@ def finish(report: dict[str, Any], out: Path, started: float) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
     print(f"\nJSON: {out}  (benchmark took {report['benchmark_wall_s']:.0f} s)")
+
+
+def run(argv: Sequence[str] | None, args: argparse.Namespace,
+        measure: Callable[[dict[str, Any], Workload, Path], None], show: Callable[[dict[str, Any]], None], *,
+        with_ray: bool = True) -> int:
+    """A benchmark's main: quiet logs, Ray started (`with_ray`), the workload of --tasks/--data-dir loaded in a scratch
+    folder, `measure(report, workload, scratch)` filling the report, Ray stopped; then `show(report)` and the JSON
+    written to --out."""
+    quiet_logging()
+    started = time.perf_counter()
+    if with_ray:
+        start_ray()
+    report = new_report(argv)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            workload = load_workload(args.tasks, data_dir=args.data_dir, scratch=root)
+            report["workload"] = {"tasks": len(workload.tasks), "source": workload.source}
+            measure(report, workload, root)
+    finally:
+        if with_ray:
+            import ray
+
+            ray.shutdown()
+    show(report)
+    finish(report, args.out, started)
+    return 0
