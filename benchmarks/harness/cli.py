@@ -1,4 +1,4 @@
-"""The command-line options the benchmarks share, starting Ray, and writing a benchmark's JSON report."""
+"""The command-line options the benchmarks share, and `run`: a benchmark's main (Ray, the workload, the JSON report)."""
 
 from __future__ import annotations
 
