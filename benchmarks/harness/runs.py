@@ -1,0 +1,96 @@
+"""The two kinds of run against a hosted endpoint (`gpo_ray.testing.ProcessFake`): gpo-ray's actor system, and the
+sequential reference optimizer with a given number of calls in flight (1 = the paper's loop). Each returns its
+measurements and, under "results", every task's result (`strip` drops them for the report)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness.measure import ProcessSampler, endpoint_capacity, utilization
+from benchmarks.harness.workload import Workload, run_config
+from gpo_ray.core.evaluation import TaskModelParams
+from gpo_ray.core.reference import optimize_sequential
+from gpo_ray.llm.accounting import UsageCounters
+from gpo_ray.llm.stack import build_client
+from gpo_ray.testing import ProcessFake
+
+
+def strip(run: dict[str, Any]) -> dict[str, Any]:
+    """A run without its per-task results, as the report keeps it."""
+    return {k: v for k, v in run.items() if k != "results"}
+
+
+def distributed_run(workload: Workload, endpoint: ProcessFake, root: Path, args: argparse.Namespace, *,
+                    evaluators: int) -> dict[str, Any]:
+    """`optimize()` on the running Ray, sampling the driver's and every actor's CPU and memory."""
+    import ray
+
+    from gpo_ray.api import optimize
+
+    config = run_config(workload, endpoint.base_url, root, args, evaluators=evaluators)
+    endpoint.reset()
+    with ProcessSampler() as sampler:
+        def started(actors: Any) -> None:
+            for kind, handles in (("memory", [actors.memory]), ("refiner", actors.refiners),
+                                  ("evaluator", actors.evaluators)):
+                for pid in ray.get([h.pid.remote() for h in handles]):
+                    sampler.add(pid, kind)
+
+        t0, t0_mono = time.perf_counter(), time.monotonic()
+        results = optimize(config, on_actors_started=started)
+        wall = time.perf_counter() - t0
+    stats = endpoint.stats()
+    calls = stats["completed"]
+    actor_cpu = sampler.cpu_seconds() - sampler.cpu_seconds("driver")
+    return {
+        "tasks": len(workload.tasks), "slots": endpoint.config.concurrency, "evaluators": evaluators, "wall_s": wall,
+        "utilization": utilization(endpoint.timeline(), capacity=endpoint_capacity(endpoint.config), wall=wall,
+                                   started=t0_mono),
+        "cpu_s": {"driver": sampler.cpu_seconds("driver"), "actors": actor_cpu,
+                  **{k: sampler.cpu_seconds(k) for k in ("memory", "refiner", "evaluator")}},
+        "cpu_ms_per_call": 1000 * (sampler.cpu_seconds("driver") + actor_cpu) / max(calls, 1),
+        "peak_rss_mb": {k: sampler.peak_rss(k) / 2**20 for k in ("driver", "memory", "refiner", "evaluator")},
+        "peak_in_service": stats["peak_in_service"],
+        "results": {n: r.to_dict() for n, r in results.tasks.items()},
+    }
+
+
+def sequential_run(workload: Workload, endpoint: ProcessFake, args: argparse.Namespace, *, in_flight: int,
+                   root: Path) -> dict[str, Any]:
+    """`core/reference.py` in this process: tasks in series, at most `in_flight` calls at a time."""
+    from gpo_ray.llm.embedding import MiniLMEmbedder
+
+    config = run_config(workload, endpoint.base_url, root, args, evaluators=1)
+    role = config.task_model.model_copy(update={"max_in_flight": in_flight})
+    counters = UsageCounters()
+    opt = build_client(role.model_copy(update={"temperature": 1.0}), role_name="optimizer",
+                       base_url=endpoint.base_url, model="fake-llm", cache=None, counters=counters)
+    task_llm = build_client(role, role_name="task_model", base_url=endpoint.base_url, model="fake-llm",
+                            cache=None, counters=counters)
+    params = TaskModelParams(placement=config.optimizer.placement, temperature=0.0, max_tokens=64,
+                             seed=config.optimizer.seed)
+    embedder = MiniLMEmbedder()
+    embedder.embed(["warm up"])
+    endpoint.reset()
+    with ProcessSampler() as sampler:
+        t0 = time.perf_counter()
+        async def run() -> dict[str, Any]:
+            try:
+                return await optimize_sequential(
+                    workload.tasks, settings=config.optimizer, optimizer_llm=opt, task_llm=task_llm,
+                    embed=embedder.embed, task_params=params, optimizer_temperature=1.0, optimizer_max_tokens=64)
+            finally:
+                await opt.aclose()
+                await task_llm.aclose()
+
+        results = asyncio.run(run())
+        wall = time.perf_counter() - t0
+    calls = endpoint.stats()["completed"]
+    return {"tasks": len(workload.tasks), "in_flight": in_flight, "wall_s": wall, "calls": calls,
+            "utilization": utilization(endpoint.timeline(), capacity=endpoint_capacity(endpoint.config), wall=wall),
+            "cpu_ms_per_call": 1000 * sampler.cpu_seconds() / max(calls, 1),
+            "results": {n: r.to_dict() for n, r in results.items()}}
