@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 
 from gpo_ray.config import EndpointSpec, LLMRoleConfig, RunConfig
-from gpo_ray.core.evaluation import TaskModelParams
+from gpo_ray.core.evaluation import task_model_params
 from gpo_ray.core.results import TaskResult
 from gpo_ray.errors import ConfigError, RunFailed, error_line
 from gpo_ray.llm.errors import LLMError
@@ -190,8 +190,7 @@ def _start_actors(config: RunConfig, run_dir: RunDirectory, opt: Endpoint, task:
         .remote(config.optimizer_model, base_url=urls, model=opt.model, cache_dir=cache_dir, metrics=metrics)
         for urls, res in _endpoint_groups(opt, config.cluster.num_refiners)
     ]
-    params = TaskModelParams(placement=config.optimizer.placement, temperature=config.task_model.temperature,
-                             max_tokens=config.task_model.max_tokens, seed=config.optimizer.seed)
+    params = task_model_params(config)
     evaluators = [
         EvaluatorActor.options(**ACTOR_OPTIONS, **node_options(res or NodeResource.EVALUATOR, available=available,
                                                                required=res is not None))

@@ -39,6 +39,8 @@ def _common_task_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--candidates", type=int, help="candidates per step")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--seed", type=int)
+    p.add_argument("--answer-extraction", choices=("single", "second_turn"),
+                   help="second_turn: ask the task model again for its final answer, as the paper's code does")
 
 
 def _optimize_args(p: argparse.ArgumentParser) -> None:
@@ -124,7 +126,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "task_model": both,
         "optimizer_model": opt,
         "optimizer": {"epochs": g("epochs"), "candidates": g("candidates"), "batch_size": g("batch_size"),
-                      "seed": g("seed")},
+                      "seed": g("seed"), "answer_extraction": g("answer_extraction")},
         "cluster": {"address": g("address"), "num_refiners": g("refiners"), "num_evaluators": g("evaluators")},
     }
 
@@ -155,7 +157,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     ]
     if args.json:
         total = {k: sum(getattr(p, k) for p in plans)
-                 for k in ("optimizer_calls", "task_model_calls", "optimizer_tokens", "task_model_tokens")}
+                 for k in ("optimizer_calls", "task_model_calls", "second_turn_calls", "optimizer_tokens",
+                           "task_model_tokens")}
         print(json.dumps({"tasks": {p.task: p.to_dict() for p in plans}, "total": total}, indent=2))
         return 0
     from rich.console import Console
@@ -166,12 +169,16 @@ def cmd_plan(args: argparse.Namespace) -> int:
         table.add_column(col, overflow="fold")
     for p in plans:
         table.add_row(p.task, f"{p.train}/{p.eval}/{p.test}", str(p.steps), " ".join(map(str, p.edit_budget)),
-                      f"{p.optimizer_calls:,}", f"{p.task_model_calls:,}",
+                      f"{p.optimizer_calls:,}",
+                      f"{p.task_model_calls:,}" + (f" (incl. {p.second_turn_calls:,} second turns)"
+                                                   if p.second_turn_calls else ""),
                       f"{p.optimizer_tokens + p.task_model_tokens:,}")
     console = Console()
     console.print(table)
     console.print(f"total: {sum(p.optimizer_calls for p in plans):,} optimizer calls, "
-                  f"{sum(p.task_model_calls for p in plans):,} task-model calls, about "
+                  f"{sum(p.task_model_calls for p in plans):,} task-model calls"
+                  + (f" ({second:,} of them second turns)" if (second := sum(p.second_turn_calls for p in plans)) else "")
+                  + ", about "
                   f"{sum(p.optimizer_tokens + p.task_model_tokens for p in plans):,} tokens (completions at max_tokens)")
     return 0
 

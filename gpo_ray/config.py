@@ -165,6 +165,14 @@ class OptimizerSettings(_Frozen):
     meta_prompt: dict[str, str | int] = Field(
         default={}, description="overrides of the meta-prompt's sentences (fields of MetaPromptTemplate)"
     )
+    answer_extraction: Literal["single", "second_turn"] = Field(
+        default="single",
+        description="single: score the task model's reply; second_turn: ask again for the final answer in the "
+        "task's form, as the official GPO code does for chat scorers (two task-model calls per example)",
+    )
+    metric_variants: dict[MetricKind, Literal["default", "paper"]] = Field(
+        default={}, description="per metric kind: gpo-ray's scoring (default) or the official GPO code's (paper)"
+    )
 
     @field_validator("meta_prompt")
     @classmethod
@@ -173,6 +181,17 @@ class OptimizerSettings(_Frozen):
         unknown = sorted(set(v) - known)
         if unknown:
             raise ValueError(f"unknown meta-prompt part {unknown[0]!r}; known: {', '.join(sorted(known))}")
+        return v
+
+    @field_validator("metric_variants")
+    @classmethod
+    def _known_metric_variants(cls, v: dict[MetricKind, str]) -> dict[MetricKind, str]:
+        # The variants each metric has (gpo_ray.tasks.metrics.METRIC_VARIANTS, spelled here: config is the ground floor).
+        has_paper = {MetricKind.ROUGE_L}
+        for kind, variant in v.items():
+            if variant == "paper" and kind not in has_paper:
+                raise ValueError(f"metric {kind.value!r} has no 'paper' variant (only: "
+                                 f"{', '.join(k.value for k in sorted(has_paper, key=lambda k: k.value))})")
         return v
 
     @model_validator(mode="after")
@@ -246,6 +265,8 @@ class TrackingSettings(_Frozen):
 # made by an older gpo-ray still resumes.
 _FINGERPRINT_NEUTRAL_DEFAULTS = {
     "train_limit": None,
+    "answer_extraction": "single",
+    "metric_variants": {},
     "candidate_scoring": "train_batch",
     "adaptive_evaluation": AdaptiveEvaluationSettings().model_dump(),
 }

@@ -28,10 +28,11 @@ class ScoreItem:
     prompt: str
     example: Example
     metric: MetricKind
+    task: str = ""  # the task's name: which second turn it gets (answer_extraction: second_turn)
 
     @property
     def key(self) -> tuple:
-        return (self.metric.value, self.prompt, self.example.input, self.example.answers)
+        return (self.metric.value, self.task, self.prompt, self.example.input, self.example.answers)
 
 
 class Evaluator(WhereAmI):
@@ -59,7 +60,8 @@ class Evaluator(WhereAmI):
         if item.key in self.scores:
             return self.scores[item.key]
         async with self.slots:
-            value = await score_example(self.llm, item.prompt, item.example, metric=item.metric, params=self.params)
+            value = await score_example(self.llm, item.prompt, item.example, metric=item.metric, params=self.params,
+                                        task=item.task)
         self.scores[item.key] = value
         return value
 

@@ -74,7 +74,7 @@ class EvaluatorPool:
     async def score(
         self, task: str, metric: MetricKind, prompts: Sequence[str], examples: Sequence[Example]
     ) -> list[list[float]]:
-        items = [ScoreItem(p, ex, metric) for p in prompts for ex in examples]
+        items = [ScoreItem(p, ex, metric, task) for p in prompts for ex in examples]
         chunks = [items[i : i + self.chunk_size] for i in range(0, len(items), self.chunk_size)]
         self._outstanding(len(items))
         try:

@@ -6,9 +6,11 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gpo_ray.llm.protocol import ChatRequest, LLMClient
+from gpo_ray.config import RunConfig
+from gpo_ray.llm.protocol import ChatMessage, ChatRequest, LLMClient
 from gpo_ray.tasks.metrics import score
 from gpo_ray.tasks.placement import build_task_messages
+from gpo_ray.tasks.second_turn import SECOND_TURN_MAX_TOKENS, answer_for_parsing, second_turn_text
 from gpo_ray.tasks.types import Example
 from gpo_ray.vocabulary import MetricKind, PromptPlacement
 
@@ -21,6 +23,26 @@ class TaskModelParams:
     temperature: float = 0.0
     max_tokens: int | None = 256
     seed: int | None = 0
+    # "single": score the first reply; "second_turn": ask again for the final answer (tasks/second_turn.py).
+    answer_extraction: str = "single"
+    # metric kind value -> variant ("default" or "paper"), as in OptimizerSettings.metric_variants.
+    metric_variants: tuple[tuple[str, str], ...] = ()
+
+    def variant_for(self, metric: MetricKind) -> str:
+        return dict(self.metric_variants).get(MetricKind(metric).value, "default")
+
+
+def task_model_params(config: RunConfig) -> TaskModelParams:
+    """How a run asks its task model, from its configuration."""
+    opt = config.optimizer
+    return TaskModelParams(
+        placement=opt.placement,
+        temperature=config.task_model.temperature,
+        max_tokens=config.task_model.max_tokens,
+        seed=opt.seed,
+        answer_extraction=opt.answer_extraction,
+        metric_variants=tuple(sorted((MetricKind(k).value, v) for k, v in opt.metric_variants.items())),
+    )
 
 
 def task_request(prompt: str, example: Example, params: TaskModelParams) -> ChatRequest:
@@ -32,11 +54,41 @@ def task_request(prompt: str, example: Example, params: TaskModelParams) -> Chat
     )
 
 
+def second_turn_request(
+    first: ChatRequest, first_reply: str, text: str, params: TaskModelParams
+) -> ChatRequest:
+    """The first request's messages, the first reply as the assistant's turn, then the question for the answer."""
+    return ChatRequest(
+        messages=(*first.messages, ChatMessage("assistant", first_reply), ChatMessage("user", text)),
+        temperature=params.temperature,
+        max_tokens=SECOND_TURN_MAX_TOKENS,
+        seed=params.seed,
+    )
+
+
+def uses_second_turn(params: TaskModelParams, task: str, metric: MetricKind, example: Example) -> bool:
+    return params.answer_extraction == "second_turn" and second_turn_text(task, metric, example.input) is not None
+
+
 async def score_example(
-    llm: LLMClient, prompt: str, example: Example, *, metric: MetricKind, params: TaskModelParams
+    llm: LLMClient,
+    prompt: str,
+    example: Example,
+    *,
+    metric: MetricKind,
+    params: TaskModelParams,
+    task: str = "",
 ) -> float:
-    reply = await llm.complete(task_request(prompt, example, params))
-    return float(score(metric, reply.text, example))
+    """One example's score; with second-turn extraction, two task-model calls where the task has a second turn."""
+    first = task_request(prompt, example, params)
+    reply = await llm.complete(first)
+    answer = reply.text
+    if params.answer_extraction == "second_turn":
+        text = second_turn_text(task, metric, example.input)
+        if text is not None:
+            second = await llm.complete(second_turn_request(first, reply.text, text, params))
+            answer = answer_for_parsing(second.text)
+    return float(score(metric, answer, example, variant=params.variant_for(metric)))
 
 
 async def score_examples(
@@ -46,10 +98,13 @@ async def score_examples(
     *,
     metric: MetricKind,
     params: TaskModelParams,
+    task: str = "",
 ) -> list[float]:
     """Per-example scores in example order. Concurrency is bounded by the client's limit layer."""
     return list(
-        await asyncio.gather(*(score_example(llm, prompt, ex, metric=metric, params=params) for ex in examples))
+        await asyncio.gather(
+            *(score_example(llm, prompt, ex, metric=metric, params=params, task=task) for ex in examples)
+        )
     )
 
 

@@ -1,7 +1,9 @@
 """What a run will cost before it starts: steps, edit budgets, LLM calls and tokens per task.
 
 Counts are exact upper bounds for calls (strict mode may re-ask); tokens are estimates at ~4 characters
-per token, with completions counted at their max_tokens cap.
+per token, with completions counted at their max_tokens cap. With `answer_extraction: second_turn`, every
+scored example of a task that has a second turn costs two task-model calls: `task_model_calls` includes
+them and `second_turn_calls` says how many of them there are.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from gpo_ray.core.loop import schedule_for, template_for, train_examples
 from gpo_ray.core.meta_prompt import build_meta_prompt
 from gpo_ray.core.types import TrajectoryEntry
 from gpo_ray.llm.protocol import tokens_in_chars
+from gpo_ray.tasks.second_turn import SECOND_TURN_MAX_TOKENS, second_turn_text
 from gpo_ray.tasks.types import Task
 
 
@@ -29,6 +32,7 @@ class TaskPlan:
     task_model_calls: int
     optimizer_tokens: int
     task_model_tokens: int
+    second_turn_calls: int = 0  # included in task_model_calls
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -53,7 +57,9 @@ def plan_task(
                     else settings.candidates * n_eval)
     else:
         per_step = settings.candidates * min(settings.batch_size, len(train_examples(task, settings))) + n_eval
-    task_calls = n_eval + steps * per_step + 2 * n_test
+    scored = n_eval + steps * per_step + 2 * n_test  # (prompt, example) pairs scored
+    second_turns = scored if has_second_turn(task, settings) else 0
+    task_calls = scored + second_turns
 
     meta = build_meta_prompt(
         current_prompt=settings.initial_prompt,
@@ -76,5 +82,16 @@ def plan_task(
         optimizer_calls=optimizer_calls,
         task_model_calls=task_calls,
         optimizer_tokens=optimizer_calls * (tokens_in_chars(len(meta), nearest=True) + optimizer_max_tokens),
-        task_model_tokens=task_calls * (tokens_in_chars(avg_input, nearest=True) + task_max_tokens),
+        task_model_tokens=scored * (tokens_in_chars(avg_input, nearest=True) + task_max_tokens)
+        # a second turn resends the first turn and its reply, then asks; its reply is capped lower
+        + second_turns * (tokens_in_chars(avg_input + 100, nearest=True) + task_max_tokens + SECOND_TURN_MAX_TOKENS),
+        second_turn_calls=second_turns,
     )
+
+
+def has_second_turn(task: Task, settings: OptimizerSettings) -> bool:
+    """Whether scoring an example of this task takes a second task-model call (it does not depend on the example)."""
+    if settings.answer_extraction != "second_turn":
+        return False
+    question = next((e.input for e in task.eval + task.train + task.test), "")
+    return second_turn_text(task.name, task.metric, question) is not None

@@ -60,7 +60,8 @@ class InProcessServices:
     async def score(self, task: Task, prompts: Sequence[str], examples: Sequence[Example]) -> list[list[float]]:
         return list(
             await asyncio.gather(
-                *(score_examples(self.task_llm, p, examples, metric=task.metric, params=self.task_params) for p in prompts)
+                *(score_examples(self.task_llm, p, examples, metric=task.metric, params=self.task_params, task=task.name)
+                  for p in prompts)
             )
         )
 

@@ -52,8 +52,15 @@ def task_row(task: TaskView) -> list[str]:
             score(task.best_test_score), "–" if best is None else str(best.step)]
 
 
+def _second_turns(run: RunView) -> bool:
+    opt = run.config.get("optimizer")
+    return isinstance(opt, dict) and opt.get("answer_extraction") == "second_turn"
+
+
 def usage_rows(run: RunView) -> list[list[str]]:
-    rows = [_usage_row(role, u) for role, u in sorted(run.usage.items())]
+    # With second-turn answer extraction, the task model's calls include the second turns (two per example).
+    label = {"task_model": "task_model (incl. second turns)"} if _second_turns(run) else {}
+    rows = [_usage_row(label.get(role, role), u) for role, u in sorted(run.usage.items())]
     if len(rows) > 1:
         total: dict[str, Any] = {"errors": {}}
         for u in run.usage.values():
@@ -114,6 +121,10 @@ def run_facts(run: RunView) -> list[tuple[str, str]]:
         facts.append(("optimizer", f"epochs {opt.get('epochs')}, batch size {opt.get('batch_size')}, "
                                    f"candidates {opt.get('candidates')}, candidate scoring {run.candidate_scoring}, "
                                    f"prompt placement {run.placement}"))
+    if opt.get("answer_extraction") or opt.get("metric_variants"):
+        variants = ", ".join(f"{k} {v}" for k, v in sorted((opt.get("metric_variants") or {}).items()))
+        facts.append(("scoring", f"answer extraction {opt.get('answer_extraction') or 'single'}"
+                                 + (f"; metric variants: {variants}" if variants else "")))
     if sched:
         facts.append(("edit budget", f"{sched.get('kind')} {sched.get('initial')} → {sched.get('final')} words"
                                      + (f", warmup {sched['warmup_steps']}" if sched.get("warmup_steps") else "")))

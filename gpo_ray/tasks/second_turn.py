@@ -1,0 +1,98 @@
+"""The paper's answer extraction: a second chat turn that asks the task model for its final answer.
+
+With `answer_extraction: second_turn`, the task model's first reply is kept as an assistant turn and a
+user turn asks for the answer in the task's form ("Directly tell me your answer using only "Yes" or
+"No"."); the reply to that turn, stripped, is what gets scored. The sentences below are the official
+GPO code's, reproduced verbatim as data (see SOURCE); the code around them is gpo-ray's own.
+
+Which sentence a task gets is decided by its name ("bbh/navigate", "mmlu/anatomy", "gsm8k", "wsc").
+A task the official code does not know gets the sentence of its metric kind when it has one (multiple
+choice, numeric) and no second turn otherwise; WebNLG has none in the official code either (it is
+scored by ROUGE-L on the first reply).
+"""
+
+from __future__ import annotations
+
+import re
+
+from gpo_ray.vocabulary import MetricKind
+
+SOURCE = "github.com/RUCAIBox/GPO @ 765df208a3856797cf66491a4a9fc56264a67495, src/evaluation/eval_utils.py, get_second_round_prompt"
+
+# The official code sends the second turn with max_decode_steps=100 (eval_utils.evaluate_single_instruction).
+SECOND_TURN_MAX_TOKENS = 100
+
+# --- verbatim from SOURCE -------------------------------------------------------------------
+TRUE_FALSE = """Directly tell me your answer using only "True" or "False"."""
+YES_NO = """Directly tell me your answer using only "Yes" or "No"."""
+VALID_INVALID = """Directly tell me your answer using only "valid" or "invalid"."""
+OPTION_AMONG = "Therefore, summarize your answer with an option among (A) and {end_choice}."
+NUMBER = """Therefore, summarize your final answer with just one number in your response."""
+DYCK = """Directly output the newly added parentheses that make the parentheses close correctly."""
+WORD_SORTING = (
+    """Directly output the result of sorting the words alphabetically, separating each word with a space."""
+)
+MMLU = "Therefore, summarize your answer with an option among (A) and (D)."
+WSC = "Therefore, summarize your answer with an option between (A) and (B)."
+# --- end of verbatim text -------------------------------------------------------------------
+
+_BBH_YES_NO = frozenset({"causal_judgement", "navigate", "sports_understanding", "web_of_lies"})
+_BBH_CHOICE = frozenset({
+    "date_understanding", "disambiguation_qa", "geometric_shapes", "hyperbaton",
+    "logical_deduction_five_objects", "logical_deduction_seven_objects", "logical_deduction_three_objects",
+    "movie_recommendation", "penguins_in_a_table", "reasoning_about_colored_objects", "ruin_names",
+    "salient_translation_error_detection", "snarks", "temporal_sequences",
+    "tracking_shuffled_objects_five_objects", "tracking_shuffled_objects_seven_objects",
+    "tracking_shuffled_objects_three_objects",
+})  # fmt: skip
+_BBH_FIXED = {
+    "boolean_expressions": TRUE_FALSE,
+    "formal_fallacies": VALID_INVALID,
+    "multistep_arithmetic_two": NUMBER,
+    "object_counting": NUMBER,
+    "dyck_languages": DYCK,
+    "word_sorting": WORD_SORTING,
+} | dict.fromkeys(_BBH_YES_NO, YES_NO)
+
+_BRACKETED = re.compile(r"\([A-Za-z]\)")
+
+
+def end_choice(question: str) -> str:
+    """The last option of a multiple-choice question as the official code finds it.
+
+    It takes the question's last line and, when that line holds a bracketed letter, the first one
+    ("(E) Kyoto" -> "(E)"); otherwise the line itself (a quirk kept as is).
+    """
+    lines = question.rstrip("\n").split("\n")
+    last = lines[-1] if lines else ""
+    found = _BRACKETED.search(last)
+    return found.group(0) if found else last
+
+
+def second_turn_text(task_name: str, metric: MetricKind, question: str) -> str | None:
+    """The user turn that asks for the final answer, or None when the task gets no second turn."""
+    family, _, sub = task_name.partition("/")
+    if family == "bbh":
+        if sub in _BBH_FIXED:
+            return _BBH_FIXED[sub]
+        if sub in _BBH_CHOICE:
+            return OPTION_AMONG.format(end_choice=end_choice(question))
+    elif family == "mmlu":
+        return MMLU
+    elif task_name == "wsc":
+        return WSC
+    elif task_name == "gsm8k":
+        return NUMBER
+    elif task_name == "webnlg":
+        return None
+    metric = MetricKind(metric)
+    if metric is MetricKind.MULTIPLE_CHOICE:
+        return OPTION_AMONG.format(end_choice=end_choice(question))
+    if metric is MetricKind.NUMERIC:
+        return NUMBER
+    return None
+
+
+def answer_for_parsing(reply: str) -> str:
+    """The second-turn reply as the official code passes it on to normalisation: stripped."""
+    return reply.strip()
