@@ -183,17 +183,6 @@ class OptimizerSettings(_Frozen):
             raise ValueError(f"unknown meta-prompt part {unknown[0]!r}; known: {', '.join(sorted(known))}")
         return v
 
-    @field_validator("metric_variants")
-    @classmethod
-    def _known_metric_variants(cls, v: dict[MetricKind, str]) -> dict[MetricKind, str]:
-        # The variants each metric has (gpo_ray.tasks.metrics.METRIC_VARIANTS, spelled here: config is the ground floor).
-        has_paper = {MetricKind.ROUGE_L}
-        for kind, variant in v.items():
-            if variant == "paper" and kind not in has_paper:
-                raise ValueError(f"metric {kind.value!r} has no 'paper' variant (only: "
-                                 f"{', '.join(k.value for k in sorted(has_paper, key=lambda k: k.value))})")
-        return v
-
     @model_validator(mode="after")
     def _adaptive_needs_eval_scoring(self) -> OptimizerSettings:
         if self.adaptive_evaluation.enabled and self.candidate_scoring != "eval":

@@ -88,7 +88,7 @@ async def score_example(
         if text is not None:
             second = await llm.complete(second_turn_request(first, reply.text, text, params))
             answer = answer_for_parsing(second.text)
-    return float(score(metric, answer, example, variant=params.variant_for(metric)))
+    return float(score(metric, answer, example, variant=params.variant_for(metric), task=task))
 
 
 async def score_examples(

@@ -392,12 +392,7 @@ def rouge_l_paper(output: str, references: Sequence[str]) -> float:
 # --- public API -----------------------------------------------------------------------------
 
 # Metric variants per metric kind: "default" is gpo-ray's scoring, "paper" the official GPO code's.
-METRIC_VARIANTS: dict[MetricKind, tuple[str, ...]] = {
-    MetricKind.MULTIPLE_CHOICE: ("default",),
-    MetricKind.EXACT_MATCH: ("default",),
-    MetricKind.NUMERIC: ("default",),
-    MetricKind.ROUGE_L: ("default", "paper"),
-}
+METRIC_VARIANTS: dict[MetricKind, tuple[str, ...]] = {kind: ("default", "paper") for kind in MetricKind}
 
 
 def extract_answer(kind: MetricKind, output: str, *, question: str | None = None) -> str:
@@ -419,13 +414,21 @@ def extract_answer(kind: MetricKind, output: str, *, question: str | None = None
     return _LEADING_LABEL.sub("", text)
 
 
-def score(kind: MetricKind, output: str, example: Example, *, variant: str = "default") -> float:
-    """How right `output` is for `example`, in [0, 1] (1/0 except ROUGE-L), by one of METRIC_VARIANTS."""
+def score(kind: MetricKind, output: str, example: Example, *, variant: str = "default", task: str = "") -> float:
+    """How right `output` is for `example`, in [0, 1] (1/0 except ROUGE-L), by one of METRIC_VARIANTS.
+
+    The "paper" variants score as the official GPO code does (ROUGE-L above; the others in paper_metrics.py,
+    which needs the task's name for its per-task rules).
+    """
     kind = MetricKind(kind)
     if variant not in METRIC_VARIANTS[kind]:
         raise ValueError(f"metric {kind.value!r} has no variant {variant!r}; known: {', '.join(METRIC_VARIANTS[kind])}")
-    if kind is MetricKind.ROUGE_L and variant == "paper":
-        return rouge_l_paper(output, example.answers)
+    if variant == "paper":
+        if kind is MetricKind.ROUGE_L:
+            return rouge_l_paper(output, example.answers)
+        from gpo_ray.tasks.paper_metrics import paper_score
+
+        return paper_score(task, kind, output, example)
     if kind is MetricKind.MULTIPLE_CHOICE:
         return _score_choice(output, example)
     if kind is MetricKind.NUMERIC:

@@ -37,14 +37,14 @@ WSC = "Therefore, summarize your answer with an option between (A) and (B)."
 # --- end of verbatim text -------------------------------------------------------------------
 
 _BBH_YES_NO = frozenset({"causal_judgement", "navigate", "sports_understanding", "web_of_lies"})
-_BBH_CHOICE = frozenset({
+BBH_CHOICE_TASKS = frozenset({
     "date_understanding", "disambiguation_qa", "geometric_shapes", "hyperbaton",
     "logical_deduction_five_objects", "logical_deduction_seven_objects", "logical_deduction_three_objects",
     "movie_recommendation", "penguins_in_a_table", "reasoning_about_colored_objects", "ruin_names",
     "salient_translation_error_detection", "snarks", "temporal_sequences",
     "tracking_shuffled_objects_five_objects", "tracking_shuffled_objects_seven_objects",
     "tracking_shuffled_objects_three_objects",
-})  # fmt: skip
+})  # fmt: skip  # also the official bbh.py multiple_choice_tasks
 _BBH_FIXED = {
     "boolean_expressions": TRUE_FALSE,
     "formal_fallacies": VALID_INVALID,
@@ -75,7 +75,7 @@ def second_turn_text(task_name: str, metric: MetricKind, question: str) -> str |
     if family == "bbh":
         if sub in _BBH_FIXED:
             return _BBH_FIXED[sub]
-        if sub in _BBH_CHOICE:
+        if sub in BBH_CHOICE_TASKS:
             return OPTION_AMONG.format(end_choice=end_choice(question))
     elif family == "mmlu":
         return MMLU

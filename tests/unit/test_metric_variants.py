@@ -57,6 +57,61 @@ def test_paper_rouge_l_strips_only_and_empty_scores_zero():
 
 
 def test_unknown_variant_is_an_error():
-    assert METRIC_VARIANTS[ROUGE] == ("default", "paper")
+    assert all(v == ("default", "paper") for v in METRIC_VARIANTS.values())
     with pytest.raises(ValueError, match="no variant"):
-        score(MetricKind.NUMERIC, "42", Example("q", ("42",)), variant="paper")
+        score(MetricKind.NUMERIC, "42", Example("q", ("42",)), variant="best")
+
+
+# --- the official exact-match rules (paper_metrics.py) ----------------------------------------------------------
+
+MC, EXACT, NUM = MetricKind.MULTIPLE_CHOICE, MetricKind.EXACT_MATCH, MetricKind.NUMERIC
+MOVIES = "Find a movie:\nOptions:\n(A) The Front Page\n(B) Maelstrom\n(C) The Lion King"
+
+
+@pytest.mark.parametrize(
+    ("task", "metric", "gold", "reply", "paper", "default"),
+    [
+        # multiple choice: the first bracketed letter; a bare letter only when it is all that is left
+        ("bbh/movie_recommendation", MC, "(C)", "(C)", 1, 1),
+        ("bbh/movie_recommendation", MC, "(C)", "The answer is C.", 1, 1),
+        ("bbh/movie_recommendation", MC, "(C)", "(C), not (A)", 1, 0),  # the first bracket, not the last
+        ("bbh/movie_recommendation", MC, "(C)", "C) The Lion King", 0, 1),
+        ("bbh/movie_recommendation", MC, "(C)", "The Lion King", 0, 1),
+        ("mmlu/anatomy", MC, "(B)", "answer: (b)", 1, 1),
+        # numbers: rounded to an integer, number words, the first number after a cue, the last without
+        ("gsm8k", NUM, "18", "18", 1, 1),
+        ("gsm8k", NUM, "18", "17.6", 1, 0),
+        ("gsm8k", NUM, "12", "twelve", 1, 1),
+        ("gsm8k", NUM, "1000", "$1,000", 1, 1),
+        ("gsm8k", NUM, "8", "The answer is 8 apples, not 9", 1, 1),
+        ("bbh/object_counting", EXACT, "6", "I count 6", 1, 1),
+        # booleans: the whole reply must be the label, "true" stands for yes
+        ("bbh/navigate", EXACT, "Yes", "Yes.", 1, 1),
+        ("bbh/navigate", EXACT, "Yes", "Yes, you return to the start.", 0, 1),
+        ("bbh/navigate", EXACT, "Yes", "True", 1, 0),
+        ("bbh/formal_fallacies", EXACT, "invalid", "1", 0, 0),
+        ("bbh/formal_fallacies", EXACT, "invalid", "0", 1, 0),
+        # dyck: spaces matter; word sorting: one word per line or space-separated
+        ("bbh/dyck_languages", EXACT, "] )", "] )", 1, 1),
+        ("bbh/dyck_languages", EXACT, "] )", "])", 0, 1),
+        ("bbh/word_sorting", EXACT, "apple banana cherry", "apple\nbanana\ncherry", 1, 1),
+        ("bbh/word_sorting", EXACT, "apple banana cherry", "apple, banana, cherry", 0, 1),
+    ],
+)
+def test_paper_exact_rules_against_the_default(task, metric, gold, reply, paper, default):
+    example = Example(MOVIES if metric is MC else "q", (gold,))
+    assert score(metric, reply, example, variant="paper", task=task) == paper
+    assert score(metric, reply, example, task=task) == default
+
+
+def test_paper_normalisation_steps():
+    from gpo_ray.tasks.paper_metrics import flags, normalize
+
+    assert normalize("  The answer is (B) Maelstrom. ", multiple_choice=True, number=False, boolean=False) == "(b)"
+    assert normalize("5 + 3 = 8 kgs", multiple_choice=False, number=True, boolean=False) == "8"
+    assert normalize("2.5", multiple_choice=False, number=True, boolean=False) == "2"  # round half to even
+    assert normalize("Yes!", multiple_choice=False, number=False, boolean=True) == "yes"
+    assert flags("bbh/navigate", EXACT, "Yes") == (False, False, True)
+    assert flags("bbh/snarks", MC, "(A)") == (True, False, False)
+    assert flags("gsm8k", NUM, "3") == (False, True, False)
+    assert flags("mine/labels", EXACT, "no") == (False, False, True)  # a task of one's own: by metric and answer

@@ -196,7 +196,7 @@ def test_config_keys_reach_the_task_model_params():
 
 
 @pytest.mark.parametrize("bad", [{"answer_extraction": "twice"}, {"metric_variants": {"rouge_l": "best"}},
-                                 {"metric_variants": {"numeric": "paper"}}, {"metric_variants": {"bleu": "paper"}}])
+                                 {"metric_variants": {"bleu": "paper"}}])
 def test_config_rejects_unknown_values(bad):
     with pytest.raises(ValueError):
         OptimizerSettings(**bad)
@@ -223,3 +223,12 @@ def test_report_says_task_model_calls_include_second_turns(tmp_path):
     assert ("scoring", "answer extraction second_turn; metric variants: rouge_l paper") in run_facts(run)
     plain = RunView(path=tmp_path, fingerprint="f", status="completed", tasks={}, usage=usage, config={"optimizer": {}})
     assert usage_rows(plain)[1][0] == "task_model"
+
+
+def test_second_turn_with_paper_metrics_scores_the_second_reply_by_the_official_rules():
+    params = TaskModelParams(answer_extraction="second_turn", metric_variants=(("exact_match", "paper"),))
+    example = Example("Take 3 steps. Take 3 back.", ("Yes",))
+    strict = Recorder("You end where you started.", "Yes, you do.")  # official: the whole reply must be the label
+    assert asyncio.run(score_example(strict, "p", example, metric=EXACT, params=params, task="bbh/navigate")) == 0.0
+    plain = Recorder("You end where you started.", " Yes. ")
+    assert asyncio.run(score_example(plain, "p", example, metric=EXACT, params=params, task="bbh/navigate")) == 1.0

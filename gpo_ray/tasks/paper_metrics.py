@@ -1,0 +1,151 @@
+"""Exact-match scoring as the official GPO code does it (metric variant "paper" for choice, numeric and exact match).
+
+The official evaluation (github.com/RUCAIBox/GPO @ 765df20, src/evaluation/metrics.py get_normalized_prediction
+and src/evaluation/eval_utils.py _get_accuracy) strips the reply, normalises it by the task's flags (multiple
+choice, number, boolean; src/dataset/*.py get_task_setting), then compares it with the lower-cased reference.
+This module is gpo-ray's own implementation of those rules, quirks included, so that a run with
+`metric_variants: {...: paper}` scores as the paper did:
+
+- an answer cue ("answer is ", "answer: ", "answer is: "; else "is: ", "are: "; and "#### ") keeps what follows
+  the cue, every cue in turn; " is the (correct|right|final) answer" / " is the answer" keeps what precedes it;
+- multiple choice: the FIRST bracketed letter left, "(c)" -> "c"; a bare letter or the option's text only
+  counts when it is all that is left (after removing punctuation);
+- numbers: number words up to twelve, the part after the last "=", no "$ , % € £ :", the first token with a
+  digit after a cue (the last one without), trailing letters cut, then rounded to an integer (num_decimals=0:
+  17.6 matches 18);
+- booleans: punctuation removed, then the whole reply must be the label ("Yes, because ..." is wrong); "true"
+  and "1" also match "yes" / "valid", "false" and "0" also match "no" / "invalid";
+- dyck_languages: the last run of closing brackets must equal the reference, spaces included;
+- word_sorting: the words, one per line or space-separated, must equal the reference's.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+
+from gpo_ray.tasks.second_turn import BBH_CHOICE_TASKS
+from gpo_ray.tasks.types import Example
+from gpo_ray.vocabulary import MetricKind
+
+# Task groups of the official src/dataset/bbh.py.
+_BBH_NUMBER = frozenset({"object_counting", "multistep_arithmetic_two"})
+_BBH_BOOL = frozenset(
+    {"boolean_expressions", "causal_judgement", "formal_fallacies", "navigate", "sports_understanding", "web_of_lies"}
+)
+
+_BEHIND_PRIMARY = ("answer is ", "answer: ", "answer is: ")
+_BEHIND_SECONDARY = ("is: ", "are: ")
+_AHEAD = (" is the correct answer", " is the right answer", " is the final answer", " is the answer")
+_HASHES = "#### "
+_NUMBER_WORDS = {w: str(i) for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve".split()) if i > 0}  # fmt: skip
+_BRACKETED = re.compile(r"\([A-Za-z]\)")
+_BRACKETED_LOWER = {f"({c})" for c in string.ascii_lowercase}
+_LABELS = (("false", "true"), ("no", "yes"), ("invalid", "valid"))
+_CLOSING_RUN = re.compile(r"[>\)\]}]+[ >\)\]}]*")
+_NO_PUNCTUATION = str.maketrans("", "", string.punctuation)
+
+
+def flags(task: str, metric: MetricKind, gold: str) -> tuple[bool, bool, bool]:
+    """(multiple choice, number, boolean) as the official get_task_setting gives them; by metric kind otherwise."""
+    family, _, sub = task.partition("/")
+    if family == "bbh" and sub:
+        return sub in BBH_CHOICE_TASKS, sub in _BBH_NUMBER, sub in _BBH_BOOL
+    if family == "mmlu" or task == "wsc":
+        return True, False, False
+    if task == "gsm8k":
+        return False, True, False
+    metric = MetricKind(metric)
+    is_label = any(gold.strip().lower() in labels for labels in _LABELS)
+    return metric is MetricKind.MULTIPLE_CHOICE, metric is MetricKind.NUMERIC, metric is MetricKind.EXACT_MATCH and is_label
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def normalize(prediction: str, *, multiple_choice: bool, number: bool, boolean: bool) -> str:
+    """The reply as the official get_normalized_prediction leaves it (with num_decimals=0)."""
+    text = prediction.lower().strip()
+    behind = _BEHIND_PRIMARY if any(p in prediction for p in _BEHIND_PRIMARY) else _BEHIND_SECONDARY
+    indicated = False
+    for cue in (_HASHES, *behind):
+        if cue in text:
+            text = text.split(cue)[-1]
+            indicated = True
+    for cue in _AHEAD:
+        if cue in text:
+            text = text.split(cue)[0]
+            indicated = True
+    if multiple_choice and (m := _BRACKETED.search(text)):
+        text = m.group(0)
+    if number:
+        text = _as_number(text, indicated=indicated)
+    if boolean:
+        text = text.translate(_NO_PUNCTUATION).strip()
+    return text
+
+
+def _as_number(text: str, *, indicated: bool) -> str:
+    text = " ".join(_NUMBER_WORDS.get(w, w) for w in text.split(" "))
+    text = text.split("=")[-1]
+    for c in "$,%€£:":
+        text = text.replace(c, "")
+    text = text.strip()
+    parts = text.split(" ") if indicated else text.split(" ")[::-1]
+    text = next((p for p in parts if any(c.isdigit() for c in p)), parts[0])
+    while text and text[-1].isalpha():
+        text = text[:-1]
+    if text and text[-1] == "-":
+        text = text[:-1]
+    if _is_float(text):
+        return "{:.0f}".format(round(float(text), 0))
+    m = re.search(r"(\d+)(?!.*\d)", text)
+    return m.group(0) if m else text
+
+
+def accuracy(task: str, gold: str, prediction: str) -> int:
+    """1 or 0 as the official _get_accuracy compares a normalised prediction with the reference."""
+    gold, prediction = str(gold).lower().strip(), str(prediction).lower().strip()
+    if task == "bbh/dyck_languages":
+        runs = _CLOSING_RUN.findall(prediction)
+        return int(bool(runs) and runs[-1].strip() == gold)
+    if task == "bbh/word_sorting":
+        return _word_sorting(gold, prediction)
+    if gold in _BRACKETED_LOWER:
+        gold = gold[1]
+    if prediction in _BRACKETED_LOWER:
+        prediction = prediction[1]
+    if prediction == gold or prediction.translate(_NO_PUNCTUATION).strip() == gold.translate(_NO_PUNCTUATION).strip():
+        return 1
+    for labels in _LABELS:
+        if gold in labels:
+            as_bool = "true" if labels.index(gold) == 1 else "false"
+            if prediction in {"0", "1"}:
+                prediction = "true" if prediction == "1" else "false"
+            return int(prediction.strip() == as_bool)
+    return 0
+
+
+def _word_sorting(gold: str, prediction: str) -> int:
+    want = [w.strip() for w in gold.split(" ")]
+    said = [line.strip() for line in prediction.split("\n") if len(line.split(" ")) == 1]
+    if said != want:
+        said = [w.strip() for w in prediction.split(" ")]
+    if said != want:
+        said = prediction.split("\n")
+        if any(line.split(" ") == want for line in said):
+            return 1
+    return int(said == want)
+
+
+def paper_score(task: str, metric: MetricKind, output: str, example: Example) -> float:
+    """The official 0/1 accuracy of a reply (the reply is stripped first, as the official code does)."""
+    gold = example.answer
+    mc, number, boolean = flags(task, metric, gold)
+    return float(accuracy(task, gold, normalize(output.strip(), multiple_choice=mc, number=number, boolean=boolean)))
