@@ -10,7 +10,11 @@ from gpo_ray.config import RunConfig
 from gpo_ray.llm.protocol import ChatMessage, ChatRequest, LLMClient
 from gpo_ray.tasks.metrics import score
 from gpo_ray.tasks.placement import build_task_messages
-from gpo_ray.tasks.second_turn import SECOND_TURN_MAX_TOKENS, answer_for_parsing, second_turn_text
+from gpo_ray.tasks.second_turn import (
+    SECOND_TURN_MAX_TOKENS,
+    answer_for_parsing,
+    second_turn_text,
+)
 from gpo_ray.tasks.types import Example
 from gpo_ray.vocabulary import MetricKind, PromptPlacement
 

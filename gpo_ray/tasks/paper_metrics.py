@@ -38,8 +38,12 @@ _BEHIND_PRIMARY = ("answer is ", "answer: ", "answer is: ")
 _BEHIND_SECONDARY = ("is: ", "are: ")
 _AHEAD = (" is the correct answer", " is the right answer", " is the final answer", " is the answer")
 _HASHES = "#### "
-_NUMBER_WORDS = {w: str(i) for i, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve".split()) if i > 0}  # fmt: skip
+_NUMBER_WORDS = {
+    w: str(i)
+    for i, w in enumerate(
+        ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"], start=1
+    )
+}
 _BRACKETED = re.compile(r"\([A-Za-z]\)")
 _BRACKETED_LOWER = {f"({c})" for c in string.ascii_lowercase}
 _LABELS = (("false", "true"), ("no", "yes"), ("invalid", "valid"))
@@ -104,7 +108,7 @@ def _as_number(text: str, *, indicated: bool) -> str:
     if text and text[-1] == "-":
         text = text[:-1]
     if _is_float(text):
-        return "{:.0f}".format(round(float(text), 0))
+        return f"{round(float(text), 0):.0f}"
     m = re.search(r"(\d+)(?!.*\d)", text)
     return m.group(0) if m else text
 

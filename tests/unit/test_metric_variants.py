@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import pytest
 
-from gpo_ray.tasks.metrics import METRIC_VARIANTS, rouge_l_paper, rouge_l_paper_single, score
+from gpo_ray.tasks.metrics import (
+    METRIC_VARIANTS,
+    rouge_l_paper,
+    rouge_l_paper_single,
+    score,
+)
 from gpo_ray.tasks.types import Example
 from gpo_ray.vocabulary import MetricKind
 

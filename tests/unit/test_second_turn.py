@@ -9,7 +9,12 @@ import pytest
 
 from gpo_ray.cli import main
 from gpo_ray.config import OptimizerSettings, RunConfig
-from gpo_ray.core.evaluation import TaskModelParams, score_example, score_examples, task_model_params
+from gpo_ray.core.evaluation import (
+    TaskModelParams,
+    score_example,
+    score_examples,
+    task_model_params,
+)
 from gpo_ray.core.plan import plan_task
 from gpo_ray.llm.accounting import AccountingClient, UsageCounters
 from gpo_ray.llm.protocol import ChatMessage, ChatRequest, ChatResponse
@@ -57,8 +62,8 @@ MOVIES = "Find a movie similar to Batman:\nOptions:\n(A) The Front Page\n(B) Mae
         ("bbh/object_counting", NUM, "q", "Therefore, summarize your final answer with just one number in your response."),
         ("bbh/dyck_languages", EXACT, "q",
          "Directly output the newly added parentheses that make the parentheses close correctly."),
-        ("bbh/word_sorting", EXACT, "q", "Directly output the result of sorting the words alphabetically, "
-                                         "separating each word with a space."),
+        ("bbh/word_sorting", EXACT, "q", ("Directly output the result of sorting the words alphabetically, "
+                                          "separating each word with a space.")),
         ("mmlu/anatomy", MC, "q\n(A) a\n(B) b\n(C) c\n(D) d",
          "Therefore, summarize your answer with an option among (A) and (D)."),
         ("wsc", MC, "q\n(A) a\n(B) b", "Therefore, summarize your answer with an option between (A) and (B)."),
