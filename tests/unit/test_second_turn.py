@@ -237,3 +237,51 @@ def test_second_turn_with_paper_metrics_scores_the_second_reply_by_the_official_
     assert asyncio.run(score_example(strict, "p", example, metric=EXACT, params=params, task="bbh/navigate")) == 0.0
     plain = Recorder("You end where you started.", " Yes. ")
     assert asyncio.run(score_example(plain, "p", example, metric=EXACT, params=params, task="bbh/navigate")) == 1.0
+
+
+# --- the whole loop in-process: the run's task-model calls against plan ------------------------------------------
+
+
+async def test_loop_with_second_turns_makes_twice_the_task_calls_and_stays_within_the_plan():
+    from gpo_ray.core.loop import GPOTaskLoop
+    from gpo_ray.core.reference import InProcessServices
+    from gpo_ray.testing import ScriptedLLM
+    from tests.unit.test_core_adaptive import (
+        _bow,
+        _settings,
+        _task,
+        optimizer_config,
+        task_model_config,
+    )
+
+    async def run(params: TaskModelParams, settings: OptimizerSettings):
+        task_llm = Recording(ScriptedLLM(task_model_config()))
+        services = InProcessServices(optimizer_llm=ScriptedLLM(optimizer_config()), task_llm=task_llm, embed=_bow,
+                                     task_params=params)
+        result = await GPOTaskLoop(_task(), settings=settings, services=services, structured=False).run()
+        return result, task_llm.requests
+
+    single_settings = _settings()
+    second_settings = _settings(answer_extraction="second_turn")
+    result, second = await run(TaskModelParams(answer_extraction="second_turn"), second_settings)
+    asked_again = [r for r in second if r.messages[-1].content == st.NUMBER]
+    assert len(second) == 2 * len(asked_again)
+    assert all(len(r.messages) == 3 and r.messages[1].role == "assistant" for r in asked_again)
+    task = _task()
+    n_eval, n_test = len(task.eval), len(task.test)
+    test_calls = n_test * (1 if result.best_prompt == result.initial_prompt else 2)
+    assert len(asked_again) == n_eval + sum(len(s.candidates) * n_eval for s in result.steps) + test_calls
+    plan = plan_task(task, second_settings, optimizer_max_tokens=64, task_max_tokens=64)
+    assert len(second) <= plan.task_model_calls and plan.second_turn_calls == plan.task_model_calls // 2
+    assert plan.task_model_calls == 2 * plan_task(task, single_settings, optimizer_max_tokens=64,
+                                                  task_max_tokens=64).task_model_calls
+
+
+class Recording:
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.requests: list[ChatRequest] = []
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        self.requests.append(request)
+        return await self.inner.complete(request)
