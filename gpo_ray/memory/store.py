@@ -166,7 +166,7 @@ class TrajectoryStore:
         return [record.as_entry() for record, _ in self._trajectory_records(task)]
 
     def retrieve(self, task: str, *, strategy: str, k: int, order: str = "score_ascending") -> list[TrajectoryEntry]:
-        """GPO's update direction for `task`: up to k trajectory prompts, ordered by score ascending."""
+        """GPO's update direction for `task`: up to k trajectory prompts, by score ascending or as selected."""
         stored = self._trajectory_records(task)
         entries = [record.as_entry() for record, _ in stored]
         vectors = [vector for _, vector in stored]
