@@ -11,7 +11,12 @@ from dataclasses import asdict, dataclass
 from gpo_ray.config import OptimizerSettings
 from gpo_ray.core.adaptive import halving_calls
 from gpo_ray.core.generation import GenerationRequest, meta_prompt_for
-from gpo_ray.core.loop import format_examples_for, schedule_for, template_for, train_examples
+from gpo_ray.core.loop import (
+    format_examples_for,
+    schedule_for,
+    template_for,
+    train_examples,
+)
 from gpo_ray.core.meta_prompt import build_meta_prompt
 from gpo_ray.core.paper_meta_prompt import SCORE_PLACEHOLDER
 from gpo_ray.core.retrieval import retrieve

@@ -14,7 +14,11 @@ from pathlib import Path
 import pytest
 
 from gpo_ray.core import paper_text
-from gpo_ray.core.paper_meta_prompt import SCORE_PLACEHOLDER, build_paper_meta_prompt, format_official_score
+from gpo_ray.core.paper_meta_prompt import (
+    SCORE_PLACEHOLDER,
+    build_paper_meta_prompt,
+    format_official_score,
+)
 from gpo_ray.core.retrieval import retrieve
 from gpo_ray.core.types import TrajectoryEntry
 from gpo_ray.tasks.types import Example

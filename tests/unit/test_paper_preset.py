@@ -160,3 +160,15 @@ def test_plan_shows_the_step1_request(capsys):
     assert "You are allowed to change up to" in out and out.rstrip().endswith("Wrap the new prompt with <START> and <END>.")
     assert main(["plan", "--task", "example/arithmetic", "--show-meta-prompt"]) == 0
     assert f"score: {SCORE_PLACEHOLDER}/100" in capsys.readouterr().out
+
+
+def test_plan_gives_the_papers_call_counts_for_a_bbh_task(shared_data_dir, capsys):
+    import json
+
+    args = ["plan", "--task", "bbh/navigate", "--data-dir", str(shared_data_dir), "--preset", "paper", "--json"]
+    assert main(args) == 0
+    plan = json.loads(capsys.readouterr().out)["tasks"]["bbh/navigate"]
+    assert (plan["train"], plan["eval"], plan["steps"]) == (48, 48, 18)
+    assert plan["optimizer_calls"] == 18 * 8
+    # the initial prompt on eval, 8 candidates on the 48 eval examples a step, initial and best on test
+    assert plan["task_model_calls"] == 48 + 18 * 8 * 48 + 2 * plan["test"]
