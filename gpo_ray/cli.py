@@ -41,6 +41,8 @@ def _common_task_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--answer-extraction", choices=("single", "second_turn"),
                    help="second_turn: ask the task model again for its final answer, as the paper's code does")
+    p.add_argument("--preset", choices=("paper",),
+                   help="paper: every setting as the official GPO code runs it (your file and flags still win)")
 
 
 def _optimize_args(p: argparse.ArgumentParser) -> None:
@@ -76,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plan", help="print steps, edit budgets and estimated LLM calls/tokens per task")
     _common_task_args(p)
     p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+    p.add_argument("--show-meta-prompt", action="store_true",
+                   help="print each task's step-1 optimizer request as it would be sent")
 
     p = sub.add_parser("optimize", help="optimize the prompts of one or more tasks")
     _common_task_args(p)
@@ -120,6 +124,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if g("optimizer_model") is not None:
         opt["model"] = g("optimizer_model")
     return {
+        "preset": g("preset"),
         "tasks": g("tasks"),
         "data_dir": str(g("data_dir")) if g("data_dir") else None,
         "run_dir": str(g("run_dir")) if g("run_dir") else None,
@@ -145,7 +150,7 @@ def _strip_none(d: dict[str, Any]) -> dict[str, Any]:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from gpo_ray.config import load_config
-    from gpo_ray.core.plan import plan_task
+    from gpo_ray.core.plan import SCORE_PLACEHOLDER, plan_task, step1_meta_prompt
     from gpo_ray.tasks.registry import resolve_tasks
 
     config = load_config(args.config, overrides=_strip_none(overrides_from_args(args)))
@@ -155,6 +160,17 @@ def cmd_plan(args: argparse.Namespace) -> int:
                   task_max_tokens=config.task_model.max_tokens or 256)
         for t in tasks
     ]
+    if getattr(args, "show_meta_prompt", False):
+        structured = config.optimizer_model.uses_structured_output
+        metas = {t.name: step1_meta_prompt(t, config.optimizer, structured=structured) for t in tasks}
+        if args.json:
+            print(json.dumps({"score_placeholder": SCORE_PLACEHOLDER, "meta_prompts": metas}, indent=2))
+            return 0
+        print(f"The step-1 optimizer request per task, as it will be sent ({config.optimizer.candidates} times per "
+              f"step); {SCORE_PLACEHOLDER} stands for the initial prompt's eval score, known once the run starts.")
+        for name, meta in metas.items():
+            print(f"\n===== {name} =====\n{meta}")
+        return 0
     if args.json:
         total = {k: sum(getattr(p, k) for p in plans)
                  for k in ("optimizer_calls", "task_model_calls", "second_turn_calls", "optimizer_tokens",

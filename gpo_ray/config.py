@@ -173,6 +173,21 @@ class OptimizerSettings(_Frozen):
     metric_variants: dict[MetricKind, Literal["default", "paper"]] = Field(
         default={}, description="per metric kind: gpo-ray's scoring (default) or the official GPO code's (paper)"
     )
+    meta_prompt_style: Literal["own", "paper"] = Field(
+        default="own",
+        description="own: gpo-ray's template (meta_prompt overrides it); paper: the official GPO text, byte for byte",
+    )
+    retrieval_order: Literal["score_ascending", "as_selected"] = Field(
+        default="score_ascending",
+        description="retrieved prompts shown by score ascending, or as the official selection method returns them",
+    )
+    format_example_sampling: Literal["first", "seeded"] = Field(
+        default="first", description="the first format_examples of format.jsonl, or a seeded draw (the paper)"
+    )
+    repeated_candidates: Literal["drop", "keep_score"] = Field(
+        default="drop",
+        description="a candidate scored at an earlier step: dropped, or kept with its earlier eval score (the paper)",
+    )
 
     @field_validator("meta_prompt")
     @classmethod
@@ -187,6 +202,13 @@ class OptimizerSettings(_Frozen):
     def _adaptive_needs_eval_scoring(self) -> OptimizerSettings:
         if self.adaptive_evaluation.enabled and self.candidate_scoring != "eval":
             raise ValueError("adaptive_evaluation works on the eval split: set optimizer.candidate_scoring: eval")
+        if self.repeated_candidates == "keep_score" and self.candidate_scoring != "eval":
+            raise ValueError("repeated_candidates: keep_score reuses eval scores: set optimizer.candidate_scoring: eval")
+        if self.meta_prompt_style == "paper":
+            if self.placement == PromptPlacement.SYSTEM:
+                raise ValueError("meta_prompt_style paper has no system placement (the official code has Q_end, Q_begin)")
+            if self.meta_prompt:
+                raise ValueError("meta_prompt overrides apply to the own template, not to meta_prompt_style paper")
         return self
 
 
@@ -258,10 +280,45 @@ _FINGERPRINT_NEUTRAL_DEFAULTS = {
     "metric_variants": {},
     "candidate_scoring": "train_batch",
     "adaptive_evaluation": AdaptiveEvaluationSettings().model_dump(),
+    "meta_prompt_style": "own",
+    "retrieval_order": "score_ascending",
+    "format_example_sampling": "first",
+    "repeated_candidates": "drop",
+}
+
+# `preset: paper`: GPO as its authors ran it (RUCAIBox/GPO at 765df20, GPO.sh and optimize.py). Laid under the
+# user's own settings: a key given in the file or by a flag still wins. README "The paper preset" lists each key.
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {
+        "optimizer": {
+            "epochs": 3,  # NUM_SEARCH_EPOCHS
+            "batch_size": 8,  # OPT_BATCH_SIZE
+            "candidates": 8,  # NUM_GENERATED_INSTRUCTIONS_IN_EACH_STEP
+            "initial_prompt": "Let's think step by step.",  # INITIAL_INSTRUCTION
+            "placement": "end",  # INSTRUCTION_POS Q_end
+            "format_examples": 3,  # FORMAT_DATA_NUM
+            "format_example_sampling": "seeded",  # np.random.choice(format_num_examples, 3), sorted
+            "retrieval": "relevance",  # MOMENTUM_SELECTION_NAME relavance
+            "retrieval_k": 3,  # MOMENTUM_SELECTION_NUM
+            "retrieval_order": "as_selected",  # k_update.py shows the selection's order
+            "schedule": {"kind": "cosine", "initial": 50, "final": 10, "warmup_steps": 0},  # INITIAL/FINAL_STEP_SIZE
+            "edit_enforcement": "soft",  # w_lr only asks
+            "candidate_scoring": "eval",  # optimize.py scores new prompts on the eval split
+            "repeated_candidates": "keep_score",  # instruction_score_dict
+            "meta_prompt_style": "paper",  # generate_without_gradient.py, k_update.py, w_lr.py
+            "answer_extraction": "second_turn",  # eval_utils.py: get_second_round_prompt for chat scorers
+            "metric_variants": {"multiple_choice": "paper", "exact_match": "paper", "numeric": "paper",
+                                "rouge_l": "paper"},  # evaluation/metrics.py
+        },
+        "optimizer_model": {"temperature": 1.0, "max_tokens": 512, "structured_output": False},
+    }
 }
 
 
 class RunConfig(_Frozen):
+    preset: Literal["paper"] | None = Field(
+        default=None, description="paper: every setting as the official GPO code runs it, under your own settings"
+    )
     tasks: list[str] = Field(min_length=1, description="task names or globs, e.g. bbh/navigate, mmlu/*")
     data_dir: Path | None = None
     task_sources: list[TaskSource] = []
@@ -274,6 +331,19 @@ class RunConfig(_Frozen):
     tracking: TrackingSettings = TrackingSettings()
     run_dir: Path | None = Field(default=None, description="default: runs/<time>-<id> in the current folder")
     cache: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("preset"), str) and data["preset"] in PRESETS:
+            return deep_merge(PRESETS[data["preset"]], data)
+        return data
+
+    @model_validator(mode="after")
+    def _paper_style_needs_markers(self) -> RunConfig:
+        if self.optimizer.meta_prompt_style == "paper" and self.optimizer_model.uses_structured_output:
+            raise ValueError("meta_prompt_style paper asks for <START>/<END>: set optimizer_model.structured_output: false")
+        return self
 
     @model_validator(mode="after")
     def _schedule_sane(self) -> RunConfig:
@@ -295,6 +365,8 @@ class RunConfig(_Frozen):
         d.pop("cluster", None)
         d.pop("budget", None)
         d.pop("tracking", None)
+        if d.get("preset") is None:
+            d.pop("preset", None)
         for role in ("task_model", "optimizer_model"):
             d[role].pop("transport", None)  # how calls are sent, not what is asked
         for key, default in _FINGERPRINT_NEUTRAL_DEFAULTS.items():

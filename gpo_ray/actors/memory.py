@@ -78,8 +78,10 @@ class TrajectoryMemory(WhereAmI):
     async def trajectory(self, task: str) -> list[TrajectoryEntry]:
         return await self._call(self._store.trajectory, task)
 
-    async def retrieve(self, task: str, *, strategy: str, k: int) -> list[TrajectoryEntry]:
-        return await self._call(self._store.retrieve, task, strategy=strategy, k=k)
+    async def retrieve(
+        self, task: str, *, strategy: str, k: int, order: str = "score_ascending"
+    ) -> list[TrajectoryEntry]:
+        return await self._call(self._store.retrieve, task, strategy=strategy, k=k, order=order)
 
     async def candidates(self, task: str, step: int | None = None) -> list[MemoryRecord]:
         return await self._call(self._store.candidates, task, step)

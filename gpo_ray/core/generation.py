@@ -13,6 +13,7 @@ from gpo_ray.core.batches import stable_seed
 from gpo_ray.core.edit_distance import within_budget
 from gpo_ray.core.extraction import CandidateFilter, extract_candidate
 from gpo_ray.core.meta_prompt import CANDIDATE_JSON_SCHEMA, DEFAULT_TEMPLATE, MetaPromptTemplate, build_meta_prompt
+from gpo_ray.core.paper_meta_prompt import build_paper_meta_prompt
 from gpo_ray.core.types import TrajectoryEntry
 from gpo_ray.llm.protocol import ChatRequest, LLMClient, user_message
 from gpo_ray.tasks.types import Example
@@ -39,6 +40,30 @@ class GenerationRequest:
     temperature: float = 1.0
     max_tokens: int | None = None
     template: MetaPromptTemplate = DEFAULT_TEMPLATE
+    style: str = "own"  # "own" (template) | "paper" (the official GPO text, core/paper_meta_prompt.py)
+    current_score: float | None = None  # shown by the paper text only when nothing is retrieved
+
+
+def meta_prompt_for(request: GenerationRequest) -> str:
+    """The optimizer request's text for this generation request."""
+    if request.style == "paper":
+        return build_paper_meta_prompt(
+            current_prompt=request.current_prompt,
+            retrieved=request.retrieved,
+            format_examples=request.format_examples,
+            edit_budget=request.edit_budget,
+            placement=request.placement,
+            current_score=request.current_score,
+        )
+    return build_meta_prompt(
+        current_prompt=request.current_prompt,
+        retrieved=request.retrieved,
+        format_examples=request.format_examples,
+        edit_budget=request.edit_budget,
+        placement=request.placement,
+        structured=request.structured,
+        template=request.template,
+    )
 
 
 @dataclass(frozen=True)
@@ -49,15 +74,7 @@ class GenerationResult:
 
 async def generate_candidates(llm: LLMClient, request: GenerationRequest) -> GenerationResult:
     """Ask for `n` samples concurrently; in strict mode re-ask for the ones over budget, a bounded number of rounds."""
-    meta = build_meta_prompt(
-        current_prompt=request.current_prompt,
-        retrieved=request.retrieved,
-        format_examples=request.format_examples,
-        edit_budget=request.edit_budget,
-        placement=request.placement,
-        structured=request.structured,
-        template=request.template,
-    )
+    meta = meta_prompt_for(request)
     accepted: list[str] = []
     counts: Counter[str] = Counter()
     gate = CandidateFilter(request.tried)

@@ -16,6 +16,7 @@ The answer is the trajectory prompt with the best eval score (ties: the earliest
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Protocol
@@ -24,7 +25,7 @@ import structlog
 
 from gpo_ray.config import OptimizerSettings
 from gpo_ray.core.adaptive import eval_order, successive_halving
-from gpo_ray.core.batches import batch_for_step
+from gpo_ray.core.batches import batch_for_step, stable_seed
 from gpo_ray.core.edit_distance import word_edit_distance
 from gpo_ray.core.evaluation import mean
 from gpo_ray.core.extraction import prompt_key
@@ -69,6 +70,17 @@ def train_examples(task: Task, settings: OptimizerSettings) -> tuple[Example, ..
     return tuple(task.train[: settings.train_limit] if settings.train_limit else task.train)
 
 
+def format_examples_for(task: Task, settings: OptimizerSettings) -> tuple[Example, ...]:
+    """The format exemplars the meta-prompt shows: the first `format_examples`, or (`format_example_sampling:
+    seeded`, the paper's format_data_num) that many drawn without replacement by a seeded RNG, in file order."""
+    pool = task.format_examples
+    n = min(settings.format_examples, len(pool))
+    if settings.format_example_sampling == "first":
+        return tuple(pool[:n])
+    rng = random.Random(stable_seed(settings.seed, task.name, "format_examples"))
+    return tuple(pool[i] for i in sorted(rng.sample(range(len(pool)), n)))
+
+
 def schedule_for(task: Task, settings: OptimizerSettings) -> EditBudgetSchedule:
     """The one place a task's schedule is made: T from the training split, the decay from the config."""
     steps = total_steps(len(train_examples(task, settings)), batch_size=settings.batch_size, epochs=settings.epochs)
@@ -97,7 +109,14 @@ class GPOTaskLoop:
         self.train_examples = train_examples(task, settings)
         self.eval_examples = task.eval[: settings.eval_limit] if settings.eval_limit else task.eval
         self.test_examples = task.test[: settings.test_limit] if settings.test_limit else task.test
+        self.format_examples = format_examples_for(task, settings)
+        self._earlier_scores: dict[str, float] = {}  # repeated_candidates keep_score: prompt_key -> eval score
         self.log = structlog.get_logger().bind(task=task.name)
+
+    def _remember_scores(self, record: StepResult) -> None:
+        for c in record.candidates:
+            if c.examples is None or c.examples == len(self.eval_examples):
+                self._earlier_scores.setdefault(prompt_key(c.prompt), c.score)
 
     async def _eval_score(self, prompt: str) -> float:
         (scores,) = await self.services.score(self.task, [prompt], self.eval_examples)
@@ -115,6 +134,10 @@ class GPOTaskLoop:
             records = [initial]
         trajectory = [TrajectoryEntry(r.prompt, r.eval_score, r.step) for r in records]
         tried = {r.prompt for r in records} | {c.prompt for r in records for c in r.candidates}
+        if s.repeated_candidates == "keep_score":
+            tried = {r.prompt for r in records}  # earlier candidates come back with their score
+            for r in records:
+                self._remember_scores(r)
         status = RunStatus.COMPLETED
         for t in range(len(records), self.schedule.total_steps + 1):
             if self.services.should_stop():
@@ -126,7 +149,10 @@ class GPOTaskLoop:
             records.append(record)
             trajectory.append(TrajectoryEntry(record.prompt, record.eval_score, t))
             tried.add(record.prompt)
-            tried.update(c.prompt for c in record.candidates)
+            if s.repeated_candidates == "keep_score":
+                self._remember_scores(record)
+            else:
+                tried.update(c.prompt for c in record.candidates)
         return await self._finish(records, trajectory, status)
 
     async def _step(self, t: int, trajectory: list[TrajectoryEntry], tried: set[str]) -> StepResult:
@@ -134,14 +160,15 @@ class GPOTaskLoop:
         log = self.log.bind(step=t)
         current = trajectory[-1].prompt
         budget = self.schedule.budget(t)
-        retrieved = await self.services.retrieve(self.task, trajectory, strategy=s.retrieval, k=s.retrieval_k)
+        order = {} if s.retrieval_order == "score_ascending" else {"order": s.retrieval_order}
+        retrieved = await self.services.retrieve(self.task, trajectory, strategy=s.retrieval, k=s.retrieval_k, **order)
         generated = await self.services.generate(
             GenerationRequest(
                 task=self.task.name,
                 step=t,
                 current_prompt=current,
                 retrieved=tuple(retrieved),
-                format_examples=self.task.format_examples[: s.format_examples],
+                format_examples=self.format_examples,
                 edit_budget=budget,
                 n=s.candidates,
                 tried=tuple(sorted(tried)),
@@ -153,11 +180,24 @@ class GPOTaskLoop:
                 temperature=self.optimizer_temperature,
                 max_tokens=self.optimizer_max_tokens,
                 template=self.template,
+                style=s.meta_prompt_style,
+                current_score=trajectory[-1].score,
             )
         )
+        reused: list[ScoredCandidate] = []
         if s.candidate_scoring == "eval":
-            scored, fully_scored, calls, full_calls = await self._score_on_eval(t, current, generated.candidates,
-                                                                                 trajectory)
+            fresh = list(generated.candidates)
+            if s.repeated_candidates == "keep_score":
+                on_trajectory = {prompt_key(e.prompt) for e in trajectory}
+                known = [p for p in fresh if prompt_key(p) in self._earlier_scores and prompt_key(p) not in on_trajectory]
+                fresh = [p for p in fresh if p not in known]
+                reused = [
+                    ScoredCandidate(prompt=p, score=self._earlier_scores[prompt_key(p)],
+                                    edit_distance=word_edit_distance(current, p), examples=len(self.eval_examples))
+                    for p in known
+                ]
+            scored, fully_scored, calls, full_calls = await self._score_on_eval(t, current, fresh, trajectory)
+            scored, fully_scored = scored + reused, fully_scored + reused
         else:
             batch = batch_for_step(self.train_examples, t, batch_size=s.batch_size, seed=s.seed)
             scored = []
@@ -174,6 +214,8 @@ class GPOTaskLoop:
             log.info("candidate_scored", candidate=i, score=c.score, examples=c.examples,
                      edit_distance=c.edit_distance, over_budget=c.edit_distance > budget)
         counts = {**generated.counts, "scoring_calls": calls, "scoring_calls_full": full_calls}
+        if reused:
+            counts["reused_score"] = len(reused)
         chosen = select_next(fully_scored, chosen_before=[e.prompt for e in trajectory])
         if chosen is None:
             # No usable candidate this step: stay on the current prompt (recorded, so resume is exact).

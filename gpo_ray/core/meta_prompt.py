@@ -51,8 +51,11 @@ def _clip(text: str, limit: int) -> str:
     return text[:limit].rstrip() + "..."
 
 
-def format_score(score: float) -> str:
-    """A [0, 1] score as the optimizer sees it: a whole number out of 100."""
+def format_score(score: float | str) -> str:
+    """A [0, 1] score as the optimizer sees it: a whole number out of 100. A str passes through (the placeholder
+    `plan --show-meta-prompt` shows before any score exists)."""
+    if isinstance(score, str):
+        return score
     return str(round(score * 100))
 
 

@@ -12,8 +12,16 @@ from dataclasses import asdict, dataclass
 
 from gpo_ray.config import OptimizerSettings
 from gpo_ray.core.adaptive import halving_calls
-from gpo_ray.core.loop import schedule_for, template_for, train_examples
+from gpo_ray.core.generation import GenerationRequest, meta_prompt_for
+from gpo_ray.core.loop import (
+    format_examples_for,
+    schedule_for,
+    template_for,
+    train_examples,
+)
 from gpo_ray.core.meta_prompt import build_meta_prompt
+from gpo_ray.core.paper_meta_prompt import SCORE_PLACEHOLDER
+from gpo_ray.core.retrieval import retrieve
 from gpo_ray.core.types import TrajectoryEntry
 from gpo_ray.llm.protocol import tokens_in_chars
 from gpo_ray.tasks.second_turn import SECOND_TURN_MAX_TOKENS, second_turn_text
@@ -36,6 +44,23 @@ class TaskPlan:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def step1_meta_prompt(task: Task, settings: OptimizerSettings, *, structured: bool) -> str:
+    """The step-1 optimizer request for `task` as the loop would send it, the initial prompt's score (not known
+    before the run) shown as SCORE_PLACEHOLDER."""
+    schedule = schedule_for(task, settings)
+    trajectory = [TrajectoryEntry(settings.initial_prompt, SCORE_PLACEHOLDER, 0)]  # type: ignore[arg-type]
+    # One entry: every strategy and order retrieves it alone (relevance needs no vector for the newest).
+    retrieved = retrieve(trajectory, strategy="recency", k=settings.retrieval_k)
+    return meta_prompt_for(
+        GenerationRequest(
+            task=task.name, step=1, current_prompt=settings.initial_prompt, retrieved=tuple(retrieved),
+            format_examples=format_examples_for(task, settings), edit_budget=schedule.budget(1), n=settings.candidates,
+            tried=(), placement=settings.placement, structured=structured, template=template_for(settings),
+            style=settings.meta_prompt_style,
+        )
+    )
 
 
 def plan_task(

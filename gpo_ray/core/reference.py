@@ -41,7 +41,8 @@ class InProcessServices:
         self._vectors: dict[str, Sequence[float]] = {}
 
     async def retrieve(
-        self, task: Task, trajectory: Sequence[TrajectoryEntry], *, strategy: str, k: int
+        self, task: Task, trajectory: Sequence[TrajectoryEntry], *, strategy: str, k: int,
+        order: str = "score_ascending",
     ) -> list[TrajectoryEntry]:
         vectors = None
         if strategy == "relevance":
@@ -52,7 +53,7 @@ class InProcessServices:
                 new = await asyncio.to_thread(self.embed, missing)
                 self._vectors.update(zip(missing, new, strict=True))
             vectors = [self._vectors[e.prompt] for e in trajectory]
-        return retrieve(trajectory, strategy=strategy, k=k, vectors=vectors)
+        return retrieve(trajectory, strategy=strategy, k=k, vectors=vectors, order=order)
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         return await generate_candidates(self.optimizer_llm, request)

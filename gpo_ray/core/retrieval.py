@@ -7,8 +7,11 @@ The trajectory is given in step order (initial prompt first). Three strategies, 
 - relevance: the newest prompt plus the k-1 older prompts whose embeddings are most similar to it
   (cosine; ties: the newer one), so the optimizer sees the neighbourhood of where it stands.
 
-Whatever the strategy, the chosen prompts come back ordered by score ascending (ties by step), the
-order they are shown to the optimizer: best last, where an LLM attends most (as OPRO and GPO do).
+By default (`order="score_ascending"`) the chosen prompts come back ordered by score ascending (ties by step):
+best last, as OPRO shows its history. `order="as_selected"` returns them as the official GPO selection methods
+(RUCAIBox/GPO, first_order_momentum/selection_methods/) return them, with their tie-breaking: recency newest first;
+importance best first (ties: the older first, Python's stable sort); relevance the newest first, then the older ones
+by similarity (ties: the older first, as numpy's reversed argsort gives them).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import Sequence
 from gpo_ray.core.types import TrajectoryEntry
 
 STRATEGIES: tuple[str, ...] = ("relevance", "recency", "importance")
+ORDERS: tuple[str, ...] = ("score_ascending", "as_selected")
 
 
 def cosine_similarity(a: Sequence[float], b: Sequence[float]) -> float:
@@ -38,8 +42,11 @@ def retrieve(
     strategy: str,
     k: int,
     vectors: Sequence[Sequence[float]] | None = None,
+    order: str = "score_ascending",
 ) -> list[TrajectoryEntry]:
-    """Up to k trajectory entries chosen by `strategy`, ordered by score ascending (ties by step)."""
+    """Up to k trajectory entries chosen by `strategy`, ordered by score ascending (ties by step), or as selected."""
+    if order not in ORDERS:
+        raise ValueError(f"retrieval order must be one of {', '.join(ORDERS)}, got {order!r}")
     if strategy not in STRATEGIES:
         raise ValueError(f"retrieval strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
     if k <= 0:
@@ -53,6 +60,8 @@ def retrieve(
         return []
 
     indices = range(len(trajectory))
+    if order == "as_selected":
+        return [trajectory[i] for i in _as_selected(trajectory, strategy, k, vectors)]
     if strategy == "recency":
         chosen = list(indices)[-k:]
     elif strategy == "importance":
@@ -64,3 +73,21 @@ def retrieve(
         older = sorted(similarity, key=lambda i: (-similarity[i], -i))[: k - 1]
         chosen = [newest, *older]
     return sorted((trajectory[i] for i in chosen), key=lambda e: (e.score, e.step))
+
+
+def _as_selected(
+    trajectory: Sequence[TrajectoryEntry], strategy: str, k: int, vectors: Sequence[Sequence[float]] | None
+) -> list[int]:
+    """Indices in the official selection methods' order and tie-breaking."""
+    n = len(trajectory)
+    if strategy == "recency":
+        return list(range(n))[-k:][::-1]
+    if strategy == "importance":
+        return sorted(range(n), key=lambda i: -trajectory[i].score)[:k]  # stable: ties keep step order
+    assert vectors is not None
+    newest = n - 1
+    older = list(range(newest))[::-1]  # newest first, as history_list[:-1][::-1]
+    similarity = [cosine_similarity(vectors[newest], vectors[i]) for i in older]
+    # np.argsort(similarity)[::-1]: ascending with ties by position, reversed.
+    ranked = sorted(range(len(older)), key=lambda j: similarity[j])[::-1][: k - 1]
+    return [newest, *(older[j] for j in ranked)]

@@ -165,12 +165,12 @@ class TrajectoryStore:
         """The initial prompt and the prompt chosen at each step, in step order."""
         return [record.as_entry() for record, _ in self._trajectory_records(task)]
 
-    def retrieve(self, task: str, *, strategy: str, k: int) -> list[TrajectoryEntry]:
-        """GPO's update direction for `task`: up to k trajectory prompts, ordered by score ascending."""
+    def retrieve(self, task: str, *, strategy: str, k: int, order: str = "score_ascending") -> list[TrajectoryEntry]:
+        """GPO's update direction for `task`: up to k trajectory prompts, by score ascending or as selected."""
         stored = self._trajectory_records(task)
         entries = [record.as_entry() for record, _ in stored]
         vectors = [vector for _, vector in stored]
-        return retrieve_entries(entries, strategy=strategy, k=k, vectors=vectors)
+        return retrieve_entries(entries, strategy=strategy, k=k, vectors=vectors, order=order)
 
     def candidates(self, task: str, step: int | None = None) -> list[MemoryRecord]:
         """Scored candidates of a task (of one step if given): step order, best score first within a step."""

@@ -52,6 +52,8 @@ class FakeLLMConfig(BaseModel):
     embedding_dim: int = Field(default=64, gt=0, le=4096)
     record_timeline: bool = Field(default=False, description="keep (start, end, role) of every served request "
                                   "for GET /timeline (benchmarks: utilization per phase)")
+    record_requests: bool = Field(default=False, description="keep (role, text, temperature, max_tokens) of every "
+                                  "served request, for tests that check what was sent")
 
     @field_validator("fail_first_n", "fault_rates")
     @classmethod

@@ -78,6 +78,9 @@ class ThreadedFake:
     def timeline(self) -> list[tuple[float, float, str]]:
         return self._call(self.server.timeline)
 
+    def requests_log(self) -> list[dict]:
+        return self._call(self.server.requests_log)
+
     def reset(self) -> None:
         self._call(self.server.reset)
 

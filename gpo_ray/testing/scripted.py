@@ -2,7 +2,8 @@
 
 They are told apart by the request content:
 
-- an *optimizer* request carries the meta-prompt block "<current_prompt>\\n{prompt}\\n</current_prompt>";
+- an *optimizer* request carries the meta-prompt block "<current_prompt>\\n{prompt}\\n</current_prompt>", or (the
+  official GPO text, `meta_prompt_style: paper`) "The current prompt is:\\n{prompt}\\n\\n" before the exemplars;
   the reply appends one of `optimizer_phrases` to that prompt: "<START>{candidate}<END>".
 - every other request is a *task* request: the model looks the question up in `answer_key` (or solves
   simple arithmetic) and answers correctly with probability base_accuracy + the bonuses of the
@@ -23,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gpo_ray.core import paper_text
 from gpo_ray.llm.protocol import CHARS_PER_TOKEN, ChatRequest, ChatResponse, Usage, approx_tokens
 from gpo_ray.testing.arithmetic import format_number, solve_arithmetic
 from gpo_ray.testing.config import FakeLLMConfig
@@ -32,11 +34,20 @@ PROMPT_OPEN = "<current_prompt>\n"
 PROMPT_CLOSE = "\n</current_prompt>"
 
 
+PAPER_OPEN = paper_text.CURRENT.split("{prompt}")[0]
+PAPER_CLOSE = paper_text.CURRENT.split("{prompt}")[1] + paper_text.EXEMPLARS_INTRO
+
+
 def current_prompt_of(text: str) -> str | None:
-    """The prompt inside the meta-prompt's <current_prompt> block, or None for a task request."""
+    """The prompt inside the meta-prompt's <current_prompt> block (or the paper text's current prompt), or None
+    for a task request."""
     start = text.find(PROMPT_OPEN)
     if start < 0:
-        return None
+        if not text.startswith(paper_text.TASK):
+            return None
+        start = text.find(PAPER_OPEN)
+        end = text.find(PAPER_CLOSE, start + len(PAPER_OPEN)) if start >= 0 else -1
+        return text[start + len(PAPER_OPEN):end] if end >= 0 else None
     start += len(PROMPT_OPEN)
     end = text.find(PROMPT_CLOSE, start)
     return text[start:end] if end >= 0 else None

@@ -81,6 +81,10 @@ class FakeLLMServer:
         """(start, end, role) of every request served since the last reset, if `record_timeline` is on."""
         return list(self._stats.timeline)
 
+    def requests_log(self) -> list[dict]:
+        """Every request served since the last reset, if `record_requests` is on."""
+        return list(self._stats.requests_log)
+
     def reset(self) -> None:
         self._stats = ServerStats()
 
@@ -248,6 +252,10 @@ class FakeLLMServer:
         stats.roles[reply.role] += 1
         if self.config.record_timeline:
             stats.timeline.append((served_from, time.monotonic(), reply.role))
+        if self.config.record_requests:
+            messages = body.get("messages") or [{}]
+            stats.requests_log.append({"role": reply.role, "text": str(messages[-1].get("content") or ""),
+                                       "temperature": body.get("temperature"), "max_tokens": body.get("max_tokens")})
         stats.prompt_tokens += reply.usage.prompt_tokens
         stats.completion_tokens += reply.usage.completion_tokens
         return self._ok(

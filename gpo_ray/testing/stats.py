@@ -21,6 +21,7 @@ class ServerStats:
         self.answered: Counter[str] = Counter()  # successful replies per fingerprint
         self.embedding_requests = 0
         self.timeline: list[tuple[float, float, str]] = []  # (service start, end, role), monotonic seconds
+        self.requests_log: list[dict] = []  # record_requests: role, text (last message), temperature, max_tokens
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -164,6 +164,17 @@ def test_retrieve_hands_the_stored_trajectory_and_vectors_to_core_retrieval(
     assert store.retrieve("nav", strategy=strategy, k=k) == expected
 
 
+@pytest.mark.parametrize("strategy", ["recency", "importance", "relevance"])
+def test_retrieve_as_selected_hands_the_order_to_core_retrieval(chroma_path: Path, strategy: str) -> None:
+    store = open_store(chroma_path)
+    store.add(PATH)
+    expected = core_retrieve(
+        [r.as_entry() for r in PATH], strategy=strategy, k=3, order="as_selected",
+        vectors=BagOfWordsEmbedder().embed([r.prompt for r in PATH]),
+    )
+    assert store.retrieve("nav", strategy=strategy, k=3, order="as_selected") == expected
+
+
 def test_relevance_finds_the_older_prompt_nearest_the_newest_one(chroma_path: Path) -> None:
     store = open_store(chroma_path)
     path = [

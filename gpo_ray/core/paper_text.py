@@ -1,0 +1,65 @@
+"""The official GPO meta-prompt's sentences, verbatim, as data (the `paper` preset's `meta_prompt_style: paper`).
+
+Source: github.com/RUCAIBox/GPO at commit 765df20 (the only thing reproduced from it is this text; the code that
+assembles it is gpo-ray's own, in core/paper_meta_prompt.py). Each constant names the file it comes from:
+
+- GEN  = src/optimization/utilize_gradient/generate_without_gradient.py  (Generate_Without_Gradient, "para"/k-list)
+- KUPD = src/optimization/first_order_momentum/momentum_update_methods/k_update.py  (K_Update, "para")
+- WLR  = src/optimization/learning_rate/w_lr.py  (lr_template)
+"""
+
+from __future__ import annotations
+
+OFFICIAL_REPOSITORY = "github.com/RUCAIBox/GPO"
+OFFICIAL_COMMIT = "765df20"
+
+# GEN: first line of every meta-prompt.
+TASK = "Your task is to write a prompt to replace <Prompt>.\n\n"
+
+# KUPD: header of the retrieved prompts ("k-list" update, momentum_para_name "para").
+HISTORY_HEADER = (
+    "Below are the previous prompts with their scores."
+    " The score ranges from 0 to 100, and higher scores indicate better quality.\n\n"
+)
+# KUPD: one retrieved prompt; entries joined by a blank line, the block ends with a blank line.
+HISTORY_ENTRY = "Prompt: {prompt}\nScore: {score}"
+
+# GEN: the branch without retrieved prompts (k_list_string None): the current prompt with its score.
+NO_HISTORY_HEADER = (
+    "Below is the current prompt with its score."
+    " The score ranges from 0 to 100, and higher score indicates better quality.\n"
+)
+
+# GEN: the current prompt.
+CURRENT = "The current prompt is:\n{prompt}\n\n"
+
+# GEN: the exemplars' introduction, with the sentence on when an output counts as correct.
+EXEMPLARS_INTRO = (
+    "The following exemplars show how to apply the prompt: you replace <Prompt> in each input with your new prompt, "
+    "then read the input and give an output. We say your output is wrong if it is different from the given output, "
+    "and we say your output is correct if they are the same.\n\n"
+)
+
+# GEN: one exemplar per instruction_pos (Q_end, Q_begin, A_begin); exemplars joined by a blank line.
+EXEMPLAR_Q_END = "Input:\n{question}\n<Prompt>\nOutput:\n{answer}"
+EXEMPLAR_Q_BEGIN = "Input:\n<Prompt>\n{question}\nOutput:\n{answer}"
+EXEMPLAR_A_BEGIN = "Input:\nQ: {question}\nA: <Prompt>\nOutput:\n{answer}"
+
+# GEN: instruction_pos_description per instruction_pos.
+POSITION_Q_END = "at the end of the question"
+POSITION_Q_BEGIN = "at the beginning of the question"
+POSITION_A_BEGIN = "at the beginning of the answer"
+
+# GEN: the closing instruction with retrieved prompts, and without them.
+INSTRUCTION_WITH_HISTORY = (
+    "Carefully analyze the previous prompts and their scores,"
+    " and write a new improved prompt"
+    " to replace <Prompt> {position} in the task examples.\n"
+)
+INSTRUCTION_WITHOUT_HISTORY = "Write a new improved prompt to replace <Prompt> {position} in the task examples.\n"
+
+# GEN: the last line (no trailing newline).
+OUTPUT = "Wrap the new prompt with <START> and <END>."
+
+# WLR: the edit budget, inserted before the last line as "\n" + BUDGET + "\n".
+BUDGET = "You are allowed to change up to {budget} words in the current prompt.\n"

@@ -1,0 +1,76 @@
+"""`--preset paper` end to end on the shared local Ray cluster against the fake endpoint: the optimizer requests the
+endpoint received are the official GPO text (core/paper_meta_prompt.py, itself checked against the official code's
+output in tests/unit/test_core_paper_meta_prompt.py) for the run's own states, sent 8 times a step at temperature
+1.0 with 512 max tokens."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from gpo_ray.api import optimize
+from gpo_ray.config import RunConfig
+from gpo_ray.core.loop import format_examples_for
+from gpo_ray.core.paper_meta_prompt import build_paper_meta_prompt
+from gpo_ray.core.plan import plan_task
+from gpo_ray.core.retrieval import retrieve
+from gpo_ray.core.types import TrajectoryEntry
+from gpo_ray.tasks.registry import resolve_tasks
+from gpo_ray.testing import ThreadedFake
+from tests.integration.test_e2e_optimize import fake_config, write_sum_task
+
+pytestmark = pytest.mark.usefixtures("ray_cluster")
+
+
+def paper_config(tmp_path, base_url: str) -> RunConfig:
+    if not (tmp_path / "data" / "sums_a").exists():
+        write_sum_task(tmp_path / "data" / "sums_a", seed=1)
+    return RunConfig.model_validate({
+        "preset": "paper",
+        "tasks": ["sums/a"],
+        "task_sources": [{"name": "sums/a", "format": "jsonl", "path": str(tmp_path / "data" / "sums_a"),
+                          "metric": "numeric"}],
+        "task_model": {"base_url": base_url, "model": "fake-llm", "max_tokens": 64, "timeout_s": 10},
+        "optimizer_model": {"base_url": base_url, "model": "fake-llm", "timeout_s": 10},
+        "optimizer": {"batch_size": 4, "epochs": 1},  # 8 training examples: 2 steps
+        "cluster": {"num_refiners": 2, "num_evaluators": 2, "evaluator_max_in_flight": 4},
+        "run_dir": str(tmp_path / "run"),
+    })
+
+
+def test_paper_preset_sends_the_official_text(tmp_path):
+    config = paper_config(tmp_path, "http://placeholder/v1")
+    fake_settings = fake_config(config).model_copy(update={"record_requests": True})
+    with ThreadedFake(fake_settings) as fake:
+        config = paper_config(tmp_path, fake.base_url)
+        results = optimize(config)
+        log = fake.requests_log()
+
+    (task,) = resolve_tasks(config.tasks, data_dir=None, sources=config.task_sources)
+    result = results.tasks["sums/a"]
+    assert len(result.steps) == 2
+    sent = [r for r in log if r["role"] == "optimizer"]
+    assert {(r["temperature"], r["max_tokens"]) for r in sent} == {(1.0, 512)}
+
+    trajectory = [TrajectoryEntry(result.initial_prompt, result.initial_eval_score, 0)]
+    expected: list[str] = []
+    for step in result.steps:
+        # At most 2 trajectory prompts before a step: the relevance order (newest first) needs no embedding.
+        retrieved = retrieve(trajectory, strategy="relevance", k=3, vectors=[[1.0]] * len(trajectory),
+                             order="as_selected")
+        expected += [build_paper_meta_prompt(
+            current_prompt=trajectory[-1].prompt, retrieved=retrieved,
+            format_examples=format_examples_for(task, config.optimizer), edit_budget=step.edit_budget,
+            placement=config.optimizer.placement)] * 8
+        trajectory.append(TrajectoryEntry(step.prompt, step.eval_score, step.step))
+    assert Counter(r["text"] for r in sent) == Counter(expected)
+
+    plan = plan_task(task, config.optimizer, optimizer_max_tokens=512, task_max_tokens=64)
+    assert plan.optimizer_calls == len(sent) == 16
+    for step in result.steps:  # every new candidate on the whole eval split; a repeated one keeps its score
+        fresh = len(step.candidates) - step.counts.get("reused_score", 0)
+        assert step.counts["scoring_calls"] == fresh * len(task.eval)
+        assert all(c.examples == len(task.eval) for c in step.candidates)
+    scored = len(task.eval) + sum(s.counts["scoring_calls"] for s in result.steps) + 2 * len(task.test)
+    assert scored <= plan.task_model_calls  # the plan counts 8 distinct candidates a step; duplicates are not scored
