@@ -72,5 +72,10 @@ def test_paper_preset_sends_the_official_text(tmp_path):
         fresh = len(step.candidates) - step.counts.get("reused_score", 0)
         assert step.counts["scoring_calls"] == fresh * len(task.eval)
         assert all(c.examples == len(task.eval) for c in step.candidates)
-    scored = len(task.eval) + sum(s.counts["scoring_calls"] for s in result.steps) + 2 * len(task.test)
-    assert scored <= plan.task_model_calls  # the plan counts 8 distinct candidates a step; duplicates are not scored
+    # Scoring as the plan counts it: the initial prompt on eval, each step's candidates on eval, initial and best on
+    # test; every example asked twice (the second turn for the final answer). The plan counts 8 new candidates a step.
+    first_turns = len(task.eval) + sum(s.counts["scoring_calls"] for s in result.steps) + 2 * len(task.test)
+    received = [r for r in log if r["role"] != "optimizer"]
+    assert len(received) == 2 * first_turns == results.usage["task_model"]["requests"]
+    unscored = sum(8 - (len(s.candidates) - s.counts.get("reused_score", 0)) for s in result.steps)
+    assert len(received) == plan.task_model_calls - 2 * unscored * len(task.eval)
