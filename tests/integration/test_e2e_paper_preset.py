@@ -1,7 +1,7 @@
 """`--preset paper` end to end on the shared local Ray cluster against the fake endpoint: the optimizer requests the
 endpoint received are the official GPO text (core/paper_meta_prompt.py, itself checked against the official code's
 output in tests/unit/test_core_paper_meta_prompt.py) for the run's own states, sent 8 times a step at temperature
-1.0 with 512 max tokens."""
+1.0 with 512 max tokens; and the task-model requests it received are what `plan --preset paper` counts."""
 
 from __future__ import annotations
 
@@ -41,7 +41,10 @@ def paper_config(tmp_path, base_url: str) -> RunConfig:
 
 def test_paper_preset_sends_the_official_text(tmp_path):
     config = paper_config(tmp_path, "http://placeholder/v1")
-    fake_settings = fake_config(config).model_copy(update={"record_requests": True})
+    # Enough distinct proposals that every step's 8 candidates are new, as the plan counts them ("carefully" makes
+    # them better than the initial prompt, so the best prompt's test scoring is not a cache hit of the initial one's).
+    phrases = [f"Work carefully, check {i}." for i in range(200)]
+    fake_settings = fake_config(config).model_copy(update={"record_requests": True, "optimizer_phrases": phrases})
     with ThreadedFake(fake_settings) as fake:
         config = paper_config(tmp_path, fake.base_url)
         results = optimize(config)
@@ -77,5 +80,5 @@ def test_paper_preset_sends_the_official_text(tmp_path):
     first_turns = len(task.eval) + sum(s.counts["scoring_calls"] for s in result.steps) + 2 * len(task.test)
     received = [r for r in log if r["role"] != "optimizer"]
     assert len(received) == 2 * first_turns == results.usage["task_model"]["requests"]
-    unscored = sum(8 - (len(s.candidates) - s.counts.get("reused_score", 0)) for s in result.steps)
-    assert len(received) == plan.task_model_calls - 2 * unscored * len(task.eval)
+    assert [len(s.candidates) - s.counts.get("reused_score", 0) for s in result.steps] == [8, 8]
+    assert len(received) == plan.task_model_calls
