@@ -136,6 +136,22 @@ class MetaPromptTemplate:
     output_json: str = (
         'Reply with only a JSON object of the form {{"prompt": "..."}}, whose "prompt" value is the new prompt.'
     )
+    # `optimizer.update: edit`: these replace task, instruction and the output line.
+    edit_task: str = (
+        "Your job is to improve a prompt for a language model by editing it. In the task examples below, the "
+        "placeholder <PROMPT> marks where the prompt is inserted; your edited prompt will replace it. "
+        "A good prompt makes the model give the correct answer as often as possible."
+    )
+    edit_instruction: str = (
+        "Analyse the examples and the earlier prompts: notice what the higher-scoring prompts do "
+        "that the lower-scoring ones do not. Then edit the current prompt: keep what works, change what "
+        "does not, so that the edited prompt is different from all the prompts above and should score higher "
+        "than all of them."
+    )
+    edit_output_markers: str = "Write the edited prompt between <START> and <END>."
+    edit_output_json: str = (
+        'Reply with only a JSON object of the form {{"prompt": "..."}}, whose "prompt" value is the edited prompt.'
+    )
     max_input_chars: int = 600
     max_answer_chars: int = 300
 
@@ -188,6 +204,15 @@ class OptimizerSettings(_Frozen):
         default="drop",
         description="a candidate scored at an earlier step: dropped, or kept with its earlier eval score (the paper)",
     )
+    update: Literal["generate", "edit"] = Field(
+        default="generate",
+        description="generate: ask for a new prompt; edit: ask to modify the current prompt (the official "
+        "generate_without / edit_without)",
+    )
+    budget_in_prompt: bool = Field(
+        default=True,
+        description="show the word budget in the meta-prompt (the official w_lr) or not (wo_lr)",
+    )
 
     @field_validator("meta_prompt")
     @classmethod
@@ -209,6 +234,8 @@ class OptimizerSettings(_Frozen):
                 raise ValueError("meta_prompt_style paper has no system placement (the official code has Q_end, Q_begin)")
             if self.meta_prompt:
                 raise ValueError("meta_prompt overrides apply to the own template, not to meta_prompt_style paper")
+        if not self.budget_in_prompt and self.edit_enforcement == "strict":
+            raise ValueError("edit_enforcement strict re-asks for over-budget candidates: it needs budget_in_prompt: true")
         return self
 
 
@@ -284,6 +311,8 @@ _FINGERPRINT_NEUTRAL_DEFAULTS = {
     "retrieval_order": "score_ascending",
     "format_example_sampling": "first",
     "repeated_candidates": "drop",
+    "update": "generate",
+    "budget_in_prompt": True,
 }
 
 # `preset: paper`: GPO as its authors ran it (RUCAIBox/GPO at 765df20, GPO.sh and optimize.py). Laid under the

@@ -42,6 +42,8 @@ class GenerationRequest:
     template: MetaPromptTemplate = DEFAULT_TEMPLATE
     style: str = "own"  # "own" (template) | "paper" (the official GPO text, core/paper_meta_prompt.py)
     current_score: float | None = None  # shown by the paper text only when nothing is retrieved
+    update: str = "generate"  # "generate" | "edit" (optimizer.update)
+    budget_in_prompt: bool = True  # optimizer.budget_in_prompt
 
 
 def meta_prompt_for(request: GenerationRequest) -> str:
@@ -54,6 +56,8 @@ def meta_prompt_for(request: GenerationRequest) -> str:
             edit_budget=request.edit_budget,
             placement=request.placement,
             current_score=request.current_score,
+            update=request.update,
+            budget_in_prompt=request.budget_in_prompt,
         )
     return build_meta_prompt(
         current_prompt=request.current_prompt,
@@ -63,6 +67,8 @@ def meta_prompt_for(request: GenerationRequest) -> str:
         placement=request.placement,
         structured=request.structured,
         template=request.template,
+        update=request.update,
+        budget_in_prompt=request.budget_in_prompt,
     )
 
 

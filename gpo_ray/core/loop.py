@@ -182,6 +182,8 @@ class GPOTaskLoop:
                 template=self.template,
                 style=s.meta_prompt_style,
                 current_score=trajectory[-1].score,
+                update=s.update,
+                budget_in_prompt=s.budget_in_prompt,
             )
         )
         reused: list[ScoredCandidate] = []

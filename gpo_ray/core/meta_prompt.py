@@ -7,8 +7,10 @@ It follows the paper's structure, in our own words:
 (c) the current prompt, in a fixed ``<current_prompt>`` block;
 (d) a few task examples showing where the prompt sits (END, BEGINNING or SYSTEM placement);
 (e) an instruction to analyse all of this and write a better prompt;
-(f) the edit budget: "You may change up to N words of the current prompt.";
+(f) the edit budget: "You may change up to N words of the current prompt." (left out with `budget_in_prompt: false`);
 (g) the output format: between <START> and <END>, or a JSON object {"prompt": "..."}.
+
+With `optimizer.update: edit`, (a), (e) and (g) ask to edit the current prompt instead (the `edit_*` sentences).
 
 Every sentence lives in `MetaPromptTemplate` and can be overridden, except the current-prompt block,
 which is byte-exact on purpose: tools (and the fake test server) find the current prompt by it.
@@ -82,11 +84,19 @@ def build_meta_prompt(
     placement: PromptPlacement,
     structured: bool,
     template: MetaPromptTemplate = DEFAULT_TEMPLATE,
+    update: str = "generate",
+    budget_in_prompt: bool = True,
 ) -> str:
-    """The full meta-prompt for one optimizer call; `retrieved` is shown in the order given."""
+    """The full meta-prompt for one optimizer call; `retrieved` is shown in the order given.
+
+    `update` "edit" asks to modify the current prompt (edit_task, edit_instruction, edit_output_*) instead of writing
+    a new one; `budget_in_prompt` False leaves out the budget line (f)."""
+    if update not in ("generate", "edit"):
+        raise ValueError(f"update must be generate or edit, got {update!r}")
+    edit = update == "edit"
     if edit_budget < 0:
         raise ValueError(f"edit_budget must be >= 0, got {edit_budget}")
-    sections = [template.task.format()]
+    sections = [(template.edit_task if edit else template.task).format()]
     if retrieved:
         entries = [
             template.history_entry.format(prompt=entry.prompt, score=format_score(entry.score)) for entry in retrieved
@@ -96,7 +106,11 @@ def build_meta_prompt(
     if format_examples:
         rendered = [render_example(ex, placement=placement, template=template) for ex in format_examples]
         sections.append(template.examples_intro.format() + "\n\n" + "\n\n".join(rendered))
-    sections.append(template.instruction.format())
-    sections.append(template.budget.format(budget=edit_budget))
-    sections.append((template.output_json if structured else template.output_markers).format())
+    sections.append((template.edit_instruction if edit else template.instruction).format())
+    if budget_in_prompt:
+        sections.append(template.budget.format(budget=edit_budget))
+    if edit:
+        sections.append((template.edit_output_json if structured else template.edit_output_markers).format())
+    else:
+        sections.append((template.output_json if structured else template.output_markers).format())
     return "\n\n".join(sections)

@@ -52,12 +52,20 @@ def build_paper_meta_prompt(
     edit_budget: int,
     placement: PromptPlacement,
     current_score: float | str | None = None,
+    update: str = "generate",
+    budget_in_prompt: bool = True,
 ) -> str:
     """The official meta-prompt; `retrieved` is shown in the order given (the official selection methods' order).
 
     Without retrieved prompts, the official branch that shows the current prompt with its score (rounded to 2
     places, as the official code rounds it there); the GPO.sh configuration always has the k-list, which holds at
-    least the initial prompt."""
+    least the initial prompt.
+
+    `update`: "generate" (generate_without_gradient.py) or "edit" (edit_without_gradient.py); `budget_in_prompt`:
+    w_lr (the budget line) or wo_lr (the text as is)."""
+    if update not in ("generate", "edit"):
+        raise ValueError(f"update must be generate or edit, got {update!r}")
+    edit = update == "edit"
     if edit_budget < 0:
         raise ValueError(f"edit_budget must be >= 0, got {edit_budget}")
     try:
@@ -72,7 +80,8 @@ def build_paper_meta_prompt(
         history = T.HISTORY_HEADER + "\n\n".join(
             T.HISTORY_ENTRY.format(prompt=e.prompt, score=format_official_score(e.score)) for e in retrieved
         ) + "\n\n"
-        closing = T.INSTRUCTION_WITH_HISTORY.format(position=position)
+        closing = (T.EDIT_INSTRUCTION_WITH_HISTORY if edit else T.INSTRUCTION_WITH_HISTORY).format(position=position)
+        intro = T.EDIT_EXEMPLARS_INTRO_WITH_HISTORY if edit else T.EXEMPLARS_INTRO
     else:
         if current_score is None:
             raise ValueError("without retrieved prompts the official meta-prompt shows the current prompt's score")
@@ -80,15 +89,18 @@ def build_paper_meta_prompt(
         history = T.NO_HISTORY_HEADER + T.HISTORY_ENTRY.format(
             prompt=current_prompt, score=format_official_score(shown)
         ) + "\n\n"
-        closing = T.INSTRUCTION_WITHOUT_HISTORY.format(position=position)
+        closing = (T.EDIT_INSTRUCTION_WITHOUT_HISTORY if edit else T.INSTRUCTION_WITHOUT_HISTORY).format(
+            position=position
+        )
+        intro = T.EXEMPLARS_INTRO
     text = (
-        T.TASK
+        (T.EDIT_TASK if edit else T.TASK)
         + history
         + T.CURRENT.format(prompt=current_prompt)
-        + T.EXEMPLARS_INTRO
+        + intro
         + examples
         + "\n\n"
         + closing
-        + T.OUTPUT
+        + (T.EDIT_OUTPUT if edit else T.OUTPUT)
     )
-    return insert_budget(text, edit_budget)
+    return insert_budget(text, edit_budget) if budget_in_prompt else text

@@ -5,7 +5,8 @@ assembles it is gpo-ray's own, in core/paper_meta_prompt.py). Each constant name
 
 - GEN  = src/optimization/utilize_gradient/generate_without_gradient.py  (Generate_Without_Gradient, "para"/k-list)
 - KUPD = src/optimization/first_order_momentum/momentum_update_methods/k_update.py  (K_Update, "para")
-- WLR  = src/optimization/learning_rate/w_lr.py  (lr_template)
+- EDIT = src/optimization/utilize_gradient/edit_without_gradient.py  (Edit_Without_Gradient, `optimizer.update: edit`)
+- WLR  = src/optimization/learning_rate/w_lr.py  (lr_template; wo_lr.py adds nothing: `budget_in_prompt: false`)
 """
 
 from __future__ import annotations
@@ -63,3 +64,23 @@ OUTPUT = "Wrap the new prompt with <START> and <END>."
 
 # WLR: the edit budget, inserted before the last line as "\n" + BUDGET + "\n".
 BUDGET = "You are allowed to change up to {budget} words in the current prompt.\n"
+
+# EDIT (`optimizer.update: edit`): the sentences that differ from GEN; the history blocks, the current prompt and the
+# exemplar shapes are GEN's. Note the official quirk: with retrieved prompts the exemplars' introduction says
+# "with your text", without them "with your new prompt" (EXEMPLARS_INTRO).
+EDIT_TASK = "Your task is to modify the current prompt to replace <Prompt>.\n\n"
+EDIT_EXEMPLARS_INTRO_WITH_HISTORY = (
+    "The following exemplars show how to apply the prompt: you replace <Prompt> in each input with your text, "
+    "then read the input and give an output. We say your output is wrong if it is different from the given output, "
+    "and we say your output is correct if they are the same.\n\n"
+)
+EDIT_INSTRUCTION_WITH_HISTORY = (
+    "Carefully analyze the previous prompts and their scores,"
+    " modify the current prompt, and get a new improved prompt"
+    " to replace <Prompt> {position} in the task examples.\n"
+)
+EDIT_INSTRUCTION_WITHOUT_HISTORY = (
+    "Modify the current prompt and get a new improved prompt to replace <Prompt>"
+    " {position} in the task examples.\n"
+)
+EDIT_OUTPUT = "Wrap the modified prompt with <START> and <END>."

@@ -58,7 +58,7 @@ def step1_meta_prompt(task: Task, settings: OptimizerSettings, *, structured: bo
             task=task.name, step=1, current_prompt=settings.initial_prompt, retrieved=tuple(retrieved),
             format_examples=format_examples_for(task, settings), edit_budget=schedule.budget(1), n=settings.candidates,
             tried=(), placement=settings.placement, structured=structured, template=template_for(settings),
-            style=settings.meta_prompt_style,
+            style=settings.meta_prompt_style, update=settings.update, budget_in_prompt=settings.budget_in_prompt,
         )
     )
 
@@ -94,6 +94,8 @@ def plan_task(
         placement=settings.placement,
         structured=False,
         template=template_for(settings),
+        update=settings.update,
+        budget_in_prompt=settings.budget_in_prompt,
     )
     inputs = [e.input for e in task.train + task.eval + task.test] or [""]
     avg_input = sum(map(len, inputs)) / len(inputs) + len(settings.initial_prompt)
