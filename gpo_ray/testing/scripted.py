@@ -3,7 +3,8 @@
 They are told apart by the request content:
 
 - an *optimizer* request carries the meta-prompt block "<current_prompt>\\n{prompt}\\n</current_prompt>", or (the
-  official GPO text, `meta_prompt_style: paper`) "The current prompt is:\\n{prompt}\\n\\n" before the exemplars;
+  official GPO text, `meta_prompt_style: paper`, generation or editing) "The current prompt is:\\n{prompt}\\n\\n"
+  before the exemplars;
   the reply appends one of `optimizer_phrases` to that prompt: "<START>{candidate}<END>".
 - every other request is a *task* request: the model looks the question up in `answer_key` (or solves
   simple arithmetic) and answers correctly with probability base_accuracy + the bonuses of the
@@ -35,7 +36,11 @@ PROMPT_CLOSE = "\n</current_prompt>"
 
 
 PAPER_OPEN = paper_text.CURRENT.split("{prompt}")[0]
-PAPER_CLOSE = paper_text.CURRENT.split("{prompt}")[1] + paper_text.EXEMPLARS_INTRO
+# The exemplars' introduction after the current prompt: generation's, or editing's with retrieved prompts.
+PAPER_CLOSES = tuple(
+    paper_text.CURRENT.split("{prompt}")[1] + intro
+    for intro in (paper_text.EXEMPLARS_INTRO, paper_text.EDIT_EXEMPLARS_INTRO_WITH_HISTORY)
+)
 
 
 def current_prompt_of(text: str) -> str | None:
@@ -43,11 +48,12 @@ def current_prompt_of(text: str) -> str | None:
     for a task request."""
     start = text.find(PROMPT_OPEN)
     if start < 0:
-        if not text.startswith(paper_text.TASK):
+        if not text.startswith((paper_text.TASK, paper_text.EDIT_TASK)):  # optimizer.update generate | edit
             return None
         start = text.find(PAPER_OPEN)
-        end = text.find(PAPER_CLOSE, start + len(PAPER_OPEN)) if start >= 0 else -1
-        return text[start + len(PAPER_OPEN):end] if end >= 0 else None
+        ends = [text.find(close, start + len(PAPER_OPEN)) for close in PAPER_CLOSES] if start >= 0 else []
+        ends = [e for e in ends if e >= 0]
+        return text[start + len(PAPER_OPEN):min(ends)] if ends else None
     start += len(PROMPT_OPEN)
     end = text.find(PROMPT_CLOSE, start)
     return text[start:end] if end >= 0 else None
