@@ -56,7 +56,7 @@ def measure(workload: Workload, root: Path, args: argparse.Namespace) -> dict[st
         paper_tasks = min(args.paper_loop_tasks, len(workload.tasks))
         paper = sequential_run(workload.subset(paper_tasks), endpoint, args, in_flight=1, root=root)
         print(f"  paper's loop on {paper_tasks} task(s) {paper['wall_s']:.1f} s", flush=True)
-    keep = (lambda run: run) if getattr(args, "keep_results", False) else strip
+    keep = (lambda run: run) if args.keep_results else strip
     report["main"] = keep(main_run)
     report["sequential_reference"] = keep(seq)
     report["paper_loop"] = keep(paper)

@@ -45,7 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.scaling:
             report["scaling"] = scaling.measure(workload, root, args)
         if args.adaptive:
-            shared = load_workload(ADAPTIVE_TASKS, data_dir=args.data_dir, scratch=root / "adaptive")
+            shared = (workload.subset(ADAPTIVE_TASKS) if len(workload.tasks) >= ADAPTIVE_TASKS
+                      else load_workload(ADAPTIVE_TASKS, data_dir=args.data_dir, scratch=root / "adaptive"))
             report["adaptive"] = adaptive.measure(shared, args)
 
     def show(report: dict[str, Any]) -> None:

@@ -24,6 +24,7 @@ from gpo_ray.llm.errors import LLMError
 from gpo_ray.logs import configure_logging, library_logs, secret_values
 from gpo_ray.observability.metrics import metrics_for, run_metrics_context
 from gpo_ray.observability.tracking import check_tracking, open_tracker
+from gpo_ray.runtime.processes import process_alive
 from gpo_ray.runtime.run_dir import RunDirectory, default_run_dir
 from gpo_ray.tasks.registry import resolve_tasks
 from gpo_ray.vocabulary import NodeResource, RunStatus
@@ -246,26 +247,10 @@ def _kill(handles: list[Any], *, timeout_s: float = 10.0) -> None:
     for h in handles:
         with contextlib.suppress(Exception):
             ray.kill(h, no_restart=True)
-    while any(_process_alive(p) for p in pids) and time.monotonic() < deadline:
+    while any(process_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.02)
     structlog.get_logger().info("actors_stopped", actors=len(handles), cancelled_tasks=cancelled,
-                                not_answering=unanswered, still_running=sum(map(_process_alive, pids)))
-
-
-def _process_alive(pid: int) -> bool:
-    """Whether process `pid` still runs (a zombie waiting for its parent to reap it does not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    if not Path("/proc").is_dir():  # no procfs (macOS): the signal check is all there is
-        return True
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
+                                not_answering=unanswered, still_running=sum(map(process_alive, pids)))
 
 
 def _execute(config: RunConfig, run_dir: RunDirectory, *, output: str, embedder_factory: Any = None,
@@ -277,6 +262,7 @@ def _execute(config: RunConfig, run_dir: RunDirectory, *, output: str, embedder_
     tasks = resolve_tasks(config.tasks, data_dir=config.data_dir, sources=config.task_sources)
     structlog.contextvars.bind_contextvars(run=run_dir.path.name)  # every driver event of this run carries it
     log = structlog.get_logger()
+    resume_hint = f"completed steps are saved, `gpo-ray resume {run_dir.path}` continues"
     with (endpoints_for(config, log_dir=run_dir.logs_dir) as (opt, task_ep, structured, server),
           ray_session(config.cluster.address, output=output)):
         memory, refiners, evaluators = _start_actors(config, run_dir, opt, task_ep, embedder_factory=embedder_factory)
@@ -292,14 +278,13 @@ def _execute(config: RunConfig, run_dir: RunDirectory, *, output: str, embedder_
             results = asyncio.run(server.run_while_serving(controller.run()) if server else controller.run())
         except LocalServerDied as e:
             log.error("run_failed", error=str(e), kind="local_server_died")
-            hint = f"completed steps are saved, `gpo-ray resume {run_dir.path}` continues"
-            raise LocalServerDied(f"{e}; {hint}") from None
+            raise LocalServerDied(f"{e}; {resume_hint}") from None
         except Exception as e:
             cause = llm_error_in(e)
             if cause is None:
                 raise
             log.error("run_failed", error=str(cause), kind=cause.kind)
-            raise RunFailed(f"{cause}; completed steps are saved, `gpo-ray resume {run_dir.path}` continues") from None
+            raise RunFailed(f"{cause}; {resume_hint}") from None
         finally:
             progress.close()
             _kill([memory, *refiners, *evaluators])

@@ -42,19 +42,13 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "--train-limit": dict(type=int, default=None),
     "--eval-limit": dict(type=int, default=16),
 }
-RUN_OPTIONS = ("--tasks", "--latency", "--slots", "--evaluators", "--refiners", "--evaluator-max-in-flight",
-               "--max-in-flight", "--epochs", "--candidates", "--batch-size", "--train-limit", "--eval-limit",
-               "--data-dir")  # what a run against the endpoint needs (workload.run_config)
+RUN_OPTIONS = tuple(OPTIONS)  # what a run against the endpoint needs (workload.run_config)
 
 
-def add_options(parser: argparse.ArgumentParser, *names: str, **defaults: Any) -> None:
-    """Add the shared options `names` (in that order); `defaults` overrides a default by dest (`tasks=3`)."""
+def add_options(parser: argparse.ArgumentParser, *names: str) -> None:
+    """Add the shared options `names`, in that order."""
     for name in names:
-        spec = dict(OPTIONS[name])
-        dest = name.removeprefix("--").replace("-", "_")
-        if dest in defaults:
-            spec["default"] = defaults[dest]
-        parser.add_argument(name, **spec)
+        parser.add_argument(name, **OPTIONS[name])
 
 
 def add_out(parser: argparse.ArgumentParser, name: str) -> None:
@@ -73,14 +67,11 @@ def quiet_logging() -> None:
 
 
 def start_ray() -> None:
-    """A local Ray for the benchmark, and MiniLM loaded once so no run pays its first load."""
+    """A local Ray for the benchmark (distributed runs embed in the memory actor, which loads its own MiniLM)."""
     import ray
-
-    from gpo_ray.llm.embedding import MiniLMEmbedder
 
     ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False,
              runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
-    MiniLMEmbedder().embed(["warm up"])
 
 
 def new_report(argv: Sequence[str] | None) -> dict[str, Any]:

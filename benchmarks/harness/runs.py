@@ -62,7 +62,7 @@ def distributed_run(workload: Workload, endpoint: ProcessFake, root: Path, args:
 def sequential_run(workload: Workload, endpoint: ProcessFake, args: argparse.Namespace, *, in_flight: int,
                    root: Path) -> dict[str, Any]:
     """`core/reference.py` in this process: tasks in series, at most `in_flight` calls at a time."""
-    from gpo_ray.llm.embedding import MiniLMEmbedder
+    from gpo_ray.llm.embedding import default_embedder
 
     config = run_config(workload, endpoint.base_url, root, args, evaluators=1)
     role = config.task_model.model_copy(update={"max_in_flight": in_flight})
@@ -73,7 +73,7 @@ def sequential_run(workload: Workload, endpoint: ProcessFake, args: argparse.Nam
                             cache=None, counters=counters)
     params = TaskModelParams(placement=config.optimizer.placement, temperature=0.0, max_tokens=64,
                              seed=config.optimizer.seed)
-    embedder = MiniLMEmbedder()
+    embedder = default_embedder()  # one per process: loaded once, not once per sequential run
     embedder.embed(["warm up"])
     endpoint.reset()
     with ProcessSampler() as sampler:

@@ -69,7 +69,7 @@ def endpoint_config(workload: Workload, *, latency: float, slots: int, timeline:
 
 def run_config(workload: Workload, base_url: str, root: Path, args: argparse.Namespace, *, evaluators: int,
                optimizer: dict[str, Any] | None = None) -> RunConfig:
-    """A run of the workload against the endpoint at `base_url`, with the settings of `cli.add_run_options`."""
+    """A run of the workload against the endpoint at `base_url`, with the settings of `cli.RUN_OPTIONS`."""
     role = LLMRoleConfig(base_url=base_url, model="fake-llm", max_tokens=64, max_in_flight=args.max_in_flight,
                          timeout_s=60)
     opt = dict(epochs=args.epochs, batch_size=args.batch_size, candidates=args.candidates, seed=3,

@@ -51,11 +51,8 @@ class ActorServices:
         self._last_prompt: dict[str, str] = {}
 
     async def retrieve(
-        self, task: Task, trajectory: Sequence[TrajectoryEntry], *, strategy: str, k: int,
-        order: str = "score_ascending",
+        self, task: Task, trajectory: Sequence[TrajectoryEntry], *, strategy: str, k: int, order: str,
     ) -> list[TrajectoryEntry]:
-        if order == "score_ascending":  # the call as before, for memory actors of an older gpo-ray
-            return await self.memory.retrieve.remote(task.name, strategy=strategy, k=k)
         return await self.memory.retrieve.remote(task.name, strategy=strategy, k=k, order=order)
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:

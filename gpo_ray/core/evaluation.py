@@ -70,10 +70,6 @@ def second_turn_request(
     )
 
 
-def uses_second_turn(params: TaskModelParams, task: str, metric: MetricKind, example: Example) -> bool:
-    return params.answer_extraction == "second_turn" and second_turn_text(task, metric, example.input) is not None
-
-
 async def score_example(
     llm: LLMClient,
     prompt: str,

@@ -43,7 +43,7 @@ class TaskServices(Protocol):
     """What a GPO loop needs from the outside world."""
 
     async def retrieve(
-        self, task: Task, trajectory: Sequence[TrajectoryEntry], *, strategy: str, k: int
+        self, task: Task, trajectory: Sequence[TrajectoryEntry], *, strategy: str, k: int, order: str
     ) -> list[TrajectoryEntry]: ...
 
     async def generate(self, request: GenerationRequest) -> GenerationResult: ...
@@ -113,7 +113,11 @@ class GPOTaskLoop:
         self._earlier_scores: dict[str, float] = {}  # repeated_candidates keep_score: prompt_key -> eval score
         self.log = structlog.get_logger().bind(task=task.name)
 
-    def _remember_scores(self, record: StepResult) -> None:
+    def _note_candidates(self, record: StepResult, tried: set[str]) -> None:
+        """A step's candidates are not proposed again (`drop`), or come back with their eval score (`keep_score`)."""
+        if self.settings.repeated_candidates != "keep_score":
+            tried.update(c.prompt for c in record.candidates)
+            return
         for c in record.candidates:
             if c.examples is None or c.examples == len(self.eval_examples):
                 self._earlier_scores.setdefault(prompt_key(c.prompt), c.score)
@@ -133,11 +137,9 @@ class GPOTaskLoop:
             await self.services.step_done(self.task, initial)
             records = [initial]
         trajectory = [TrajectoryEntry(r.prompt, r.eval_score, r.step) for r in records]
-        tried = {r.prompt for r in records} | {c.prompt for r in records for c in r.candidates}
-        if s.repeated_candidates == "keep_score":
-            tried = {r.prompt for r in records}  # earlier candidates come back with their score
-            for r in records:
-                self._remember_scores(r)
+        tried = {r.prompt for r in records}
+        for r in records:
+            self._note_candidates(r, tried)
         status = RunStatus.COMPLETED
         for t in range(len(records), self.schedule.total_steps + 1):
             if self.services.should_stop():
@@ -149,10 +151,7 @@ class GPOTaskLoop:
             records.append(record)
             trajectory.append(TrajectoryEntry(record.prompt, record.eval_score, t))
             tried.add(record.prompt)
-            if s.repeated_candidates == "keep_score":
-                self._remember_scores(record)
-            else:
-                tried.update(c.prompt for c in record.candidates)
+            self._note_candidates(record, tried)
         return await self._finish(records, trajectory, status)
 
     async def _step(self, t: int, trajectory: list[TrajectoryEntry], tried: set[str]) -> StepResult:
@@ -160,8 +159,8 @@ class GPOTaskLoop:
         log = self.log.bind(step=t)
         current = trajectory[-1].prompt
         budget = self.schedule.budget(t)
-        order = {} if s.retrieval_order == "score_ascending" else {"order": s.retrieval_order}
-        retrieved = await self.services.retrieve(self.task, trajectory, strategy=s.retrieval, k=s.retrieval_k, **order)
+        retrieved = await self.services.retrieve(self.task, trajectory, strategy=s.retrieval, k=s.retrieval_k,
+                                                 order=s.retrieval_order)
         generated = await self.services.generate(
             GenerationRequest(
                 task=self.task.name,

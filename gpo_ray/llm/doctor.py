@@ -6,7 +6,9 @@ Setup ends with it. A llama.cpp build made for another CPU starts fine and dies 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
 import tempfile
 import time
 import urllib.request
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gpo_ray.errors import GpoError, error_line
+from gpo_ray.llm.local_server import log_tail, loopback_opener
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ def _chat(base_url: str, model: str, *, timeout_s: float) -> tuple[str, int, flo
     }).encode()
     request = urllib.request.Request(f"{base_url}/chat/completions", data=body,
                                      headers={"Content-Type": "application/json"})
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never via a proxy
+    opener = loopback_opener()
     started = time.perf_counter()
     with opener.open(request, timeout=timeout_s) as response:
         reply = json.loads(response.read())
@@ -67,10 +70,9 @@ def check_completion(*, log_dir: Path, timeout_s: float = 120.0) -> CheckResult:
                            f"{server.model} answered {text.strip()[:40]!r} ({tokens} tokens in {elapsed:.1f} s)")
     except (GpoError, OSError, KeyError, ValueError) as e:
         # A server that crashed on the completion (SIGILL: built for another CPU) says more than the socket error.
-        deadline = time.monotonic() + 2.0
-        while server.pid is not None and server.exit_code is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if server.pid is not None and server.exit_code is not None:
+        with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):  # not started / still running
+            server.wait(2.0)
+        if server.exit_code is not None:
             return CheckResult("embedded model", False, server.death_message())
         return CheckResult("embedded model", False, f"{error_line(e)}; server log: {log_path}")
     finally:
@@ -110,18 +112,8 @@ def run_checks(*, log_dir: Path | None = None, echo: Callable[[str], None] = pri
             echo(f"{'ok  ' if r.ok else 'FAIL'} {r.name}: {r.detail}")
             if not r.ok:
                 echo(f"     what to do: {FIXES[r.name]}")
-                if log_dir is None and r.name == "embedded model":
-                    _echo_log_tail(folder / "local-server.log", echo)
+                if log_dir is None and r.name == "embedded model":  # the temporary log goes with the check
+                    echo("     last lines of the server log:")
+                    for line in log_tail(folder / "local-server.log", lines=15).splitlines():
+                        echo(f"       {line}")
     return all(r.ok for r in results)
-
-
-def _echo_log_tail(path: Path, echo: Callable[[str], None], *, lines: int = 15) -> None:
-    """The temporary log goes away with the check: show its end while it exists."""
-    try:
-        tail = path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
-    except OSError:
-        return
-    if tail:
-        echo("     last lines of the server log:")
-        for line in tail:
-            echo(f"       {line}")

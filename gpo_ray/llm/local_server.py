@@ -173,7 +173,12 @@ def _free_port(host: str) -> int:
         return int(sock.getsockname()[1])
 
 
-def _log_tail(path: Path, *, lines: int = _LOG_TAIL_LINES) -> str:
+def loopback_opener() -> urllib.request.OpenerDirector:
+    """urllib for the embedded server: loopback, so never through a configured proxy."""
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def log_tail(path: Path, *, lines: int = _LOG_TAIL_LINES) -> str:
     try:
         with path.open("r", encoding="utf-8", errors="replace") as handle:
             return "".join(deque(handle, maxlen=lines)).rstrip()
@@ -347,7 +352,7 @@ class LocalModelServer:
         try:
             self._wait_ready(proc, port)
         except BaseException as exc:
-            tail = _log_tail(log_file)
+            tail = log_tail(log_file)
             self.stop()
             if isinstance(exc, LocalServerError) and temp_log is not None:  # its log is gone: show its end
                 raise LocalServerError(f"{exc}\n--- last lines of the server log ---\n{tail}") from None
@@ -357,7 +362,7 @@ class LocalModelServer:
 
     def _wait_ready(self, proc: subprocess.Popen[bytes], port: int) -> None:
         url = f"http://{_url_host(self._host)}:{port}/v1/models"
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never via a proxy
+        opener = loopback_opener()
         deadline = time.monotonic() + self._startup_timeout_s
         while True:
             code = proc.poll()
@@ -387,11 +392,11 @@ class LocalModelServer:
             if proc is not None:
                 log.info("local_server.stopped", pid=proc.pid, exit_code=proc.returncode)
 
-    def wait(self) -> int:
-        """Block until the server exits on its own; returns its exit code."""
+    def wait(self, timeout_s: float | None = None) -> int:
+        """Block until the server exits on its own (at most `timeout_s`: subprocess.TimeoutExpired); its exit code."""
         if self._proc is None:
             raise RuntimeError("the local model server is not started")
-        return self._proc.wait()
+        return self._proc.wait(timeout_s)
 
     def death_message(self) -> str:
         """The one line that names this server's death; call it once it has exited (`exit_code` is set)."""

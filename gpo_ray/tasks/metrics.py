@@ -14,6 +14,7 @@ import re
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 
+from gpo_ray.tasks.paper_metrics import paper_score
 from gpo_ray.tasks.types import Example
 from gpo_ray.vocabulary import MetricKind
 
@@ -328,72 +329,7 @@ def _rouge_l(output: str, references: Sequence[str]) -> float:
     return max((scorer.score(ref, text)["rougeL"].fmeasure for ref in references), default=0.0)
 
 
-# --- ROUGE-L as the official GPO code computes it (variant "paper") -------------------------
-# evaluation/metrics.py calc_rouge (github.com/RUCAIBox/GPO @ 765df20) calls the `rouge` package
-# (Rouge().get_scores(pred, ref)[0]["rouge-l"]["f"]) once per reference and averages the F values.
-# That package's ROUGE-L is summary-level: texts are split into sentences at ".", words at single
-# spaces (case kept, punctuation attached, no stemming), word counts and LCS unions are *sets* of
-# distinct words, and F = 2PR / (P + R + 1e-8). The code below is gpo-ray's own implementation of
-# that computation (the package is not a dependency).
-
-
-def _paper_sentences(text: str) -> list[str]:
-    return [" ".join(part.split()) for part in text.split(".") if len(part) > 0]
-
-
-def _paper_words(sentences: Sequence[str]) -> list[str]:
-    return [w for s in sentences for w in s.split(" ")]
-
-
-def _lcs_words(x: Sequence[str], y: Sequence[str]) -> set[str]:
-    """The words of one longest common subsequence of x and y, traced back as the `rouge` package does."""
-    n, m = len(x), len(y)
-    table = [[0] * (m + 1) for _ in range(n + 1)]
-    for i in range(1, n + 1):
-        for j in range(1, m + 1):
-            table[i][j] = table[i - 1][j - 1] + 1 if x[i - 1] == y[j - 1] else max(table[i - 1][j], table[i][j - 1])
-    words: set[str] = set()
-    i, j = n, m
-    while i > 0 and j > 0:
-        if x[i - 1] == y[j - 1]:
-            words.add(x[i - 1])
-            i, j = i - 1, j - 1
-        elif table[i - 1][j] > table[i][j - 1]:
-            i -= 1
-        else:
-            j -= 1
-    return words
-
-
-def rouge_l_paper_single(prediction: str, reference: str) -> float:
-    """ROUGE-L F of one prediction against one reference, as the `rouge` package's summary level gives it."""
-    hyp, ref = _paper_sentences(prediction), _paper_sentences(reference)
-    if not hyp or not ref:
-        return 0.0  # the package raises on an empty text; an empty answer scores nothing here
-    m = len(set(_paper_words(ref)))
-    n = len(set(_paper_words(hyp)))
-    union: set[str] = set()
-    for ref_sentence in ref:
-        ref_words = ref_sentence.split(" ")
-        for hyp_sentence in hyp:
-            union |= _lcs_words(ref_words, hyp_sentence.split(" "))
-    recall, precision = len(union) / m, len(union) / n
-    return 2.0 * (precision * recall) / (precision + recall + 1e-8)
-
-
-def rouge_l_paper(output: str, references: Sequence[str]) -> float:
-    """The official metric: the mean over references, on the stripped output (no other cleaning)."""
-    text = output.strip()
-    if not references:
-        return 0.0
-    return sum(rouge_l_paper_single(text, ref) for ref in references) / len(references)
-
-
 # --- public API -----------------------------------------------------------------------------
-
-# Metric variants per metric kind: "default" is gpo-ray's scoring, "paper" the official GPO code's.
-METRIC_VARIANTS: dict[MetricKind, tuple[str, ...]] = {kind: ("default", "paper") for kind in MetricKind}
-
 
 def extract_answer(kind: MetricKind, output: str, *, question: str | None = None) -> str:
     """What the model answered, for display and debugging ("" when nothing could be found).
@@ -415,19 +351,16 @@ def extract_answer(kind: MetricKind, output: str, *, question: str | None = None
 
 
 def score(kind: MetricKind, output: str, example: Example, *, variant: str = "default", task: str = "") -> float:
-    """How right `output` is for `example`, in [0, 1] (1/0 except ROUGE-L), by one of METRIC_VARIANTS.
+    """How right `output` is for `example`, in [0, 1] (1/0 except ROUGE-L), by the variant
+    "default" (gpo-ray's scoring) or "paper" (the official GPO code's).
 
-    The "paper" variants score as the official GPO code does (ROUGE-L above; the others in paper_metrics.py,
-    which needs the task's name for its per-task rules).
+    The "paper" variants score as the official GPO code does (paper_metrics.py, which needs the task's name for
+    its per-task rules).
     """
     kind = MetricKind(kind)
-    if variant not in METRIC_VARIANTS[kind]:
-        raise ValueError(f"metric {kind.value!r} has no variant {variant!r}; known: {', '.join(METRIC_VARIANTS[kind])}")
+    if variant not in ("default", "paper"):
+        raise ValueError(f"metric {kind.value!r} has no variant {variant!r}; known: default, paper")
     if variant == "paper":
-        if kind is MetricKind.ROUGE_L:
-            return rouge_l_paper(output, example.answers)
-        from gpo_ray.tasks.paper_metrics import paper_score
-
         return paper_score(task, kind, output, example)
     if kind is MetricKind.MULTIPLE_CHOICE:
         return _score_choice(output, example)

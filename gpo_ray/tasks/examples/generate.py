@@ -10,12 +10,14 @@ example/arithmetic and of every other example task (`example/reviews`, generated
 
 from __future__ import annotations
 
-import json
 import random
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from gpo_ray.tasks.examples.files import write_task_files
+from gpo_ray.tasks.examples.generate_reviews import write_reviews_task
 
 SEED = 20240227  # the GPO paper's arXiv date; any fixed value would do
 SPLIT_SIZES = {"train": 8, "eval": 8, "test": 8, "format": 3, "few_shot_examples": 3}
@@ -84,28 +86,14 @@ def generate_arithmetic(*, seed: int = SEED) -> dict[str, list[dict[str, Any]]]:
 
 
 def write_example_tasks(out_dir: Path, *, seed: int = SEED) -> list[Path]:
-    """Write every example task under `out_dir` (one folder per task); returns the files written."""
-    task_dir = out_dir / "arithmetic"
-    task_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for split, records in generate_arithmetic(seed=seed).items():
-        path = task_dir / f"{split}.jsonl"
-        lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-        path.write_text(lines, encoding="utf-8", newline="\n")
-        written.append(path)
-    meta = task_dir / "meta.json"
-    meta.write_text(
-        json.dumps({"metric": "numeric", "description": DESCRIPTION}, indent=2) + "\n", encoding="utf-8", newline="\n"
-    )
-    written.append(meta)
-    return written
+    """Write example/arithmetic under `out_dir/arithmetic`; returns the files written."""
+    return write_task_files(out_dir / "arithmetic", generate_arithmetic(seed=seed), metric="numeric",
+                            description=DESCRIPTION)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     out_dir = Path(args[0]) if args else Path(__file__).resolve().parent
-    from gpo_ray.tasks.examples.generate_reviews import write_reviews_task
-
     for path in [*write_example_tasks(out_dir), *write_reviews_task(out_dir)]:
         sys.stdout.write(f"wrote {path}\n")
     return 0

@@ -12,10 +12,11 @@ Run `python -m gpo_ray.tasks.examples.generate` to rewrite the files of every ex
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 from typing import Any
+
+from gpo_ray.tasks.examples.files import write_task_files
 
 SEED = 20240227  # the GPO paper's arXiv date, as for example/arithmetic
 NAME = "reviews"
@@ -105,16 +106,5 @@ def generate_reviews(*, seed: int = SEED) -> dict[str, list[dict[str, Any]]]:
 
 def write_reviews_task(out_dir: Path, *, seed: int = SEED) -> list[Path]:
     """Write `example/reviews` into `out_dir/reviews`; returns the files written."""
-    task_dir = out_dir / NAME
-    task_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for split, records in generate_reviews(seed=seed).items():
-        path = task_dir / f"{split}.jsonl"
-        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8",
-                        newline="\n")
-        written.append(path)
-    meta = task_dir / "meta.json"
-    meta.write_text(json.dumps({"metric": "multiple_choice", "description": DESCRIPTION}, indent=2) + "\n",
-                    encoding="utf-8", newline="\n")
-    written.append(meta)
-    return written
+    return write_task_files(out_dir / NAME, generate_reviews(seed=seed), metric="multiple_choice",
+                            description=DESCRIPTION)
