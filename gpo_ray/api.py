@@ -48,6 +48,7 @@ class RunActors:
     memory: Any
     refiners: list[Any]
     evaluators: list[Any]
+    limiter: Any = None  # the run-wide rate limiter, when a role has requests/tokens per minute
 
 
 @dataclass(frozen=True)
@@ -162,10 +163,11 @@ def _endpoint_groups(ep: Endpoint, count: int) -> list[tuple[list[str], str | No
 
 
 def _start_actors(config: RunConfig, run_dir: RunDirectory, opt: Endpoint, task: Endpoint, *,
-                  embedder_factory: Any = None) -> tuple[Any, list[Any], list[Any]]:
+                  embedder_factory: Any = None) -> RunActors:
     import ray
 
     from gpo_ray.actors.evaluator import EvaluatorActor
+    from gpo_ray.actors.limiter import LimiterClient, limiter_name, start_rate_limiter
     from gpo_ray.actors.memory import start_trajectory_memory, wait_until_gone
     from gpo_ray.actors.refiner import RefinerActor
 
@@ -184,11 +186,18 @@ def _start_actors(config: RunConfig, run_dir: RunDirectory, opt: Endpoint, task:
                                              api_key_env=e.api_key_env)
     memory = start_trajectory_memory(run_dir=run_dir.path.resolve(), cluster=config.cluster, name=memory_name,
                                      embedder_factory=embedder_factory, collection_name=f"gpo-run-{run_id}")
+    # Requests/tokens per minute hold for the whole run: one limiter, which every actor's clients lease from.
+    limiter = permits = None
+    if any(r.requests_per_minute or r.tokens_per_minute for r in (config.optimizer_model, config.task_model)):
+        name = limiter_name(run_id)
+        wait_until_gone(name)
+        limiter, permits = start_rate_limiter(name), LimiterClient(name)
     available = ray.cluster_resources()
     refiners = [
         RefinerActor.options(**ACTOR_OPTIONS, **node_options(res or NodeResource.REFINER, available=available,
                                                              required=res is not None))
-        .remote(config.optimizer_model, base_url=urls, model=opt.model, cache_dir=cache_dir, metrics=metrics)
+        .remote(config.optimizer_model, base_url=urls, model=opt.model, cache_dir=cache_dir, metrics=metrics,
+                permits=permits)
         for urls, res in _endpoint_groups(opt, config.cluster.num_refiners)
     ]
     params = task_model_params(config)
@@ -196,10 +205,10 @@ def _start_actors(config: RunConfig, run_dir: RunDirectory, opt: Endpoint, task:
         EvaluatorActor.options(**ACTOR_OPTIONS, **node_options(res or NodeResource.EVALUATOR, available=available,
                                                                required=res is not None))
         .remote(config.task_model, base_url=urls, model=task.model, cache_dir=cache_dir, params=params,
-                max_in_flight=config.cluster.evaluator_max_in_flight, metrics=metrics)
+                max_in_flight=config.cluster.evaluator_max_in_flight, metrics=metrics, permits=permits)
         for urls, res in _endpoint_groups(task, config.cluster.num_evaluators)
     ]
-    return memory, refiners, evaluators
+    return RunActors(memory, refiners, evaluators, limiter)
 
 
 def llm_error_in(exc: BaseException) -> LLMError | None:
@@ -265,9 +274,10 @@ def _execute(config: RunConfig, run_dir: RunDirectory, *, output: str, embedder_
     resume_hint = f"completed steps are saved, `gpo-ray resume {run_dir.path}` continues"
     with (endpoints_for(config, log_dir=run_dir.logs_dir) as (opt, task_ep, structured, server),
           ray_session(config.cluster.address, output=output)):
-        memory, refiners, evaluators = _start_actors(config, run_dir, opt, task_ep, embedder_factory=embedder_factory)
+        actors = _start_actors(config, run_dir, opt, task_ep, embedder_factory=embedder_factory)
+        memory, refiners, evaluators = actors.memory, actors.refiners, actors.evaluators
         if on_actors_started is not None:
-            on_actors_started(RunActors(memory, refiners, evaluators))
+            on_actors_started(actors)
         tracker = open_tracker(config, run_dir.path, metrics=metrics_for(run_metrics_context(config, run_dir.path)))
         progress = make_progress(output)
         controller = Controller(config, tasks, run_dir, memory=memory, refiners=refiners, evaluators=evaluators,
@@ -287,7 +297,7 @@ def _execute(config: RunConfig, run_dir: RunDirectory, *, output: str, embedder_
             raise RunFailed(f"{cause}; {resume_hint}") from None
         finally:
             progress.close()
-            _kill([memory, *refiners, *evaluators])
+            _kill([memory, *refiners, *evaluators, *([actors.limiter] if actors.limiter is not None else [])])
     status = RunStatus.of_tasks(r.status for r in results.values())
     log.info("run_finished", status=status)
     return Results(run_dir=run_dir.path, status=status, tasks=results, usage=controller.usage)

@@ -17,6 +17,7 @@ from gpo_ray.config import LLMRoleConfig
 from gpo_ray.core.evaluation import TaskModelParams, score_example
 from gpo_ray.llm.accounting import UsageCounters
 from gpo_ray.llm.cache import ResponseCache
+from gpo_ray.llm.run_limits import PermitSource
 from gpo_ray.llm.stack import build_client
 from gpo_ray.observability.metrics import MetricsContext, llm_usage_listener
 from gpo_ray.tasks.types import Example
@@ -46,12 +47,13 @@ class Evaluator(WhereAmI):
         params: TaskModelParams,
         max_in_flight: int,
         metrics: MetricsContext | None = None,
+        permits: PermitSource | None = None,
     ) -> None:
         # Metrics are made here, in the worker process; the counters feed them (usage.json and gpo_llm_* agree).
         self.counters = UsageCounters(listener=llm_usage_listener(metrics, role=Role.TASK_MODEL))
         cache = ResponseCache(Path(cache_dir) / Role.TASK_MODEL) if cache_dir else None
         self.llm = build_client(role, role_name=Role.TASK_MODEL, base_url=base_url, model=model, cache=cache,
-                                counters=self.counters)
+                                counters=self.counters, permits=permits)
         self.params = params
         self.slots = asyncio.Semaphore(max_in_flight)
         self.scores: dict[tuple, float] = {}

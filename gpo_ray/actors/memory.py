@@ -111,7 +111,7 @@ def wait_until_gone(name: str, *, timeout_s: float = 60.0) -> None:
         except ValueError:
             return
         time.sleep(0.2)
-    raise RuntimeError(f"the memory actor {name!r} of an earlier driver is still alive after {timeout_s:.0f}s")
+    raise RuntimeError(f"the actor {name!r} of an earlier driver is still alive after {timeout_s:.0f}s")
 
 
 def start_trajectory_memory(

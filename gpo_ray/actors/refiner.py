@@ -11,6 +11,7 @@ from gpo_ray.config import LLMRoleConfig
 from gpo_ray.core.generation import GenerationRequest, GenerationResult, generate_candidates
 from gpo_ray.llm.accounting import UsageCounters
 from gpo_ray.llm.cache import ResponseCache
+from gpo_ray.llm.run_limits import PermitSource
 from gpo_ray.llm.stack import build_client
 from gpo_ray.observability.metrics import MetricsContext, llm_usage_listener
 from gpo_ray.vocabulary import Role
@@ -24,12 +25,12 @@ class Refiner(WhereAmI):
     """
 
     def __init__(self, role: LLMRoleConfig, *, base_url: str | list[str], model: str, cache_dir: str | None,
-                 metrics: MetricsContext | None = None) -> None:
+                 metrics: MetricsContext | None = None, permits: PermitSource | None = None) -> None:
         # Metrics are made here, in the worker process; the counters feed them (usage.json and gpo_llm_* agree).
         self.counters = UsageCounters(listener=llm_usage_listener(metrics, role=Role.OPTIMIZER))
         cache = ResponseCache(Path(cache_dir) / Role.OPTIMIZER) if cache_dir else None
         self.llm = build_client(role, role_name=Role.OPTIMIZER, base_url=base_url, model=model, cache=cache,
-                                counters=self.counters)
+                                counters=self.counters, permits=permits)
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         return await generate_candidates(self.llm, request)

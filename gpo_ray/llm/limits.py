@@ -8,6 +8,10 @@ attempt keeps its estimate charged, which errs on the side of sending less to a 
 
 In the stack this layer sits *below* retry, so each attempt (what the endpoint actually sees and
 rate-limits) takes a slot and bucket tokens, and a request sleeping in backoff holds no slot.
+
+In a run the rate limits are run-wide: given a `LeasedRate` (gpo_ray/llm/run_limits.py) the client spends permits
+leased from the run's limiter instead of keeping buckets of its own. `max_in_flight` stays per client: it bounds
+what one actor sends at once (its connections), so the run's total is max_in_flight x the role's actors.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from gpo_ray.llm.protocol import ChatRequest, ChatResponse, LLMClient, tokens_in_chars
+from gpo_ray.llm.run_limits import LeasedRate
 
 Clock = Callable[[], float]
 _EPSILON = 1e-9
@@ -76,7 +81,8 @@ class TokenBucket:
 
 
 class LimitedClient:
-    """Caps requests in flight and, optionally, requests and tokens per minute."""
+    """Caps requests in flight and, optionally, requests and tokens per minute: its own buckets, or the run's
+    (`run_wide`, whose limits then apply and the per-minute arguments are not used)."""
 
     def __init__(
         self,
@@ -85,6 +91,7 @@ class LimitedClient:
         max_in_flight: int,
         requests_per_minute: float | None = None,
         tokens_per_minute: float | None = None,
+        run_wide: LeasedRate | None = None,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
@@ -93,6 +100,9 @@ class LimitedClient:
         self.inner = inner
         self.max_in_flight = max_in_flight
         self._slots = asyncio.Semaphore(max_in_flight)
+        self._run_wide = run_wide
+        if run_wide is not None:
+            requests_per_minute = tokens_per_minute = None
         self._rpm = TokenBucket(requests_per_minute, clock=clock, sleep=sleep) if requests_per_minute else None
         # A minute's tokens may go at once: token limits are per minute and single requests are large.
         self._tpm = (
@@ -102,6 +112,8 @@ class LimitedClient:
         )
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
+        if self._run_wide is not None:
+            return await self._complete_run_wide(self._run_wide, request)
         async with self._slots:
             if self._rpm is not None:
                 await self._rpm.acquire(1.0)
@@ -111,6 +123,14 @@ class LimitedClient:
             response = await self.inner.complete(request)
             if self._tpm is not None:
                 self._tpm.refund(min(estimate, self._tpm.capacity) - response.usage.total_tokens)
+            return response
+
+    async def _complete_run_wide(self, rate: LeasedRate, request: ChatRequest) -> ChatResponse:
+        async with self._slots:
+            estimate = estimate_tokens(request)
+            await rate.acquire(estimate)
+            response = await self.inner.complete(request)
+            rate.correct(rate.charge(estimate), response.usage.total_tokens)
             return response
 
     async def aclose(self) -> None:

@@ -6,7 +6,8 @@ Outermost first:
     CachedClient           a hit costs no slot, no rate token, no request
     RetryingClient         backoff; each attempt goes through the layers below again
     BalancedClient         several endpoints of the role: least requests in flight (only when more than one)
-    LimitedClient          in-flight slots, RPM/TPM buckets - per attempt, so retries are rate-limited too
+    LimitedClient          in-flight slots, RPM/TPM buckets (the run's, via `permits`) - per attempt, so retries
+                           are rate-limited too
     AttemptCountingClient  requests, tokens, errors by kind - exactly what the endpoint saw
     HTTPTransport          one HTTP request (or OpenAITransport: the openai SDK)
 
@@ -25,6 +26,7 @@ from gpo_ray.llm.cache import CachedClient, ResponseCache
 from gpo_ray.llm.limits import LimitedClient
 from gpo_ray.llm.protocol import LLMClient
 from gpo_ray.llm.retry import RetryingClient
+from gpo_ray.llm.run_limits import LeasedRate, PermitSource
 from gpo_ray.llm.transport import HTTPTransport, OpenAITransport
 
 
@@ -38,12 +40,16 @@ def build_client(
     counters: UsageCounters,
     base_delay_s: float = 0.5,
     max_delay_s: float = 30.0,
+    permits: PermitSource | None = None,
 ) -> LLMClient:
     """The full stack for one role.
 
     `base_url` and `model` are explicit because the embedded server's URL is known only at run time.
 
     `base_delay_s`/`max_delay_s` bound the retry backoff (full jitter); Retry-After from the server wins when longer.
+
+    With `permits` (the run's limiter), the role's requests/tokens per minute hold for the whole run: every actor
+    built with the same source shares one bucket per (role, endpoint).
     """
     urls = [base_url] if isinstance(base_url, str) else list(base_url)
 
@@ -59,11 +65,15 @@ def build_client(
         )
         client = AttemptCountingClient(client, counters=counters)
         # Limits are per endpoint: each server has its own capacity and rate limits.
+        limited = permits is not None and (role.requests_per_minute or role.tokens_per_minute)
+        run_wide = LeasedRate(permits, key=f"{role_name} {url}", requests_per_minute=role.requests_per_minute,
+                              tokens_per_minute=role.tokens_per_minute) if limited else None
         return LimitedClient(
             client,
             max_in_flight=role.max_in_flight,
             requests_per_minute=role.requests_per_minute,
             tokens_per_minute=role.tokens_per_minute,
+            run_wide=run_wide,
         )
 
     client = endpoint(urls[0]) if len(urls) == 1 else BalancedClient([endpoint(u) for u in urls])
