@@ -113,9 +113,11 @@ class StartedActors:
     memory: Any = None
     refiners: list[Any] = field(default_factory=list)
     evaluators: list[Any] = field(default_factory=list)
+    limiter: Any = None
 
     def started(self, actors: RunActors) -> None:
         self.memory, self.refiners, self.evaluators = actors.memory, list(actors.refiners), list(actors.evaluators)
+        self.limiter = actors.limiter
         self.ready.set()
 
     def wait(self) -> StartedActors:

@@ -22,6 +22,7 @@ from tests.faults.harness import (
     BackgroundRun,
     StartedActors,
     assert_same_as_undisturbed,
+    fake_llm_config,
     memory_contents,
     run_config,
     two_fakes,
@@ -124,3 +125,34 @@ def test_the_memory_actor_killed_restarts_from_its_store(kill, tmp_path, undistu
     assert opt_stats["repeated_requests"] == 0 and task_stats["repeated_requests"] == 0
     # Nothing re-adds steps 0-2 after the kill, so finding them now means the restarted actor had them.
     assert memory_contents(config.run_dir / "chroma") == undisturbed.memory
+
+
+RATE_LIMITED_RPM = 1200  # 20 a second: the run's ~100 task-model requests take several seconds
+
+
+def test_the_rate_limiter_killed_mid_run_restarts_and_the_limit_still_holds(tmp_path, undisturbed):
+    """Four evaluators share the task model's requests_per_minute through the run's limiter; it is killed while
+    they are scoring. Ray restarts it (empty, which keeps the bound: gpo_ray/llm/run_limits.py), the clients wait
+    for it, and the run ends as an undisturbed one. The bound is checked on 3 s windows of the endpoint's record,
+    as in tests/integration/test_run_wide_limits.py (which says why a shorter window)."""
+    from tests.integration.test_run_wide_limits import most_in_any_window, window_bound
+
+    with two_fakes(task=fake_llm_config(record_timeline=True)) as (opt, task):
+        config = run_config(tmp_path / "run", optimizer_url=opt.base_url, task_url=task.base_url,
+                            requests_per_minute=RATE_LIMITED_RPM)
+        config = config.model_copy(update={"cluster": config.cluster.model_copy(update={"num_evaluators": 4})})
+        actors = StartedActors()
+        run = BackgroundRun(lambda: optimize(config, on_actors_started=actors.started))
+        limiter = actors.wait().limiter
+        assert limiter is not None, "a run with requests_per_minute starts a limiter"
+        wait_until(lambda: task.stats()["requests"] >= 30, what="the evaluators to be scoring")
+        old_pid = kill_and_wait(restartable_kill, limiter)
+        wait_until(lambda: task.stats()["requests"] >= 60, what="scoring to go on after the kill")
+        assert ray.get(limiter.pid.remote(), timeout=60) != old_pid, "restarted in a new process"
+        granted_after_restart = ray.get(limiter.granted.remote(), timeout=60)
+        results = run.join()
+        times = [start for start, _, role in task.timeline() if role == "task"]
+
+    assert_same_as_undisturbed(config.run_dir, results.tasks, undisturbed.tasks)
+    assert sum(g["requests"] for key, g in granted_after_restart.items() if key.startswith("task_model")) > 0
+    assert most_in_any_window(times, 3.0) <= window_bound(RATE_LIMITED_RPM, 3.0)
