@@ -3,12 +3,15 @@
 Only this actor opens the embedded Chroma directory (RUN_DIR/chroma), so there is a single writer.
 It builds its Chroma client and embedder inside the worker process; when Ray restarts it after a
 crash, the new instance reopens the same store and nothing is lost. Every method is idempotent
-(records are upserted by deterministic id), so Ray may retry calls freely across a restart.
+(records are upserted by deterministic id), so Ray may retry calls freely across a restart - and so may the actor
+itself: with a Chroma server, a call that cannot reach it (restarting, a network blip) is tried again for up to
+SERVER_RETRY_S before it fails.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +35,17 @@ if TYPE_CHECKING:
 log = structlog.get_logger()
 
 EmbedderFactory = Callable[[], "Embedder"]
+
+SERVER_RETRY_S = 120.0  # how long a Chroma server may be unreachable before a memory call fails
+_FIRST_RETRY_S, _LONGEST_RETRY_S = 0.2, 5.0
+
+
+def server_unreachable(error: BaseException) -> bool:
+    """The Chroma server did not answer (refused, reset, timed out): worth another try. Its own answers (a bad
+    request, a missing collection) are not."""
+    import httpx
+
+    return isinstance(error, httpx.TransportError)
 
 
 def _default_embedder() -> Embedder:
@@ -57,20 +71,50 @@ class TrajectoryMemory(WhereAmI):
         collection_name: str = DEFAULT_COLLECTION,
         embedder_factory: EmbedderFactory | None = None,
     ) -> None:
-        client = open_chroma_client(
-            path=Path(chroma_path) if chroma_path is not None else None,
-            host=chroma_host,
-            port=chroma_port,
-            token_env=chroma_token_env,
-        )
+        self._server = chroma_host is not None
+        self._server_retries = 0
         embedder = (embedder_factory or _default_embedder)()
-        self._store = TrajectoryStore(client=client, embedder=embedder, collection_name=collection_name)
+
+        def open_store() -> TrajectoryStore:
+            client = open_chroma_client(
+                path=Path(chroma_path) if chroma_path is not None else None,
+                host=chroma_host,
+                port=chroma_port,
+                token_env=chroma_token_env,
+            )
+            return TrajectoryStore(client=client, embedder=embedder, collection_name=collection_name)
+
+        deadline, delay = time.monotonic() + SERVER_RETRY_S, _FIRST_RETRY_S
+        while True:  # a restarted actor may find the server restarting too
+            try:
+                self._store = open_store()
+                break
+            except Exception as e:
+                if not self._retry_allowed(e, deadline):
+                    raise
+                log.warning("chroma_server_unreachable", error=type(e).__name__, retry_in_s=delay, during="open")
+                time.sleep(delay)
+                delay = min(_LONGEST_RETRY_S, delay * 2)
         self._lock = asyncio.Lock()
         log.info("trajectory_memory_ready", records=self._store.count(), collection=collection_name)
 
+    def _retry_allowed(self, error: BaseException, deadline: float) -> bool:
+        return self._server and server_unreachable(error) and time.monotonic() < deadline
+
     async def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         async with self._lock:
-            return await asyncio.to_thread(method, *args, **kwargs)
+            deadline, delay = time.monotonic() + SERVER_RETRY_S, _FIRST_RETRY_S
+            while True:
+                try:
+                    return await asyncio.to_thread(method, *args, **kwargs)
+                except Exception as e:
+                    if not self._retry_allowed(e, deadline):
+                        raise
+                    self._server_retries += 1
+                    log.warning("chroma_server_unreachable", error=type(e).__name__, retry_in_s=delay,
+                                during=method.__name__)
+                    await asyncio.sleep(delay)
+                    delay = min(_LONGEST_RETRY_S, delay * 2)
 
     async def add(self, records: Sequence[MemoryRecord]) -> None:
         await self._call(self._store.add, list(records))
@@ -94,6 +138,11 @@ class TrajectoryMemory(WhereAmI):
 
     async def count(self) -> int:
         return await self._call(self._store.count)
+
+    async def server_retries(self) -> int:
+        """Store calls of this instance tried again because the Chroma server did not answer (it does not wait
+        for the store, so it answers while a call is being retried)."""
+        return self._server_retries
 
 
 MEMORY_NAMESPACE = "gpo-ray"

@@ -162,12 +162,14 @@ def checkpoint_steps(run_dir: Path, task: str = TASK) -> list[int]:
     return [json.loads(line)["step"] for line in path.read_text().splitlines()]
 
 
-def memory_contents(chroma_dir: Path) -> dict[str, Any]:
-    """What a run left in its trajectory store: the trajectory and every scored candidate, per task."""
+def memory_contents(chroma_dir: Path | None, *, client: Any = None, collection: str | None = None) -> dict[str, Any]:
+    """What a run left in its trajectory store: the trajectory and every scored candidate, per task. From the
+    run's embedded store (`chroma_dir`), or from `collection` through `client` (a Chroma server)."""
     from gpo_ray.memory.store import TrajectoryStore, open_chroma_client
 
-    client = open_chroma_client(path=chroma_dir, host=None, port=0, token_env=None)
-    (collection,) = [c.name for c in client.list_collections()]  # the run's one collection
+    if client is None:
+        client = open_chroma_client(path=chroma_dir, host=None, port=0, token_env=None)
+        (collection,) = [c.name for c in client.list_collections()]  # the run's one collection
     store = TrajectoryStore(client=client, embedder=None, collection_name=collection)
     return {
         task: {
