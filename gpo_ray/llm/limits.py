@@ -129,8 +129,12 @@ class LimitedClient:
         async with self._slots:
             estimate = estimate_tokens(request)
             await rate.acquire(estimate)
-            response = await self.inner.complete(request)
-            rate.correct(rate.charge(estimate), response.usage.total_tokens)
+            used = None
+            try:
+                response = await self.inner.complete(request)
+                used = response.usage.total_tokens
+            finally:
+                rate.release(rate.charge(estimate), used)
             return response
 
     async def aclose(self) -> None:

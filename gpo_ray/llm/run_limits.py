@@ -220,7 +220,9 @@ class LeasedRate:
 
     Callers are served first come, first served. A call needs one request permit and its token estimate (capped at
     what the limiter's bucket can hold, as the limiter caps it); when the pool cannot serve it, one lease is asked
-    for everyone waiting. A permit past its validity is dropped, never sent."""
+    for everyone waiting plus one per request being sent now: a busy client will want that many again as those
+    come back, so at full demand a lease carries about max_in_flight permits, while a client sending one request at a
+    time asks for one. A permit past its validity is dropped, never sent. `release` after each request."""
 
     def __init__(
         self,
@@ -239,6 +241,7 @@ class LeasedRate:
         self._clock = clock
         self._lock = asyncio.Lock()
         self._waiting = 0
+        self._sending = 0
         self._requests = 0
         self._tokens = 0.0
         self._valid_until = -math.inf
@@ -261,6 +264,7 @@ class LeasedRate:
                     await self._lease(cost)
                 self._requests -= 1
                 self._tokens -= cost
+                self._sending += 1
         finally:
             self._waiting -= 1
 
@@ -268,11 +272,11 @@ class LeasedRate:
         await asyncio.sleep(0)  # callers arriving in this same tick join the lease
         asked = self._clock()
         correction, self._correction = self._correction, 0.0
+        want = self._waiting + self._sending
         try:
             grant = await self._source.lease(
                 self.key, requests_per_minute=self._rpm, tokens_per_minute=self._tpm,
-                want_requests=self._waiting, want_tokens=cost * self._waiting, min_tokens=cost,
-                token_correction=correction)
+                want_requests=want, want_tokens=cost * want, min_tokens=cost, token_correction=correction)
         except BaseException:
             self._correction += correction  # not delivered: it goes with the next lease
             raise
@@ -282,7 +286,9 @@ class LeasedRate:
             self._requests, self._tokens = grant.requests, grant.tokens
             self._valid_until = asked + grant.waited_s + grant.ttl_s
 
-    def correct(self, charged: float, used: float) -> None:
-        """The endpoint reported `used` tokens for a request charged `charged`: settled with the next lease."""
-        if self._tpm:
+    def release(self, charged: float, used: float | None) -> None:
+        """A request admitted by `acquire` is over: the endpoint reported `used` tokens for it (None: it failed, and
+        keeps its charge). The difference is settled with the next lease."""
+        self._sending -= 1
+        if self._tpm and used is not None:
             self._correction += used - charged

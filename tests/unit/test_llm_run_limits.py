@@ -142,7 +142,7 @@ async def test_actors_sharing_a_limiter_share_one_rate():
     assert len(inner.call_times) == 400
     assert most_in_any_window(inner.call_times, 6.0) <= 10 + 590 / 61 * (6 + LEASE_TTL_S)
     assert 400 / (inner.call_times[-1] - inner.call_times[0]) == pytest.approx(10 * 59 / 61, rel=0.05)
-    assert len(source.calls) < 400 / 2  # permits come in batches
+    assert len(source.calls) < 400 / 3  # permits come in batches (here of up to half the bucket: 5)
 
 
 async def test_permits_left_over_are_spent_while_valid_and_dropped_after():
