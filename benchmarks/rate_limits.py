@@ -28,6 +28,7 @@ from typing import Any
 from benchmarks.harness import cli
 from benchmarks.harness.measure import ProcessSampler
 from gpo_ray.testing import FakeLLMConfig, ProcessFake
+from gpo_ray.testing.stats import most_in_any_window
 
 EVALUATORS = 4
 MAX_IN_FLIGHT = 8
@@ -44,14 +45,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def most_in_any_window(times: Sequence[float], window: float) -> int:
-    times = sorted(times)
-    most, start = 0, 0
-    for end, t in enumerate(times):
-        while t - times[start] >= window:
-            start += 1
-        most = max(most, end - start + 1)
-    return most
 
 
 def one_run(endpoint: ProcessFake, *, rpm: float, mode: str, seconds: float) -> dict[str, Any]:

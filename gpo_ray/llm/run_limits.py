@@ -56,6 +56,18 @@ def refill_for(limit_per_minute: float, capacity: float) -> float:
     return usable / (SECONDS_PER_MINUTE + LEASE_TTL_S)
 
 
+def requests_capacity(requests_per_minute: float) -> float:
+    """The requests bucket holds one second's worth, at least one request."""
+    return max(1.0, requests_per_minute / SECONDS_PER_MINUTE)
+
+
+def most_sent_in(window_s: float, *, requests_per_minute: float) -> float:
+    """The most requests clients of one limiter can send in any `window_s` seconds (see the module docstring):
+    `requests_per_minute` itself for a 60 s window."""
+    capacity = requests_capacity(requests_per_minute)
+    return capacity + refill_for(requests_per_minute, capacity) * (window_s + LEASE_TTL_S)
+
+
 class LeaseBucket:
     """One limit (per minute) of one endpoint: a token bucket that starts empty. Pure: the caller passes `now`."""
 
@@ -110,7 +122,7 @@ class SharedLimits:
 
     def __init__(self, *, requests_per_minute: float | None, tokens_per_minute: float | None, now: float) -> None:
         self.requests = (
-            LeaseBucket(requests_per_minute, capacity=max(1.0, requests_per_minute / SECONDS_PER_MINUTE), now=now)
+            LeaseBucket(requests_per_minute, capacity=requests_capacity(requests_per_minute), now=now)
             if requests_per_minute
             else None
         )

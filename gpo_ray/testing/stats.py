@@ -3,7 +3,20 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
+
+
+def most_in_any_window(times: Iterable[float], window_s: float) -> int:
+    """The most events (e.g. requests served, by the timeline's start times) in any `window_s` seconds: what a
+    per-minute rate limit is about."""
+    ordered = sorted(times)
+    most, first = 0, 0
+    for last, t in enumerate(ordered):
+        while t - ordered[first] >= window_s:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
 
 
 class ServerStats:

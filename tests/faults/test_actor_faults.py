@@ -135,7 +135,8 @@ def test_the_rate_limiter_killed_mid_run_restarts_and_the_limit_still_holds(tmp_
     they are scoring. Ray restarts it (empty, which keeps the bound: gpo_ray/llm/run_limits.py), the clients wait
     for it, and the run ends as an undisturbed one. The bound is checked on 3 s windows of the endpoint's record,
     as in tests/integration/test_run_wide_limits.py (which says why a shorter window)."""
-    from tests.integration.test_run_wide_limits import most_in_any_window, window_bound
+    from gpo_ray.testing.stats import most_in_any_window
+    from tests.integration.test_run_wide_limits import window_bound
 
     with two_fakes(task=fake_llm_config(record_timeline=True)) as (opt, task):
         config = run_config(tmp_path / "run", optimizer_url=opt.base_url, task_url=task.base_url,

@@ -22,8 +22,9 @@ from gpo_ray.actors.limiter import LimiterClient, start_rate_limiter
 from gpo_ray.api import ACTOR_OPTIONS
 from gpo_ray.config import LLMRoleConfig
 from gpo_ray.core.evaluation import TaskModelParams
-from gpo_ray.llm.run_limits import LEASE_TTL_S, SECONDS_PER_MINUTE
+from gpo_ray.llm.run_limits import SECONDS_PER_MINUTE, most_sent_in
 from gpo_ray.tasks.types import Example
+from gpo_ray.testing.stats import most_in_any_window
 from gpo_ray.testing import FakeLLMConfig, ThreadedFake
 from gpo_ray.vocabulary import MetricKind
 
@@ -35,21 +36,11 @@ WINDOW_S = 6.0
 DELIVERY_S = 0.5  # from the client's send to the endpoint's record, on a loaded machine; a generous allowance
 
 
-def most_in_any_window(times: list[float], window: float) -> int:
-    times = sorted(times)
-    most, start = 0, 0
-    for end, t in enumerate(times):
-        while t - times[start] >= window:
-            start += 1
-        most = max(most, end - start + 1)
-    return most
 
 
 def window_bound(rpm: float, window: float) -> float:
-    """What the limiter allows in any `window` seconds (run_limits: capacity + refill * (window + ttl))."""
-    capacity = max(1.0, rpm / SECONDS_PER_MINUTE)
-    refill = (rpm - capacity) / (SECONDS_PER_MINUTE + LEASE_TTL_S)
-    return capacity + refill * (window + DELIVERY_S + LEASE_TTL_S)
+    """What the limiter lets through in any `window` seconds, plus the delivery allowance."""
+    return most_sent_in(window + DELIVERY_S, requests_per_minute=rpm)
 
 
 def served_times(fake: ThreadedFake) -> list[float]:
