@@ -61,6 +61,11 @@ def requests_capacity(requests_per_minute: float) -> float:
     return max(1.0, requests_per_minute / SECONDS_PER_MINUTE)
 
 
+def tokens_capacity(tokens_per_minute: float) -> float:
+    """The tokens bucket holds a twentieth of the minute: one request may be large, so more than a second's worth."""
+    return max(1.0, tokens_per_minute * TOKEN_CAPACITY_FRACTION)
+
+
 def most_sent_in(window_s: float, *, requests_per_minute: float) -> float:
     """The most requests clients of one limiter can send in any `window_s` seconds (see the module docstring):
     `requests_per_minute` itself for a 60 s window."""
@@ -127,7 +132,7 @@ class SharedLimits:
             else None
         )
         self.tokens = (
-            LeaseBucket(tokens_per_minute, capacity=max(1.0, tokens_per_minute * TOKEN_CAPACITY_FRACTION), now=now)
+            LeaseBucket(tokens_per_minute, capacity=tokens_capacity(tokens_per_minute), now=now)
             if tokens_per_minute
             else None
         )
@@ -249,7 +254,7 @@ class LeasedRate:
         self.key = key
         self._rpm = requests_per_minute
         self._tpm = tokens_per_minute
-        self._token_cap = max(1.0, tokens_per_minute * TOKEN_CAPACITY_FRACTION) if tokens_per_minute else math.inf
+        self._token_cap = tokens_capacity(tokens_per_minute) if tokens_per_minute else math.inf
         self._clock = clock
         self._lock = asyncio.Lock()
         self._waiting = 0

@@ -87,6 +87,29 @@ def test_tokens_used_beyond_the_charge_are_a_debt_that_delays_the_next_lease():
     assert limits.tokens.level == limits.tokens.capacity
 
 
+def test_no_minute_ever_sees_more_tokens_than_tokens_per_minute():
+    """Clients whose estimates are exact, taking 100-token requests as fast as granted, each grant spent at a random
+    moment of its validity: the tokens sent in any 60 s stay within the limit, and most of it is used."""
+    tpm, rng, now, sends = 60_000, random.Random(5), 0.0, []
+    limits = SharedLimits(requests_per_minute=None, tokens_per_minute=tpm, now=0.0)
+    while now < 600:
+        grant, wait = limits.try_lease(want_requests=8, want_tokens=800, min_tokens=100, now=now)
+        if grant is None:
+            now += wait
+            continue
+        sends.append((now + rng.uniform(0, grant.ttl_s), grant.tokens))
+    sends.sort()
+    most, first, total = 0.0, 0, 0.0
+    for t, tokens in sends:
+        total += tokens
+        while t - sends[first][0] >= 60.0:
+            total -= sends[first][1]
+            first += 1
+        most = max(most, total)
+    assert most <= tpm + 1e-6
+    assert sum(tokens for _, tokens in sends) / (tpm * 10) >= 0.9
+
+
 def test_a_request_larger_than_the_token_bucket_is_charged_the_bucket():
     limits = SharedLimits(requests_per_minute=None, tokens_per_minute=6100, now=0.0)
     grant, _ = limits.try_lease(want_requests=1, want_tokens=10_000, min_tokens=10_000, now=10.0)
