@@ -130,7 +130,8 @@ def test_the_memory_actor_killed_restarts_from_its_store(kill, tmp_path, undistu
 RATE_LIMITED_RPM = 1200  # 20 a second: the run's ~100 task-model requests take several seconds
 
 
-def test_the_rate_limiter_killed_mid_run_restarts_and_the_limit_still_holds(tmp_path, undisturbed):
+@pytest.mark.parametrize("kill", KILLS)
+def test_the_rate_limiter_killed_mid_run_restarts_and_the_limit_still_holds(kill, tmp_path, undisturbed):
     """Four evaluators share the task model's requests_per_minute through the run's limiter; it is killed while
     they are scoring. Ray restarts it (empty, which keeps the bound: gpo_ray/llm/run_limits.py), the clients wait
     for it, and the run ends as an undisturbed one. The bound is checked on 3 s windows of the endpoint's record,
@@ -147,7 +148,7 @@ def test_the_rate_limiter_killed_mid_run_restarts_and_the_limit_still_holds(tmp_
         limiter = actors.wait().limiter
         assert limiter is not None, "a run with requests_per_minute starts a limiter"
         wait_until(lambda: task.stats()["requests"] >= 30, what="the evaluators to be scoring")
-        old_pid = kill_and_wait(restartable_kill, limiter)
+        old_pid = kill_and_wait(kill, limiter)
         wait_until(lambda: task.stats()["requests"] >= 60, what="scoring to go on after the kill")
         assert ray.get(limiter.pid.remote(), timeout=60) != old_pid, "restarted in a new process"
         granted_after_restart = ray.get(limiter.granted.remote(), timeout=60)
