@@ -152,8 +152,63 @@ class MetaPromptTemplate:
     edit_output_json: str = (
         'Reply with only a JSON object of the form {{"prompt": "..."}}, whose "prompt" value is the edited prompt.'
     )
+    # `optimizer.direction: feedback`: the request for the reasons the current prompt fails (core/variants.py), and
+    # the problems block then shown in the meta-prompt.
+    feedback_task: str = (
+        "Your job is to find out why a prompt for a language model fails. The model was given the prompt below "
+        "together with each question of a few task examples, and answered the questions shown further down wrongly."
+    )
+    feedback_examples_intro: str = "These are the examples it got wrong, with the model's answer and the correct one:"
+    feedback_entry: str = "Question: {question}\nModel's answer: {prediction}\nCorrect answer: {answer}"
+    feedback_none: str = "(none: the model answered every example correctly)"
+    feedback_instruction: str = (
+        "Compare the model's answers with the correct ones and explain what in the prompt led the model to "
+        "answer wrongly. Be specific and brief."
+    )
+    feedback_output: str = "Write your explanation between <START> and <END>."
+    problems_intro: str = "An analysis of why the current prompt fails on some examples:"
+    problems_instruction: str = "Make sure the new prompt fixes the problems found in the analysis."
+    # `optimizer.momentum.update: summarize`: the prompt carried from the steps before, and the requests that
+    # merge it (or the carried problems) with the current step's.
+    previous_intro: str = (
+        "Here is a prompt carried over from the earlier steps with its score. Scores range from 0 to 100; "
+        "higher is better."
+    )
+    summarize_prompts_task: str = (
+        "Your job is to merge two prompts for a language model into one prompt that should score higher than both. "
+        "Scores range from 0 to 100; higher is better."
+    )
+    summarize_previous_intro: str = "The prompt carried over from the earlier steps:"
+    summarize_current_intro: str = "The current prompt:"
+    summarize_score: str = "Its score: {score}/100"
+    summarize_prompts_instruction: str = (
+        "Write one new prompt that keeps what makes the higher-scoring prompt work and adds what the other does well."
+    )
+    summarize_prompts_output: str = "Write the new prompt between <START> and <END>."
+    summarize_feedback_task: str = "Your job is to merge two analyses of a prompt's problems into one."
+    summarize_feedback_previous_intro: str = "Problems found with the earlier prompts:"
+    summarize_feedback_current_intro: str = "Problems found with the current prompt:"
+    summarize_feedback_instruction: str = (
+        "Write one analysis that keeps every problem that still matters and says each only once."
+    )
+    summarize_feedback_output: str = "Write the merged analysis between <START> and <END>."
     max_input_chars: int = 600
     max_answer_chars: int = 300
+
+
+class MomentumSettings(_Frozen):
+    """What the optimizer sees of the past (the official momentum_para_name and momentum_update_name)."""
+
+    content: Literal["prompts", "feedback", "none"] = Field(
+        default="prompts",
+        description="prompts: past prompts with their scores ('para'); feedback: past feedback (needs direction "
+        "feedback); none: nothing of the past ('-')",
+    )
+    update: Literal["retrieve", "summarize"] = Field(
+        default="retrieve",
+        description="retrieve: the retrieval_k items chosen by `retrieval` ('k-list'); summarize: the previous "
+        "summary and the current item merged into one by an extra optimizer call per step ('real-time')",
+    )
 
 
 class OptimizerSettings(_Frozen):
@@ -213,6 +268,13 @@ class OptimizerSettings(_Frozen):
         default=True,
         description="show the word budget in the meta-prompt (the official w_lr) or not (wo_lr)",
     )
+    direction: Literal["none", "feedback"] = Field(
+        default="none",
+        description="none: no update direction; feedback: score the current prompt on the step's training batch and "
+        "ask the optimizer why it got the wrong examples wrong, shown in the meta-prompt (the official "
+        "gradient_name feedback)",
+    )
+    momentum: MomentumSettings = MomentumSettings()
 
     @field_validator("meta_prompt")
     @classmethod
@@ -234,6 +296,11 @@ class OptimizerSettings(_Frozen):
                 raise ValueError("meta_prompt_style paper has no system placement (the official code has Q_end, Q_begin)")
             if self.meta_prompt:
                 raise ValueError("meta_prompt overrides apply to the own template, not to meta_prompt_style paper")
+        if self.momentum.content == "feedback" and self.direction != "feedback":
+            raise ValueError("momentum.content feedback keeps past feedback: it needs optimizer.direction: feedback")
+        if self.momentum.content == "none" and self.momentum.update == "summarize":
+            raise ValueError("momentum.update summarize needs something to summarize: momentum.content prompts or "
+                             "feedback")
         if not self.budget_in_prompt and self.edit_enforcement == "strict":
             raise ValueError("edit_enforcement strict re-asks for over-budget candidates: it needs budget_in_prompt: true")
         return self
@@ -313,6 +380,8 @@ _FINGERPRINT_NEUTRAL_DEFAULTS = {
     "repeated_candidates": "drop",
     "update": "generate",
     "budget_in_prompt": True,
+    "direction": "none",
+    "momentum": MomentumSettings().model_dump(),
 }
 
 # `preset: paper`: GPO as its authors ran it (RUCAIBox/GPO at 765df20, GPO.sh and optimize.py). Laid under the

@@ -14,7 +14,7 @@ import ray
 
 from gpo_ray.actors.introspection import WhereAmI
 from gpo_ray.config import LLMRoleConfig
-from gpo_ray.core.evaluation import TaskModelParams, score_example
+from gpo_ray.core.evaluation import TaskModelParams, grade_example, score_example
 from gpo_ray.llm.accounting import UsageCounters
 from gpo_ray.llm.cache import ResponseCache
 from gpo_ray.llm.stack import build_client
@@ -67,6 +67,18 @@ class Evaluator(WhereAmI):
 
     async def score(self, items: list[ScoreItem]) -> list[float]:
         return list(await asyncio.gather(*(self._one(i) for i in items)))
+
+    async def _one_with_prediction(self, item: ScoreItem) -> tuple[float, str]:
+        # Not from the score cache: the answer is needed too (a repeat is a response-cache hit, not a model call).
+        async with self.slots:
+            value, prediction = await grade_example(self.llm, item.prompt, item.example, metric=item.metric,
+                                                    params=self.params, task=item.task)
+        self.scores[item.key] = value
+        return value, prediction
+
+    async def score_with_predictions(self, items: list[ScoreItem]) -> list[tuple[float, str]]:
+        """Scores with the model's answers as the feedback request shows them (the feedback direction)."""
+        return list(await asyncio.gather(*(self._one_with_prediction(i) for i in items)))
 
     async def usage(self) -> dict:
         return self.counters.snapshot()

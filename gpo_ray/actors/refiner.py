@@ -8,7 +8,13 @@ import ray
 
 from gpo_ray.actors.introspection import WhereAmI
 from gpo_ray.config import LLMRoleConfig
-from gpo_ray.core.generation import GenerationRequest, GenerationResult, generate_candidates
+from gpo_ray.core.generation import (
+    GenerationRequest,
+    GenerationResult,
+    OptimizerTextRequest,
+    ask_optimizer,
+    generate_candidates,
+)
 from gpo_ray.llm.accounting import UsageCounters
 from gpo_ray.llm.cache import ResponseCache
 from gpo_ray.llm.stack import build_client
@@ -33,6 +39,9 @@ class Refiner(WhereAmI):
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         return await generate_candidates(self.llm, request)
+
+    async def ask(self, request: OptimizerTextRequest) -> str:
+        return await ask_optimizer(self.llm, request)
 
     async def usage(self) -> dict:
         return self.counters.snapshot()

@@ -14,7 +14,7 @@ import structlog
 
 from gpo_ray.actors.evaluator import ScoreItem
 from gpo_ray.controller.fair import FairScheduler
-from gpo_ray.core.generation import GenerationRequest, GenerationResult
+from gpo_ray.core.generation import GenerationRequest, GenerationResult, OptimizerTextRequest
 from gpo_ray.observability.metrics import Metrics, NullMetrics
 from gpo_ray.tasks.types import Example
 from gpo_ray.vocabulary import MetricKind
@@ -61,29 +61,42 @@ class EvaluatorPool:
         self.metrics = metrics or NullMetrics()
         self.outstanding = 0  # (prompt, example) items handed to the pool and not yet scored
         workers = [self._worker(i) for i in range(len(self.handles))]
-        self.scheduler: FairScheduler[list[ScoreItem], list[float]] = FairScheduler(
+        # A job is (evaluator method, chunk): "score", or "score_with_predictions" for the feedback direction.
+        self.scheduler: FairScheduler[tuple[str, list[ScoreItem]], list[Any]] = FairScheduler(
             workers, slots_per_worker=chunks_in_flight_per_actor
         )
 
     def _worker(self, index: int):
-        async def run(chunk: list[ScoreItem]) -> list[float]:
-            return await call_with_failover(self.handles, index, "score", chunk)
+        async def run(job: tuple[str, list[ScoreItem]]) -> list[Any]:
+            method, chunk = job
+            return await call_with_failover(self.handles, index, method, chunk)
 
         return run
+
+    async def _run_items(self, task: str, method: str, items: list[ScoreItem]) -> list[Any]:
+        chunks = [items[i : i + self.chunk_size] for i in range(0, len(items), self.chunk_size)]
+        self._outstanding(len(items))
+        try:
+            results = await asyncio.gather(*(self.scheduler.submit(task, (method, c)) for c in chunks))
+        finally:
+            self._outstanding(-len(items))
+        return [s for chunk in results for s in chunk]
 
     async def score(
         self, task: str, metric: MetricKind, prompts: Sequence[str], examples: Sequence[Example]
     ) -> list[list[float]]:
         items = [ScoreItem(p, ex, metric, task) for p in prompts for ex in examples]
-        chunks = [items[i : i + self.chunk_size] for i in range(0, len(items), self.chunk_size)]
-        self._outstanding(len(items))
-        try:
-            results = await asyncio.gather(*(self.scheduler.submit(task, c) for c in chunks))
-        finally:
-            self._outstanding(-len(items))
-        flat = [s for chunk in results for s in chunk]
+        flat = await self._run_items(task, "score", items)
         n = len(examples)
         return [flat[i * n : (i + 1) * n] for i in range(len(prompts))]
+
+    async def score_with_predictions(
+        self, task: str, metric: MetricKind, prompt: str, examples: Sequence[Example]
+    ) -> list[tuple[float, str]]:
+        """Per example (score, the model's answer as shown): the feedback direction's scoring of the current prompt."""
+        items = [ScoreItem(prompt, ex, metric, task) for ex in examples]
+        return [(float(score), str(answer)) for score, answer in
+                await self._run_items(task, "score_with_predictions", items)]
 
     def _outstanding(self, delta: int) -> None:
         self.outstanding += delta
@@ -106,9 +119,16 @@ class RefinerPool:
         self.metrics.set("gpo_queue_depth", sum(self.in_flight), pool="refiner")
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
+        return await self._call("generate", request)
+
+    async def ask(self, request: OptimizerTextRequest) -> str:
+        """One feedback or summarize request (core/variants.py): the optimizer's raw reply."""
+        return await self._call("ask", request)
+
+    async def _call(self, method: str, request: Any) -> Any:
         index = min(range(len(self.handles)), key=lambda i: (self.in_flight[i], i))
         self._moved(index, 1)
         try:
-            return await call_with_failover(self.handles, index, "generate", request)
+            return await call_with_failover(self.handles, index, method, request)
         finally:
             self._moved(index, -1)

@@ -7,7 +7,7 @@ from typing import Any
 
 from gpo_ray.controller.pools import EvaluatorPool, RefinerPool
 from gpo_ray.core.edit_distance import word_edit_distance
-from gpo_ray.core.generation import GenerationRequest, GenerationResult
+from gpo_ray.core.generation import GenerationRequest, GenerationResult, OptimizerTextRequest
 from gpo_ray.core.results import StepResult
 from gpo_ray.core.types import TrajectoryEntry
 from gpo_ray.errors import RunFailed, error_line
@@ -60,6 +60,17 @@ class ActorServices:
 
     async def score(self, task: Task, prompts: Sequence[str], examples: Sequence[Example]) -> list[list[float]]:
         return await self.evaluators.score(task.name, task.metric, prompts, examples)
+
+    async def score_with_predictions(
+        self, task: Task, prompt: str, examples: Sequence[Example]
+    ) -> list[tuple[float, str]]:
+        return await self.evaluators.score_with_predictions(task.name, task.metric, prompt, examples)
+
+    async def ask_optimizer(self, request: OptimizerTextRequest) -> str:
+        return await self.refiners.ask(request)
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        return await self.memory.embed.remote(list(texts))
 
     async def remember(self, task: str, records: Sequence[StepResult]) -> None:
         """Re-add restored steps (idempotent upserts), so memory matches the checkpoints after a resume."""
