@@ -250,3 +250,18 @@ def test_defaults_are_unchanged_and_fingerprint_neutral() -> None:
     assert plain.fingerprint() == explicit.fingerprint()
     changed = RunConfig.model_validate({"tasks": ["x"], "optimizer": {"direction": "feedback"}})
     assert changed.fingerprint() != plain.fingerprint()
+
+
+def test_report_shows_the_variant_and_the_extra_calls_per_step() -> None:
+    from gpo_ray.report.tables import extra_calls, variant
+
+    opt = RunConfig.model_validate({"tasks": ["x"], "optimizer": {
+        "direction": "feedback", "momentum": {"content": "feedback", "update": "summarize"}, "update": "edit",
+        "budget_in_prompt": False}}).public_dict()["optimizer"]
+    assert variant(opt) == ("direction feedback, momentum feedback (summarize), update edit, budget in prompt no, "
+                            "meta-prompt own")
+    assert variant({}) == ("direction none, momentum prompts (retrieve), update generate, budget in prompt yes, "
+                           "meta-prompt own")
+    assert extra_calls({"feedback_calls": 1, "feedback_scoring_calls": 8, "summarize_calls": 1, "admitted": 3}) == (
+        "feedback 1, feedback scoring 8, summarize 1")
+    assert extra_calls({"admitted": 3}) == "–"
