@@ -174,7 +174,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.json:
         total = {k: sum(getattr(p, k) for p in plans)
                  for k in ("optimizer_calls", "task_model_calls", "second_turn_calls", "optimizer_tokens",
-                           "task_model_tokens")}
+                           "task_model_tokens", "feedback_calls", "summarize_calls", "feedback_scoring_calls")}
         print(json.dumps({"tasks": {p.task: p.to_dict() for p in plans}, "total": total}, indent=2))
         return 0
     from rich.console import Console
@@ -185,9 +185,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
         table.add_column(col, overflow="fold")
     for p in plans:
         table.add_row(p.task, f"{p.train}/{p.eval}/{p.test}", str(p.steps), " ".join(map(str, p.edit_budget)),
-                      f"{p.optimizer_calls:,}",
-                      f"{p.task_model_calls:,}" + (f" (incl. {p.second_turn_calls:,} second turns)"
-                                                   if p.second_turn_calls else ""),
+                      f"{p.optimizer_calls:,}" + _included((p.feedback_calls, "feedback"),
+                                                           (p.summarize_calls, "summarize")),
+                      f"{p.task_model_calls:,}" + _included((p.second_turn_calls, "second turns"),
+                                                            (p.feedback_scoring_calls, "feedback scoring")),
                       f"{p.optimizer_tokens + p.task_model_tokens:,}")
     console = Console()
     console.print(table)
@@ -197,6 +198,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
                   + ", about "
                   f"{sum(p.optimizer_tokens + p.task_model_tokens for p in plans):,} tokens (completions at max_tokens)")
     return 0
+
+
+def _included(*parts: tuple[int, str]) -> str:
+    """" (incl. 16 feedback, 15 summarize)": the parts of a plan's total that are not zero."""
+    said = [f"{n:,} {label}" for n, label in parts if n]
+    return f" (incl. {', '.join(said)})" if said else ""
 
 
 def _output_mode(args: argparse.Namespace) -> str:
