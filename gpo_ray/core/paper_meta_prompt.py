@@ -5,6 +5,10 @@ placement) `build_paper_meta_prompt` returns the text the official code (RUCAIBo
 momentum_para_name "para", momentum_update_name "k-list", util_gradient_name "generate_without", learning_rate_name
 "w_lr") sends to its optimizer, byte for byte. The assembly is ours; see tests/unit/test_core_paper_meta_prompt.py.
 
+The design-space variants (core/variants.py) use the same assembly: the feedback block (`gradient`), the real-time
+branch (`previous`), and the feedback and summarize requests; tests/unit/test_core_paper_meta_prompt_variants.py
+checks them against the official code's output.
+
 Quirks reproduced on purpose (README "The paper preset"):
 - a score is printed as the official code prints its eval mean, a [0, 1] float in Python's shortest repr
   (``0.4791666666666667``), under a header that says scores range from 0 to 100;

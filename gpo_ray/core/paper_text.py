@@ -7,6 +7,7 @@ assembles it is gpo-ray's own, in core/paper_meta_prompt.py). Each constant name
 - KUPD = src/optimization/first_order_momentum/momentum_update_methods/k_update.py  (K_Update, "para")
 - EDIT = src/optimization/utilize_gradient/edit_without_gradient.py  (Edit_Without_Gradient, `optimizer.update: edit`)
 - WLR  = src/optimization/learning_rate/w_lr.py  (lr_template; wo_lr.py adds nothing: `budget_in_prompt: false`)
+- FBG, GENG, EDG, RTU: the design-space variants (`optimizer.direction`, `optimizer.momentum`), listed further down.
 """
 
 from __future__ import annotations
