@@ -135,10 +135,12 @@ class RunSampler:
             mem = memory_kb(pid)
             if mem is None:
                 continue
-            cmdline = (_read(f"/proc/{pid}/cmdline") or b"").replace(b"\0", b" ").decode(errors="replace")
-            # A worker renames itself (ray::Evaluator) once its actor is made: the latest name wins.
-            self.kinds[pid] = process_kind(cmdline, driver_pid=self.driver_pid, pid=pid)
-            self.cmdlines.setdefault(pid, cmdline[:160])
+            cmdline = (_read(f"/proc/{pid}/cmdline") or b"").replace(b"\0", b" ").decode(errors="replace").strip()
+            # A worker renames itself (ray::Evaluator) once its actor is made: the latest name wins (an exiting
+            # process shows an empty command line: it keeps the name it had).
+            if cmdline or pid not in self.kinds:
+                self.kinds[pid] = process_kind(cmdline, driver_pid=self.driver_pid, pid=pid)
+                self.cmdlines[pid] = cmdline[:160]
             total_pss += mem[0]
             total_rss += mem[1]
             shares[pid] = mem[0]

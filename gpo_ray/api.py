@@ -179,6 +179,23 @@ def _start_actors(config: RunConfig, run_dir: RunDirectory, opt: Endpoint, task:
     run_id = hashlib.sha256(str(run_dir.path.resolve()).encode()).hexdigest()[:16]
     memory_name = f"gpo-memory-{run_id}"
     wait_until_gone(memory_name)
+    available = ray.cluster_resources()
+    # Evaluators first, then refiners, then the memory actor: Ray starts a few worker processes at a time, and
+    # the run's first calls (the initial prompt's eval score) need only an evaluator.
+    params = task_model_params(config)
+    evaluators = [
+        EvaluatorActor.options(**ACTOR_OPTIONS, **node_options(res or NodeResource.EVALUATOR, available=available,
+                                                               required=res is not None))
+        .remote(config.task_model, base_url=urls, model=task.model, cache_dir=cache_dir, params=params,
+                max_in_flight=config.cluster.evaluator_max_in_flight, metrics=metrics)
+        for urls, res in _endpoint_groups(task, config.cluster.num_evaluators)
+    ]
+    refiners = [
+        RefinerActor.options(**ACTOR_OPTIONS, **node_options(res or NodeResource.REFINER, available=available,
+                                                             required=res is not None))
+        .remote(config.optimizer_model, base_url=urls, model=opt.model, cache_dir=cache_dir, metrics=metrics)
+        for urls, res in _endpoint_groups(opt, config.cluster.num_refiners)
+    ]
     # One collection per run, so that runs sharing a Chroma server never see each other's trajectories.
     if embedder_factory is None and config.embedder.kind == "openai":
         from gpo_ray.llm.embedding import OpenAIEmbedder
@@ -188,21 +205,6 @@ def _start_actors(config: RunConfig, run_dir: RunDirectory, opt: Endpoint, task:
                                              api_key_env=e.api_key_env)
     memory = start_trajectory_memory(run_dir=run_dir.path.resolve(), cluster=config.cluster, name=memory_name,
                                      embedder_factory=embedder_factory, collection_name=f"gpo-run-{run_id}")
-    available = ray.cluster_resources()
-    refiners = [
-        RefinerActor.options(**ACTOR_OPTIONS, **node_options(res or NodeResource.REFINER, available=available,
-                                                             required=res is not None))
-        .remote(config.optimizer_model, base_url=urls, model=opt.model, cache_dir=cache_dir, metrics=metrics)
-        for urls, res in _endpoint_groups(opt, config.cluster.num_refiners)
-    ]
-    params = task_model_params(config)
-    evaluators = [
-        EvaluatorActor.options(**ACTOR_OPTIONS, **node_options(res or NodeResource.EVALUATOR, available=available,
-                                                               required=res is not None))
-        .remote(config.task_model, base_url=urls, model=task.model, cache_dir=cache_dir, params=params,
-                max_in_flight=config.cluster.evaluator_max_in_flight, metrics=metrics)
-        for urls, res in _endpoint_groups(task, config.cluster.num_evaluators)
-    ]
     return memory, refiners, evaluators
 
 
