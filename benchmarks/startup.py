@@ -32,7 +32,12 @@ from typing import Any
 
 from benchmarks.harness import cli
 from benchmarks.harness.measure import cpu_seconds
-from benchmarks.harness.workload import SHARED_DATA, Workload, endpoint_config, synthetic_task
+from benchmarks.harness.workload import (
+    SHARED_DATA,
+    Workload,
+    endpoint_config,
+    synthetic_task,
+)
 from gpo_ray.config import TaskSource
 from gpo_ray.tasks.registry import resolve_tasks
 from gpo_ray.testing import ProcessFake
@@ -191,7 +196,7 @@ def driver_phases(log: Path, *, launched_wall: float) -> dict[str, float]:
             continue
         name = PHASE_EVENTS.get(row.get("event", ""))
         if name and name not in phases and "timestamp" in row:
-            at = datetime.fromisoformat(row["timestamp"].replace("Z", "+00:00")).timestamp()
+            at = datetime.fromisoformat(row["timestamp"]).timestamp()
             phases[name] = round(at - launched_wall, 3)
     return phases
 
