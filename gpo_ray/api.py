@@ -24,6 +24,7 @@ from gpo_ray.llm.errors import LLMError
 from gpo_ray.logs import configure_logging, library_logs, secret_values
 from gpo_ray.observability.metrics import metrics_for, run_metrics_context
 from gpo_ray.observability.tracking import check_tracking, open_tracker
+from gpo_ray.runtime.local_cluster import sized_cluster, stop_unused_daemons
 from gpo_ray.runtime.processes import process_alive
 from gpo_ray.runtime.run_dir import RunDirectory, default_run_dir
 from gpo_ray.tasks.registry import resolve_tasks
@@ -94,15 +95,16 @@ def endpoints_for(config: RunConfig, *, log_dir: Path) -> Iterator[tuple[Endpoin
 
 
 @contextlib.contextmanager
-def ray_session(address: str | None, *, output: str = "quiet") -> Iterator[None]:
-    """Join `address` (or RAY_ADDRESS), else start a local cluster; reuse one this process already has.
+def ray_session(address: str | None, *, output: str = "quiet") -> Iterator[bool]:
+    """Join `address` (or RAY_ADDRESS), else start a local cluster; reuse one this process already has. Yields
+    whether it started a cluster for this run (which then keeps only the daemons the run uses).
 
     Ray's driver-side messages go into the run's log (driver.jsonl, with where Ray's own session logs are),
     not onto the console; in console `output`, its warnings other than routine notices are shown as gpo-ray lines."""
     import ray
 
     if ray.is_initialized():
-        yield
+        yield False
         return
     # "local" starts a new cluster even when another one runs on this machine; joining is explicit.
     target = address or os.environ.get("RAY_ADDRESS") or "local"
@@ -116,8 +118,10 @@ def ray_session(address: str | None, *, output: str = "quiet") -> Iterator[None]
         info = context.address_info
         structlog.get_logger().info("ray_started", address=info.get("address"), joined=target != "local",
                                     ray_logs=info.get("session_dir") and os.path.join(info["session_dir"], "logs"))
+        if target == "local":
+            stop_unused_daemons()  # the dashboard server and the monitors: a one-run cluster does not use them
         try:
-            yield
+            yield target == "local"
         finally:
             ray.shutdown()
 
@@ -175,6 +179,23 @@ def _start_actors(config: RunConfig, run_dir: RunDirectory, opt: Endpoint, task:
     run_id = hashlib.sha256(str(run_dir.path.resolve()).encode()).hexdigest()[:16]
     memory_name = f"gpo-memory-{run_id}"
     wait_until_gone(memory_name)
+    available = ray.cluster_resources()
+    # Evaluators first, then refiners, then the memory actor: Ray starts a few worker processes at a time, and
+    # the run's first calls (the initial prompt's eval score) need only an evaluator.
+    params = task_model_params(config)
+    evaluators = [
+        EvaluatorActor.options(**ACTOR_OPTIONS, **node_options(res or NodeResource.EVALUATOR, available=available,
+                                                               required=res is not None))
+        .remote(config.task_model, base_url=urls, model=task.model, cache_dir=cache_dir, params=params,
+                max_in_flight=config.cluster.evaluator_max_in_flight, metrics=metrics)
+        for urls, res in _endpoint_groups(task, config.cluster.num_evaluators)
+    ]
+    refiners = [
+        RefinerActor.options(**ACTOR_OPTIONS, **node_options(res or NodeResource.REFINER, available=available,
+                                                             required=res is not None))
+        .remote(config.optimizer_model, base_url=urls, model=opt.model, cache_dir=cache_dir, metrics=metrics)
+        for urls, res in _endpoint_groups(opt, config.cluster.num_refiners)
+    ]
     # One collection per run, so that runs sharing a Chroma server never see each other's trajectories.
     if embedder_factory is None and config.embedder.kind == "openai":
         from gpo_ray.llm.embedding import OpenAIEmbedder
@@ -184,21 +205,6 @@ def _start_actors(config: RunConfig, run_dir: RunDirectory, opt: Endpoint, task:
                                              api_key_env=e.api_key_env)
     memory = start_trajectory_memory(run_dir=run_dir.path.resolve(), cluster=config.cluster, name=memory_name,
                                      embedder_factory=embedder_factory, collection_name=f"gpo-run-{run_id}")
-    available = ray.cluster_resources()
-    refiners = [
-        RefinerActor.options(**ACTOR_OPTIONS, **node_options(res or NodeResource.REFINER, available=available,
-                                                             required=res is not None))
-        .remote(config.optimizer_model, base_url=urls, model=opt.model, cache_dir=cache_dir, metrics=metrics)
-        for urls, res in _endpoint_groups(opt, config.cluster.num_refiners)
-    ]
-    params = task_model_params(config)
-    evaluators = [
-        EvaluatorActor.options(**ACTOR_OPTIONS, **node_options(res or NodeResource.EVALUATOR, available=available,
-                                                               required=res is not None))
-        .remote(config.task_model, base_url=urls, model=task.model, cache_dir=cache_dir, params=params,
-                max_in_flight=config.cluster.evaluator_max_in_flight, metrics=metrics)
-        for urls, res in _endpoint_groups(task, config.cluster.num_evaluators)
-    ]
     return memory, refiners, evaluators
 
 
@@ -264,7 +270,8 @@ def _execute(config: RunConfig, run_dir: RunDirectory, *, output: str, embedder_
     log = structlog.get_logger()
     resume_hint = f"completed steps are saved, `gpo-ray resume {run_dir.path}` continues"
     with (endpoints_for(config, log_dir=run_dir.logs_dir) as (opt, task_ep, structured, server),
-          ray_session(config.cluster.address, output=output)):
+          ray_session(config.cluster.address, output=output) as own_cluster):
+        config = _sized_for_run(config, tasks=len(tasks), own_cluster=own_cluster)
         memory, refiners, evaluators = _start_actors(config, run_dir, opt, task_ep, embedder_factory=embedder_factory)
         if on_actors_started is not None:
             on_actors_started(RunActors(memory, refiners, evaluators))
@@ -291,6 +298,13 @@ def _execute(config: RunConfig, run_dir: RunDirectory, *, output: str, embedder_
     status = RunStatus.of_tasks(r.status for r in results.values())
     log.info("run_finished", status=status)
     return Results(run_dir=run_dir.path, status=status, tasks=results, usage=controller.usage)
+
+
+def _sized_for_run(config: RunConfig, *, tasks: int, own_cluster: bool) -> RunConfig:
+    """The config with the actor counts it leaves unset filled in for this run (runtime/local_cluster.py)."""
+    cluster = sized_cluster(config.cluster, tasks=tasks, own_cluster=own_cluster)
+    structlog.get_logger().info("actors_sized", refiners=cluster.num_refiners, evaluators=cluster.num_evaluators)
+    return config.model_copy(update={"cluster": cluster})
 
 
 def _setup_logs(config: RunConfig, run_dir: RunDirectory, output: str) -> None:

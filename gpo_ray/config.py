@@ -326,8 +326,9 @@ class ClusterSettings(_Frozen):
     `gpo_evaluator` (see ray_cluster.yaml), actors are placed by them; elsewhere anywhere, spread over nodes."""
 
     address: str | None = Field(default=None, description="Ray address; None starts a local cluster")
-    num_refiners: int = Field(default=2, gt=0)
-    num_evaluators: int = Field(default=2, gt=0)
+    # None: sized for the run, 1 each for a small run on a local cluster, else 2 (runtime/local_cluster.py).
+    num_refiners: int | None = Field(default=None, gt=0)
+    num_evaluators: int | None = Field(default=None, gt=0)
     evaluator_max_in_flight: int = Field(default=8, gt=0)
     chroma_host: str | None = Field(default=None, description="Chroma server host; None = embedded store")
     chroma_port: int = Field(default=8000, gt=0, lt=65536)
