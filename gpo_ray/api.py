@@ -19,7 +19,7 @@ import structlog
 from gpo_ray.config import EndpointSpec, LLMRoleConfig, RunConfig
 from gpo_ray.core.evaluation import task_model_params
 from gpo_ray.core.results import TaskResult
-from gpo_ray.errors import ConfigError, RunFailed, error_line
+from gpo_ray.errors import ConfigError, RunFailed, RunInterrupted, error_line
 from gpo_ray.llm.errors import LLMError
 from gpo_ray.logs import configure_logging, library_logs, secret_values
 from gpo_ray.observability.metrics import metrics_for, run_metrics_context
@@ -27,6 +27,7 @@ from gpo_ray.observability.tracking import check_tracking, open_tracker
 from gpo_ray.runtime.processes import process_alive
 from gpo_ray.runtime.ray_address import ClusterUnreachable, check_ray_address
 from gpo_ray.runtime.run_dir import RunDirectory, default_run_dir
+from gpo_ray.runtime.signals import sigterm_handler_kept
 from gpo_ray.tasks.registry import resolve_tasks
 from gpo_ray.vocabulary import NodeResource, RunStatus
 
@@ -108,7 +109,10 @@ def ray_session(address: str | None, *, output: str = "quiet") -> Iterator[None]
     target, _ = ray_target(address)
     with library_logs(console=output == "console", routine=RAY_ROUTINE_NOTICES, detached=("ray",)):
         try:
-            context = ray.init(address=target, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            # Ray installs SIGTERM handlers of its own in the driver (exit code 15, a C++ stack dump): keep ours.
+            with sigterm_handler_kept(on_abort=ray.shutdown):
+                context = ray.init(address=target, include_dashboard=False, log_to_driver=False,
+                                   configure_logging=False)
         except (ConnectionError, RuntimeError, ValueError) as e:
             if target == "local":
                 raise RunFailed(f"cannot start a local Ray cluster: {error_line(e)}") from None
@@ -269,31 +273,35 @@ def _execute(config: RunConfig, run_dir: RunDirectory, *, output: str, embedder_
     structlog.contextvars.bind_contextvars(run=run_dir.path.name)  # every driver event of this run carries it
     log = structlog.get_logger()
     resume_hint = f"completed steps are saved, `gpo-ray resume {run_dir.path}` continues"
-    with (endpoints_for(config, log_dir=run_dir.logs_dir) as (opt, task_ep, structured, server),
-          ray_session(config.cluster.address, output=output)):
-        memory, refiners, evaluators = _start_actors(config, run_dir, opt, task_ep, embedder_factory=embedder_factory)
-        if on_actors_started is not None:
-            on_actors_started(RunActors(memory, refiners, evaluators))
-        tracker = open_tracker(config, run_dir.path, metrics=metrics_for(run_metrics_context(config, run_dir.path)))
-        progress = make_progress(output)
-        controller = Controller(config, tasks, run_dir, memory=memory, refiners=refiners, evaluators=evaluators,
-                                progress=progress, structured=structured, tracker=tracker)
-        try:
-            log.info("run_started", tasks=[t.name for t in tasks], optimizer=opt.base_url, task_model=task_ep.base_url)
-            # A dead embedded server stops the run at once, named (LocalServerDied), instead of being retried.
-            results = asyncio.run(server.run_while_serving(controller.run()) if server else controller.run())
-        except LocalServerDied as e:
-            log.error("run_failed", error=str(e), kind="local_server_died")
-            raise LocalServerDied(f"{e}; {resume_hint}") from None
-        except Exception as e:
-            cause = llm_error_in(e)
-            if cause is None:
-                raise
-            log.error("run_failed", error=str(cause), kind=cause.kind)
-            raise RunFailed(f"{cause}; {resume_hint}") from None
-        finally:
-            progress.close()
-            _kill([memory, *refiners, *evaluators])
+    try:
+        with (endpoints_for(config, log_dir=run_dir.logs_dir) as (opt, task_ep, structured, server),
+              ray_session(config.cluster.address, output=output)):
+            memory, refiners, evaluators = _start_actors(config, run_dir, opt, task_ep, embedder_factory=embedder_factory)
+            if on_actors_started is not None:
+                on_actors_started(RunActors(memory, refiners, evaluators))
+            tracker = open_tracker(config, run_dir.path, metrics=metrics_for(run_metrics_context(config, run_dir.path)))
+            progress = make_progress(output)
+            controller = Controller(config, tasks, run_dir, memory=memory, refiners=refiners, evaluators=evaluators,
+                                    progress=progress, structured=structured, tracker=tracker)
+            try:
+                log.info("run_started", tasks=[t.name for t in tasks], optimizer=opt.base_url, task_model=task_ep.base_url)
+                # A dead embedded server stops the run at once, named (LocalServerDied), instead of being retried.
+                results = asyncio.run(server.run_while_serving(controller.run()) if server else controller.run())
+            except LocalServerDied as e:
+                log.error("run_failed", error=str(e), kind="local_server_died")
+                raise LocalServerDied(f"{e}; {resume_hint}") from None
+            except Exception as e:
+                cause = llm_error_in(e)
+                if cause is None:
+                    raise
+                log.error("run_failed", error=str(cause), kind=cause.kind)
+                raise RunFailed(f"{cause}; {resume_hint}") from None
+            finally:
+                progress.close()
+                _kill([memory, *refiners, *evaluators])
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM made one by the CLI; everything above is stopped and saved
+        log.warning("run_interrupted")
+        raise RunInterrupted(resume_hint, run_dir=run_dir.path) from None
     status = RunStatus.of_tasks(r.status for r in results.values())
     log.info("run_finished", status=status)
     return Results(run_dir=run_dir.path, status=status, tasks=results, usage=controller.usage)
