@@ -19,14 +19,16 @@ import structlog
 from gpo_ray.config import EndpointSpec, LLMRoleConfig, RunConfig
 from gpo_ray.core.evaluation import task_model_params
 from gpo_ray.core.results import TaskResult
-from gpo_ray.errors import ConfigError, RunFailed, error_line
+from gpo_ray.errors import ConfigError, RunFailed, RunInterrupted, error_line
 from gpo_ray.llm.errors import LLMError
 from gpo_ray.logs import configure_logging, library_logs, secret_values
 from gpo_ray.observability.metrics import metrics_for, run_metrics_context
 from gpo_ray.observability.tracking import check_tracking, open_tracker
 from gpo_ray.runtime.local_cluster import sized_cluster, stop_unused_daemons
 from gpo_ray.runtime.processes import process_alive
+from gpo_ray.runtime.ray_address import ClusterUnreachable, check_ray_address
 from gpo_ray.runtime.run_dir import RunDirectory, default_run_dir
+from gpo_ray.runtime.signals import sigterm_handler_kept
 from gpo_ray.tasks.registry import resolve_tasks
 from gpo_ray.vocabulary import NodeResource, RunStatus
 
@@ -106,15 +108,17 @@ def ray_session(address: str | None, *, output: str = "quiet") -> Iterator[bool]
     if ray.is_initialized():
         yield False
         return
-    # "local" starts a new cluster even when another one runs on this machine; joining is explicit.
-    target = address or os.environ.get("RAY_ADDRESS") or "local"
-    _check_reachable(target)
+    target, _ = ray_target(address)
     with library_logs(console=output == "console", routine=RAY_ROUTINE_NOTICES, detached=("ray",)):
         try:
-            context = ray.init(address=target, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            # Ray installs SIGTERM handlers of its own in the driver (exit code 15, a C++ stack dump): keep ours.
+            with sigterm_handler_kept(on_abort=ray.shutdown):
+                context = ray.init(address=target, include_dashboard=False, log_to_driver=False,
+                                   configure_logging=False)
         except (ConnectionError, RuntimeError, ValueError) as e:
-            verb = "start" if target == "local" else "join"
-            raise RunFailed(f"cannot {verb} the Ray cluster at {target}: {error_line(e)}") from None
+            if target == "local":
+                raise RunFailed(f"cannot start a local Ray cluster: {error_line(e)}") from None
+            raise ClusterUnreachable(f"cannot join the Ray cluster at {target}: {error_line(e)}") from None
         info = context.address_info
         structlog.get_logger().info("ray_started", address=info.get("address"), joined=target != "local",
                                     ray_logs=info.get("session_dir") and os.path.join(info["session_dir"], "logs"))
@@ -130,19 +134,25 @@ def ray_session(address: str | None, *, output: str = "quiet") -> Iterator[bool]
 RAY_ROUTINE_NOTICES = ("Token authentication is enabled for this Ray cluster",)
 
 
-def _check_reachable(target: str, *, timeout_s: float = 5.0) -> None:
-    """A HOST:PORT to join must answer before ray.init tries: Ray's C++ client retries an address where nothing
-    listens for minutes, printing its own warnings on stderr all the while."""
-    host, sep, port = target.rpartition(":")
-    if not sep or "://" in target or not port.isdigit():
-        return  # "local", "auto", ray://...: Ray resolves these itself
-    import socket
+def ray_target(address: str | None) -> tuple[str, str]:
+    """(the Ray address a run joins, where it comes from): the config's or --address, else RAY_ADDRESS (what
+    `ray job submit` sets), else "local" - a new cluster even when another one runs on this machine: joining
+    is explicit."""
+    if address:
+        return address, "--address / cluster.address"
+    if os.environ.get("RAY_ADDRESS"):
+        return os.environ["RAY_ADDRESS"], "the RAY_ADDRESS environment variable"
+    return "local", "the default"
 
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
-    except OSError as e:
-        raise RunFailed(f"cannot join the Ray cluster at {target}: nothing answers there "
-                        f"({e.strerror or type(e).__name__}); is its head node running (`ray start --head`)?") from None
+
+def check_cluster(address: str | None) -> None:
+    """Fail at once (`ClusterUnreachable`, exit 2) when no Ray head answers at the address a run would join;
+    called before anything is written or started. A process that already has Ray (tests, notebooks) uses it."""
+    import ray
+
+    if not ray.is_initialized():
+        target, source = ray_target(address)
+        check_ray_address(target, source=source)
 
 
 def node_options(resource: str | None, *, available: dict[str, float], required: bool = False) -> dict[str, Any]:
@@ -269,32 +279,36 @@ def _execute(config: RunConfig, run_dir: RunDirectory, *, output: str, embedder_
     structlog.contextvars.bind_contextvars(run=run_dir.path.name)  # every driver event of this run carries it
     log = structlog.get_logger()
     resume_hint = f"completed steps are saved, `gpo-ray resume {run_dir.path}` continues"
-    with (endpoints_for(config, log_dir=run_dir.logs_dir) as (opt, task_ep, structured, server),
-          ray_session(config.cluster.address, output=output) as own_cluster):
-        config = _sized_for_run(config, tasks=len(tasks), own_cluster=own_cluster)
-        memory, refiners, evaluators = _start_actors(config, run_dir, opt, task_ep, embedder_factory=embedder_factory)
-        if on_actors_started is not None:
-            on_actors_started(RunActors(memory, refiners, evaluators))
-        tracker = open_tracker(config, run_dir.path, metrics=metrics_for(run_metrics_context(config, run_dir.path)))
-        progress = make_progress(output)
-        controller = Controller(config, tasks, run_dir, memory=memory, refiners=refiners, evaluators=evaluators,
-                                progress=progress, structured=structured, tracker=tracker)
-        try:
-            log.info("run_started", tasks=[t.name for t in tasks], optimizer=opt.base_url, task_model=task_ep.base_url)
-            # A dead embedded server stops the run at once, named (LocalServerDied), instead of being retried.
-            results = asyncio.run(server.run_while_serving(controller.run()) if server else controller.run())
-        except LocalServerDied as e:
-            log.error("run_failed", error=str(e), kind="local_server_died")
-            raise LocalServerDied(f"{e}; {resume_hint}") from None
-        except Exception as e:
-            cause = llm_error_in(e)
-            if cause is None:
-                raise
-            log.error("run_failed", error=str(cause), kind=cause.kind)
-            raise RunFailed(f"{cause}; {resume_hint}") from None
-        finally:
-            progress.close()
-            _kill([memory, *refiners, *evaluators])
+    try:
+        with (endpoints_for(config, log_dir=run_dir.logs_dir) as (opt, task_ep, structured, server),
+              ray_session(config.cluster.address, output=output) as own_cluster):
+            config = _sized_for_run(config, tasks=len(tasks), own_cluster=own_cluster)
+            memory, refiners, evaluators = _start_actors(config, run_dir, opt, task_ep, embedder_factory=embedder_factory)
+            if on_actors_started is not None:
+                on_actors_started(RunActors(memory, refiners, evaluators))
+            tracker = open_tracker(config, run_dir.path, metrics=metrics_for(run_metrics_context(config, run_dir.path)))
+            progress = make_progress(output)
+            controller = Controller(config, tasks, run_dir, memory=memory, refiners=refiners, evaluators=evaluators,
+                                    progress=progress, structured=structured, tracker=tracker)
+            try:
+                log.info("run_started", tasks=[t.name for t in tasks], optimizer=opt.base_url, task_model=task_ep.base_url)
+                # A dead embedded server stops the run at once, named (LocalServerDied), instead of being retried.
+                results = asyncio.run(server.run_while_serving(controller.run()) if server else controller.run())
+            except LocalServerDied as e:
+                log.error("run_failed", error=str(e), kind="local_server_died")
+                raise LocalServerDied(f"{e}; {resume_hint}") from None
+            except Exception as e:
+                cause = llm_error_in(e)
+                if cause is None:
+                    raise
+                log.error("run_failed", error=str(cause), kind=cause.kind)
+                raise RunFailed(f"{cause}; {resume_hint}") from None
+            finally:
+                progress.close()
+                _kill([memory, *refiners, *evaluators])
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM made one by the CLI; everything above is stopped and saved
+        log.warning("run_interrupted")
+        raise RunInterrupted(resume_hint, run_dir=run_dir.path) from None
     status = RunStatus.of_tasks(r.status for r in results.values())
     log.info("run_finished", status=status)
     return Results(run_dir=run_dir.path, status=status, tasks=results, usage=controller.usage)
@@ -321,6 +335,7 @@ def optimize(config: RunConfig, *, output: str = "quiet", embedder_factory: Any 
     # Validate the data and the tracking wanted before anything is written or started.
     resolve_tasks(config.tasks, data_dir=config.data_dir, sources=config.task_sources)
     check_tracking(config)
+    check_cluster(config.cluster.address)
     run_dir = RunDirectory(config.run_dir)
     run_dir.create(config)
     _setup_logs(config, run_dir, output)
@@ -339,6 +354,7 @@ def resume(run_path: Path, *, address: str | None = None, output: str = "quiet",
     check_tracking(config)
     if address is not None:
         config = config.model_copy(update={"cluster": config.cluster.model_copy(update={"address": address})})
+    check_cluster(config.cluster.address)
     _setup_logs(config, run_dir, output)
     structlog.get_logger().info("run_resumed", run_dir=str(run_path))
     return _execute(config, run_dir, output=output, embedder_factory=embedder_factory,

@@ -1,17 +1,19 @@
 """The `gpo-ray` command: parse, validate, print. Nothing else lives here.
 
-Exit codes: 0 done, 2 bad input (config, data, arguments), 1 failure after retries.
+Exit codes: 0 done, 2 bad input (config, data, arguments, an unreachable Ray address), 1 failure after retries,
+130/143 stopped by Ctrl-C/SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from gpo_ray.errors import GpoError
+from gpo_ray.errors import GpoError, RunInterrupted
 from gpo_ray.vocabulary import Role
 
 if TYPE_CHECKING:
@@ -319,16 +321,23 @@ COMMANDS = {"plan": cmd_plan, "optimize": cmd_optimize, "resume": cmd_resume, "r
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from gpo_ray.logs import configure_logging
+    from gpo_ray.runtime.signals import TerminationHandler
 
     configure_logging(mode="json" if getattr(args, "json_logs", False) else "quiet")
-    try:
-        return COMMANDS[args.command](args)
-    except GpoError as e:
-        print(f"gpo-ray: error: {one_line(str(e))}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("gpo-ray: interrupted; `gpo-ray resume RUN_DIR` continues from the last completed step", file=sys.stderr)
-        return 130
+    # SIGTERM (kubectl delete pod, timeout) stops a command as Ctrl-C does, and exits with the shell's code for it.
+    with TerminationHandler().installed() as stop:
+        try:
+            code = COMMANDS[args.command](args)
+        except GpoError as e:
+            print(f"gpo-ray: error: {one_line(str(e))}", file=sys.stderr)
+            return e.exit_code
+        except KeyboardInterrupt as e:
+            stop.note_interrupt()
+            what = "terminated (SIGTERM)" if stop.received == signal.SIGTERM else "interrupted"
+            resume_hint = f"; {e}" if isinstance(e, RunInterrupted) else ""
+            print(f"gpo-ray: {what}{resume_hint}", file=sys.stderr)
+            return stop.exit_code
+    return stop.exit_code if stop.received is not None else code  # fake-llm, serve-local: stopped cleanly
 
 
 if __name__ == "__main__":

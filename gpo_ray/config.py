@@ -31,6 +31,18 @@ class EndpointSpec(_Frozen):
     resource: str | None = None
 
 
+class HedgeSettings(_Frozen):
+    """Hedged requests: a call still unanswered after the `percentile` of its endpoint's recent latencies gets a
+    second, identical request; the first answer wins and the other is cancelled. It cuts the tail that stalled
+    or slow replies make, for up to `max_extra_fraction` more requests. Off by default: a hedge may be billed."""
+
+    enabled: bool = False
+    percentile: float = Field(default=95.0, gt=0, lt=100, description="wait this percentile of recent latencies")
+    min_delay_s: float = Field(default=0.5, ge=0, description="never hedge sooner than this")
+    min_samples: int = Field(default=20, ge=1, description="latencies to see before the first hedge")
+    max_extra_fraction: float = Field(default=0.1, gt=0, le=1, description="hedges per call sent, at most")
+
+
 class LLMRoleConfig(_Frozen):
     """One LLM role (optimizer or task model). No base_url and no endpoints means the embedded local model."""
 
@@ -45,6 +57,14 @@ class LLMRoleConfig(_Frozen):
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     max_tokens: int | None = Field(default=None, gt=0)
     timeout_s: float = Field(default=60.0, gt=0)
+    read_timeout_s: float | None = Field(
+        default=10.0, gt=0, description="a reply whose body stops arriving this long is cut (stalled) and retried"
+    )
+    max_reply_bytes: int = Field(
+        default=4_000_000, gt=0,
+        description="cap on a reply body; below it, a reply larger than max_tokens allows is refused (oversized)",
+    )
+    hedge: HedgeSettings = HedgeSettings()
     max_retries: int = Field(default=6, ge=0, le=50)
     max_in_flight: int = Field(default=8, gt=0, le=4096)
     requests_per_minute: float | None = Field(default=None, gt=0)
@@ -385,6 +405,9 @@ _FINGERPRINT_NEUTRAL_DEFAULTS = {
     "momentum": MomentumSettings().model_dump(),
 }
 
+# Role settings that say how calls are sent, not what is asked: outside the fingerprint, so a resume may change them.
+_HOW_CALLS_ARE_SENT = ("transport", "read_timeout_s", "max_reply_bytes", "hedge")
+
 # `preset: paper`: GPO as its authors ran it (RUCAIBox/GPO at 765df20, GPO.sh and optimize.py). Laid under the
 # user's own settings: a key given in the file or by a flag still wins. README "The paper preset" lists each key.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -467,7 +490,8 @@ class RunConfig(_Frozen):
         if d.get("preset") is None:
             d.pop("preset", None)
         for role in ("task_model", "optimizer_model"):
-            d[role].pop("transport", None)  # how calls are sent, not what is asked
+            for how in _HOW_CALLS_ARE_SENT:  # not what is asked
+                d[role].pop(how, None)
         for key, default in _FINGERPRINT_NEUTRAL_DEFAULTS.items():
             if d["optimizer"].get(key) == default:
                 d["optimizer"].pop(key)

@@ -51,8 +51,8 @@ def error_kind(err: BaseException) -> str:
 
 
 class UsageListener(Protocol):
-    """Told of every count as it happens (what: calls|requests|tokens|errors|retries|cache_hits; kind: the
-    token kind or error kind) and of latencies (what: call|request)."""
+    """Told of every count as it happens (what: calls|requests|tokens|errors|retries|cache_hits|hedges; kind: the
+    token kind, error kind or hedge outcome) and of latencies (what: call|request)."""
 
     def on_count(self, what: str, amount: int = 1, *, kind: str | None = None) -> None: ...
     def on_latency(self, what: str, seconds: float) -> None: ...
@@ -72,6 +72,7 @@ class UsageCounters:
     cache_hits: int = 0
     retries: int = 0
     errors: dict[str, int] = field(default_factory=dict)  # failed endpoint attempts, by error_kind
+    hedges: dict[str, int] = field(default_factory=dict)  # hedged requests: sent, won (the hedge answered first), cancelled
     listener: UsageListener | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -109,6 +110,11 @@ class UsageCounters:
         self.errors[kind] = self.errors.get(kind, 0) + 1
         self._tell("errors", kind=kind)
 
+    def record_hedge(self, what: str) -> None:
+        """The hedging layer: a hedge `sent`, a hedge that `won`, a losing request `cancelled`."""
+        self.hedges[what] = self.hedges.get(what, 0) + 1
+        self._tell("hedges", kind=what)
+
     def record_latency(self, what: str, seconds: float) -> None:
         """Latencies are not kept here (usage.json has no place for them); only the listener sees them."""
         if self.listener is not None:
@@ -126,6 +132,7 @@ class UsageCounters:
             "cache_hits": self.cache_hits,
             "retries": self.retries,
             "errors": dict(sorted(self.errors.items())),
+            "hedges": dict(sorted(self.hedges.items())),
         }
 
     @classmethod
@@ -138,6 +145,7 @@ class UsageCounters:
             cache_hits=int(snap.get("cache_hits", 0)),
             retries=int(snap.get("retries", 0)),
             errors={str(k): int(v) for k, v in (snap.get("errors") or {}).items()},
+            hedges={str(k): int(v) for k, v in (snap.get("hedges") or {}).items()},
         )
 
     def merge(self, other: UsageCounters | dict[str, Any]) -> UsageCounters:
@@ -152,6 +160,8 @@ class UsageCounters:
         self.retries += other.retries
         for kind, n in other.errors.items():
             self.errors[kind] = self.errors.get(kind, 0) + n
+        for what, n in other.hedges.items():
+            self.hedges[what] = self.hedges.get(what, 0) + n
         return self
 
 
