@@ -2,6 +2,11 @@
 
 Written against anything with Ray-like `method.remote(...)` handles, so that the logic can be tested
 with plain objects; the end-to-end tests use real actors.
+
+A sweep's sub-runs share one evaluator pool and one refiner pool (`route_by_content`): identical work then goes to
+the same actor, whose response cache answers the second sub-run's requests (or lets them join the first one's
+request in flight) instead of two actors asking the endpoint at once. Each sub-run sees the pools through a view
+(`EvaluatorPoolView`, `RefinerPoolView`) that names its account and how it asks the task model.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ import structlog
 
 from gpo_ray.actors.evaluator import ScoreItem
 from gpo_ray.controller.fair import FairScheduler
-from gpo_ray.core.generation import GenerationRequest, GenerationResult
+from gpo_ray.core.evaluation import TaskModelParams
+from gpo_ray.core.generation import GenerationRequest, GenerationResult, meta_prompt_for
 from gpo_ray.observability.metrics import Metrics, NullMetrics
 from gpo_ray.tasks.types import Example
 from gpo_ray.vocabulary import MetricKind
@@ -51,34 +57,53 @@ async def call_with_failover(handles: Sequence[Any], first: int, method: str, *a
     raise last
 
 
+# One chunk of scoring work: the items, and (sweeps) how the task model is asked and whose usage it is.
+ScoreWork = tuple[list[ScoreItem], TaskModelParams | None, str | None]
+
+
 class EvaluatorPool:
-    """Spreads (prompt, example) items over evaluator actors in chunks, round-robin across tasks."""
+    """Spreads (prompt, example) items over evaluator actors in chunks, round-robin across tasks.
+
+    By default any free slot takes the next chunk. With `route_by_content` (a sweep), a chunk goes to the actor its
+    content hashes to, each actor with a fair scheduler of its own, so identical chunks of two sub-runs meet in
+    one actor's cache."""
 
     def __init__(self, handles: Sequence[Any], *, chunk_size: int = 4, chunks_in_flight_per_actor: int = 2,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, route_by_content: bool = False) -> None:
         self.handles = list(handles)
         self.chunk_size = chunk_size
         self.metrics = metrics or NullMetrics()
         self.outstanding = 0  # (prompt, example) items handed to the pool and not yet scored
         workers = [self._worker(i) for i in range(len(self.handles))]
-        self.scheduler: FairScheduler[list[ScoreItem], list[float]] = FairScheduler(
-            workers, slots_per_worker=chunks_in_flight_per_actor
-        )
+        groups = [[w] for w in workers] if route_by_content else [workers]
+        self.schedulers: list[FairScheduler[ScoreWork, list[float]]] = [
+            FairScheduler(group, slots_per_worker=chunks_in_flight_per_actor) for group in groups
+        ]
 
     def _worker(self, index: int):
-        async def run(chunk: list[ScoreItem]) -> list[float]:
-            return await call_with_failover(self.handles, index, "score", chunk)
+        async def run(work: ScoreWork) -> list[float]:
+            chunk, params, account = work
+            args = (chunk,) if params is None and account is None else (chunk, params, account)
+            return await call_with_failover(self.handles, index, "score", *args)
 
         return run
 
+    def _scheduler_for(self, chunk: list[ScoreItem], params: TaskModelParams | None):
+        if len(self.schedulers) == 1:
+            return self.schedulers[0]
+        return self.schedulers[hash((params, *(i.key for i in chunk))) % len(self.schedulers)]
+
     async def score(
-        self, task: str, metric: MetricKind, prompts: Sequence[str], examples: Sequence[Example]
+        self, task: str, metric: MetricKind, prompts: Sequence[str], examples: Sequence[Example], *,
+        params: TaskModelParams | None = None, account: str | None = None,
     ) -> list[list[float]]:
         items = [ScoreItem(p, ex, metric, task) for p in prompts for ex in examples]
         chunks = [items[i : i + self.chunk_size] for i in range(0, len(items), self.chunk_size)]
+        key = task if account is None else f"{account}/{task}"  # fair across tasks, and across sub-runs' tasks
         self._outstanding(len(items))
         try:
-            results = await asyncio.gather(*(self.scheduler.submit(task, c) for c in chunks))
+            results = await asyncio.gather(*(self._scheduler_for(c, params).submit(key, (c, params, account))
+                                             for c in chunks))
         finally:
             self._outstanding(-len(items))
         flat = [s for chunk in results for s in chunk]
@@ -90,25 +115,66 @@ class EvaluatorPool:
         self.metrics.set("gpo_queue_depth", self.outstanding, pool="evaluator")
 
     async def close(self) -> None:
-        await self.scheduler.close()
+        for scheduler in self.schedulers:
+            await scheduler.close()
+
+
+class EvaluatorPoolView:
+    """One sweep sub-run's view of the shared evaluator pool: its task-model parameters and its usage account."""
+
+    def __init__(self, pool: EvaluatorPool, *, params: TaskModelParams, account: str) -> None:
+        self.pool = pool
+        self.params = params
+        self.account = account
+
+    async def score(
+        self, task: str, metric: MetricKind, prompts: Sequence[str], examples: Sequence[Example]
+    ) -> list[list[float]]:
+        return await self.pool.score(task, metric, prompts, examples, params=self.params, account=self.account)
+
+    async def close(self) -> None:
+        """The pool is the sweep's: it closes it once every sub-run is done."""
 
 
 class RefinerPool:
-    """Sends each generation request to the refiner with the fewest requests in flight."""
+    """Sends each generation request to the refiner with the fewest requests in flight, or (`route_by_content`, a
+    sweep) to the one the request's content hashes to."""
 
-    def __init__(self, handles: Sequence[Any], *, metrics: Metrics | None = None) -> None:
+    def __init__(self, handles: Sequence[Any], *, metrics: Metrics | None = None,
+                 route_by_content: bool = False) -> None:
         self.handles = list(handles)
         self.in_flight = [0] * len(self.handles)
         self.metrics = metrics or NullMetrics()
+        self.route_by_content = route_by_content
 
     def _moved(self, index: int, delta: int) -> None:
         self.in_flight[index] += delta
         self.metrics.set("gpo_queue_depth", sum(self.in_flight), pool="refiner")
 
-    async def generate(self, request: GenerationRequest) -> GenerationResult:
-        index = min(range(len(self.handles)), key=lambda i: (self.in_flight[i], i))
+    def _index_for(self, request: GenerationRequest) -> int:
+        if self.route_by_content:
+            # What the optimizer requests are made of (core/generation.py): text, sampling, and the seed's inputs.
+            content = (meta_prompt_for(request), request.temperature, request.max_tokens, request.seed, request.task,
+                       request.step, request.n, request.structured, request.enforcement)
+            return hash(content) % len(self.handles)
+        return min(range(len(self.handles)), key=lambda i: (self.in_flight[i], i))
+
+    async def generate(self, request: GenerationRequest, *, account: str | None = None) -> GenerationResult:
+        index = self._index_for(request)
+        args = (request,) if account is None else (request, account)
         self._moved(index, 1)
         try:
-            return await call_with_failover(self.handles, index, "generate", request)
+            return await call_with_failover(self.handles, index, "generate", *args)
         finally:
             self._moved(index, -1)
+
+
+class RefinerPoolView:
+    """One sweep sub-run's view of the shared refiner pool: its usage account."""
+
+    def __init__(self, pool: RefinerPool, *, account: str) -> None:
+        self.pool = pool
+        self.account = account
+
+    async def generate(self, request: GenerationRequest) -> GenerationResult:
+        return await self.pool.generate(request, account=self.account)
