@@ -318,10 +318,12 @@ def print_sweep_summary(results: Any) -> None:
     ablation = ablation_table(read_sweep(results.sweep_dir))
     table = Table(title=f"gpo-ray sweep: {results.sweep_dir.name} ({results.status})")
     for col in ablation.columns:
-        table.add_column(col, overflow="fold")
+        table.add_column(col, no_wrap=True)
     for row in ablation.rows:
         table.add_row(*row)
     console = Console()
+    if not console.is_terminal:  # a file or pipe: the whole table on one line per variant
+        console = Console(width=max(console.width, 240))
     console.print(table)
     console.print(f"{ablation.note}; sub-runs in {results.sweep_dir / 'runs'}, "
                   f"`gpo-ray report {results.sweep_dir}` writes the report with the plot")

@@ -33,14 +33,14 @@ def score_vs_calls_png(points: list[VariantPoint], *, dpi: int = 100) -> bytes:
         color = f"C{i % 10}"
         ax.errorbar([p.calls], [p.score], yerr=[p.spread or 0.0], fmt="o", color=color, capsize=4, markersize=7,
                     label=p.variant)
-        ax.annotate(p.variant, (p.calls, p.score), textcoords="offset points", xytext=(6, 6), fontsize=8)
     if not shown:
         ax.text(0.5, 0.5, "no test scores yet", ha="center", va="center", transform=ax.transAxes, color="gray")
     ax.set_title("best prompt's test score against LLM calls per run")
     ax.set_xlabel("LLM calls per run (both roles)")
     ax.set_ylabel("test score (mean over tasks and seeds)")
     ax.grid(alpha=0.3)
-    if shown:
+    if shown:  # calls from zero: how far apart the variants' costs are reads true
+        ax.set_xlim(0, max(p.calls for p in shown) * 1.1 or 1)
         ax.legend(loc="best", fontsize=8)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
