@@ -250,3 +250,14 @@ def test_report_and_export_of_a_sweep_directory(tmp_path, capsys):
     assert main(["export", str(path)]) == 2
     assert "is a sweep" in capsys.readouterr().err
     assert main(["export", str(path / "runs" / "ours--seed0")]) == 0  # a sub-run is a normal run directory
+
+
+def test_sweep_command_refuses_a_bad_grid_in_one_line_before_starting(tmp_path, capsys):
+    path = tmp_path / "grid.yaml"
+    path.write_text(json.dumps({"base": BASE, "variants": {"ok": {}, "typo": {"optimizer.candidatez": 3}}}))
+    assert main(["sweep", str(path), "--run-dir", str(tmp_path / "sw")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "gpo-ray: error: variant 'typo': invalid config: optimizer.candidatez: unknown setting"
+    assert not (tmp_path / "sw").exists(), "nothing written"
+    assert main(["sweep"]) == 2
+    assert "needs a GRID file" in capsys.readouterr().err
