@@ -175,18 +175,20 @@ def _endpoint_groups(ep: Endpoint, count: int) -> list[tuple[list[str], str | No
     return [([s.base_url], s.resource) for s in specs]
 
 
-def _start_actors(config: RunConfig, run_dir: RunDirectory, opt: Endpoint, task: Endpoint, *,
-                  embedder_factory: Any = None) -> tuple[Any, list[Any], list[Any]]:
+def start_actors(config: RunConfig, *, home: Path, cache_dir: Path, opt: Endpoint, task: Endpoint,
+                 embedder_factory: Any = None) -> tuple[Any, list[Any], list[Any]]:
+    """The memory actor (its Chroma in `home`/chroma), the refiners and the evaluators (their response cache in
+    `cache_dir` when config.cache) of a run directory, or of a sweep directory shared by its sub-runs."""
     import ray
 
     from gpo_ray.actors.evaluator import EvaluatorActor
     from gpo_ray.actors.memory import start_trajectory_memory, wait_until_gone
     from gpo_ray.actors.refiner import RefinerActor
 
-    cache_dir = str(run_dir.cache_dir.resolve()) if config.cache else None
-    metrics = run_metrics_context(config, run_dir.path)
+    cache = str(cache_dir.resolve()) if config.cache else None
+    metrics = run_metrics_context(config, home)
     # One memory actor per run directory, named so that a resumed run waits for a killed driver's one to go.
-    run_id = hashlib.sha256(str(run_dir.path.resolve()).encode()).hexdigest()[:16]
+    run_id = hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:16]
     memory_name = f"gpo-memory-{run_id}"
     wait_until_gone(memory_name)
     available = ray.cluster_resources()
@@ -196,14 +198,14 @@ def _start_actors(config: RunConfig, run_dir: RunDirectory, opt: Endpoint, task:
     evaluators = [
         EvaluatorActor.options(**ACTOR_OPTIONS, **node_options(res or NodeResource.EVALUATOR, available=available,
                                                                required=res is not None))
-        .remote(config.task_model, base_url=urls, model=task.model, cache_dir=cache_dir, params=params,
+        .remote(config.task_model, base_url=urls, model=task.model, cache_dir=cache, params=params,
                 max_in_flight=config.cluster.evaluator_max_in_flight, metrics=metrics)
         for urls, res in _endpoint_groups(task, config.cluster.num_evaluators)
     ]
     refiners = [
         RefinerActor.options(**ACTOR_OPTIONS, **node_options(res or NodeResource.REFINER, available=available,
                                                              required=res is not None))
-        .remote(config.optimizer_model, base_url=urls, model=opt.model, cache_dir=cache_dir, metrics=metrics)
+        .remote(config.optimizer_model, base_url=urls, model=opt.model, cache_dir=cache, metrics=metrics)
         for urls, res in _endpoint_groups(opt, config.cluster.num_refiners)
     ]
     # One collection per run, so that runs sharing a Chroma server never see each other's trajectories.
@@ -213,7 +215,7 @@ def _start_actors(config: RunConfig, run_dir: RunDirectory, opt: Endpoint, task:
         e = config.embedder
         embedder_factory = functools.partial(OpenAIEmbedder, base_url=e.base_url, model=e.model,
                                              api_key_env=e.api_key_env)
-    memory = start_trajectory_memory(run_dir=run_dir.path.resolve(), cluster=config.cluster, name=memory_name,
+    memory = start_trajectory_memory(run_dir=home.resolve(), cluster=config.cluster, name=memory_name,
                                      embedder_factory=embedder_factory, collection_name=f"gpo-run-{run_id}")
     return memory, refiners, evaluators
 
@@ -234,7 +236,7 @@ def llm_error_in(exc: BaseException) -> LLMError | None:
     return None
 
 
-def _kill(handles: list[Any], *, timeout_s: float = 10.0) -> None:
+def kill_actors(handles: list[Any], *, timeout_s: float = 10.0) -> None:
     """Stop the run's actors and return once they are gone.
 
     Each actor first cancels the calls still running in it (`stop`): an evaluator in a retry backoff could
@@ -283,7 +285,8 @@ def _execute(config: RunConfig, run_dir: RunDirectory, *, output: str, embedder_
         with (endpoints_for(config, log_dir=run_dir.logs_dir) as (opt, task_ep, structured, server),
               ray_session(config.cluster.address, output=output) as own_cluster):
             config = _sized_for_run(config, tasks=len(tasks), own_cluster=own_cluster)
-            memory, refiners, evaluators = _start_actors(config, run_dir, opt, task_ep, embedder_factory=embedder_factory)
+            memory, refiners, evaluators = start_actors(config, home=run_dir.path, cache_dir=run_dir.cache_dir, opt=opt,
+                                                        task=task_ep, embedder_factory=embedder_factory)
             if on_actors_started is not None:
                 on_actors_started(RunActors(memory, refiners, evaluators))
             tracker = open_tracker(config, run_dir.path, metrics=metrics_for(run_metrics_context(config, run_dir.path)))
@@ -305,7 +308,7 @@ def _execute(config: RunConfig, run_dir: RunDirectory, *, output: str, embedder_
                 raise RunFailed(f"{cause}; {resume_hint}") from None
             finally:
                 progress.close()
-                _kill([memory, *refiners, *evaluators])
+                kill_actors([memory, *refiners, *evaluators])
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM made one by the CLI; everything above is stopped and saved
         log.warning("run_interrupted")
         raise RunInterrupted(resume_hint, run_dir=run_dir.path) from None
@@ -321,8 +324,8 @@ def _sized_for_run(config: RunConfig, *, tasks: int, own_cluster: bool) -> RunCo
     return config.model_copy(update={"cluster": cluster})
 
 
-def _setup_logs(config: RunConfig, run_dir: RunDirectory, output: str) -> None:
-    configure_logging(mode=output, log_file=run_dir.logs_dir / "driver.jsonl",
+def setup_logs(config: RunConfig, logs_dir: Path, output: str) -> None:
+    configure_logging(mode=output, log_file=logs_dir / "driver.jsonl",
                       secrets=secret_values([config.task_model.api_key_env, config.optimizer_model.api_key_env,
                                              config.cluster.chroma_token_env]))
 
@@ -338,7 +341,7 @@ def optimize(config: RunConfig, *, output: str = "quiet", embedder_factory: Any 
     check_cluster(config.cluster.address)
     run_dir = RunDirectory(config.run_dir)
     run_dir.create(config)
-    _setup_logs(config, run_dir, output)
+    setup_logs(config, run_dir.logs_dir, output)
     return _execute(config, run_dir, output=output, embedder_factory=embedder_factory,
                     on_actors_started=on_actors_started)
 
@@ -355,7 +358,7 @@ def resume(run_path: Path, *, address: str | None = None, output: str = "quiet",
     if address is not None:
         config = config.model_copy(update={"cluster": config.cluster.model_copy(update={"address": address})})
     check_cluster(config.cluster.address)
-    _setup_logs(config, run_dir, output)
+    setup_logs(config, run_dir.logs_dir, output)
     structlog.get_logger().info("run_resumed", run_dir=str(run_path))
     return _execute(config, run_dir, output=output, embedder_factory=embedder_factory,
                     on_actors_started=on_actors_started)

@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gpo-ray", description="Distributed GPO prompt optimization on Ray.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("plan", help="print steps, edit budgets and estimated LLM calls/tokens per task")
+    p = sub.add_parser("plan", help="print steps, edit budgets and estimated LLM calls/tokens per task (or per "
+                                    "variant of a sweep's grid)")
     _common_task_args(p)
     p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     p.add_argument("--show-meta-prompt", action="store_true",
@@ -87,12 +88,18 @@ def build_parser() -> argparse.ArgumentParser:
     _common_task_args(p)
     _optimize_args(p)
 
-    p = sub.add_parser("resume", help="continue an interrupted run from its last completed step")
+    p = sub.add_parser("sweep", help="a grid of variants x tasks x seeds as one job on one Ray cluster (ablations)")
+    _common_task_args(p)
+    _optimize_args(p)
+    p.description = ("GRID: a YAML/TOML grid file (base:, variants: or axes:, seeds:). The flags override the "
+                     "grid's base config; --seed runs that one seed; --run-dir is the sweep directory.")
+
+    p = sub.add_parser("resume", help="continue an interrupted run (or sweep) from its last completed step")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--address")
     _output_args(p)
 
-    p = sub.add_parser("report", help="an HTML (or markdown) report of a run, finished or in progress")
+    p = sub.add_parser("report", help="an HTML (or markdown) report of a run or a sweep, finished or in progress")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--format", choices=REPORT_FORMATS, help="html or md (default: from --output's suffix, else html)")
     p.add_argument("--output", type=Path, help="file to write, '-' for stdout (default RUN_DIR/report.html or .md)")
@@ -150,11 +157,32 @@ def _strip_none(d: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _grid_file(path: Path | None) -> bool:
+    """Whether the file is a sweep's grid (base:, variants:, axes:) rather than a run config."""
+    from gpo_ray.config import read_config_file
+    from gpo_ray.grid import is_grid_file
+
+    return path is not None and path.is_file() and is_grid_file(read_config_file(path))
+
+
+def _load_grid(args: argparse.Namespace):
+    from gpo_ray.errors import ConfigError
+    from gpo_ray.grid import load_grid
+
+    if args.config is None:
+        raise ConfigError("a sweep needs a GRID file (base:, variants: or axes:, seeds:); see examples/sweep.yaml")
+    overrides = _strip_none(overrides_from_args(args))
+    overrides.get("optimizer", {}).pop("seed", None)  # --seed picks the grid's seeds instead
+    return load_grid(args.config, overrides=overrides, seed=args.seed)
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from gpo_ray.config import load_config
     from gpo_ray.core.plan import SCORE_PLACEHOLDER, plan_task, step1_meta_prompt
     from gpo_ray.tasks.registry import resolve_tasks
 
+    if _grid_file(args.config):
+        return _plan_grid(args)
     config = load_config(args.config, overrides=_strip_none(overrides_from_args(args)))
     tasks = resolve_tasks(config.tasks, data_dir=config.data_dir, sources=config.task_sources)
     plans = [
@@ -208,6 +236,33 @@ def _included(*parts: tuple[int, str]) -> str:
     return f" (incl. {', '.join(said)})" if said else ""
 
 
+def _plan_grid(args: argparse.Namespace) -> int:
+    from gpo_ray.sweep import plan_grid
+
+    plan = plan_grid(_load_grid(args))
+    if args.json:
+        print(json.dumps(plan.to_dict(), indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="gpo-ray plan (sweep)")
+    for col in ("variant", "seeds", "tasks", "optimizer calls", "task calls", "tokens (est.)"):
+        table.add_column(col, overflow="fold")
+    for v in plan.variants:
+        table.add_row(v.variant, str(v.seeds), str(len(v.tasks)), f"{v.total('optimizer_calls'):,}",
+                      f"{v.total('task_model_calls'):,}",
+                      f"{v.total('optimizer_tokens') + v.total('task_model_tokens'):,}")
+    console = Console()
+    console.print(table)
+    console.print(f"total: {plan.total('optimizer_calls'):,} optimizer calls, {plan.total('task_model_calls'):,} "
+                  f"task-model calls, about {plan.total('optimizer_tokens') + plan.total('task_model_tokens'):,} "
+                  "tokens (completions at max_tokens), as if each variant ran alone; the shared response cache "
+                  f"answers at least {plan.shared_task_model_calls:,} of the task-model calls once for several "
+                  "variants (the initial prompt's scores), and any other request two variants send alike")
+    return 0
+
+
 def _output_mode(args: argparse.Namespace) -> str:
     return "quiet" if getattr(args, "quiet", False) else "json" if getattr(args, "json_logs", False) else "console"
 
@@ -221,9 +276,23 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from gpo_ray.sweep import sweep
+
+    grid = _load_grid(args)
+    print_sweep_summary(sweep(grid, output=_output_mode(args)))
+    return 0
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
     from gpo_ray.api import resume
+    from gpo_ray.runtime.sweep_dir import is_sweep_dir
 
+    if is_sweep_dir(args.run_dir):
+        from gpo_ray.sweep import resume_sweep
+
+        print_sweep_summary(resume_sweep(args.run_dir, address=args.address, output=_output_mode(args)))
+        return 0
     print_summary(resume(args.run_dir, address=args.address, output=_output_mode(args)))
     return 0
 
@@ -248,6 +317,27 @@ def print_summary(results: Results) -> None:
                   f"{u.get(Role.TASK_MODEL, {}).get('requests', 0)} requests; results in {results.run_dir / 'results.json'}")
 
 
+def print_sweep_summary(results: Any) -> None:
+    """The ablation table (best test score per variant and task, mean ± spread over seeds; calls and tokens)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from gpo_ray.report.sweep_view import ablation_table, read_sweep
+
+    ablation = ablation_table(read_sweep(results.sweep_dir))
+    table = Table(title=f"gpo-ray sweep: {results.sweep_dir.name} ({results.status})")
+    for col in ablation.columns:
+        table.add_column(col, no_wrap=True)
+    for row in ablation.rows:
+        table.add_row(*row)
+    console = Console()
+    if not console.is_terminal:  # a file or pipe: the whole table on one line per variant
+        console = Console(width=max(console.width, 240))
+    console.print(table)
+    console.print(f"{ablation.note}; sub-runs in {results.sweep_dir / 'runs'}, "
+                  f"`gpo-ray report {results.sweep_dir}` writes the report with the plot")
+
+
 def _format_for(args: argparse.Namespace, choices: tuple[str, ...]) -> str:
     """--format, else the one --output's suffix names, else the first choice."""
     if args.format:
@@ -270,6 +360,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     from gpo_ray.report import read_run, render_html, render_markdown
 
     fmt = _format_for(args, REPORT_FORMATS)
+    from gpo_ray.runtime.sweep_dir import is_sweep_dir
+
+    if is_sweep_dir(args.run_dir):
+        from gpo_ray.report.render_sweep import render_sweep_html, render_sweep_markdown
+        from gpo_ray.report.sweep_view import read_sweep
+
+        view = read_sweep(args.run_dir)
+        text = render_sweep_html(view) if fmt == "html" else render_sweep_markdown(view)
+        _emit(text, args.output or args.run_dir / f"report.{fmt}")
+        return 0
     run = read_run(args.run_dir)
     text = render_html(run) if fmt == "html" else render_markdown(run)
     _emit(text, args.output or args.run_dir / f"report.{fmt}")
@@ -313,7 +413,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 1
 
 
-COMMANDS = {"plan": cmd_plan, "optimize": cmd_optimize, "resume": cmd_resume, "report": cmd_report,
+COMMANDS = {"plan": cmd_plan, "optimize": cmd_optimize, "sweep": cmd_sweep, "resume": cmd_resume, "report": cmd_report,
             "export": cmd_export, "fake-llm": cmd_fake_llm, "serve-local": cmd_serve_local,
             "doctor": cmd_doctor}
 

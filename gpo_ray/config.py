@@ -519,13 +519,18 @@ def read_config_file(path: Path) -> dict[str, Any]:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of settings, not {type(data).__name__}")
-    # Relative paths in a config file are relative to the file (run_dir stays relative to where you run).
+    return anchor_paths(data, folder=path.parent, source=path)
+
+
+def anchor_paths(data: dict[str, Any], *, folder: Path, source: Path) -> dict[str, Any]:
+    """Relative paths in a config read from a file are relative to that file's folder (run_dir stays relative to
+    where you run). Changes `data` in place and returns it; `source` names the file in errors."""
     def anchored(value: Any, field: str) -> Any:
         if not isinstance(value, str) or Path(value).is_absolute():
             return value
         if "\x00" in value:
-            raise ConfigError(f"{path}: {field}: a path must not contain a NUL byte")
-        return str((path.parent / value).resolve())
+            raise ConfigError(f"{source}: {field}: a path must not contain a NUL byte")
+        return str((folder / value).resolve())
 
     if "data_dir" in data:
         data["data_dir"] = anchored(data["data_dir"], "data_dir")

@@ -16,6 +16,7 @@ Ray metrics, gpo_ray.observability): one place counts, so usage.json and the met
 from __future__ import annotations
 
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -87,7 +88,8 @@ class UsageCounters:
         self.calls += 1
         self._tell("calls")
 
-    def record_cache_hit(self) -> None:
+    def record_cache_hit(self, *, tokens: int = 0) -> None:
+        """`tokens`: the cached reply's tokens, which cost nothing now (kept only per account, see AccountedCounters)."""
         self.cache_hits += 1
         self._tell("cache_hits")
 
@@ -165,6 +167,76 @@ class UsageCounters:
         return self
 
 
+# The account (a sub-run of a sweep) the calls made in this context are counted for, besides the totals. Actor
+# methods set it for the asyncio tasks of one call; None (a normal run) counts totals only.
+CURRENT_ACCOUNT: ContextVar[str | None] = ContextVar("gpo_usage_account", default=None)
+
+
+@dataclass
+class AccountUsage(UsageCounters):
+    """One account's counters: also the tokens of the calls the response cache answered (`cache_hit_tokens`), so
+    that what a sweep's variant asked for is known however much of it another variant's requests already paid."""
+
+    cache_hit_tokens: int = 0
+
+    def record_cache_hit(self, *, tokens: int = 0) -> None:
+        super().record_cache_hit()
+        self.cache_hit_tokens += tokens
+
+    def snapshot(self) -> dict[str, Any]:
+        return {**super().snapshot(), "cache_hit_tokens": self.cache_hit_tokens}
+
+
+@dataclass
+class AccountedCounters(UsageCounters):
+    """The totals of one client stack, and the same counts per account (`CURRENT_ACCOUNT`): the actors a sweep's
+    sub-runs share count each sub-run's usage apart."""
+
+    accounts: dict[str, AccountUsage] = field(default_factory=dict, compare=False, repr=False)
+
+    def _account(self) -> AccountUsage | None:
+        name = CURRENT_ACCOUNT.get()
+        return None if name is None else self.accounts.setdefault(name, AccountUsage())
+
+    def record_call(self) -> None:
+        super().record_call()
+        if (a := self._account()) is not None:
+            a.record_call()
+
+    def record_cache_hit(self, *, tokens: int = 0) -> None:
+        super().record_cache_hit()
+        if (a := self._account()) is not None:
+            a.record_cache_hit(tokens=tokens)
+
+    def record_request(self) -> None:
+        super().record_request()
+        if (a := self._account()) is not None:
+            a.record_request()
+
+    def record_tokens(self, *, prompt: int, completion: int) -> None:
+        super().record_tokens(prompt=prompt, completion=completion)
+        if (a := self._account()) is not None:
+            a.record_tokens(prompt=prompt, completion=completion)
+
+    def record_retry(self, kind: str) -> None:
+        super().record_retry(kind)
+        if (a := self._account()) is not None:
+            a.record_retry(kind)
+
+    def record_error(self, kind: str) -> None:
+        super().record_error(kind)
+        if (a := self._account()) is not None:
+            a.record_error(kind)
+
+    def snapshot_of(self, account: str | None) -> dict[str, Any]:
+        """The totals (None), or one account's counts (zeros for an account that made no call here)."""
+        if account is None:
+            return self.snapshot()
+        if self.listener is not None:
+            self.listener.flush()
+        return self.accounts.get(account, AccountUsage()).snapshot()
+
+
 class AccountingClient:
     """Outermost layer: counts calls and cache hits."""
 
@@ -177,7 +249,7 @@ class AccountingClient:
         started = time.monotonic()
         response = await self.inner.complete(request)
         if response.cached:
-            self.counters.record_cache_hit()
+            self.counters.record_cache_hit(tokens=response.usage.total_tokens)
         else:
             self.counters.record_latency("call", time.monotonic() - started)
         return response
