@@ -138,3 +138,33 @@ def test_killed_sweep_resumes_to_the_uninterrupted_results(uninterrupted, endpoi
     for variant in results.variants.values():
         assert variant.replace("_", "\\_") in table
     assert "| 2/2 |" in table
+
+
+DESIGN_SPACE = {  # the issue's axes as named variants: every extra call goes through the shared pools
+    "gpo": {},
+    "feedback": {"optimizer.direction": "feedback"},
+    "feedback-momentum-summarized": {"optimizer.direction": "feedback",
+                                     "optimizer.momentum": {"content": "feedback", "update": "summarize"}},
+    "edit-with-feedback-wo-lr": {"optimizer.direction": "feedback", "optimizer.update": "edit",
+                                 "optimizer.budget_in_prompt": False},
+}
+
+
+def test_a_sweep_of_the_design_space_equals_each_variant_run_alone(endpoint, tmp_path):
+    """Feedback scoring (with the task model's answers) and feedback/summarize requests of several sub-runs share
+    the pools; each sub-run still finds what it finds alone, with the same extra calls counted."""
+    base = base_config(tmp_path / "cfg", endpoint.base_url)
+    base["tasks"] = ["example/arithmetic"]
+    base["optimizer"]["epochs"] = 2
+    grid = grid_from_dict({"base": base, "variants": DESIGN_SPACE, "seeds": [0]}, folder=tmp_path)
+    results = sweep(grid, sweep_dir=tmp_path / "sweep")
+    assert results.status == "completed" and len(results.runs) == 4
+    for name, run in results.runs.items():
+        config = run_config_of(tmp_path / "sweep" / "runs" / name).model_copy(update={"run_dir": tmp_path / name})
+        alone = optimize(config)
+        assert run.tasks == alone.tasks, name
+        for role in ("optimizer", "task_model"):
+            assert run.usage[role]["calls"] == alone.usage[role]["calls"], (name, role)
+        steps = run.tasks["example/arithmetic"].steps
+        feedback_calls = sum(s.counts.get("feedback_calls", 0) for s in steps)
+        assert feedback_calls == (len(steps) if "feedback" in name else 0), name
