@@ -19,13 +19,16 @@ import structlog
 from gpo_ray.config import EndpointSpec, LLMRoleConfig, RunConfig
 from gpo_ray.core.evaluation import task_model_params
 from gpo_ray.core.results import TaskResult
-from gpo_ray.errors import ConfigError, RunFailed, error_line
+from gpo_ray.errors import ConfigError, RunFailed, RunInterrupted, error_line
 from gpo_ray.llm.errors import LLMError
 from gpo_ray.logs import configure_logging, library_logs, secret_values
 from gpo_ray.observability.metrics import metrics_for, run_metrics_context
 from gpo_ray.observability.tracking import check_tracking, open_tracker
+from gpo_ray.runtime.local_cluster import sized_cluster, stop_unused_daemons
 from gpo_ray.runtime.processes import process_alive
+from gpo_ray.runtime.ray_address import ClusterUnreachable, check_ray_address
 from gpo_ray.runtime.run_dir import RunDirectory, default_run_dir
+from gpo_ray.runtime.signals import sigterm_handler_kept
 from gpo_ray.tasks.registry import resolve_tasks
 from gpo_ray.vocabulary import NodeResource, RunStatus
 
@@ -49,6 +52,10 @@ class RunActors:
     refiners: list[Any]
     evaluators: list[Any]
     limiter: Any = None  # the run-wide rate limiter, when a role has requests/tokens per minute
+
+    @property
+    def all(self) -> list[Any]:
+        return [self.memory, *self.refiners, *self.evaluators, *([self.limiter] if self.limiter is not None else [])]
 
 
 @dataclass(frozen=True)
@@ -95,30 +102,35 @@ def endpoints_for(config: RunConfig, *, log_dir: Path) -> Iterator[tuple[Endpoin
 
 
 @contextlib.contextmanager
-def ray_session(address: str | None, *, output: str = "quiet") -> Iterator[None]:
-    """Join `address` (or RAY_ADDRESS), else start a local cluster; reuse one this process already has.
+def ray_session(address: str | None, *, output: str = "quiet") -> Iterator[bool]:
+    """Join `address` (or RAY_ADDRESS), else start a local cluster; reuse one this process already has. Yields
+    whether it started a cluster for this run (which then keeps only the daemons the run uses).
 
     Ray's driver-side messages go into the run's log (driver.jsonl, with where Ray's own session logs are),
     not onto the console; in console `output`, its warnings other than routine notices are shown as gpo-ray lines."""
     import ray
 
     if ray.is_initialized():
-        yield
+        yield False
         return
-    # "local" starts a new cluster even when another one runs on this machine; joining is explicit.
-    target = address or os.environ.get("RAY_ADDRESS") or "local"
-    _check_reachable(target)
+    target, _ = ray_target(address)
     with library_logs(console=output == "console", routine=RAY_ROUTINE_NOTICES, detached=("ray",)):
         try:
-            context = ray.init(address=target, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            # Ray installs SIGTERM handlers of its own in the driver (exit code 15, a C++ stack dump): keep ours.
+            with sigterm_handler_kept(on_abort=ray.shutdown):
+                context = ray.init(address=target, include_dashboard=False, log_to_driver=False,
+                                   configure_logging=False)
         except (ConnectionError, RuntimeError, ValueError) as e:
-            verb = "start" if target == "local" else "join"
-            raise RunFailed(f"cannot {verb} the Ray cluster at {target}: {error_line(e)}") from None
+            if target == "local":
+                raise RunFailed(f"cannot start a local Ray cluster: {error_line(e)}") from None
+            raise ClusterUnreachable(f"cannot join the Ray cluster at {target}: {error_line(e)}") from None
         info = context.address_info
         structlog.get_logger().info("ray_started", address=info.get("address"), joined=target != "local",
                                     ray_logs=info.get("session_dir") and os.path.join(info["session_dir"], "logs"))
+        if target == "local":
+            stop_unused_daemons()  # the dashboard server and the monitors: a one-run cluster does not use them
         try:
-            yield
+            yield target == "local"
         finally:
             ray.shutdown()
 
@@ -127,19 +139,25 @@ def ray_session(address: str | None, *, output: str = "quiet") -> Iterator[None]
 RAY_ROUTINE_NOTICES = ("Token authentication is enabled for this Ray cluster",)
 
 
-def _check_reachable(target: str, *, timeout_s: float = 5.0) -> None:
-    """A HOST:PORT to join must answer before ray.init tries: Ray's C++ client retries an address where nothing
-    listens for minutes, printing its own warnings on stderr all the while."""
-    host, sep, port = target.rpartition(":")
-    if not sep or "://" in target or not port.isdigit():
-        return  # "local", "auto", ray://...: Ray resolves these itself
-    import socket
+def ray_target(address: str | None) -> tuple[str, str]:
+    """(the Ray address a run joins, where it comes from): the config's or --address, else RAY_ADDRESS (what
+    `ray job submit` sets), else "local" - a new cluster even when another one runs on this machine: joining
+    is explicit."""
+    if address:
+        return address, "--address / cluster.address"
+    if os.environ.get("RAY_ADDRESS"):
+        return os.environ["RAY_ADDRESS"], "the RAY_ADDRESS environment variable"
+    return "local", "the default"
 
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
-    except OSError as e:
-        raise RunFailed(f"cannot join the Ray cluster at {target}: nothing answers there "
-                        f"({e.strerror or type(e).__name__}); is its head node running (`ray start --head`)?") from None
+
+def check_cluster(address: str | None) -> None:
+    """Fail at once (`ClusterUnreachable`, exit 2) when no Ray head answers at the address a run would join;
+    called before anything is written or started. A process that already has Ray (tests, notebooks) uses it."""
+    import ray
+
+    if not ray.is_initialized():
+        target, source = ray_target(address)
+        check_ray_address(target, source=source)
 
 
 def node_options(resource: str | None, *, available: dict[str, float], required: bool = False) -> dict[str, Any]:
@@ -162,8 +180,11 @@ def _endpoint_groups(ep: Endpoint, count: int) -> list[tuple[list[str], str | No
     return [([s.base_url], s.resource) for s in specs]
 
 
-def _start_actors(config: RunConfig, run_dir: RunDirectory, opt: Endpoint, task: Endpoint, *,
-                  embedder_factory: Any = None) -> RunActors:
+def start_actors(config: RunConfig, *, home: Path, cache_dir: Path, opt: Endpoint, task: Endpoint,
+                 embedder_factory: Any = None) -> RunActors:
+    """The memory actor (its Chroma in `home`/chroma), the refiners and the evaluators (their response cache in
+    `cache_dir` when config.cache) of a run directory, or of a sweep directory shared by its sub-runs; and the rate
+    limiter they share when a role has requests or tokens per minute."""
     import ray
 
     from gpo_ray.actors.evaluator import EvaluatorActor
@@ -171,21 +192,12 @@ def _start_actors(config: RunConfig, run_dir: RunDirectory, opt: Endpoint, task:
     from gpo_ray.actors.memory import start_trajectory_memory, wait_until_gone
     from gpo_ray.actors.refiner import RefinerActor
 
-    cache_dir = str(run_dir.cache_dir.resolve()) if config.cache else None
-    metrics = run_metrics_context(config, run_dir.path)
+    cache = str(cache_dir.resolve()) if config.cache else None
+    metrics = run_metrics_context(config, home)
     # One memory actor per run directory, named so that a resumed run waits for a killed driver's one to go.
-    run_id = hashlib.sha256(str(run_dir.path.resolve()).encode()).hexdigest()[:16]
+    run_id = hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:16]
     memory_name = f"gpo-memory-{run_id}"
     wait_until_gone(memory_name)
-    # One collection per run, so that runs sharing a Chroma server never see each other's trajectories.
-    if embedder_factory is None and config.embedder.kind == "openai":
-        from gpo_ray.llm.embedding import OpenAIEmbedder
-
-        e = config.embedder
-        embedder_factory = functools.partial(OpenAIEmbedder, base_url=e.base_url, model=e.model,
-                                             api_key_env=e.api_key_env)
-    memory = start_trajectory_memory(run_dir=run_dir.path.resolve(), cluster=config.cluster, name=memory_name,
-                                     embedder_factory=embedder_factory, collection_name=f"gpo-run-{run_id}")
     # Requests/tokens per minute hold for the whole run: one limiter, which every actor's clients lease from.
     limiter = permits = None
     if any(r.requests_per_minute or r.tokens_per_minute for r in (config.optimizer_model, config.task_model)):
@@ -193,21 +205,32 @@ def _start_actors(config: RunConfig, run_dir: RunDirectory, opt: Endpoint, task:
         wait_until_gone(name)
         limiter, permits = start_rate_limiter(name), LimiterClient(name)
     available = ray.cluster_resources()
-    refiners = [
-        RefinerActor.options(**ACTOR_OPTIONS, **node_options(res or NodeResource.REFINER, available=available,
-                                                             required=res is not None))
-        .remote(config.optimizer_model, base_url=urls, model=opt.model, cache_dir=cache_dir, metrics=metrics,
-                permits=permits)
-        for urls, res in _endpoint_groups(opt, config.cluster.num_refiners)
-    ]
+    # Evaluators first, then refiners, then the memory actor: Ray starts a few worker processes at a time, and
+    # the run's first calls (the initial prompt's eval score) need only an evaluator.
     params = task_model_params(config)
     evaluators = [
         EvaluatorActor.options(**ACTOR_OPTIONS, **node_options(res or NodeResource.EVALUATOR, available=available,
                                                                required=res is not None))
-        .remote(config.task_model, base_url=urls, model=task.model, cache_dir=cache_dir, params=params,
+        .remote(config.task_model, base_url=urls, model=task.model, cache_dir=cache, params=params,
                 max_in_flight=config.cluster.evaluator_max_in_flight, metrics=metrics, permits=permits)
         for urls, res in _endpoint_groups(task, config.cluster.num_evaluators)
     ]
+    refiners = [
+        RefinerActor.options(**ACTOR_OPTIONS, **node_options(res or NodeResource.REFINER, available=available,
+                                                             required=res is not None))
+        .remote(config.optimizer_model, base_url=urls, model=opt.model, cache_dir=cache, metrics=metrics,
+                permits=permits)
+        for urls, res in _endpoint_groups(opt, config.cluster.num_refiners)
+    ]
+    # One collection per run, so that runs sharing a Chroma server never see each other's trajectories.
+    if embedder_factory is None and config.embedder.kind == "openai":
+        from gpo_ray.llm.embedding import OpenAIEmbedder
+
+        e = config.embedder
+        embedder_factory = functools.partial(OpenAIEmbedder, base_url=e.base_url, model=e.model,
+                                             api_key_env=e.api_key_env)
+    memory = start_trajectory_memory(run_dir=home.resolve(), cluster=config.cluster, name=memory_name,
+                                     embedder_factory=embedder_factory, collection_name=f"gpo-run-{run_id}")
     return RunActors(memory, refiners, evaluators, limiter)
 
 
@@ -227,7 +250,7 @@ def llm_error_in(exc: BaseException) -> LLMError | None:
     return None
 
 
-def _kill(handles: list[Any], *, timeout_s: float = 10.0) -> None:
+def kill_actors(handles: list[Any], *, timeout_s: float = 10.0) -> None:
     """Stop the run's actors and return once they are gone.
 
     Each actor first cancels the calls still running in it (`stop`): an evaluator in a retry backoff could
@@ -272,39 +295,52 @@ def _execute(config: RunConfig, run_dir: RunDirectory, *, output: str, embedder_
     structlog.contextvars.bind_contextvars(run=run_dir.path.name)  # every driver event of this run carries it
     log = structlog.get_logger()
     resume_hint = f"completed steps are saved, `gpo-ray resume {run_dir.path}` continues"
-    with (endpoints_for(config, log_dir=run_dir.logs_dir) as (opt, task_ep, structured, server),
-          ray_session(config.cluster.address, output=output)):
-        actors = _start_actors(config, run_dir, opt, task_ep, embedder_factory=embedder_factory)
-        memory, refiners, evaluators = actors.memory, actors.refiners, actors.evaluators
-        if on_actors_started is not None:
-            on_actors_started(actors)
-        tracker = open_tracker(config, run_dir.path, metrics=metrics_for(run_metrics_context(config, run_dir.path)))
-        progress = make_progress(output)
-        controller = Controller(config, tasks, run_dir, memory=memory, refiners=refiners, evaluators=evaluators,
-                                progress=progress, structured=structured, tracker=tracker)
-        try:
-            log.info("run_started", tasks=[t.name for t in tasks], optimizer=opt.base_url, task_model=task_ep.base_url)
-            # A dead embedded server stops the run at once, named (LocalServerDied), instead of being retried.
-            results = asyncio.run(server.run_while_serving(controller.run()) if server else controller.run())
-        except LocalServerDied as e:
-            log.error("run_failed", error=str(e), kind="local_server_died")
-            raise LocalServerDied(f"{e}; {resume_hint}") from None
-        except Exception as e:
-            cause = llm_error_in(e)
-            if cause is None:
-                raise
-            log.error("run_failed", error=str(cause), kind=cause.kind)
-            raise RunFailed(f"{cause}; {resume_hint}") from None
-        finally:
-            progress.close()
-            _kill([memory, *refiners, *evaluators, *([actors.limiter] if actors.limiter is not None else [])])
+    try:
+        with (endpoints_for(config, log_dir=run_dir.logs_dir) as (opt, task_ep, structured, server),
+              ray_session(config.cluster.address, output=output) as own_cluster):
+            config = _sized_for_run(config, tasks=len(tasks), own_cluster=own_cluster)
+            actors = start_actors(config, home=run_dir.path, cache_dir=run_dir.cache_dir, opt=opt, task=task_ep,
+                                  embedder_factory=embedder_factory)
+            memory, refiners, evaluators = actors.memory, actors.refiners, actors.evaluators
+            if on_actors_started is not None:
+                on_actors_started(actors)
+            tracker = open_tracker(config, run_dir.path, metrics=metrics_for(run_metrics_context(config, run_dir.path)))
+            progress = make_progress(output)
+            controller = Controller(config, tasks, run_dir, memory=memory, refiners=refiners, evaluators=evaluators,
+                                    progress=progress, structured=structured, tracker=tracker)
+            try:
+                log.info("run_started", tasks=[t.name for t in tasks], optimizer=opt.base_url, task_model=task_ep.base_url)
+                # A dead embedded server stops the run at once, named (LocalServerDied), instead of being retried.
+                results = asyncio.run(server.run_while_serving(controller.run()) if server else controller.run())
+            except LocalServerDied as e:
+                log.error("run_failed", error=str(e), kind="local_server_died")
+                raise LocalServerDied(f"{e}; {resume_hint}") from None
+            except Exception as e:
+                cause = llm_error_in(e)
+                if cause is None:
+                    raise
+                log.error("run_failed", error=str(cause), kind=cause.kind)
+                raise RunFailed(f"{cause}; {resume_hint}") from None
+            finally:
+                progress.close()
+                kill_actors(actors.all)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM made one by the CLI; everything above is stopped and saved
+        log.warning("run_interrupted")
+        raise RunInterrupted(resume_hint, run_dir=run_dir.path) from None
     status = RunStatus.of_tasks(r.status for r in results.values())
     log.info("run_finished", status=status)
     return Results(run_dir=run_dir.path, status=status, tasks=results, usage=controller.usage)
 
 
-def _setup_logs(config: RunConfig, run_dir: RunDirectory, output: str) -> None:
-    configure_logging(mode=output, log_file=run_dir.logs_dir / "driver.jsonl",
+def _sized_for_run(config: RunConfig, *, tasks: int, own_cluster: bool) -> RunConfig:
+    """The config with the actor counts it leaves unset filled in for this run (runtime/local_cluster.py)."""
+    cluster = sized_cluster(config.cluster, tasks=tasks, own_cluster=own_cluster)
+    structlog.get_logger().info("actors_sized", refiners=cluster.num_refiners, evaluators=cluster.num_evaluators)
+    return config.model_copy(update={"cluster": cluster})
+
+
+def setup_logs(config: RunConfig, logs_dir: Path, output: str) -> None:
+    configure_logging(mode=output, log_file=logs_dir / "driver.jsonl",
                       secrets=secret_values([config.task_model.api_key_env, config.optimizer_model.api_key_env,
                                              config.cluster.chroma_token_env]))
 
@@ -317,9 +353,10 @@ def optimize(config: RunConfig, *, output: str = "quiet", embedder_factory: Any 
     # Validate the data and the tracking wanted before anything is written or started.
     resolve_tasks(config.tasks, data_dir=config.data_dir, sources=config.task_sources)
     check_tracking(config)
+    check_cluster(config.cluster.address)
     run_dir = RunDirectory(config.run_dir)
     run_dir.create(config)
-    _setup_logs(config, run_dir, output)
+    setup_logs(config, run_dir.logs_dir, output)
     return _execute(config, run_dir, output=output, embedder_factory=embedder_factory,
                     on_actors_started=on_actors_started)
 
@@ -335,7 +372,8 @@ def resume(run_path: Path, *, address: str | None = None, output: str = "quiet",
     check_tracking(config)
     if address is not None:
         config = config.model_copy(update={"cluster": config.cluster.model_copy(update={"address": address})})
-    _setup_logs(config, run_dir, output)
+    check_cluster(config.cluster.address)
+    setup_logs(config, run_dir.logs_dir, output)
     structlog.get_logger().info("run_resumed", run_dir=str(run_path))
     return _execute(config, run_dir, output=output, embedder_factory=embedder_factory,
                     on_actors_started=on_actors_started)

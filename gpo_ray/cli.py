@@ -1,17 +1,19 @@
 """The `gpo-ray` command: parse, validate, print. Nothing else lives here.
 
-Exit codes: 0 done, 2 bad input (config, data, arguments), 1 failure after retries.
+Exit codes: 0 done, 2 bad input (config, data, arguments, an unreachable Ray address), 1 failure after retries,
+130/143 stopped by Ctrl-C/SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from gpo_ray.errors import GpoError
+from gpo_ray.errors import GpoError, RunInterrupted
 from gpo_ray.vocabulary import Role
 
 if TYPE_CHECKING:
@@ -75,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gpo-ray", description="Distributed GPO prompt optimization on Ray.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("plan", help="print steps, edit budgets and estimated LLM calls/tokens per task")
+    p = sub.add_parser("plan", help="print steps, edit budgets and estimated LLM calls/tokens per task (or per "
+                                    "variant of a sweep's grid)")
     _common_task_args(p)
     p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     p.add_argument("--show-meta-prompt", action="store_true",
@@ -85,12 +88,18 @@ def build_parser() -> argparse.ArgumentParser:
     _common_task_args(p)
     _optimize_args(p)
 
-    p = sub.add_parser("resume", help="continue an interrupted run from its last completed step")
+    p = sub.add_parser("sweep", help="a grid of variants x tasks x seeds as one job on one Ray cluster (ablations)")
+    _common_task_args(p)
+    _optimize_args(p)
+    p.description = ("GRID: a YAML/TOML grid file (base:, variants: or axes:, seeds:). The flags override the "
+                     "grid's base config; --seed runs that one seed; --run-dir is the sweep directory.")
+
+    p = sub.add_parser("resume", help="continue an interrupted run (or sweep) from its last completed step")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--address")
     _output_args(p)
 
-    p = sub.add_parser("report", help="an HTML (or markdown) report of a run, finished or in progress")
+    p = sub.add_parser("report", help="an HTML (or markdown) report of a run or a sweep, finished or in progress")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--format", choices=REPORT_FORMATS, help="html or md (default: from --output's suffix, else html)")
     p.add_argument("--output", type=Path, help="file to write, '-' for stdout (default RUN_DIR/report.html or .md)")
@@ -148,11 +157,32 @@ def _strip_none(d: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _grid_file(path: Path | None) -> bool:
+    """Whether the file is a sweep's grid (base:, variants:, axes:) rather than a run config."""
+    from gpo_ray.config import read_config_file
+    from gpo_ray.grid import is_grid_file
+
+    return path is not None and path.is_file() and is_grid_file(read_config_file(path))
+
+
+def _load_grid(args: argparse.Namespace):
+    from gpo_ray.errors import ConfigError
+    from gpo_ray.grid import load_grid
+
+    if args.config is None:
+        raise ConfigError("a sweep needs a GRID file (base:, variants: or axes:, seeds:); see examples/sweep.yaml")
+    overrides = _strip_none(overrides_from_args(args))
+    overrides.get("optimizer", {}).pop("seed", None)  # --seed picks the grid's seeds instead
+    return load_grid(args.config, overrides=overrides, seed=args.seed)
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from gpo_ray.config import load_config
     from gpo_ray.core.plan import SCORE_PLACEHOLDER, plan_task, step1_meta_prompt
     from gpo_ray.tasks.registry import resolve_tasks
 
+    if _grid_file(args.config):
+        return _plan_grid(args)
     config = load_config(args.config, overrides=_strip_none(overrides_from_args(args)))
     tasks = resolve_tasks(config.tasks, data_dir=config.data_dir, sources=config.task_sources)
     plans = [
@@ -174,7 +204,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.json:
         total = {k: sum(getattr(p, k) for p in plans)
                  for k in ("optimizer_calls", "task_model_calls", "second_turn_calls", "optimizer_tokens",
-                           "task_model_tokens")}
+                           "task_model_tokens", "feedback_calls", "summarize_calls", "feedback_scoring_calls")}
         print(json.dumps({"tasks": {p.task: p.to_dict() for p in plans}, "total": total}, indent=2))
         return 0
     from rich.console import Console
@@ -185,9 +215,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
         table.add_column(col, overflow="fold")
     for p in plans:
         table.add_row(p.task, f"{p.train}/{p.eval}/{p.test}", str(p.steps), " ".join(map(str, p.edit_budget)),
-                      f"{p.optimizer_calls:,}",
-                      f"{p.task_model_calls:,}" + (f" (incl. {p.second_turn_calls:,} second turns)"
-                                                   if p.second_turn_calls else ""),
+                      f"{p.optimizer_calls:,}" + _included((p.feedback_calls, "feedback"),
+                                                           (p.summarize_calls, "summarize")),
+                      f"{p.task_model_calls:,}" + _included((p.second_turn_calls, "second turns"),
+                                                            (p.feedback_scoring_calls, "feedback scoring")),
                       f"{p.optimizer_tokens + p.task_model_tokens:,}")
     console = Console()
     console.print(table)
@@ -196,6 +227,39 @@ def cmd_plan(args: argparse.Namespace) -> int:
                   + (f" ({second:,} of them second turns)" if (second := sum(p.second_turn_calls for p in plans)) else "")
                   + ", about "
                   f"{sum(p.optimizer_tokens + p.task_model_tokens for p in plans):,} tokens (completions at max_tokens)")
+    return 0
+
+
+def _included(*parts: tuple[int, str]) -> str:
+    """" (incl. 16 feedback, 15 summarize)": the parts of a plan's total that are not zero."""
+    said = [f"{n:,} {label}" for n, label in parts if n]
+    return f" (incl. {', '.join(said)})" if said else ""
+
+
+def _plan_grid(args: argparse.Namespace) -> int:
+    from gpo_ray.sweep import plan_grid
+
+    plan = plan_grid(_load_grid(args))
+    if args.json:
+        print(json.dumps(plan.to_dict(), indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="gpo-ray plan (sweep)")
+    for col in ("variant", "seeds", "tasks", "optimizer calls", "task calls", "tokens (est.)"):
+        table.add_column(col, overflow="fold")
+    for v in plan.variants:
+        table.add_row(v.variant, str(v.seeds), str(len(v.tasks)), f"{v.total('optimizer_calls'):,}",
+                      f"{v.total('task_model_calls'):,}",
+                      f"{v.total('optimizer_tokens') + v.total('task_model_tokens'):,}")
+    console = Console()
+    console.print(table)
+    console.print(f"total: {plan.total('optimizer_calls'):,} optimizer calls, {plan.total('task_model_calls'):,} "
+                  f"task-model calls, about {plan.total('optimizer_tokens') + plan.total('task_model_tokens'):,} "
+                  "tokens (completions at max_tokens), as if each variant ran alone; the shared response cache "
+                  f"answers at least {plan.shared_task_model_calls:,} of the task-model calls once for several "
+                  "variants (the initial prompt's scores), and any other request two variants send alike")
     return 0
 
 
@@ -212,9 +276,23 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from gpo_ray.sweep import sweep
+
+    grid = _load_grid(args)
+    print_sweep_summary(sweep(grid, output=_output_mode(args)))
+    return 0
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
     from gpo_ray.api import resume
+    from gpo_ray.runtime.sweep_dir import is_sweep_dir
 
+    if is_sweep_dir(args.run_dir):
+        from gpo_ray.sweep import resume_sweep
+
+        print_sweep_summary(resume_sweep(args.run_dir, address=args.address, output=_output_mode(args)))
+        return 0
     print_summary(resume(args.run_dir, address=args.address, output=_output_mode(args)))
     return 0
 
@@ -239,6 +317,27 @@ def print_summary(results: Results) -> None:
                   f"{u.get(Role.TASK_MODEL, {}).get('requests', 0)} requests; results in {results.run_dir / 'results.json'}")
 
 
+def print_sweep_summary(results: Any) -> None:
+    """The ablation table (best test score per variant and task, mean ± spread over seeds; calls and tokens)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from gpo_ray.report.sweep_view import ablation_table, read_sweep
+
+    ablation = ablation_table(read_sweep(results.sweep_dir))
+    table = Table(title=f"gpo-ray sweep: {results.sweep_dir.name} ({results.status})")
+    for col in ablation.columns:
+        table.add_column(col, no_wrap=True)
+    for row in ablation.rows:
+        table.add_row(*row)
+    console = Console()
+    if not console.is_terminal:  # a file or pipe: the whole table on one line per variant
+        console = Console(width=max(console.width, 240))
+    console.print(table)
+    console.print(f"{ablation.note}; sub-runs in {results.sweep_dir / 'runs'}, "
+                  f"`gpo-ray report {results.sweep_dir}` writes the report with the plot")
+
+
 def _format_for(args: argparse.Namespace, choices: tuple[str, ...]) -> str:
     """--format, else the one --output's suffix names, else the first choice."""
     if args.format:
@@ -261,6 +360,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     from gpo_ray.report import read_run, render_html, render_markdown
 
     fmt = _format_for(args, REPORT_FORMATS)
+    from gpo_ray.runtime.sweep_dir import is_sweep_dir
+
+    if is_sweep_dir(args.run_dir):
+        from gpo_ray.report.render_sweep import render_sweep_html, render_sweep_markdown
+        from gpo_ray.report.sweep_view import read_sweep
+
+        view = read_sweep(args.run_dir)
+        text = render_sweep_html(view) if fmt == "html" else render_sweep_markdown(view)
+        _emit(text, args.output or args.run_dir / f"report.{fmt}")
+        return 0
     run = read_run(args.run_dir)
     text = render_html(run) if fmt == "html" else render_markdown(run)
     _emit(text, args.output or args.run_dir / f"report.{fmt}")
@@ -304,7 +413,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 1
 
 
-COMMANDS = {"plan": cmd_plan, "optimize": cmd_optimize, "resume": cmd_resume, "report": cmd_report,
+COMMANDS = {"plan": cmd_plan, "optimize": cmd_optimize, "sweep": cmd_sweep, "resume": cmd_resume, "report": cmd_report,
             "export": cmd_export, "fake-llm": cmd_fake_llm, "serve-local": cmd_serve_local,
             "doctor": cmd_doctor}
 
@@ -312,16 +421,23 @@ COMMANDS = {"plan": cmd_plan, "optimize": cmd_optimize, "resume": cmd_resume, "r
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from gpo_ray.logs import configure_logging
+    from gpo_ray.runtime.signals import TerminationHandler
 
     configure_logging(mode="json" if getattr(args, "json_logs", False) else "quiet")
-    try:
-        return COMMANDS[args.command](args)
-    except GpoError as e:
-        print(f"gpo-ray: error: {one_line(str(e))}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("gpo-ray: interrupted; `gpo-ray resume RUN_DIR` continues from the last completed step", file=sys.stderr)
-        return 130
+    # SIGTERM (kubectl delete pod, timeout) stops a command as Ctrl-C does, and exits with the shell's code for it.
+    with TerminationHandler().installed() as stop:
+        try:
+            code = COMMANDS[args.command](args)
+        except GpoError as e:
+            print(f"gpo-ray: error: {one_line(str(e))}", file=sys.stderr)
+            return e.exit_code
+        except KeyboardInterrupt as e:
+            stop.note_interrupt()
+            what = "terminated (SIGTERM)" if stop.received == signal.SIGTERM else "interrupted"
+            resume_hint = f"; {e}" if isinstance(e, RunInterrupted) else ""
+            print(f"gpo-ray: {what}{resume_hint}", file=sys.stderr)
+            return stop.exit_code
+    return stop.exit_code if stop.received is not None else code  # fake-llm, serve-local: stopped cleanly
 
 
 if __name__ == "__main__":

@@ -31,6 +31,18 @@ class EndpointSpec(_Frozen):
     resource: str | None = None
 
 
+class HedgeSettings(_Frozen):
+    """Hedged requests: a call still unanswered after the `percentile` of its endpoint's recent latencies gets a
+    second, identical request; the first answer wins and the other is cancelled. It cuts the tail that stalled
+    or slow replies make, for up to `max_extra_fraction` more requests. Off by default: a hedge may be billed."""
+
+    enabled: bool = False
+    percentile: float = Field(default=95.0, gt=0, lt=100, description="wait this percentile of recent latencies")
+    min_delay_s: float = Field(default=0.5, ge=0, description="never hedge sooner than this")
+    min_samples: int = Field(default=20, ge=1, description="latencies to see before the first hedge")
+    max_extra_fraction: float = Field(default=0.1, gt=0, le=1, description="hedges per call sent, at most")
+
+
 class LLMRoleConfig(_Frozen):
     """One LLM role (optimizer or task model). No base_url and no endpoints means the embedded local model."""
 
@@ -45,6 +57,14 @@ class LLMRoleConfig(_Frozen):
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     max_tokens: int | None = Field(default=None, gt=0)
     timeout_s: float = Field(default=60.0, gt=0)
+    read_timeout_s: float | None = Field(
+        default=10.0, gt=0, description="a reply whose body stops arriving this long is cut (stalled) and retried"
+    )
+    max_reply_bytes: int = Field(
+        default=4_000_000, gt=0,
+        description="cap on a reply body; below it, a reply larger than max_tokens allows is refused (oversized)",
+    )
+    hedge: HedgeSettings = HedgeSettings()
     max_retries: int = Field(default=6, ge=0, le=50)
     max_in_flight: int = Field(default=8, gt=0, le=4096)
     requests_per_minute: float | None = Field(default=None, gt=0)
@@ -152,8 +172,63 @@ class MetaPromptTemplate:
     edit_output_json: str = (
         'Reply with only a JSON object of the form {{"prompt": "..."}}, whose "prompt" value is the edited prompt.'
     )
+    # `optimizer.direction: feedback`: the request for the reasons the current prompt fails (core/variants.py), and
+    # the problems block then shown in the meta-prompt.
+    feedback_task: str = (
+        "Your job is to find out why a prompt for a language model fails. The model was given the prompt below "
+        "together with each question of a few task examples, and answered the questions shown further down wrongly."
+    )
+    feedback_examples_intro: str = "These are the examples it got wrong, with the model's answer and the correct one:"
+    feedback_entry: str = "Question: {question}\nModel's answer: {prediction}\nCorrect answer: {answer}"
+    feedback_none: str = "(none: the model answered every example correctly)"
+    feedback_instruction: str = (
+        "Compare the model's answers with the correct ones and explain what in the prompt led the model to "
+        "answer wrongly. Be specific and brief."
+    )
+    feedback_output: str = "Write your explanation between <START> and <END>."
+    problems_intro: str = "An analysis of why the current prompt fails on some examples:"
+    problems_instruction: str = "Make sure the new prompt fixes the problems found in the analysis."
+    # `optimizer.momentum.update: summarize`: the prompt carried from the steps before, and the requests that
+    # merge it (or the carried problems) with the current step's.
+    previous_intro: str = (
+        "Here is a prompt carried over from the earlier steps with its score. Scores range from 0 to 100; "
+        "higher is better."
+    )
+    summarize_prompts_task: str = (
+        "Your job is to merge two prompts for a language model into one prompt that should score higher than both. "
+        "Scores range from 0 to 100; higher is better."
+    )
+    summarize_previous_intro: str = "The prompt carried over from the earlier steps:"
+    summarize_current_intro: str = "The current prompt:"
+    summarize_score: str = "Its score: {score}/100"
+    summarize_prompts_instruction: str = (
+        "Write one new prompt that keeps what makes the higher-scoring prompt work and adds what the other does well."
+    )
+    summarize_prompts_output: str = "Write the new prompt between <START> and <END>."
+    summarize_feedback_task: str = "Your job is to merge two analyses of a prompt's problems into one."
+    summarize_feedback_previous_intro: str = "Problems found with the earlier prompts:"
+    summarize_feedback_current_intro: str = "Problems found with the current prompt:"
+    summarize_feedback_instruction: str = (
+        "Write one analysis that keeps every problem that still matters and says each only once."
+    )
+    summarize_feedback_output: str = "Write the merged analysis between <START> and <END>."
     max_input_chars: int = 600
     max_answer_chars: int = 300
+
+
+class MomentumSettings(_Frozen):
+    """What the optimizer sees of the past (the official momentum_para_name and momentum_update_name)."""
+
+    content: Literal["prompts", "feedback", "none"] = Field(
+        default="prompts",
+        description="prompts: past prompts with their scores ('para'); feedback: past feedback (needs direction "
+        "feedback); none: nothing of the past ('-')",
+    )
+    update: Literal["retrieve", "summarize"] = Field(
+        default="retrieve",
+        description="retrieve: the retrieval_k items chosen by `retrieval` ('k-list'); summarize: the previous "
+        "summary and the current item merged into one by an extra optimizer call per step ('real-time')",
+    )
 
 
 class OptimizerSettings(_Frozen):
@@ -213,6 +288,13 @@ class OptimizerSettings(_Frozen):
         default=True,
         description="show the word budget in the meta-prompt (the official w_lr) or not (wo_lr)",
     )
+    direction: Literal["none", "feedback"] = Field(
+        default="none",
+        description="none: no update direction; feedback: score the current prompt on the step's training batch and "
+        "ask the optimizer why it got the wrong examples wrong, shown in the meta-prompt (the official "
+        "gradient_name feedback)",
+    )
+    momentum: MomentumSettings = MomentumSettings()
 
     @field_validator("meta_prompt")
     @classmethod
@@ -234,6 +316,11 @@ class OptimizerSettings(_Frozen):
                 raise ValueError("meta_prompt_style paper has no system placement (the official code has Q_end, Q_begin)")
             if self.meta_prompt:
                 raise ValueError("meta_prompt overrides apply to the own template, not to meta_prompt_style paper")
+        if self.momentum.content == "feedback" and self.direction != "feedback":
+            raise ValueError("momentum.content feedback keeps past feedback: it needs optimizer.direction: feedback")
+        if self.momentum.content == "none" and self.momentum.update == "summarize":
+            raise ValueError("momentum.update summarize needs something to summarize: momentum.content prompts or "
+                             "feedback")
         if not self.budget_in_prompt and self.edit_enforcement == "strict":
             raise ValueError("edit_enforcement strict re-asks for over-budget candidates: it needs budget_in_prompt: true")
         return self
@@ -259,8 +346,9 @@ class ClusterSettings(_Frozen):
     `gpo_evaluator` (see ray_cluster.yaml), actors are placed by them; elsewhere anywhere, spread over nodes."""
 
     address: str | None = Field(default=None, description="Ray address; None starts a local cluster")
-    num_refiners: int = Field(default=2, gt=0)
-    num_evaluators: int = Field(default=2, gt=0)
+    # None: sized for the run, 1 each for a small run on a local cluster, else 2 (runtime/local_cluster.py).
+    num_refiners: int | None = Field(default=None, gt=0)
+    num_evaluators: int | None = Field(default=None, gt=0)
     evaluator_max_in_flight: int = Field(default=8, gt=0)
     chroma_host: str | None = Field(default=None, description="Chroma server host; None = embedded store")
     chroma_port: int = Field(default=8000, gt=0, lt=65536)
@@ -313,7 +401,12 @@ _FINGERPRINT_NEUTRAL_DEFAULTS = {
     "repeated_candidates": "drop",
     "update": "generate",
     "budget_in_prompt": True,
+    "direction": "none",
+    "momentum": MomentumSettings().model_dump(),
 }
+
+# Role settings that say how calls are sent, not what is asked: outside the fingerprint, so a resume may change them.
+_HOW_CALLS_ARE_SENT = ("transport", "read_timeout_s", "max_reply_bytes", "hedge")
 
 # `preset: paper`: GPO as its authors ran it (RUCAIBox/GPO at 765df20, GPO.sh and optimize.py). Laid under the
 # user's own settings: a key given in the file or by a flag still wins. README "The paper preset" lists each key.
@@ -397,7 +490,8 @@ class RunConfig(_Frozen):
         if d.get("preset") is None:
             d.pop("preset", None)
         for role in ("task_model", "optimizer_model"):
-            d[role].pop("transport", None)  # how calls are sent, not what is asked
+            for how in _HOW_CALLS_ARE_SENT:  # not what is asked
+                d[role].pop(how, None)
         for key, default in _FINGERPRINT_NEUTRAL_DEFAULTS.items():
             if d["optimizer"].get(key) == default:
                 d["optimizer"].pop(key)
@@ -425,13 +519,18 @@ def read_config_file(path: Path) -> dict[str, Any]:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of settings, not {type(data).__name__}")
-    # Relative paths in a config file are relative to the file (run_dir stays relative to where you run).
+    return anchor_paths(data, folder=path.parent, source=path)
+
+
+def anchor_paths(data: dict[str, Any], *, folder: Path, source: Path) -> dict[str, Any]:
+    """Relative paths in a config read from a file are relative to that file's folder (run_dir stays relative to
+    where you run). Changes `data` in place and returns it; `source` names the file in errors."""
     def anchored(value: Any, field: str) -> Any:
         if not isinstance(value, str) or Path(value).is_absolute():
             return value
         if "\x00" in value:
-            raise ConfigError(f"{path}: {field}: a path must not contain a NUL byte")
-        return str((path.parent / value).resolve())
+            raise ConfigError(f"{source}: {field}: a path must not contain a NUL byte")
+        return str((folder / value).resolve())
 
     if "data_dir" in data:
         data["data_dir"] = anchored(data["data_dir"], "data_dir")

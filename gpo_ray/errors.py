@@ -37,3 +37,12 @@ def error_line(error: BaseException, *, last: bool = False) -> str:
     if not lines:
         return type(error).__name__
     return lines[-1] if last else lines[0]
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a run after it was set up; the message is the resume hint naming its directory.
+    Still a KeyboardInterrupt, for code that catches that."""
+
+    def __init__(self, resume_hint: str, *, run_dir: object) -> None:
+        super().__init__(resume_hint)
+        self.run_dir = run_dir

@@ -1,7 +1,9 @@
 """Evaluator actor: a thin Ray shell that scores (prompt, example) items against the task LLM.
 
 Scores are cached per (metric, prompt, example) in the actor, and LLM replies on disk, so an item
-retried after a crash or asked twice costs no second generation.
+retried after a crash or asked twice costs no second generation. The sub-runs of a sweep share these actors: each
+call may name how the task model is asked (`params`) and whose usage it is (`account`); an account's scores are
+its own, so what another sub-run already scored reaches it as response-cache hits, counted for it.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ import ray
 
 from gpo_ray.actors.introspection import WhereAmI
 from gpo_ray.config import LLMRoleConfig
-from gpo_ray.core.evaluation import TaskModelParams, score_example
-from gpo_ray.llm.accounting import UsageCounters
+from gpo_ray.core.evaluation import TaskModelParams, grade_example, score_example
+from gpo_ray.llm.accounting import CURRENT_ACCOUNT, AccountedCounters
 from gpo_ray.llm.cache import ResponseCache
 from gpo_ray.llm.run_limits import PermitSource
 from gpo_ray.llm.stack import build_client
@@ -50,7 +52,7 @@ class Evaluator(WhereAmI):
         permits: PermitSource | None = None,
     ) -> None:
         # Metrics are made here, in the worker process; the counters feed them (usage.json and gpo_llm_* agree).
-        self.counters = UsageCounters(listener=llm_usage_listener(metrics, role=Role.TASK_MODEL))
+        self.counters = AccountedCounters(listener=llm_usage_listener(metrics, role=Role.TASK_MODEL))
         cache = ResponseCache(Path(cache_dir) / Role.TASK_MODEL) if cache_dir else None
         self.llm = build_client(role, role_name=Role.TASK_MODEL, base_url=base_url, model=model, cache=cache,
                                 counters=self.counters, permits=permits)
@@ -58,20 +60,39 @@ class Evaluator(WhereAmI):
         self.slots = asyncio.Semaphore(max_in_flight)
         self.scores: dict[tuple, float] = {}
 
-    async def _one(self, item: ScoreItem) -> float:
-        if item.key in self.scores:
-            return self.scores[item.key]
+    async def _one(self, item: ScoreItem, params: TaskModelParams, account: str | None) -> float:
+        key = (account, params, *item.key)
+        if key in self.scores:
+            return self.scores[key]
         async with self.slots:
-            value = await score_example(self.llm, item.prompt, item.example, metric=item.metric, params=self.params,
+            value = await score_example(self.llm, item.prompt, item.example, metric=item.metric, params=params,
                                         task=item.task)
-        self.scores[item.key] = value
+        self.scores[key] = value
         return value
 
-    async def score(self, items: list[ScoreItem]) -> list[float]:
-        return list(await asyncio.gather(*(self._one(i) for i in items)))
+    async def score(self, items: list[ScoreItem], params: TaskModelParams | None = None,
+                    account: str | None = None) -> list[float]:
+        CURRENT_ACCOUNT.set(account)  # this call's task (and the tasks gathered below) count for `account`
+        params = params or self.params
+        return list(await asyncio.gather(*(self._one(i, params, account) for i in items)))
 
-    async def usage(self) -> dict:
-        return self.counters.snapshot()
+    async def _one_with_prediction(self, item: ScoreItem, params: TaskModelParams, account: str | None) -> tuple[float, str]:
+        # Not from the score cache: the answer is needed too (a repeat is a response-cache hit, not a model call).
+        async with self.slots:
+            value, prediction = await grade_example(self.llm, item.prompt, item.example, metric=item.metric,
+                                                    params=params, task=item.task)
+        self.scores[(account, params, *item.key)] = value
+        return value, prediction
+
+    async def score_with_predictions(self, items: list[ScoreItem], params: TaskModelParams | None = None,
+                                     account: str | None = None) -> list[tuple[float, str]]:
+        """Scores with the model's answers as the feedback request shows them (the feedback direction)."""
+        CURRENT_ACCOUNT.set(account)
+        params = params or self.params
+        return list(await asyncio.gather(*(self._one_with_prediction(i, params, account) for i in items)))
+
+    async def usage(self, account: str | None = None) -> dict:
+        return self.counters.snapshot_of(account)
 
 
 EvaluatorActor = ray.remote(Evaluator)

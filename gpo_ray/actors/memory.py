@@ -127,6 +127,10 @@ class TrajectoryMemory(WhereAmI):
     ) -> list[TrajectoryEntry]:
         return await self._call(self._store.retrieve, task, strategy=strategy, k=k, order=order)
 
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """Vectors of any texts by the store's embedder (relevance selection of past feedback)."""
+        return await self._call(self._store.embed, list(texts))
+
     async def candidates(self, task: str, step: int | None = None) -> list[MemoryRecord]:
         return await self._call(self._store.candidates, task, step)
 

@@ -8,8 +8,14 @@ import ray
 
 from gpo_ray.actors.introspection import WhereAmI
 from gpo_ray.config import LLMRoleConfig
-from gpo_ray.core.generation import GenerationRequest, GenerationResult, generate_candidates
-from gpo_ray.llm.accounting import UsageCounters
+from gpo_ray.core.generation import (
+    GenerationRequest,
+    GenerationResult,
+    OptimizerTextRequest,
+    ask_optimizer,
+    generate_candidates,
+)
+from gpo_ray.llm.accounting import CURRENT_ACCOUNT, AccountedCounters
 from gpo_ray.llm.cache import ResponseCache
 from gpo_ray.llm.run_limits import PermitSource
 from gpo_ray.llm.stack import build_client
@@ -27,16 +33,21 @@ class Refiner(WhereAmI):
     def __init__(self, role: LLMRoleConfig, *, base_url: str | list[str], model: str, cache_dir: str | None,
                  metrics: MetricsContext | None = None, permits: PermitSource | None = None) -> None:
         # Metrics are made here, in the worker process; the counters feed them (usage.json and gpo_llm_* agree).
-        self.counters = UsageCounters(listener=llm_usage_listener(metrics, role=Role.OPTIMIZER))
+        self.counters = AccountedCounters(listener=llm_usage_listener(metrics, role=Role.OPTIMIZER))
         cache = ResponseCache(Path(cache_dir) / Role.OPTIMIZER) if cache_dir else None
         self.llm = build_client(role, role_name=Role.OPTIMIZER, base_url=base_url, model=model, cache=cache,
                                 counters=self.counters, permits=permits)
 
-    async def generate(self, request: GenerationRequest) -> GenerationResult:
+    async def generate(self, request: GenerationRequest, account: str | None = None) -> GenerationResult:
+        CURRENT_ACCOUNT.set(account)  # `account`: the sweep sub-run whose usage this is (None: totals only)
         return await generate_candidates(self.llm, request)
 
-    async def usage(self) -> dict:
-        return self.counters.snapshot()
+    async def ask(self, request: OptimizerTextRequest, account: str | None = None) -> str:
+        CURRENT_ACCOUNT.set(account)
+        return await ask_optimizer(self.llm, request)
+
+    async def usage(self, account: str | None = None) -> dict:
+        return self.counters.snapshot_of(account)
 
 
 RefinerActor = ray.remote(Refiner)

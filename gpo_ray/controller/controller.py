@@ -8,6 +8,7 @@ import contextlib
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -16,7 +17,7 @@ import structlog
 from gpo_ray.config import RunConfig
 from gpo_ray.controller.pools import EvaluatorPool, RefinerPool
 from gpo_ray.controller.progress import ProgressReporter
-from gpo_ray.controller.services import ActorServices
+from gpo_ray.controller.services import ActorServices, Evaluators, Refiners
 from gpo_ray.core.loop import GPOTaskLoop, schedule_for
 from gpo_ray.core.results import StepResult, TaskResult
 from gpo_ray.core.selection import select_best
@@ -81,6 +82,28 @@ def partial_task_result(records: Sequence[StepResult]) -> dict[str, Any]:
     }
 
 
+def evaluator_pool(handles: Sequence[Any], config: RunConfig, *, metrics: Metrics,
+                   route_by_content: bool = False) -> EvaluatorPool:
+    """The evaluator pool of a run (or a sweep) with the run's cluster settings."""
+    # Chunks of a quarter of an evaluator's in-flight limit (at least 4 items): one Ray call per chunk was most
+    # of the driver's and evaluators' CPU per LLM call at high rates, and 4 chunks per evaluator keep it full.
+    in_flight = config.cluster.evaluator_max_in_flight
+    chunk = max(4, in_flight // 4)
+    return EvaluatorPool(handles, metrics=metrics, chunk_size=chunk,
+                         chunks_in_flight_per_actor=max(1, in_flight // chunk), route_by_content=route_by_content)
+
+
+@dataclass(frozen=True)
+class SharedPools:
+    """What a sweep's sub-run uses of the sweep's shared actors: views of the pools naming its account, and the
+    prefix of its tasks in the shared memory actor."""
+
+    account: str
+    refiners: Refiners
+    evaluators: Evaluators
+    memory_namespace: str
+
+
 class Controller:
     def __init__(
         self,
@@ -94,8 +117,11 @@ class Controller:
         progress: ProgressReporter,
         structured: bool,
         tracker: RunTracker | None = None,
+        shared: SharedPools | None = None,
     ) -> None:
         self.config = config
+        # A sweep's sub-run: the sweep's pools (views naming this sub-run's account) and its memory namespace.
+        self.shared = shared
         self.tasks = list(tasks)
         self.run_dir = run_dir
         self.memory = memory
@@ -137,8 +163,9 @@ class Controller:
         return data if isinstance(data, dict) else {}
 
     async def refresh_usage(self) -> dict[str, Any]:
-        opt = await asyncio.gather(*(h.usage.remote() for h in self.refiner_handles), return_exceptions=True)
-        task = await asyncio.gather(*(h.usage.remote() for h in self.evaluator_handles), return_exceptions=True)
+        args = () if self.shared is None else (self.shared.account,)  # a sweep's sub-run: its own account's usage
+        opt = await asyncio.gather(*(h.usage.remote(*args) for h in self.refiner_handles), return_exceptions=True)
+        task = await asyncio.gather(*(h.usage.remote(*args) for h in self.evaluator_handles), return_exceptions=True)
         before = self.usage_before
         self.usage = {
             Role.OPTIMIZER: sum_usage([before.get(Role.OPTIMIZER, {}), *(u for u in opt if isinstance(u, dict))]),
@@ -242,16 +269,17 @@ class Controller:
 
     # the run ------------------------------------------------------------------------
     async def run(self) -> dict[str, TaskResult]:
-        refiners = RefinerPool(self.refiner_handles, metrics=self.metrics)
-        # Chunks of a quarter of an evaluator's in-flight limit (at least 4 items): one Ray call per chunk was most
-        # of the driver's and evaluators' CPU per LLM call at high rates, and 4 chunks per evaluator keep it full.
-        in_flight = self.config.cluster.evaluator_max_in_flight
-        chunk = max(4, in_flight // 4)
-        evaluators = EvaluatorPool(self.evaluator_handles, metrics=self.metrics, chunk_size=chunk,
-                                   chunks_in_flight_per_actor=max(1, in_flight // chunk))
+        refiners: Refiners
+        evaluators: Evaluators
+        if self.shared is None:
+            refiners = RefinerPool(self.refiner_handles, metrics=self.metrics)
+            evaluators = evaluator_pool(self.evaluator_handles, self.config, metrics=self.metrics)
+        else:
+            refiners, evaluators = self.shared.refiners, self.shared.evaluators
         services = ActorServices(memory=self.memory, refiners=refiners, evaluators=evaluators,
                                  on_step=self._on_step, should_stop=self.budget_spent,
-                                 run_dir=str(self.run_dir.path))
+                                 run_dir=str(self.run_dir.path),
+                                 memory_namespace=self.shared.memory_namespace if self.shared else "")
         opt_role = self.config.optimizer_model
         stopped = True
         try:
@@ -278,7 +306,8 @@ class Controller:
             results = await asyncio.gather(*(one(t) for t in self.tasks))
             stopped = False
         finally:
-            await evaluators.close()
+            if isinstance(evaluators, EvaluatorPool):  # a sweep's shared pool is closed by the sweep
+                await evaluators.close()
             try:
                 await self.refresh_usage()
             except Exception:  # noqa: BLE001 - usage is best effort when actors are gone

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 
 from gpo_ray.config import RunConfig
 from gpo_ray.llm.protocol import ChatMessage, ChatRequest, LLMClient
-from gpo_ray.tasks.metrics import score
+from gpo_ray.tasks.metrics import extract_answer, score
+from gpo_ray.tasks.paper_metrics import flags as paper_flags
+from gpo_ray.tasks.paper_metrics import normalize as paper_normalize
 from gpo_ray.tasks.placement import build_task_messages
 from gpo_ray.tasks.second_turn import (
     SECOND_TURN_MAX_TOKENS,
@@ -70,6 +72,20 @@ def second_turn_request(
     )
 
 
+async def _answer(
+    llm: LLMClient, prompt: str, example: Example, *, metric: MetricKind, params: TaskModelParams, task: str
+) -> tuple[str, str | None]:
+    """The answer to parse, and the raw second-turn reply where there was one."""
+    first = task_request(prompt, example, params)
+    reply = await llm.complete(first)
+    if params.answer_extraction == "second_turn":
+        text = second_turn_text(task, metric, example.input)
+        if text is not None:
+            second = await llm.complete(second_turn_request(first, reply.text, text, params))
+            return answer_for_parsing(second.text), second.text
+    return reply.text, None
+
+
 async def score_example(
     llm: LLMClient,
     prompt: str,
@@ -80,15 +96,41 @@ async def score_example(
     task: str = "",
 ) -> float:
     """One example's score; with second-turn extraction, two task-model calls where the task has a second turn."""
-    first = task_request(prompt, example, params)
-    reply = await llm.complete(first)
-    answer = reply.text
-    if params.answer_extraction == "second_turn":
-        text = second_turn_text(task, metric, example.input)
-        if text is not None:
-            second = await llm.complete(second_turn_request(first, reply.text, text, params))
-            answer = answer_for_parsing(second.text)
+    answer, _ = await _answer(llm, prompt, example, metric=metric, params=params, task=task)
     return float(score(metric, answer, example, variant=params.variant_for(metric), task=task))
+
+
+async def grade_example(
+    llm: LLMClient,
+    prompt: str,
+    example: Example,
+    *,
+    metric: MetricKind,
+    params: TaskModelParams,
+    task: str = "",
+) -> tuple[float, str]:
+    """One example's score and the model's answer as the feedback request shows it (the same calls as a score)."""
+    answer, second_reply = await _answer(llm, prompt, example, metric=metric, params=params, task=task)
+    variant = params.variant_for(metric)
+    value = float(score(metric, answer, example, variant=variant, task=task))
+    return value, shown_prediction(metric, answer, example, second_reply=second_reply, variant=variant, task=task)
+
+
+def shown_prediction(
+    metric: MetricKind, answer: str, example: Example, *, second_reply: str | None, variant: str, task: str = ""
+) -> str:
+    """The model's answer as feedback_gradient.py shows it: the raw second-turn reply where there was one
+    (raw_answer_second_round), else the answer as parsed: the official normalisation (variant paper; ROUGE-L: the
+    stripped reply) or gpo-ray's extraction (default; the stripped reply when nothing could be extracted)."""
+    if second_reply is not None:
+        return second_reply
+    metric = MetricKind(metric)
+    if variant == "paper":
+        if metric is MetricKind.ROUGE_L:
+            return answer.strip()
+        choice, number, boolean = paper_flags(task, metric, example.answer)
+        return paper_normalize(answer.strip(), multiple_choice=choice, number=number, boolean=boolean)
+    return extract_answer(metric, answer, question=example.input) or answer.strip()
 
 
 async def score_examples(
@@ -104,6 +146,23 @@ async def score_examples(
     return list(
         await asyncio.gather(
             *(score_example(llm, prompt, ex, metric=metric, params=params, task=task) for ex in examples)
+        )
+    )
+
+
+async def grade_examples(
+    llm: LLMClient,
+    prompt: str,
+    examples: Sequence[Example],
+    *,
+    metric: MetricKind,
+    params: TaskModelParams,
+    task: str = "",
+) -> list[tuple[float, str]]:
+    """Per-example (score, shown answer) in example order: what the feedback direction needs."""
+    return list(
+        await asyncio.gather(
+            *(grade_example(llm, prompt, ex, metric=metric, params=params, task=task) for ex in examples)
         )
     )
 

@@ -12,7 +12,7 @@
    2 to 200 words. This rescues small models that ignore the format; it can pick a wrong line.
 
 The text found is normalized (`normalize_prompt`) and then rejected when it is empty, has no letters,
-is over 300 words, or still holds meta-prompt scaffolding (<PROMPT>, <current_prompt>, <START>, <END>).
+is over 300 words or 4,000 characters, or still holds meta-prompt scaffolding (<PROMPT>, <current_prompt>, <START>, <END>).
 The second element of the result says how: "json", "markers", "fallback" or "rejected:<reason>".
 """
 
@@ -23,6 +23,9 @@ import re
 from collections.abc import Iterable
 
 MAX_WORDS = 300
+# 300 words of long English words; a candidate beyond it is a runaway reply (one "word" of megabytes passes the
+# word count), and every later step would carry it to the endpoint in each request.
+MAX_CHARS = 4_000
 FALLBACK_MIN_WORDS = 2
 FALLBACK_MAX_WORDS = 200
 
@@ -76,7 +79,7 @@ def rejection_reason(candidate: str) -> str | None:
         return "empty"
     if not any(c.isalpha() for c in candidate):
         return "no_letters"
-    if len(candidate.split()) > MAX_WORDS:
+    if len(candidate) > MAX_CHARS or len(candidate.split()) > MAX_WORDS:
         return "too_long"
     if _SCAFFOLDING.search(candidate) or _PLACEHOLDER_LIKE.search(candidate) or _JSON_LIKE.search(candidate):
         return "scaffolding"

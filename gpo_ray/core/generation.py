@@ -44,6 +44,8 @@ class GenerationRequest:
     current_score: float | None = None  # shown by the paper text only when nothing is retrieved
     update: str = "generate"  # "generate" | "edit" (optimizer.update)
     budget_in_prompt: bool = True  # optimizer.budget_in_prompt
+    gradient: str | None = None  # optimizer.direction feedback: the problems shown (core/variants.py)
+    previous: TrajectoryEntry | None = None  # optimizer.momentum summarize over prompts: the carried prompt
 
 
 def meta_prompt_for(request: GenerationRequest) -> str:
@@ -58,6 +60,8 @@ def meta_prompt_for(request: GenerationRequest) -> str:
             current_score=request.current_score,
             update=request.update,
             budget_in_prompt=request.budget_in_prompt,
+            gradient=request.gradient,
+            previous=request.previous,
         )
     return build_meta_prompt(
         current_prompt=request.current_prompt,
@@ -69,7 +73,36 @@ def meta_prompt_for(request: GenerationRequest) -> str:
         template=request.template,
         update=request.update,
         budget_in_prompt=request.budget_in_prompt,
+        gradient=request.gradient,
+        previous=request.previous,
     )
+
+
+@dataclass(frozen=True)
+class OptimizerTextRequest:
+    """One optimizer call besides the candidates (the feedback, a summary: core/variants.py): temperature 0 and one
+    reply, as the official code asks for them."""
+
+    task: str
+    step: int
+    purpose: str  # "feedback" | "summarize"
+    text: str
+    seed: int = 0
+    temperature: float = 0.0
+    max_tokens: int | None = None
+
+
+async def ask_optimizer(llm: LLMClient, request: OptimizerTextRequest) -> str:
+    """The optimizer's raw reply to one such request (the refiner actors and the reference optimizer run this)."""
+    reply = await llm.complete(
+        ChatRequest(
+            messages=user_message(request.text),
+            temperature=request.temperature,
+            max_tokens=request.max_tokens,
+            seed=stable_seed(request.seed, request.task, request.step, request.purpose),
+        )
+    )
+    return reply.text
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,9 @@ plugs actor-backed services (memory, refiners, evaluator pool) into the very sam
 agree by construction and differ only in where the work runs.
 
 Per step t = 1..T (t counts completed steps of the trajectory):
+  0. with `direction: feedback`, score the current prompt on the step's training batch and ask the optimizer why it
+     got the wrong examples wrong; with `momentum.update: summarize`, merge the carried item with the current one
+     (core/variants.py),
   1. retrieve the update direction from the trajectory (relevance / recency / importance, k),
   2. budget N = schedule.budget(t), the one shared schedule,
   3. generate candidates with the optimizer LLM (meta-prompt with the retrieved prompts and N),
@@ -29,12 +32,23 @@ from gpo_ray.core.batches import batch_for_step, stable_seed
 from gpo_ray.core.edit_distance import word_edit_distance
 from gpo_ray.core.evaluation import mean
 from gpo_ray.core.extraction import prompt_key
-from gpo_ray.core.generation import GenerationRequest, GenerationResult
+from gpo_ray.core.generation import GenerationRequest, GenerationResult, OptimizerTextRequest
 from gpo_ray.core.meta_prompt import DEFAULT_TEMPLATE, MetaPromptTemplate
 from gpo_ray.core.results import StepResult, TaskResult
 from gpo_ray.core.schedule import EditBudgetSchedule, total_steps
 from gpo_ray.core.selection import select_best, select_next
 from gpo_ray.core.types import ScoredCandidate, TrajectoryEntry
+from gpo_ray.core.variants import (
+    FEEDBACK,
+    SUMMARIZE,
+    extract_reply,
+    feedback_request_for,
+    join_feedback,
+    select_feedback,
+    summarize_feedback_request_for,
+    summarize_prompts_request_for,
+    wrong_examples,
+)
 from gpo_ray.tasks.types import Example, Task
 from gpo_ray.vocabulary import RunStatus
 
@@ -50,6 +64,20 @@ class TaskServices(Protocol):
 
     async def score(self, task: Task, prompts: Sequence[str], examples: Sequence[Example]) -> list[list[float]]:
         """Per prompt, per example scores in [0, 1]."""
+        ...
+
+    async def score_with_predictions(
+        self, task: Task, prompt: str, examples: Sequence[Example]
+    ) -> list[tuple[float, str]]:
+        """Per example (score, the model's answer as shown): direction feedback's wrong examples."""
+        ...
+
+    async def ask_optimizer(self, request: OptimizerTextRequest) -> str:
+        """The optimizer's raw reply to one feedback or summarize request."""
+        ...
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """Embedding vectors (relevance selection of past feedback)."""
         ...
 
     async def step_done(self, task: Task, record: StepResult) -> None:
@@ -146,7 +174,7 @@ class GPOTaskLoop:
                 status = RunStatus.BUDGET_EXHAUSTED
                 self.log.warning("budget_exhausted", step=t)
                 break
-            record = await self._step(t, trajectory, tried)
+            record = await self._step(t, trajectory, tried, records)
             await self.services.step_done(self.task, record)
             records.append(record)
             trajectory.append(TrajectoryEntry(record.prompt, record.eval_score, t))
@@ -154,19 +182,97 @@ class GPOTaskLoop:
             self._note_candidates(record, tried)
         return await self._finish(records, trajectory, status)
 
-    async def _step(self, t: int, trajectory: list[TrajectoryEntry], tried: set[str]) -> StepResult:
+    async def _ask(self, t: int, purpose: str, text: str) -> str:
+        raw = await self.services.ask_optimizer(OptimizerTextRequest(
+            task=self.task.name, step=t, purpose=purpose, text=text, seed=self.settings.seed,
+            max_tokens=self.optimizer_max_tokens,
+        ))
+        return extract_reply(raw)
+
+    async def _feedback(self, t: int, current: str, counts: dict[str, int]) -> str:
+        """direction feedback: the current prompt on the step's training batch, then the optimizer's reasons."""
+        s = self.settings
+        batch = batch_for_step(self.train_examples, t, batch_size=s.batch_size, seed=s.seed)
+        graded = await self.services.score_with_predictions(self.task, current, batch) if batch else []
+        wrong = wrong_examples(batch, graded)
+        text = feedback_request_for(style=s.meta_prompt_style, current_prompt=current, wrong=wrong,
+                                    template=self.template)
+        feedback = await self._ask(t, FEEDBACK, text)
+        counts.update(feedback_calls=1, feedback_scoring_calls=len(batch), feedback_wrong_examples=len(wrong))
+        self.log.info("feedback", step=t, wrong=len(wrong), examples=len(batch))
+        return feedback
+
+    async def _past_feedback(self, feedback: str, records: Sequence[StepResult]) -> str:
+        """momentum over feedback, retrieve: the step's feedback and past ones, as the official k-list picks them."""
+        s = self.settings
+        history = [
+            (r.feedback, r.eval_score - before.eval_score)
+            for before, r in zip(records, records[1:])
+            if r.feedback is not None
+        ] + [(feedback, 0.0)]
+        vectors = await self.services.embed([text for text, _ in history]) if s.retrieval == "relevance" else None
+        return join_feedback(select_feedback(history, strategy=s.retrieval, k=s.retrieval_k, vectors=vectors))
+
+    async def _direction_and_momentum(
+        self, t: int, trajectory: list[TrajectoryEntry], records: Sequence[StepResult]
+    ) -> tuple[dict, dict, dict[str, int]]:
+        """What the meta-prompt shows of the direction and the past (GenerationRequest fields), what the step record
+        keeps of them (StepResult fields), and the extra calls made."""
+        s = self.settings
+        m = s.momentum
+        current = trajectory[-1]
+        carried = records[-1] if records and records[-1].step > 0 else None  # the previous step's record
+        shown: dict = {"retrieved": ()}
+        kept: dict = {}
+        counts: dict[str, int] = {}
+        feedback = None
+        if s.direction == "feedback":
+            feedback = await self._feedback(t, current.prompt, counts)
+            kept["feedback"] = feedback
+            shown["gradient"] = feedback
+        if m.content == "prompts" and m.update == "retrieve":
+            shown["retrieved"] = tuple(await self.services.retrieve(
+                self.task, trajectory, strategy=s.retrieval, k=s.retrieval_k, order=s.retrieval_order))
+        elif m.content == "prompts":  # summarize: the carried prompt merged with the current one
+            if carried is not None and carried.momentum is not None:
+                previous = TrajectoryEntry(carried.momentum, float(carried.momentum_score or 0.0), carried.step)
+                text = summarize_prompts_request_for(style=s.meta_prompt_style, previous=previous, current=current,
+                                                     template=self.template)
+                merged = await self._ask(t, SUMMARIZE, text)
+                counts["summarize_calls"] = 1
+            else:
+                merged = current.prompt
+            # optimize.py scores the current prompt (update_instruction) for the summary: its score is the current's.
+            kept.update(momentum=merged, momentum_score=current.score)
+            shown["previous"] = TrajectoryEntry(merged, current.score, t)
+        elif m.content == "feedback" and feedback is not None:
+            if m.update == "retrieve":
+                shown["gradient"] = await self._past_feedback(feedback, records)
+            else:
+                if carried is not None and carried.momentum:  # optimize.py: len(real_time_gradient_momentum) > 0
+                    text = summarize_feedback_request_for(style=s.meta_prompt_style, previous=carried.momentum,
+                                                          current=feedback, template=self.template)
+                    merged = await self._ask(t, SUMMARIZE, text)
+                    counts["summarize_calls"] = 1
+                else:
+                    merged = feedback
+                kept["momentum"] = merged
+                shown["gradient"] = merged
+        return shown, kept, counts
+
+    async def _step(
+        self, t: int, trajectory: list[TrajectoryEntry], tried: set[str], records: Sequence[StepResult] = ()
+    ) -> StepResult:
         s = self.settings
         log = self.log.bind(step=t)
         current = trajectory[-1].prompt
         budget = self.schedule.budget(t)
-        retrieved = await self.services.retrieve(self.task, trajectory, strategy=s.retrieval, k=s.retrieval_k,
-                                                 order=s.retrieval_order)
+        shown, kept, extra_counts = await self._direction_and_momentum(t, trajectory, records)
         generated = await self.services.generate(
             GenerationRequest(
                 task=self.task.name,
                 step=t,
                 current_prompt=current,
-                retrieved=tuple(retrieved),
                 format_examples=self.format_examples,
                 edit_budget=budget,
                 n=s.candidates,
@@ -183,6 +289,7 @@ class GPOTaskLoop:
                 current_score=trajectory[-1].score,
                 update=s.update,
                 budget_in_prompt=s.budget_in_prompt,
+                **shown,
             )
         )
         reused: list[ScoredCandidate] = []
@@ -214,7 +321,7 @@ class GPOTaskLoop:
         for i, c in enumerate(scored):
             log.info("candidate_scored", candidate=i, score=c.score, examples=c.examples,
                      edit_distance=c.edit_distance, over_budget=c.edit_distance > budget)
-        counts = {**generated.counts, "scoring_calls": calls, "scoring_calls_full": full_calls}
+        counts = {**generated.counts, "scoring_calls": calls, "scoring_calls_full": full_calls, **extra_counts}
         if reused:
             counts["reused_score"] = len(reused)
         chosen = select_next(fully_scored, chosen_before=[e.prompt for e in trajectory])
@@ -223,7 +330,7 @@ class GPOTaskLoop:
             log.warning("no_candidate", counts=counts)
             return StepResult(
                 step=t, edit_budget=budget, prompt=current, eval_score=trajectory[-1].score,
-                candidates=tuple(scored), counts=counts,
+                candidates=tuple(scored), counts=counts, **kept,
             )
         # Scored on the eval split already (candidate_scoring: eval), or now on it, once, for the trajectory.
         eval_score = chosen.score if s.candidate_scoring == "eval" else await self._eval_score(chosen.prompt)
@@ -231,7 +338,7 @@ class GPOTaskLoop:
                  eval_score=eval_score)
         return StepResult(
             step=t, edit_budget=budget, prompt=chosen.prompt, eval_score=eval_score,
-            candidates=tuple(scored), counts=counts,
+            candidates=tuple(scored), counts=counts, **kept,
         )
 
     async def _score_on_eval(

@@ -46,7 +46,8 @@ CANDIDATE_JSON_SCHEMA: dict[str, Any] = {
 DEFAULT_TEMPLATE = MetaPromptTemplate()
 
 
-def _clip(text: str, limit: int) -> str:
+def clip_text(text: str, limit: int) -> str:
+    """At most `limit` characters of the stripped text, "..." marking a cut."""
     text = text.strip()
     if len(text) <= limit:
         return text
@@ -70,8 +71,8 @@ def render_example(
         PromptPlacement.BEGINNING: template.example_beginning,
         PromptPlacement.SYSTEM: template.example_system,
     }[PromptPlacement(placement)]
-    question = shape.format(input=_clip(example.input, template.max_input_chars))
-    answer = template.example_answer.format(answer=_clip(example.answer, template.max_answer_chars))
+    question = shape.format(input=clip_text(example.input, template.max_input_chars))
+    answer = template.example_answer.format(answer=clip_text(example.answer, template.max_answer_chars))
     return f"{question}\n{answer}"
 
 
@@ -86,11 +87,15 @@ def build_meta_prompt(
     template: MetaPromptTemplate = DEFAULT_TEMPLATE,
     update: str = "generate",
     budget_in_prompt: bool = True,
+    gradient: str | None = None,
+    previous: TrajectoryEntry | None = None,
 ) -> str:
     """The full meta-prompt for one optimizer call; `retrieved` is shown in the order given.
 
     `update` "edit" asks to modify the current prompt (edit_task, edit_instruction, edit_output_*) instead of writing
-    a new one; `budget_in_prompt` False leaves out the budget line (f)."""
+    a new one; `budget_in_prompt` False leaves out the budget line (f). `gradient` (direction feedback) adds the
+    analysis after the current prompt and asks to fix it; `previous` (momentum summarize over prompts) shows the
+    carried prompt with its score in place of retrieved ones."""
     if update not in ("generate", "edit"):
         raise ValueError(f"update must be generate or edit, got {update!r}")
     edit = update == "edit"
@@ -102,11 +107,18 @@ def build_meta_prompt(
             template.history_entry.format(prompt=entry.prompt, score=format_score(entry.score)) for entry in retrieved
         ]
         sections.append(template.history_intro.format() + "\n\n" + "\n\n".join(entries))
+    if previous is not None:
+        sections.append(template.previous_intro.format() + "\n\n"
+                        + template.history_entry.format(prompt=previous.prompt, score=format_score(previous.score)))
     sections.append(template.current_intro.format() + "\n" + _CURRENT_PROMPT_BLOCK.format(prompt=current_prompt))
+    if gradient is not None:
+        sections.append(template.problems_intro.format() + "\n\n" + gradient)
     if format_examples:
         rendered = [render_example(ex, placement=placement, template=template) for ex in format_examples]
         sections.append(template.examples_intro.format() + "\n\n" + "\n\n".join(rendered))
     sections.append((template.edit_instruction if edit else template.instruction).format())
+    if gradient is not None:
+        sections.append(template.problems_instruction.format())
     if budget_in_prompt:
         sections.append(template.budget.format(budget=edit_budget))
     if edit:

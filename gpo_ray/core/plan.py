@@ -4,6 +4,11 @@ Counts are exact upper bounds for calls (strict mode may re-ask); tokens are est
 per token, with completions counted at their max_tokens cap. With `answer_extraction: second_turn`, every
 scored example of a task that has a second turn costs two task-model calls: `task_model_calls` includes
 them and `second_turn_calls` says how many of them there are.
+
+The design-space variants (core/variants.py) add, and the totals include: with `direction: feedback`, one feedback
+call per step (`feedback_calls`) and the current prompt's scoring on the step's training batch
+(`feedback_scoring_calls`, second turns included); with `momentum.update: summarize`, one summarize call per step
+from the second on (`summarize_calls`).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from dataclasses import asdict, dataclass
 
 from gpo_ray.config import OptimizerSettings
 from gpo_ray.core.adaptive import halving_calls
+from gpo_ray.core.batches import steps_per_epoch
 from gpo_ray.core.generation import GenerationRequest, meta_prompt_for
 from gpo_ray.core.loop import (
     format_examples_for,
@@ -41,9 +47,24 @@ class TaskPlan:
     optimizer_tokens: int
     task_model_tokens: int
     second_turn_calls: int = 0  # included in task_model_calls
+    feedback_calls: int = 0  # optimizer calls, included in optimizer_calls
+    summarize_calls: int = 0  # optimizer calls, included in optimizer_calls
+    feedback_scoring_calls: int = 0  # task-model calls, included in task_model_calls (second turns too)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+FEEDBACK_PLACEHOLDER = "<the feedback of step 1: the optimizer's reasons for the wrong examples>"
+
+
+def step_batch_sizes(train_size: int, *, batch_size: int, steps: int) -> list[int]:
+    """How many training examples each step's batch holds (core/batches.py: batch_for_step)."""
+    per_epoch = steps_per_epoch(train_size, batch_size=batch_size)
+    if per_epoch == 0:
+        return [0] * steps
+    sizes = [len(range(train_size)[i * batch_size : (i + 1) * batch_size]) for i in range(per_epoch)]
+    return [sizes[(t - 1) % per_epoch] for t in range(1, steps + 1)]
 
 
 def step1_meta_prompt(task: Task, settings: OptimizerSettings, *, structured: bool) -> str:
@@ -51,14 +72,22 @@ def step1_meta_prompt(task: Task, settings: OptimizerSettings, *, structured: bo
     before the run) shown as SCORE_PLACEHOLDER."""
     schedule = schedule_for(task, settings)
     trajectory = [TrajectoryEntry(settings.initial_prompt, SCORE_PLACEHOLDER, 0)]  # type: ignore[arg-type]
-    # One entry: every strategy and order retrieves it alone (relevance needs no vector for the newest).
-    retrieved = retrieve(trajectory, strategy="recency", k=settings.retrieval_k)
+    shown: dict = {"retrieved": ()}
+    m = settings.momentum
+    if m.content == "prompts" and m.update == "retrieve":
+        # One entry: every strategy and order retrieves it alone (relevance needs no vector for the newest).
+        shown["retrieved"] = tuple(retrieve(trajectory, strategy="recency", k=settings.retrieval_k))
+    elif m.content == "prompts":
+        shown["previous"] = trajectory[0]  # step 1 carries the initial prompt itself
+    if settings.direction == "feedback":
+        shown["gradient"] = FEEDBACK_PLACEHOLDER
     return meta_prompt_for(
         GenerationRequest(
-            task=task.name, step=1, current_prompt=settings.initial_prompt, retrieved=tuple(retrieved),
+            task=task.name, step=1, current_prompt=settings.initial_prompt,
             format_examples=format_examples_for(task, settings), edit_budget=schedule.budget(1), n=settings.candidates,
             tried=(), placement=settings.placement, structured=structured, template=template_for(settings),
             style=settings.meta_prompt_style, update=settings.update, budget_in_prompt=settings.budget_in_prompt,
+            current_score=SCORE_PLACEHOLDER, **shown,  # type: ignore[arg-type]
         )
     )
 
@@ -83,8 +112,21 @@ def plan_task(
     else:
         per_step = settings.candidates * min(settings.batch_size, len(train_examples(task, settings))) + n_eval
     scored = n_eval + steps * per_step + 2 * n_test  # (prompt, example) pairs scored
-    second_turns = scored if has_second_turn(task, settings) else 0
+    second_turn = has_second_turn(task, settings)
+    second_turns = scored if second_turn else 0
     task_calls = scored + second_turns
+    feedback_calls = summarize_calls = feedback_scoring_calls = 0
+    feedback_scored = 0
+    if settings.direction == "feedback":
+        feedback_calls = steps
+        feedback_scored = sum(step_batch_sizes(len(train_examples(task, settings)), batch_size=settings.batch_size,
+                                               steps=steps))
+        feedback_scoring_calls = feedback_scored * (2 if second_turn else 1)
+    if settings.momentum.update == "summarize":
+        summarize_calls = max(0, steps - 1)
+    optimizer_calls += feedback_calls + summarize_calls
+    task_calls += feedback_scoring_calls
+    second_turns += feedback_scored if second_turn else 0
 
     meta = build_meta_prompt(
         current_prompt=settings.initial_prompt,
@@ -108,11 +150,15 @@ def plan_task(
         edit_budget=schedule.as_list(),
         optimizer_calls=optimizer_calls,
         task_model_calls=task_calls,
+        # the feedback and summarize requests are counted at the meta-prompt's size: about as long
         optimizer_tokens=optimizer_calls * (tokens_in_chars(len(meta), nearest=True) + optimizer_max_tokens),
-        task_model_tokens=scored * (tokens_in_chars(avg_input, nearest=True) + task_max_tokens)
+        task_model_tokens=(scored + feedback_scored) * (tokens_in_chars(avg_input, nearest=True) + task_max_tokens)
         # a second turn resends the first turn and its reply, then asks; its reply is capped lower
         + second_turns * (tokens_in_chars(avg_input + 100, nearest=True) + task_max_tokens + SECOND_TURN_MAX_TOKENS),
         second_turn_calls=second_turns,
+        feedback_calls=feedback_calls,
+        summarize_calls=summarize_calls,
+        feedback_scoring_calls=feedback_scoring_calls,
     )
 
 

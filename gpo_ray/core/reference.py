@@ -11,8 +11,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from gpo_ray.config import OptimizerSettings
-from gpo_ray.core.evaluation import TaskModelParams, score_examples
-from gpo_ray.core.generation import GenerationRequest, GenerationResult, generate_candidates
+from gpo_ray.core.evaluation import TaskModelParams, grade_examples, score_examples
+from gpo_ray.core.generation import (
+    GenerationRequest,
+    GenerationResult,
+    OptimizerTextRequest,
+    ask_optimizer,
+    generate_candidates,
+)
 from gpo_ray.core.loop import GPOTaskLoop
 from gpo_ray.core.results import StepResult, TaskResult
 from gpo_ray.core.retrieval import retrieve
@@ -35,7 +41,7 @@ class InProcessServices:
     ) -> None:
         self.optimizer_llm = optimizer_llm
         self.task_llm = task_llm
-        self.embed = embed
+        self.embed_fn = embed
         self.task_params = task_params
         self.on_step = on_step
         self._vectors: dict[str, Sequence[float]] = {}
@@ -46,11 +52,11 @@ class InProcessServices:
     ) -> list[TrajectoryEntry]:
         vectors = None
         if strategy == "relevance":
-            if self.embed is None:
+            if self.embed_fn is None:
                 raise ValueError("relevance retrieval needs an embedder")
             missing = [e.prompt for e in trajectory if e.prompt not in self._vectors]
             if missing:
-                new = await asyncio.to_thread(self.embed, missing)
+                new = await asyncio.to_thread(self.embed_fn, missing)
                 self._vectors.update(zip(missing, new, strict=True))
             vectors = [self._vectors[e.prompt] for e in trajectory]
         return retrieve(trajectory, strategy=strategy, k=k, vectors=vectors, order=order)
@@ -65,6 +71,20 @@ class InProcessServices:
                   for p in prompts)
             )
         )
+
+    async def score_with_predictions(
+        self, task: Task, prompt: str, examples: Sequence[Example]
+    ) -> list[tuple[float, str]]:
+        return await grade_examples(self.task_llm, prompt, examples, metric=task.metric, params=self.task_params,
+                                    task=task.name)
+
+    async def ask_optimizer(self, request: OptimizerTextRequest) -> str:
+        return await ask_optimizer(self.optimizer_llm, request)
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        if self.embed_fn is None:
+            raise ValueError("relevance selection needs an embedder")
+        return [list(v) for v in await asyncio.to_thread(self.embed_fn, list(texts))]
 
     async def step_done(self, task: Task, record: StepResult) -> None:
         if self.on_step is not None:

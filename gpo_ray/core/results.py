@@ -19,9 +19,15 @@ class StepResult:
     eval_score: float
     candidates: tuple[ScoredCandidate, ...] = ()
     counts: dict[str, int] = field(default_factory=dict)  # admitted / duplicate / rejected:<reason>
+    # optimizer.direction feedback: the step's feedback as the optimizer gave it (before any momentum).
+    feedback: str | None = None
+    # optimizer.momentum.update summarize: what the step carries to the next (the merged problems, or the merged
+    # prompt with momentum_score). In the checkpoint, so a resumed run goes on from it without asking again.
+    momentum: str | None = None
+    momentum_score: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "step": self.step,
             "edit_budget": self.edit_budget,
             "prompt": self.prompt,
@@ -29,6 +35,11 @@ class StepResult:
             "candidates": [asdict(c) for c in self.candidates],
             "counts": dict(self.counts),
         }
+        # Only when set: a default run's records keep their shape.
+        for key in ("feedback", "momentum", "momentum_score"):
+            if getattr(self, key) is not None:
+                d[key] = getattr(self, key)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StepResult:
@@ -39,6 +50,9 @@ class StepResult:
             eval_score=float(d["eval_score"]),
             candidates=tuple(ScoredCandidate(**c) for c in d.get("candidates", [])),
             counts=dict(d.get("counts", {})),
+            feedback=None if d.get("feedback") is None else str(d["feedback"]),
+            momentum=None if d.get("momentum") is None else str(d["momentum"]),
+            momentum_score=None if d.get("momentum_score") is None else float(d["momentum_score"]),
         )
 
 

@@ -20,3 +20,12 @@ class ScoredCandidate:
     score: float  # mean score in [0, 1] on the examples it was scored on (training batch or eval split)
     edit_distance: int
     examples: int | None = None  # how many examples the score is over (adaptive evaluation stops some early)
+
+
+@dataclass(frozen=True)
+class WrongExample:
+    """A training-batch example the current prompt got wrong (score 0), as the feedback request shows it."""
+
+    question: str
+    prediction: str  # what the task model answered (core/evaluation.py: shown_prediction)
+    answer: str  # the reference answer

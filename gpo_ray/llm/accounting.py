@@ -16,6 +16,7 @@ Ray metrics, gpo_ray.observability): one place counts, so usage.json and the met
 from __future__ import annotations
 
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -51,8 +52,8 @@ def error_kind(err: BaseException) -> str:
 
 
 class UsageListener(Protocol):
-    """Told of every count as it happens (what: calls|requests|tokens|errors|retries|cache_hits; kind: the
-    token kind or error kind) and of latencies (what: call|request)."""
+    """Told of every count as it happens (what: calls|requests|tokens|errors|retries|cache_hits|hedges; kind: the
+    token kind, error kind or hedge outcome) and of latencies (what: call|request)."""
 
     def on_count(self, what: str, amount: int = 1, *, kind: str | None = None) -> None: ...
     def on_latency(self, what: str, seconds: float) -> None: ...
@@ -72,6 +73,7 @@ class UsageCounters:
     cache_hits: int = 0
     retries: int = 0
     errors: dict[str, int] = field(default_factory=dict)  # failed endpoint attempts, by error_kind
+    hedges: dict[str, int] = field(default_factory=dict)  # hedged requests: sent, won (the hedge answered first), cancelled
     listener: UsageListener | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -86,7 +88,8 @@ class UsageCounters:
         self.calls += 1
         self._tell("calls")
 
-    def record_cache_hit(self) -> None:
+    def record_cache_hit(self, *, tokens: int = 0) -> None:
+        """`tokens`: the cached reply's tokens, which cost nothing now (kept only per account, see AccountedCounters)."""
         self.cache_hits += 1
         self._tell("cache_hits")
 
@@ -109,6 +112,11 @@ class UsageCounters:
         self.errors[kind] = self.errors.get(kind, 0) + 1
         self._tell("errors", kind=kind)
 
+    def record_hedge(self, what: str) -> None:
+        """The hedging layer: a hedge `sent`, a hedge that `won`, a losing request `cancelled`."""
+        self.hedges[what] = self.hedges.get(what, 0) + 1
+        self._tell("hedges", kind=what)
+
     def record_latency(self, what: str, seconds: float) -> None:
         """Latencies are not kept here (usage.json has no place for them); only the listener sees them."""
         if self.listener is not None:
@@ -126,6 +134,7 @@ class UsageCounters:
             "cache_hits": self.cache_hits,
             "retries": self.retries,
             "errors": dict(sorted(self.errors.items())),
+            "hedges": dict(sorted(self.hedges.items())),
         }
 
     @classmethod
@@ -138,6 +147,7 @@ class UsageCounters:
             cache_hits=int(snap.get("cache_hits", 0)),
             retries=int(snap.get("retries", 0)),
             errors={str(k): int(v) for k, v in (snap.get("errors") or {}).items()},
+            hedges={str(k): int(v) for k, v in (snap.get("hedges") or {}).items()},
         )
 
     def merge(self, other: UsageCounters | dict[str, Any]) -> UsageCounters:
@@ -152,7 +162,79 @@ class UsageCounters:
         self.retries += other.retries
         for kind, n in other.errors.items():
             self.errors[kind] = self.errors.get(kind, 0) + n
+        for what, n in other.hedges.items():
+            self.hedges[what] = self.hedges.get(what, 0) + n
         return self
+
+
+# The account (a sub-run of a sweep) the calls made in this context are counted for, besides the totals. Actor
+# methods set it for the asyncio tasks of one call; None (a normal run) counts totals only.
+CURRENT_ACCOUNT: ContextVar[str | None] = ContextVar("gpo_usage_account", default=None)
+
+
+@dataclass
+class AccountUsage(UsageCounters):
+    """One account's counters: also the tokens of the calls the response cache answered (`cache_hit_tokens`), so
+    that what a sweep's variant asked for is known however much of it another variant's requests already paid."""
+
+    cache_hit_tokens: int = 0
+
+    def record_cache_hit(self, *, tokens: int = 0) -> None:
+        super().record_cache_hit()
+        self.cache_hit_tokens += tokens
+
+    def snapshot(self) -> dict[str, Any]:
+        return {**super().snapshot(), "cache_hit_tokens": self.cache_hit_tokens}
+
+
+@dataclass
+class AccountedCounters(UsageCounters):
+    """The totals of one client stack, and the same counts per account (`CURRENT_ACCOUNT`): the actors a sweep's
+    sub-runs share count each sub-run's usage apart."""
+
+    accounts: dict[str, AccountUsage] = field(default_factory=dict, compare=False, repr=False)
+
+    def _account(self) -> AccountUsage | None:
+        name = CURRENT_ACCOUNT.get()
+        return None if name is None else self.accounts.setdefault(name, AccountUsage())
+
+    def record_call(self) -> None:
+        super().record_call()
+        if (a := self._account()) is not None:
+            a.record_call()
+
+    def record_cache_hit(self, *, tokens: int = 0) -> None:
+        super().record_cache_hit()
+        if (a := self._account()) is not None:
+            a.record_cache_hit(tokens=tokens)
+
+    def record_request(self) -> None:
+        super().record_request()
+        if (a := self._account()) is not None:
+            a.record_request()
+
+    def record_tokens(self, *, prompt: int, completion: int) -> None:
+        super().record_tokens(prompt=prompt, completion=completion)
+        if (a := self._account()) is not None:
+            a.record_tokens(prompt=prompt, completion=completion)
+
+    def record_retry(self, kind: str) -> None:
+        super().record_retry(kind)
+        if (a := self._account()) is not None:
+            a.record_retry(kind)
+
+    def record_error(self, kind: str) -> None:
+        super().record_error(kind)
+        if (a := self._account()) is not None:
+            a.record_error(kind)
+
+    def snapshot_of(self, account: str | None) -> dict[str, Any]:
+        """The totals (None), or one account's counts (zeros for an account that made no call here)."""
+        if account is None:
+            return self.snapshot()
+        if self.listener is not None:
+            self.listener.flush()
+        return self.accounts.get(account, AccountUsage()).snapshot()
 
 
 class AccountingClient:
@@ -167,7 +249,7 @@ class AccountingClient:
         started = time.monotonic()
         response = await self.inner.complete(request)
         if response.cached:
-            self.counters.record_cache_hit()
+            self.counters.record_cache_hit(tokens=response.usage.total_tokens)
         else:
             self.counters.record_latency("call", time.monotonic() - started)
         return response

@@ -83,6 +83,19 @@ def _normalise(matrix: np.ndarray) -> np.ndarray:
     return matrix / np.clip(norms, 1e-12, None)
 
 
+def _return_freed_memory() -> None:
+    """Hand the heap that the ONNX session's graph optimisation freed back to the OS (glibc keeps it otherwise):
+    about 55 MB of the memory actor's resident memory. A no-op where glibc is absent."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 class MiniLMEmbedder:
     """all-MiniLM-L6-v2 (int8 ONNX) with mean pooling, exactly the sentence-transformers pipeline.
 
@@ -140,6 +153,7 @@ class MiniLMEmbedder:
             self._input_names = frozenset(i.name for i in session.get_inputs())
             self._tokenizer = tokenizer
             self._session = session
+            _return_freed_memory()
             log.debug("embedder.loaded", model=MINILM_MODEL_ID, path=str(model_path))
 
     def _embed_batch(self, texts: list[str]) -> np.ndarray:

@@ -32,6 +32,19 @@ class MalformedResponse(RetryableLLMError):
     kind = "malformed"
 
 
+class OversizedResponse(MalformedResponse):
+    """A reply larger than the request could produce (judged from max_tokens, capped): not read further, not
+    cached, retried as a malformed body is."""
+
+    kind = "oversized"
+
+
+class StalledResponse(RetryableLLMError):
+    """The reply's headers came, then the body stopped arriving for longer than the read timeout."""
+
+    kind = "stalled"
+
+
 class FatalLLMError(LLMError):
     """400/401/403/404 and insufficient quota: never retried."""
 

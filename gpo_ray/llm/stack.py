@@ -5,6 +5,7 @@ Outermost first:
     AccountingClient       calls, cache hits
     CachedClient           a hit costs no slot, no rate token, no request
     RetryingClient         backoff; each attempt goes through the layers below again
+    HedgedClient           a second request for an attempt slower than recent ones (only with hedge.enabled)
     BalancedClient         several endpoints of the role: least requests in flight (only when more than one)
     LimitedClient          in-flight slots, RPM/TPM buckets (the run's, via `permits`) - per attempt, so retries
                            are rate-limited too
@@ -23,6 +24,7 @@ from gpo_ray.config import LLMRoleConfig
 from gpo_ray.llm.accounting import AccountingClient, AttemptCountingClient, UsageCounters
 from gpo_ray.llm.balance import BalancedClient
 from gpo_ray.llm.cache import CachedClient, ResponseCache
+from gpo_ray.llm.hedge import HedgedClient
 from gpo_ray.llm.limits import LimitedClient
 from gpo_ray.llm.protocol import LLMClient
 from gpo_ray.llm.retry import RetryingClient
@@ -60,6 +62,8 @@ def build_client(
             model=model,
             api_key_env=role.api_key_env,
             timeout_s=role.timeout_s,
+            read_timeout_s=role.read_timeout_s,
+            max_reply_bytes=role.max_reply_bytes,
             structured_output=role.uses_structured_output,
             schema_style=role.structured_output_style or ("json_object_schema" if role.is_embedded else "json_schema"),
         )
@@ -77,6 +81,10 @@ def build_client(
         )
 
     client = endpoint(urls[0]) if len(urls) == 1 else BalancedClient([endpoint(u) for u in urls])
+    if role.hedge.enabled:
+        h = role.hedge
+        client = HedgedClient(client, counters=counters, percentile=h.percentile, min_delay_s=h.min_delay_s,
+                              min_samples=h.min_samples, max_extra_fraction=h.max_extra_fraction)
     client = RetryingClient(
         client,
         max_attempts=role.max_retries + 1,

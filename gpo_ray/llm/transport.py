@@ -22,12 +22,27 @@ from typing import Any
 
 import aiohttp
 
-from gpo_ray.llm.errors import FatalLLMError, LLMError, MalformedResponse, RateLimited, RetryableLLMError
+from gpo_ray.config import LLMRoleConfig
+from gpo_ray.llm.errors import (
+    FatalLLMError,
+    LLMError,
+    MalformedResponse,
+    OversizedResponse,
+    RateLimited,
+    RetryableLLMError,
+    StalledResponse,
+)
 from gpo_ray.llm.protocol import ChatRequest, ChatResponse, Usage, tokens_in_chars
 
 NO_KEY = "not-needed"  # local servers (llama.cpp, vLLM) accept any key; the SDK insists on one
 _KEYLIKE = re.compile(r"\b(?:sk|pk|rk)-[A-Za-z0-9_\-*.]{4,}|\bBearer\s+\S+", re.IGNORECASE)
 _MAX_SERVER_TEXT = 200
+# The most a reply body may hold per token of max_tokens, and beyond the completion (ids, usage, JSON around it):
+# generous enough for long tokens escaped as \uXXXX, far below what a runaway or hostile endpoint sends.
+REPLY_BYTES_PER_TOKEN = 64
+REPLY_OVERHEAD_BYTES = 16_384
+DEFAULT_MAX_REPLY_BYTES = LLMRoleConfig.model_fields["max_reply_bytes"].default
+DEFAULT_READ_TIMEOUT_S = LLMRoleConfig.model_fields["read_timeout_s"].default
 
 
 class MissingAPIKey(FatalLLMError):
@@ -67,11 +82,15 @@ class _ChatTransport:
         timeout_s: float = 60.0,
         structured_output: bool = False,
         schema_style: str = "json_schema",
+        read_timeout_s: float | None = DEFAULT_READ_TIMEOUT_S,
+        max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
     ) -> None:
         self.endpoint = base_url
         self.model = model
         self.api_key_env = api_key_env
         self.timeout_s = timeout_s
+        self.read_timeout_s = read_timeout_s  # body idle once its headers came (HTTPTransport); None: total only
+        self.max_reply_bytes = max_reply_bytes
         self.structured_output = structured_output
         self.schema_style = schema_style  # "json_schema" (OpenAI, vLLM) | "json_object_schema" (llama-cpp-python)
         self._api_key = read_api_key(api_key_env)
@@ -115,6 +134,17 @@ class _ChatTransport:
                     "json_schema": {"name": "candidate", "schema": request.json_schema, "strict": True},
                 }
         return params
+
+    def reply_limit(self, request: ChatRequest) -> int:
+        """The largest reply body this request can legitimately get: from its max_tokens, at most the cap."""
+        if request.max_tokens is None:
+            return self.max_reply_bytes
+        return min(self.max_reply_bytes, REPLY_OVERHEAD_BYTES + request.max_tokens * REPLY_BYTES_PER_TOKEN)
+
+    def _oversized(self, size: str, request: ChatRequest) -> LLMError:
+        asked = f"max_tokens {request.max_tokens}" if request.max_tokens is not None else "no max_tokens"
+        return self._error(OversizedResponse, f"reply of {size} bytes exceeds the {self.reply_limit(request):,} "
+                           f"bytes a request with {asked} can get (max_reply_bytes caps it)", kind="oversized")
 
     def _parse(self, completion: Any, request: ChatRequest) -> ChatResponse:
         if isinstance(completion, str | bytes):  # the SDK hands back raw text for a non-JSON content type
@@ -233,7 +263,11 @@ class OpenAITransport(_ChatTransport):
             raise self._error(MalformedResponse, "response body is not JSON", kind="malformed") from None
         except openai.APIResponseValidationError:
             raise self._error(MalformedResponse, "response is not a chat completion", kind="malformed") from None
-        return self._parse(completion, request)
+        response = self._parse(completion, request)
+        # The SDK reads a body whole; what is too large is at least refused (and so never cached).
+        if len(response.text.encode()) > self.reply_limit(request):
+            raise self._oversized(f"more than {len(response.text.encode()):,}", request)
+        return response
 
 
 class HTTPTransport(_ChatTransport):
@@ -259,7 +293,7 @@ class HTTPTransport(_ChatTransport):
         url = self.endpoint.rstrip("/") + "/chat/completions"
         try:
             async with self._session().post(url, json=self.request_params(request)) as reply:
-                raw = await reply.read()
+                raw = await self._read_body(reply, request)
                 status, headers = reply.status, reply.headers
         except (asyncio.TimeoutError, TimeoutError):
             raise self._error(RetryableLLMError, f"no response within {self.timeout_s:g}s", kind="timeout") from None
@@ -275,6 +309,30 @@ class HTTPTransport(_ChatTransport):
         if not isinstance(body, dict):
             raise self._error(MalformedResponse, "response body is not JSON", kind="malformed")
         return self._parse(_Completion(body), request)
+
+
+    async def _read_body(self, reply: aiohttp.ClientResponse, request: ChatRequest) -> bytes:
+        """The body, read until it ends, stops for `read_timeout_s` (stalled), or outgrows the request's limit
+        (oversized: the rest is never read, the connection is dropped)."""
+        limit = self.reply_limit(request)
+        if reply.content_length is not None and reply.content_length > limit:
+            raise self._oversized(f"{reply.content_length:,}", request)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            try:
+                chunk = await asyncio.wait_for(reply.content.readany(), self.read_timeout_s)
+            except (asyncio.TimeoutError, TimeoutError):
+                if self.read_timeout_s is None:
+                    raise
+                raise self._error(StalledResponse, f"the reply stopped arriving for {self.read_timeout_s:g}s "
+                                  f"after {size:,} bytes", kind="stalled") from None
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > limit:
+                raise self._oversized(f"more than {limit:,}", request)
+            chunks.append(chunk)
 
 
 class _Completion:

@@ -137,6 +137,11 @@ class TrajectoryStore:
                 self._vectors[prompt] = [float(x) for x in vector]
         return {p: self._vectors[p] for p in prompts}
 
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """Vectors of any texts, in order (cached like the prompts')."""
+        vectors = self._embed(texts)
+        return [vectors[t] for t in texts]
+
     def add(self, records: Sequence[MemoryRecord]) -> None:
         """Upsert records (idempotent: a record already stored is overwritten with itself)."""
         if not records:

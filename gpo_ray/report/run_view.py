@@ -142,6 +142,9 @@ def section_ids(names: list[str]) -> dict[str, str]:
 # reading ------------------------------------------------------------------------------------------------------
 def _read_config(run_dir: RunDirectory) -> dict[str, Any]:
     if not run_dir.exists():
+        if (run_dir.path / "sweep.json").is_file():
+            raise InputError(f"{run_dir.path} is a sweep: its runs are in {run_dir.path / 'runs'} "
+                             f"(`gpo-ray report {run_dir.path}` reports the whole sweep)")
         raise InputError(f"{run_dir.path} holds no gpo-ray run (no config.json)")
     try:
         meta = json.loads(run_dir.config_file.read_text(encoding="utf-8"))

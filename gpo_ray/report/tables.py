@@ -12,7 +12,11 @@ TASK_COLUMNS = ("task", "status", "steps", "initial eval", "best eval", "Δ eval
                 "best step")
 USAGE_COLUMNS = ("role", "calls", "requests", "prompt tokens", "completion tokens", "total tokens", "cache hits",
                  "retries", "errors")
-STEP_COLUMNS = ("step", "edit budget", "edit distance", "eval score", "candidates", "candidate min / median / max")
+STEP_COLUMNS = ("step", "edit budget", "edit distance", "eval score", "candidates", "candidate min / median / max",
+                "extra calls")
+# The design-space variants' extra calls a step records (core/variants.py), as the report names them.
+EXTRA_CALLS = (("feedback_calls", "feedback"), ("feedback_scoring_calls", "feedback scoring"),
+               ("summarize_calls", "summarize"))
 
 
 def score(x: float | None) -> str:
@@ -94,8 +98,24 @@ def step_rows(task: TaskView) -> list[list[str]]:
         cand = [c.score for c in s.candidates]
         spread = f"{min(cand):.3f} / {median(cand):.3f} / {max(cand):.3f}" if cand else "–"
         rows.append([str(s.step), "–" if s.step == 0 else str(s.edit_budget),
-                     "–" if s.step == 0 else str(distances[s.step - 1]), score(s.eval_score), str(len(cand)), spread])
+                     "–" if s.step == 0 else str(distances[s.step - 1]), score(s.eval_score), str(len(cand)), spread,
+                     extra_calls(s.counts)])
     return rows
+
+
+def extra_calls(counts: dict[str, int]) -> str:
+    """A step's feedback / summarize calls and the feedback's task-model scoring, or "–" when it made none."""
+    made = [f"{label} {counts[key]}" for key, label in EXTRA_CALLS if counts.get(key)]
+    return ", ".join(made) if made else "–"
+
+
+def variant(opt: dict[str, Any]) -> str:
+    """The optimizer's design-space variant; a key an older run's config lacks reads as its default."""
+    momentum = opt.get("momentum") if isinstance(opt.get("momentum"), dict) else {}
+    return (f"direction {opt.get('direction', 'none')}, momentum {momentum.get('content', 'prompts')} "
+            f"({momentum.get('update', 'retrieve')}), update {opt.get('update', 'generate')}, "
+            f"budget in prompt {'yes' if opt.get('budget_in_prompt', True) else 'no'}, "
+            f"meta-prompt {opt.get('meta_prompt_style', 'own')}")
 
 
 def run_facts(run: RunView) -> list[tuple[str, str]]:
@@ -121,6 +141,7 @@ def run_facts(run: RunView) -> list[tuple[str, str]]:
         facts.append(("optimizer", f"epochs {opt.get('epochs')}, batch size {opt.get('batch_size')}, "
                                    f"candidates {opt.get('candidates')}, candidate scoring {run.candidate_scoring}, "
                                    f"prompt placement {run.placement}"))
+        facts.append(("variant", variant(opt)))
     if opt.get("answer_extraction") or opt.get("metric_variants"):
         variants = ", ".join(f"{k} {v}" for k, v in sorted((opt.get("metric_variants") or {}).items()))
         facts.append(("scoring", f"answer extraction {opt.get('answer_extraction') or 'single'}"

@@ -35,7 +35,9 @@ class FakeLLMConfig(BaseModel):
     model_name: str = "fake-llm"
     latency_s: float | tuple[float, float] = Field(default=0.0, description="fixed, or in [a, b] by request hash")
     concurrency: int = Field(default=64, gt=0, description="requests served at once; the rest queue")
-    hang_s: float = Field(default=3600.0, gt=0, description="how long [[fault:hang]] keeps a request open")
+    hang_s: float = Field(default=3600.0, gt=0, description="how long [[fault:hang]] and [[fault:stall]] keep a "
+                          "request open")
+    oversized_bytes: int = Field(default=20_000_000, gt=0, description="the body [[fault:oversized]] sends")
     api_key_env: str | None = Field(default=None, description="if set, require this variable's value as the bearer key")
     # Faults. fail_first_n: the first requests to arrive, in dict order: {"429": 2, "500": 1} fails requests 1-2
     # with 429 and request 3 with 500. fault_rates: per attempt, by a hash of the request and its repeat count.

@@ -1,7 +1,8 @@
 """Injected faults: which one hits a request, and the error a real endpoint would answer with.
 
 A fault comes from a marker in the prompt text - [[fault:429]], [[fault:500]], [[fault:401]], [[fault:quota]],
-[[fault:hang]], [[fault:malformed]], [[fault:empty]], [[fault:nomarkers]], [[fault:once:500]] (only the first time
+[[fault:hang]], [[fault:malformed]], [[fault:empty]], [[fault:nomarkers]], [[fault:oversized]] (a 200 whose body goes
+on for `oversized_bytes`), [[fault:stall]] (headers and the first bytes, then nothing for `hang_s`), [[fault:once:500]] (only the first time
 this request is seen), [[fault:first:3:429]] (the first three times) - or from the config: the first requests to
 arrive (`fail_first_n`) or a rate per attempt, decided by a hash so a run is repeatable (`fault_rates`).
 """
@@ -13,7 +14,7 @@ from typing import Any
 
 from gpo_ray.testing.hashing import unit_interval
 
-NAMED_FAULTS = frozenset({"hang", "malformed", "empty", "nomarkers", "quota"})
+NAMED_FAULTS = frozenset({"hang", "malformed", "empty", "nomarkers", "quota", "oversized", "stall"})
 # Faults that shape a normal reply instead of replacing it.
 REPLY_SHAPING_FAULTS = frozenset({"empty", "nomarkers"})
 _MARKER = re.compile(r"\[\[fault:([a-z0-9:]+)\]\]")

@@ -6,6 +6,11 @@ They are told apart by the request content:
   official GPO text, `meta_prompt_style: paper`, generation or editing) "The current prompt is:\\n{prompt}\\n\\n"
   before the exemplars;
   the reply appends one of `optimizer_phrases` to that prompt: "<START>{candidate}<END>".
+- a *feedback* request (`optimizer.direction: feedback`: the official feedback_gradient.py text, or the own one's
+  <wrong_examples> block) gets one of `FEEDBACK_REASONS`, chosen by a hash of the request, between <START> and <END>;
+- a *summarize* request (`optimizer.momentum.update: summarize`: the official real_time_update.py texts, or the own
+  ones' <latest_prompt> / <current_problems> blocks) gets the current prompt with one of `optimizer_phrases` added,
+  or "Still: " and the current problems;
 - every other request is a *task* request: the model looks the question up in `answer_key` (or solves
   simple arithmetic) and answers correctly with probability base_accuracy + the bonuses of the
   `skill_phrases` present in the request - decided by a hash, so the same request always gets the
@@ -25,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gpo_ray.core import paper_text
+from gpo_ray.core import paper_text, variants
 from gpo_ray.llm.protocol import CHARS_PER_TOKEN, ChatRequest, ChatResponse, Usage, approx_tokens
 from gpo_ray.testing.arithmetic import format_number, solve_arithmetic
 from gpo_ray.testing.config import FakeLLMConfig
@@ -39,8 +44,47 @@ PAPER_OPEN = paper_text.CURRENT.split("{prompt}")[0]
 # The exemplars' introduction after the current prompt: generation's, or editing's with retrieved prompts.
 PAPER_CLOSES = tuple(
     paper_text.CURRENT.split("{prompt}")[1] + intro
-    for intro in (paper_text.EXEMPLARS_INTRO, paper_text.EDIT_EXEMPLARS_INTRO_WITH_HISTORY)
+    for intro in (paper_text.EXEMPLARS_INTRO, paper_text.EDIT_EXEMPLARS_INTRO_WITH_HISTORY,
+                  paper_text.GRADIENT_BLOCK.split("{gradient}")[0])  # ... or the feedback (direction feedback)
 )
+
+
+FEEDBACK_REASONS = (
+    "The prompt does not ask the model to check its answer before giving it.",
+    "The prompt does not say in which form the final answer must be given.",
+    "The prompt does not ask the model to work through the question step by step.",
+    "The prompt does not warn the model about the tricky details of the question.",
+)
+
+
+def _between(text: str, open_: str, close: str) -> str | None:
+    start = text.find(open_)
+    if start < 0:
+        return None
+    start += len(open_)
+    end = text.find(close, start)
+    return text[start:end] if end >= 0 else None
+
+
+def auxiliary_request(text: str) -> tuple[str, str | None] | None:
+    """("feedback", None), ("summarize_prompts", current prompt), ("summarize_feedback", current problems), or
+    None for a candidate or task request."""
+    paper_feedback = paper_text.FEEDBACK_REQUEST.split("\n")[0]
+    paper_prompts = paper_text.SUMMARIZE_PROMPTS_REQUEST.split("\n")[0]
+    paper_problems = paper_text.SUMMARIZE_FEEDBACK_REQUEST.split("\n")[0]
+    if text.startswith(paper_feedback) or variants.WRONG_EXAMPLES_OPEN + "\n" in text:
+        return "feedback", None
+    if text.startswith(paper_prompts):
+        return "summarize_prompts", _between(text, "Below is the current prompt with its score.\nPrompt: ", "\nScore: ")
+    if variants.LATEST_PROMPT_OPEN + "\n" in text:
+        return "summarize_prompts", _between(text, variants.LATEST_PROMPT_OPEN + "\n", "\n" + variants.LATEST_PROMPT_CLOSE)
+    if text.startswith(paper_problems):
+        return "summarize_feedback", _between(text, "Below are the problems of the current prompt.\n",
+                                              "\n\nYou should integrate")
+    if variants.CURRENT_PROBLEMS_OPEN + "\n" in text:
+        return "summarize_feedback", _between(text, variants.CURRENT_PROBLEMS_OPEN + "\n",
+                                              "\n" + variants.CURRENT_PROBLEMS_CLOSE)
+    return None
 
 
 def current_prompt_of(text: str) -> str | None:
@@ -163,7 +207,7 @@ def hashed_embedding(text: str, dim: int) -> list[float]:
 
 @dataclass(frozen=True)
 class ScriptedReply:
-    role: str  # "optimizer" | "task": which scripted model answered
+    role: str  # "optimizer" | "feedback" | "summarize" | "task": which scripted model answered
     text: str
     finish_reason: str
     usage: Usage
@@ -191,8 +235,21 @@ class ScriptedLLM:
         full_text = "\n".join(m.content for m in request.messages)
         user_text = "\n".join(m.content for m in request.messages if m.role == "user")
         as_json = request.json_schema is not None
-        current = current_prompt_of(user_text)
-        if current is not None:
+        auxiliary = auxiliary_request(user_text)
+        current = current_prompt_of(user_text) if auxiliary is None else None
+        if auxiliary is not None:
+            kind, about = auxiliary
+            if kind == "feedback":
+                role = "feedback"
+                answer = FEEDBACK_REASONS[stable_hash("feedback", user_text) % len(FEEDBACK_REASONS)]
+            elif kind == "summarize_prompts":
+                role = "summarize"
+                answer = propose_candidate(about or "", seed=request.seed, phrases=self.config.optimizer_phrases)
+            else:
+                role = "summarize"
+                answer = f"Still: {about or ''}"
+            text = f"<START>{answer}<END>" if markers else answer
+        elif current is not None:
             role = "optimizer"
             candidate = propose_candidate(current, seed=request.seed, phrases=self.config.optimizer_phrases)
             if as_json:

@@ -8,6 +8,7 @@ GET /timeline). It serves loopback only; `gpo-ray fake-llm` runs it on its own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import os
 import time
@@ -222,7 +223,7 @@ class FakeLLMServer:
                              fingerprint=fingerprint, times_seen=times_seen, arrival=arrival)
         if fault is not None:
             stats.faults[fault] += 1
-            response = await self._fault_response(fault)
+            response = await self._fault_response(fault, request)
             if response is not None:
                 return response
         nomarkers = fault == "nomarkers" or "nomarkers" in markers
@@ -286,7 +287,33 @@ class FakeLLMServer:
         self._stats.status[str(status)] += 1
         return web.json_response(payload, status=status, headers=headers)
 
-    async def _fault_response(self, fault: str) -> web.StreamResponse | None:
+    async def _endless_reply(self, request: web.Request, *, oversized: bool) -> web.StreamResponse:
+        """A 200 chat completion, chunked with no length given, whose content never ends in time: `oversized` sends
+        `oversized_bytes` of it as fast as the client takes them, else (a stall) the first bytes, then nothing."""
+        assert self._stopping is not None
+        reply = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        await reply.prepare(request)
+        head = b'{"id": "chatcmpl-endless", "object": "chat.completion", "choices": [{"index": 0, "message": ' \
+               b'{"role": "assistant", "content": "'
+        try:
+            await reply.write(head)
+            if not oversized:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), timeout=self.config.hang_s)
+                return reply
+            chunk = b"x" * 65_536
+            sent = len(head)
+            while sent < self.config.oversized_bytes and not self._stopping.is_set():
+                await reply.write(chunk)
+                sent += len(chunk)
+                self._stats.oversized_bytes_sent += len(chunk)
+            await reply.write(b'"}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 1, "completion_tokens": 1}}')
+            await reply.write_eof()
+        except (ConnectionResetError, ConnectionError, RuntimeError):
+            pass  # the client stopped reading and went away, as it should
+        return reply
+
+    async def _fault_response(self, fault: str, request: web.Request) -> web.StreamResponse | None:
         """The response for a fault, or None when the fault shapes a normal reply (empty, nomarkers)."""
         if fault == "hang":
             assert self._stopping is not None
@@ -299,6 +326,9 @@ class FakeLLMServer:
         if fault == "malformed":
             self._stats.status["200"] += 1
             return web.Response(status=200, text="{this is not json", content_type="application/json")
+        if fault in ("oversized", "stall"):
+            self._stats.status["200"] += 1
+            return await self._endless_reply(request, oversized=fault == "oversized")
         if fault in REPLY_SHAPING_FAULTS:
             return None
         status, body, headers = error_response(fault, retry_after_s=self.config.retry_after_s)

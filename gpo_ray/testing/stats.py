@@ -33,6 +33,7 @@ class ServerStats:
         self.seen: Counter[str] = Counter()  # arrivals per request fingerprint
         self.answered: Counter[str] = Counter()  # successful replies per fingerprint
         self.embedding_requests = 0
+        self.oversized_bytes_sent = 0  # of [[fault:oversized]] bodies: what the client read (or the kernel took)
         self.timeline: list[tuple[float, float, str]] = []  # (service start, end, role), monotonic seconds
         self.requests_log: list[dict] = []  # record_requests: role, text (last message), temperature, max_tokens
 
@@ -54,4 +55,5 @@ class ServerStats:
             # ... and successful answers given again to a request answered before: should be 0 with a cache.
             "duplicates": sum(n - 1 for n in self.answered.values()),
             "embedding_requests": self.embedding_requests,
+            "oversized_bytes_sent": self.oversized_bytes_sent,
         }

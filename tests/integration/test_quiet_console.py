@@ -9,19 +9,21 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+import pytest
 
 from gpo_ray.testing import FakeLLMConfig, ThreadedFake
 
 
-def _gpo_ray(*args: str) -> subprocess.CompletedProcess[str]:
-    """The installed command, with a new local Ray cluster (not the test session's) as a user gets it."""
+def _gpo_ray(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """The installed command, with a new local Ray cluster (not the test session's) as a user gets it
+    (`env`: variables to set on top)."""
     script = Path(sys.executable).with_name("gpo-ray")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "gpo_ray"]
     # ray.init in this process may have set these; a user's shell has neither, and then Ray prints its notice.
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
-    return subprocess.run([*command, *args], capture_output=True, text=True, env=env, timeout=300)
+    clean = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
+    return subprocess.run([*command, *args], capture_output=True, text=True, env=clean | (env or {}), timeout=timeout)
 
 
 def _events(run_dir: Path) -> list[dict]:
@@ -85,16 +87,30 @@ def test_a_failed_run_prints_its_one_error_line_and_nothing_of_rays(tmp_path):
     assert stopped["not_answering"] == 0 and stopped["still_running"] == 0
 
 
-def test_joining_a_cluster_where_nothing_listens_is_one_line_at_once(tmp_path):
-    """Ray's own client would retry such an address for minutes, printing its C++ warnings on stderr."""
+def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed again when the block ends: nothing listens there
+        return s.getsockname()[1]  # closed again when the block ends: nothing listens there
+
+
+@pytest.mark.parametrize("how", ["host:port", "ray://", "unresolvable host", "RAY_ADDRESS"])
+def test_a_wrong_cluster_address_is_one_line_at_once_with_exit_2(tmp_path, how):
+    """Ray's own client would retry such an address for minutes (ray://: half a minute), printing its C++ warnings
+    on stderr. A mistyped address is bad input: exit 2, one line naming the address, where it came from and what
+    was tried; nothing written."""
+    port = _closed_port()
+    address = {"host:port": f"127.0.0.1:{port}", "ray://": f"ray://127.0.0.1:{port}",
+               "unresolvable host": "no-such-head.invalid:6379", "RAY_ADDRESS": f"127.0.0.1:{port}"}[how]
     cfg = _write_config(tmp_path / "run.yaml", "http://127.0.0.1:9/v1", tmp_path / "run")
-    started = time.monotonic()
-    proc = _gpo_ray("optimize", str(cfg), "--address", f"127.0.0.1:{port}")
-    assert time.monotonic() - started < 60
-    assert proc.returncode == 1
+    if how == "RAY_ADDRESS":
+        proc = _gpo_ray("optimize", str(cfg), env={"RAY_ADDRESS": address}, timeout=60)
+    else:
+        proc = _gpo_ray("optimize", str(cfg), "--address", address, timeout=60)
+    assert proc.returncode == 2, proc.stderr[-3000:]
     assert proc.stdout == ""
     (line,) = proc.stderr.splitlines()
-    assert line.startswith(f"gpo-ray: error: cannot join the Ray cluster at 127.0.0.1:{port}: nothing answers there")
+    assert line.startswith(f"gpo-ray: error: cannot join the Ray cluster at {address} (from "), line
+    assert ("RAY_ADDRESS" in line) == (how == "RAY_ADDRESS"), line
+    tried = "does not resolve" if how == "unresolvable host" else f"TCP connect to 127.0.0.1:{port}: Connection refused"
+    assert tried in line, line
+    assert not (tmp_path / "run").exists(), "nothing is written for a run that cannot start"

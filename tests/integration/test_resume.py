@@ -35,15 +35,22 @@ def _lines(path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
-def test_resume_after_sigkill_matches_an_undisturbed_run(tmp_path):
-    base = make_config(tmp_path / "cfg", "http://placeholder/v1")
+# The default, and a design-space variant whose steps carry feedback and a summary from one step to the next.
+VARIANTS = {"default": {}, "feedback_summarized": {"direction": "feedback",
+                                                   "momentum": {"content": "feedback", "update": "summarize"}}}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_resume_after_sigkill_matches_an_undisturbed_run(tmp_path, variant):
+    optimizer = VARIANTS[variant]
+    base = make_config(tmp_path / "cfg", "http://placeholder/v1", **optimizer)
     fake_cfg = fake_config(base).model_copy(update={"latency_s": 0.05})
 
     with ThreadedFake(fake_cfg) as fake:
-        undisturbed = optimize(make_config(tmp_path / "a", fake.base_url))
+        undisturbed = optimize(make_config(tmp_path / "a", fake.base_url, **optimizer))
 
     with ThreadedFake(fake_cfg) as fake:
-        config = make_config(tmp_path / "b", fake.base_url)
+        config = make_config(tmp_path / "b", fake.base_url, **optimizer)
         cfg_file = tmp_path / "run.yaml"
         cfg_file.write_text(json.dumps(config.public_dict()))
         checkpoint = config.run_dir / "checkpoints" / task_file_name("example/arithmetic")

@@ -70,6 +70,8 @@ def test_extract_candidate(reply: str, structured: bool, expected: tuple[str, st
         ("<START>   <END>", False, "rejected:empty"),
         ("<START>!!! 123 ???<END>", False, "rejected:no_letters"),
         ("<START>" + "word " * 301 + "<END>", False, "rejected:too_long"),
+        ("<START>Think " + "a" * 20_000 + "<END>", False, "rejected:too_long"),  # two words, 20,000 characters
+        ('{"prompt": "Think ' + "b" * 5_000 + '"}', True, "rejected:too_long"),
         ("<START>Q: {input} <PROMPT><END>", False, "rejected:scaffolding"),
         ("<START><current_prompt>Think.</current_prompt><END>", False, "rejected:scaffolding"),
         ('{"prompt": "Think <END> now"}', True, "rejected:scaffolding"),

@@ -20,6 +20,7 @@ README = PACKAGE.parent / "README.md"
 FLOORS: tuple[tuple[str, ...], ...] = (
     ("errors", "vocabulary", "logs"),  # the ground: what every floor may say
     ("config",),
+    ("grid",),  # a sweep's grid: variants of a run config, validated at the edge
     ("llm",),  # the layered client, the embedder, local and fake endpoints
     ("tasks",),  # datasets, metrics, where the prompt goes
     ("core",),  # pure GPO
@@ -28,6 +29,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("actors", "report"),  # Ray shells over the core; reading a run back
     ("controller",),
     ("api",),
+    ("sweep",),  # many runs of a grid as one job over shared actors
     ("testing",),  # the scripted fake LLM and its hosts (tests, benchmarks, `gpo-ray fake-llm`)
     ("cli",),
     ("__init__", "__main__"),  # the package's lazy facade and `python -m gpo_ray`

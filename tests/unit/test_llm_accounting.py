@@ -39,6 +39,7 @@ def test_counters_merge_and_snapshot():
         "cache_hits": 1,
         "retries": 1,
         "errors": {"rate_limited": 5, "timeout": 2},
+        "hedges": {},
     }
     assert UsageCounters.from_snapshot(a.snapshot()) == a
 

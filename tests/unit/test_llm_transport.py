@@ -6,7 +6,14 @@ import pickle
 
 import pytest
 
-from gpo_ray.llm.errors import FatalLLMError, MalformedResponse, RateLimited, RetryableLLMError
+from gpo_ray.llm.errors import (
+    FatalLLMError,
+    MalformedResponse,
+    OversizedResponse,
+    RateLimited,
+    RetryableLLMError,
+    StalledResponse,
+)
 from gpo_ray.llm.protocol import ChatMessage, ChatRequest, user_message
 from gpo_ray.llm.transport import HTTPTransport, MissingAPIKey, OpenAITransport, retry_after_s
 from gpo_ray.testing import running_fake_llm
@@ -113,6 +120,54 @@ async def test_a_hung_request_times_out_as_retryable(Transport):
             await transport.aclose()
     assert info.value.kind == "timeout"
     assert server.stats()["faults"] == {"hang": 1}
+
+
+async def test_a_reply_larger_than_max_tokens_allows_is_refused_as_oversized(Transport):
+    async with running_fake_llm(oversized_bytes=20_000_000) as server:
+        transport = Transport(base_url=server.base_url, model="m")
+        try:
+            with pytest.raises(OversizedResponse) as info:
+                await transport.complete(ask("say a lot [[fault:oversized]]", max_tokens=64))
+            normal = await transport.complete(ask("say a little", max_tokens=64))
+        finally:
+            await transport.aclose()
+    assert info.value.kind == "oversized" and info.value.retryable
+    assert "max_tokens 64" in str(info.value)
+    assert normal.text, "a reply of the size asked for is read as always"
+    if Transport is HTTPTransport:  # it stops reading at the limit; the SDK reads a body whole, then refuses it
+        assert server.stats()["oversized_bytes_sent"] < 20_000_000 // 2
+
+
+async def test_the_cap_bounds_a_reply_without_max_tokens(Transport):
+    async with running_fake_llm(oversized_bytes=3_000_000) as server:
+        transport = Transport(base_url=server.base_url, model="m", max_reply_bytes=1_000_000)
+        try:
+            with pytest.raises(OversizedResponse, match="no max_tokens"):
+                await transport.complete(ask("say a lot [[fault:oversized]]"))
+        finally:
+            await transport.aclose()
+
+
+async def test_a_body_that_stops_arriving_is_cut_by_the_read_timeout_as_stalled():
+    """HTTPTransport only: the SDK's read timeout would also cut a slow generation before its headers."""
+    async with running_fake_llm() as server:
+        transport = HTTPTransport(base_url=server.base_url, model="m", timeout_s=60, read_timeout_s=0.3)
+        try:
+            with pytest.raises(StalledResponse) as info:
+                await transport.complete(ask("start then stop [[fault:stall]]"))
+        finally:
+            await transport.aclose()
+    assert info.value.kind == "stalled" and info.value.retryable
+
+
+async def test_the_read_timeout_does_not_cut_a_slow_generation_before_its_headers():
+    async with running_fake_llm(latency_s=0.6) as server:  # no byte at all until the whole reply is ready
+        transport = HTTPTransport(base_url=server.base_url, model="m", timeout_s=60, read_timeout_s=0.2)
+        try:
+            response = await transport.complete(ask("think slowly"))
+        finally:
+            await transport.aclose()
+    assert response.text
 
 
 async def test_a_refused_connection_is_retryable(Transport):

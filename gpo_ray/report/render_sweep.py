@@ -1,0 +1,90 @@
+"""A sweep's report (`gpo-ray report SWEEP_DIR`): the ablation table first, then the plot of test score against
+calls spent per variant, then the sub-runs. Markdown or one self-contained HTML page, escaped like a run's."""
+
+from __future__ import annotations
+
+import base64
+import io
+from html import escape
+
+from gpo_ray.report.render_html import CSP, STYLE
+from gpo_ray.report.render_html import _table as html_table
+from gpo_ray.report.render_md import _table as md_table
+from gpo_ray.report.render_md import md_escape
+from gpo_ray.report.sweep_view import (
+    SUB_RUN_COLUMNS,
+    SweepView,
+    VariantPoint,
+    ablation_table,
+    sub_run_rows,
+    sweep_facts,
+)
+
+
+def score_vs_calls_png(points: list[VariantPoint], *, dpi: int = 100) -> bytes:
+    """One point per variant: mean best test score (error bar: spread over seeds) against LLM calls per run."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4.2), dpi=dpi)
+    fig.subplots_adjust(left=0.11, right=0.97, bottom=0.13, top=0.9)
+    ax = fig.subplots()
+    shown = [p for p in points if p.score is not None]
+    for i, p in enumerate(shown):
+        color = f"C{i % 10}"
+        ax.errorbar([p.calls], [p.score], yerr=[p.spread or 0.0], fmt="o", color=color, capsize=4, markersize=7,
+                    label=p.variant)
+    if not shown:
+        ax.text(0.5, 0.5, "no test scores yet", ha="center", va="center", transform=ax.transAxes, color="gray")
+    ax.set_title("best prompt's test score against LLM calls per run")
+    ax.set_xlabel("LLM calls per run (both roles)")
+    ax.set_ylabel("test score (mean over tasks and seeds)")
+    ax.grid(alpha=0.3)
+    if shown:  # calls from zero: how far apart the variants' costs are reads true
+        ax.set_xlim(0, max(p.calls for p in shown) * 1.1 or 1)
+        ax.legend(loc="best", fontsize=8)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def render_sweep_markdown(view: SweepView) -> str:
+    ablation = ablation_table(view)
+    parts = [f"# gpo-ray sweep report: {md_escape(view.path.name)}", ""]
+    parts += [f"- **{md_escape(k)}**: {md_escape(v)}" for k, v in sweep_facts(view)]
+    parts += ["", "## Ablation", "", md_table(ablation.columns, [list(map(md_escape, r)) for r in ablation.rows]),
+              "", md_escape(ablation.note) + ".", "", "## Test score against calls", "",
+              md_table(["variant", "calls / run", "test score", "spread over seeds"],
+                       [[md_escape(p.variant), f"{p.calls:,.0f}", "–" if p.score is None else f"{p.score:.3f}",
+                         "–" if p.spread is None else f"{p.spread:.3f}"] for p in ablation.points]),
+              "", "## Sub-runs", "", md_table(SUB_RUN_COLUMNS, [list(map(md_escape, r)) for r in sub_run_rows(view)])]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def render_sweep_html(view: SweepView) -> str:
+    ablation = ablation_table(view)
+    title = f"gpo-ray sweep report: {view.path.name}"
+    plot = base64.b64encode(score_vs_calls_png(ablation.points)).decode("ascii")
+    alt = "each variant's mean best test score, with its spread over seeds, against its LLM calls per run"
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>",
+        f"<h1>{escape(title)}</h1>",
+        '<section id="sweep"><dl class="facts">',
+        *(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in sweep_facts(view)),
+        "</dl></section>",
+        '<section id="ablation"><h2>Ablation</h2>',
+        html_table(ablation.columns, ablation.rows),
+        f'<p class="status">{escape(ablation.note)}.</p>',
+        "</section>",
+        '<section id="score-vs-calls"><h2>Test score against calls</h2>',
+        f'<img class="task-plot" style="max-width: 760px" alt="{escape(alt)}" src="data:image/png;base64,{plot}">',
+        "</section>",
+        '<section id="sub-runs"><h2>Sub-runs</h2>',
+        html_table(SUB_RUN_COLUMNS, sub_run_rows(view)),
+        "</section>",
+        "</body></html>",
+    ]
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,267 @@
+"""`gpo-ray sweep GRID`: every (variant, seed) of a grid as one job on one Ray cluster.
+
+One set of actors serves every sub-run: one refiner pool and one evaluator pool, fair across (sub-run, task) and
+routing identical work to the same actor; one response cache (SWEEP_DIR/cache), so a request two variants send is
+answered once; one trajectory memory actor, each sub-run's tasks under its own prefix (a memory actor holds Chroma
+and the MiniLM embedder, about 390 MB: one per sub-run would not fit a small machine, and the shared one embeds a
+prompt that several variants reach once). One Controller per sub-run, all in one event loop, each writing a normal
+run directory (SWEEP_DIR/runs/<variant>--seed<k>/) that `report`, `export` and `resume` read on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from gpo_ray.api import (
+    Results,
+    RunActors,
+    _sized_for_run,
+    check_cluster,
+    endpoints_for,
+    kill_actors,
+    llm_error_in,
+    ray_session,
+    setup_logs,
+    start_actors,
+)
+from gpo_ray.config import RunConfig
+from gpo_ray.core.evaluation import task_model_params
+from gpo_ray.core.plan import TaskPlan, has_second_turn, plan_task
+from gpo_ray.errors import RunFailed, RunInterrupted
+from gpo_ray.grid import Grid, SubRun
+from gpo_ray.observability.metrics import metrics_for, run_metrics_context
+from gpo_ray.observability.tracking import check_tracking, open_tracker
+from gpo_ray.runtime.run_dir import default_run_dir
+from gpo_ray.runtime.sweep_dir import SweepDirectory
+from gpo_ray.tasks.registry import resolve_tasks
+from gpo_ray.tasks.types import Task
+from gpo_ray.vocabulary import Role, RunStatus
+
+
+@dataclass(frozen=True)
+class SweepResults:
+    sweep_dir: Path
+    status: RunStatus
+    runs: dict[str, Results]  # sub-run name ("<variant>--seed<k>") -> its results
+    variants: dict[str, str]  # sub-run name -> variant
+
+    @property
+    def usage(self) -> dict[str, dict[str, Any]]:
+        """What the whole sweep asked of each role: every request was sent for exactly one sub-run."""
+        from gpo_ray.controller.controller import sum_usage
+
+        return {role: sum_usage([r.usage.get(role, {}) for r in self.runs.values()]) for role in Role}
+
+
+class _SubRunProgress:
+    """A sub-run's progress lines, named `<sub-run>/<task>` on the sweep's one display."""
+
+    def __init__(self, inner: Any, prefix: str) -> None:
+        self.inner = inner
+        self.prefix = prefix
+
+    def task_started(self, task: str, *, total_steps: int, done_steps: int) -> None:
+        self.inner.task_started(f"{self.prefix}/{task}", total_steps=total_steps, done_steps=done_steps)
+
+    def step_done(self, task: str, **kwargs: Any) -> None:
+        self.inner.step_done(f"{self.prefix}/{task}", **kwargs)
+
+    def close(self) -> None:
+        pass  # the sweep closes the display
+
+
+def sweep(grid: Grid, *, sweep_dir: Path | None = None, output: str = "quiet", embedder_factory: Any = None,
+          on_actors_started: Callable[[RunActors], None] | None = None) -> SweepResults:
+    """Run every (variant, seed) of `grid` on its tasks as one job; the Python twin of `gpo-ray sweep`."""
+    path = Path(sweep_dir or grid.base.get("run_dir") or default_run_dir())
+    runs = grid.sub_runs(path)
+    first = runs[0].config
+    # Validate the data and the tracking wanted before anything is written or started.
+    resolve_tasks(first.tasks, data_dir=first.data_dir, sources=first.task_sources)
+    check_tracking(first)
+    check_cluster(first.cluster.address)
+    directory = SweepDirectory(path)
+    directory.create(grid, runs)
+    setup_logs(first, directory.logs_dir, output)
+    structlog.get_logger().info("sweep_created", sweep_dir=str(path), runs=[r.name for r in runs])
+    return _execute(directory, runs, output=output, embedder_factory=embedder_factory,
+                    on_actors_started=on_actors_started)
+
+
+def resume_sweep(path: Path, *, address: str | None = None, output: str = "quiet", embedder_factory: Any = None,
+                 on_actors_started: Callable[[RunActors], None] | None = None) -> SweepResults:
+    """Continue every sub-run of a sweep from its last completed step."""
+    directory = SweepDirectory(path)
+    runs = directory.load_sub_runs()
+    # Refuse damaged or foreign checkpoints (and missing data) before anything is started or written.
+    for run in runs:
+        c = run.config
+        for task in resolve_tasks(c.tasks, data_dir=c.data_dir, sources=c.task_sources):
+            directory.run_dir(run.name).completed_steps(task.name, fingerprint=c.fingerprint())
+    check_tracking(runs[0].config)
+    if address is not None:
+        runs = [SubRun(name=r.name, variant=r.variant, seed=r.seed, config=r.config.model_copy(update={
+            "cluster": r.config.cluster.model_copy(update={"address": address})})) for r in runs]
+    check_cluster(runs[0].config.cluster.address)
+    setup_logs(runs[0].config, directory.logs_dir, output)
+    structlog.get_logger().info("sweep_resumed", sweep_dir=str(path))
+    return _execute(directory, runs, output=output, embedder_factory=embedder_factory,
+                    on_actors_started=on_actors_started)
+
+
+def _execute(directory: SweepDirectory, runs: list[SubRun], *, output: str, embedder_factory: Any,
+             on_actors_started: Callable[[RunActors], None] | None) -> SweepResults:
+    try:
+        return _run_sweep(directory, runs, output=output, embedder_factory=embedder_factory,
+                          on_actors_started=on_actors_started)
+    except RunInterrupted:
+        raise
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM made one by the CLI; everything is stopped and saved
+        structlog.get_logger().warning("sweep_interrupted")
+        raise RunInterrupted(f"completed steps are saved, `gpo-ray resume {directory.path}` continues",
+                             run_dir=directory.path) from None
+
+
+def _run_sweep(directory: SweepDirectory, runs: list[SubRun], *, output: str, embedder_factory: Any,
+               on_actors_started: Callable[[RunActors], None] | None) -> SweepResults:
+    from gpo_ray.controller.controller import Controller, SharedPools, evaluator_pool
+    from gpo_ray.controller.pools import EvaluatorPoolView, RefinerPool, RefinerPoolView
+    from gpo_ray.controller.progress import make_progress
+    from gpo_ray.llm.local_server import LocalServerDied
+
+    first = runs[0].config  # the settings every sub-run shares (grid.check_shared)
+    tasks = resolve_tasks(first.tasks, data_dir=first.data_dir, sources=first.task_sources)
+    structlog.contextvars.bind_contextvars(run=directory.path.name)
+    log = structlog.get_logger()
+    resume_hint = f"completed steps are saved, `gpo-ray resume {directory.path}` continues"
+    with (endpoints_for(first, log_dir=directory.logs_dir) as (opt, task_ep, structured, server),
+          ray_session(first.cluster.address, output=output) as own_cluster):
+        first = _sized_for_run(first, tasks=len(tasks) * len(runs), own_cluster=own_cluster)
+        actors = start_actors(first, home=directory.path, cache_dir=directory.cache_dir, opt=opt, task=task_ep,
+                              embedder_factory=embedder_factory)
+        memory, refiners, evaluators = actors.memory, actors.refiners, actors.evaluators
+        if on_actors_started is not None:
+            on_actors_started(actors)
+        progress = make_progress(output)
+
+        async def run_all() -> tuple[list[Controller], list[Any]]:
+            metrics = metrics_for(run_metrics_context(first, directory.path))
+            refiner_pool = RefinerPool(refiners, metrics=metrics, route_by_content=True)
+            scorer_pool = evaluator_pool(evaluators, first, metrics=metrics, route_by_content=True)
+            controllers = []
+            for run in runs:
+                run_dir = directory.run_dir(run.name)
+                shared = SharedPools(
+                    account=run.name, memory_namespace=f"{run.name}/",
+                    refiners=RefinerPoolView(refiner_pool, account=run.name),
+                    evaluators=EvaluatorPoolView(scorer_pool, params=task_model_params(run.config),
+                                                 account=run.name))
+                tracker = open_tracker(run.config, run_dir.path,
+                                       metrics=metrics_for(run_metrics_context(run.config, run_dir.path)))
+                controllers.append(Controller(run.config, tasks, run_dir, memory=memory, refiners=refiners,
+                                              evaluators=evaluators, progress=_SubRunProgress(progress, run.name),
+                                              structured=structured, tracker=tracker, shared=shared))
+            try:
+                # Every sub-run ends on its own: one that fails stops, the others finish their work.
+                outcomes = await asyncio.gather(*(c.run() for c in controllers), return_exceptions=True)
+            finally:
+                await scorer_pool.close()
+            return controllers, outcomes
+
+        try:
+            log.info("sweep_started", runs=[r.name for r in runs], tasks=[t.name for t in tasks],
+                     optimizer=opt.base_url, task_model=task_ep.base_url)
+            controllers, outcomes = asyncio.run(server.run_while_serving(run_all()) if server else run_all())
+            failures = [o for o in outcomes if isinstance(o, BaseException)]
+            if failures:
+                raise failures[0]
+        except LocalServerDied as e:
+            log.error("sweep_failed", error=str(e), kind="local_server_died")
+            raise LocalServerDied(f"{e}; {resume_hint}") from None
+        except Exception as e:
+            cause = llm_error_in(e)
+            if cause is None:
+                raise
+            log.error("sweep_failed", error=str(cause), kind=cause.kind)
+            raise RunFailed(f"{cause}; {resume_hint}") from None
+        finally:
+            progress.close()
+            kill_actors(actors.all)
+    results: dict[str, Results] = {}
+    for run, controller, outcome in zip(runs, controllers, outcomes, strict=True):
+        status = RunStatus.of_tasks(r.status for r in outcome.values())
+        results[run.name] = Results(run_dir=controller.run_dir.path, status=status, tasks=outcome,
+                                    usage=controller.usage)
+    status = RunStatus.of_tasks(r.status for r in results.values())
+    log.info("sweep_finished", status=status)
+    return SweepResults(sweep_dir=directory.path, status=status, runs=results,
+                        variants={r.name: r.variant for r in runs})
+
+
+# plan ----------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class VariantPlan:
+    variant: str
+    seeds: int
+    tasks: list[TaskPlan]  # one seed's plan per task (every seed costs the same)
+
+    def total(self, key: str) -> int:
+        return self.seeds * sum(getattr(p, key) for p in self.tasks)
+
+
+@dataclass(frozen=True)
+class GridPlan:
+    variants: list[VariantPlan]
+    shared_task_model_calls: int  # asked by more than one sub-run, answered once (the initial prompt's scores)
+
+    def total(self, key: str) -> int:
+        return sum(v.total(key) for v in self.variants)
+
+    def to_dict(self) -> dict[str, Any]:
+        keys = ("optimizer_calls", "task_model_calls", "second_turn_calls", "optimizer_tokens", "task_model_tokens")
+        return {
+            "variants": {v.variant: {"seeds": v.seeds, **{k: v.total(k) for k in keys},
+                                     "tasks": {p.task: p.to_dict() for p in v.tasks}} for v in self.variants},
+            "total": {k: self.total(k) for k in keys},
+            "shared_task_model_calls": self.shared_task_model_calls,
+        }
+
+
+def plan_grid(grid: Grid) -> GridPlan:
+    """Calls and tokens of every variant over its seeds (core/plan.py per task), and how many of the task-model
+    calls several sub-runs ask identically: the initial prompt's eval and test scores."""
+    runs = grid.sub_runs(Path("runs") / "plan")
+    first = runs[0].config
+    tasks = resolve_tasks(first.tasks, data_dir=first.data_dir, sources=first.task_sources)
+    plans: dict[str, VariantPlan] = {}
+    seen: set[tuple] = set()
+    shared = 0
+    for run in runs:
+        c = run.config
+        if run.variant not in plans:
+            plans[run.variant] = VariantPlan(run.variant, len(grid.seeds), [_plan(t, c) for t in tasks])
+        for task in tasks:
+            key, calls = _initial_scoring(task, c)
+            shared += calls if key in seen else 0
+            seen.add(key)
+    return GridPlan(variants=list(plans.values()), shared_task_model_calls=shared)
+
+
+def _plan(task: Task, config: RunConfig) -> TaskPlan:
+    return plan_task(task, config.optimizer, optimizer_max_tokens=config.optimizer_model.max_tokens or 256,
+                     task_max_tokens=config.task_model.max_tokens or 256)
+
+
+def _initial_scoring(task: Task, config: RunConfig) -> tuple[tuple, int]:
+    """What makes the initial prompt's scoring requests, and how many task-model calls they are."""
+    s = config.optimizer
+    n_eval = min(len(task.eval), s.eval_limit or len(task.eval))
+    n_test = min(len(task.test), s.test_limit or len(task.test)) if s.evaluate_test else 0
+    turns = 2 if has_second_turn(task, s) else 1
+    return (task.name, task_model_params(config), s.initial_prompt, n_eval, n_test), (n_eval + n_test) * turns
