@@ -131,7 +131,9 @@ def ray_session(address: str | None, *, output: str = "quiet") -> Iterator[bool]
 
 
 # What Ray says on every start of a local cluster: into the run's log only. (Token auth is Ray's safe default.)
-RAY_ROUTINE_NOTICES = ("Token authentication is enabled for this Ray cluster",)
+RAY_ROUTINE_NOTICES = ("Token authentication is enabled for this Ray cluster",
+                       # ray.init on the warm start's thread: the main thread puts back gpo-ray's own handler
+                       "SIGTERM handler is not set because current thread is not the main thread")
 
 
 def ray_target(address: str | None) -> tuple[str, str]:
@@ -281,6 +283,9 @@ def _execute(config: RunConfig, run_dir: RunDirectory, *, output: str, embedder_
     structlog.contextvars.bind_contextvars(run=run_dir.path.name)  # every driver event of this run carries it
     log = structlog.get_logger()
     resume_hint = f"completed steps are saved, `gpo-ray resume {run_dir.path}` continues"
+    if warm_start_applies(config):
+        return _execute_warm(config, run_dir, tasks, output=output, embedder_factory=embedder_factory,
+                             on_actors_started=on_actors_started, resume_hint=resume_hint)
     try:
         with (endpoints_for(config, log_dir=run_dir.logs_dir) as (opt, task_ep, structured, server),
               ray_session(config.cluster.address, output=output) as own_cluster):
@@ -309,6 +314,108 @@ def _execute(config: RunConfig, run_dir: RunDirectory, *, output: str, embedder_
             finally:
                 progress.close()
                 kill_actors([memory, *refiners, *evaluators])
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM made one by the CLI; everything above is stopped and saved
+        log.warning("run_interrupted")
+        raise RunInterrupted(resume_hint, run_dir=run_dir.path) from None
+    status = RunStatus.of_tasks(r.status for r in results.values())
+    log.info("run_finished", status=status)
+    return Results(run_dir=run_dir.path, status=status, tasks=results, usage=controller.usage)
+
+
+def warm_start_applies(config: RunConfig) -> bool:
+    """Whether the run's first calls begin in the driver while Ray and the actors start (controller/warm_start.py):
+    on a local cluster this run starts, or one this process already has, when the task model's endpoints name no
+    node resource. A run joining a cluster by address keeps every call on the cluster (the driver may be a
+    machine that cannot reach the endpoints), and so does `cluster.warm_start: false`."""
+    import ray
+
+    if not config.cluster.warm_start or any(s.resource for s in config.task_model.all_endpoints()):
+        return False
+    return ray.is_initialized() or ray_target(config.cluster.address)[0] == "local"
+
+
+def _execute_warm(config: RunConfig, run_dir: RunDirectory, tasks: list[Any], *, output: str, embedder_factory: Any,
+                  on_actors_started: Callable[[RunActors], None] | None, resume_hint: str) -> Results:
+    """`_execute` with Ray's start and the actors' creation on a thread while the controller begins in the driver."""
+    import ray
+
+    from gpo_ray.controller.controller import Controller
+    from gpo_ray.controller.progress import make_progress
+    from gpo_ray.controller.warm_start import (
+        ActorsNotStarted,
+        DeferredMetrics,
+        StartingActors,
+        deferred_handles,
+        in_process_scoring,
+        log_handover,
+    )
+    from gpo_ray.llm.local_server import LocalServerDied
+
+    log = structlog.get_logger()
+    # Sized as ray_session would say: a cluster started for this run when this process has none and none is joined.
+    config = _sized_for_run(config, tasks=len(tasks), own_cluster=not ray.is_initialized())
+    metrics_context = run_metrics_context(config, run_dir.path)
+    try:
+        with endpoints_for(config, log_dir=run_dir.logs_dir) as (opt, task_ep, structured, server), \
+                contextlib.ExitStack() as ray_stack:
+            controller_metrics = DeferredMetrics(metrics_context)
+            local = in_process_scoring(config.task_model, base_url=task_ep.urls, model=task_ep.model,
+                                       cache_dir=str(run_dir.cache_dir.resolve()) if config.cache else None,
+                                       params=task_model_params(config),
+                                       max_in_flight=config.cluster.evaluator_max_in_flight,
+                                       metrics=metrics_context, role_name="task_model")
+
+            def start(ray_up: Callable[[], None]) -> tuple[Any, list[Any], list[Any]]:
+                ray_stack.enter_context(ray_session(config.cluster.address, output=output))
+                ray_up()
+                for deferred in (controller_metrics, local.metrics):
+                    if deferred is not None:
+                        deferred.attach()
+                if starting.abandoned.is_set():  # the run stopped while Ray started: no actors for it
+                    raise ActorsNotStarted("the run stopped before its actors were started")
+                actors = start_actors(config, home=run_dir.path, cache_dir=run_dir.cache_dir, opt=opt, task=task_ep,
+                                      embedder_factory=embedder_factory)
+                if on_actors_started is not None:
+                    on_actors_started(RunActors(*actors))
+                return actors
+
+            starting = StartingActors(start)
+            starting.begin()
+            memory, refiners, evaluators = deferred_handles(starting, refiners=config.cluster.num_refiners or 1,
+                                                            evaluators=config.cluster.num_evaluators or 1, local=local)
+            tracker = open_tracker(config, run_dir.path, metrics=controller_metrics)
+            progress = make_progress(output)
+            controller = Controller(config, tasks, run_dir, memory=memory, refiners=refiners, evaluators=evaluators,
+                                    progress=progress, structured=structured, tracker=tracker,
+                                    metrics=controller_metrics)
+
+            async def run() -> dict[str, TaskResult]:
+                try:
+                    work = starting.supervise(controller.run())
+                    return await (server.run_while_serving(work) if server else work)
+                finally:
+                    await local.close()
+
+            try:
+                log.info("run_started", tasks=[t.name for t in tasks], optimizer=opt.base_url,
+                         task_model=task_ep.base_url, warm_start=True)
+                results = asyncio.run(run())
+            except LocalServerDied as e:
+                log.error("run_failed", error=str(e), kind="local_server_died")
+                raise LocalServerDied(f"{e}; {resume_hint}") from None
+            except Exception as e:
+                cause = llm_error_in(e)
+                if cause is None:
+                    raise
+                log.error("run_failed", error=str(cause), kind=cause.kind)
+                raise RunFailed(f"{cause}; {resume_hint}") from None
+            finally:
+                progress.close()
+                started = starting.finish()
+                log_handover(local, starting=starting)
+                if started is not None:
+                    actors_memory, actors_refiners, actors_evaluators = started
+                    kill_actors([actors_memory, *actors_refiners, *actors_evaluators])
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM made one by the CLI; everything above is stopped and saved
         log.warning("run_interrupted")
         raise RunInterrupted(resume_hint, run_dir=run_dir.path) from None
