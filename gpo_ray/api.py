@@ -24,7 +24,7 @@ from gpo_ray.llm.errors import LLMError
 from gpo_ray.logs import configure_logging, library_logs, secret_values
 from gpo_ray.observability.metrics import metrics_for, run_metrics_context
 from gpo_ray.observability.tracking import check_tracking, open_tracker
-from gpo_ray.runtime.local_cluster import sized_cluster, stop_unused_daemons
+from gpo_ray.runtime.local_cluster import scores_in_driver, sized_cluster, stop_unused_daemons
 from gpo_ray.runtime.processes import process_alive
 from gpo_ray.runtime.ray_address import ClusterUnreachable, check_ray_address
 from gpo_ray.runtime.run_dir import RunDirectory, default_run_dir
@@ -178,9 +178,10 @@ def _endpoint_groups(ep: Endpoint, count: int) -> list[tuple[list[str], str | No
 
 
 def start_actors(config: RunConfig, *, home: Path, cache_dir: Path, opt: Endpoint, task: Endpoint,
-                 embedder_factory: Any = None) -> tuple[Any, list[Any], list[Any]]:
+                 embedder_factory: Any = None, with_evaluators: bool = True) -> tuple[Any, list[Any], list[Any]]:
     """The memory actor (its Chroma in `home`/chroma), the refiners and the evaluators (their response cache in
-    `cache_dir` when config.cache) of a run directory, or of a sweep directory shared by its sub-runs."""
+    `cache_dir` when config.cache) of a run directory, or of a sweep directory shared by its sub-runs. No evaluators
+    without `with_evaluators` (a run that scores in its driver, runtime/local_cluster.py)."""
     import ray
 
     from gpo_ray.actors.evaluator import EvaluatorActor
@@ -202,7 +203,7 @@ def start_actors(config: RunConfig, *, home: Path, cache_dir: Path, opt: Endpoin
                                                                required=res is not None))
         .remote(config.task_model, base_url=urls, model=task.model, cache_dir=cache, params=params,
                 max_in_flight=config.cluster.evaluator_max_in_flight, metrics=metrics)
-        for urls, res in _endpoint_groups(task, config.cluster.num_evaluators)
+        for urls, res in _endpoint_groups(task, config.cluster.num_evaluators if with_evaluators else 0)
     ]
     refiners = [
         RefinerActor.options(**ACTOR_OPTIONS, **node_options(res or NodeResource.REFINER, available=available,
@@ -353,7 +354,9 @@ def _execute_warm(config: RunConfig, run_dir: RunDirectory, tasks: list[Any], *,
 
     log = structlog.get_logger()
     # Sized as ray_session would say: a cluster started for this run when this process has none and none is joined.
-    config = _sized_for_run(config, tasks=len(tasks), own_cluster=not ray.is_initialized())
+    own_cluster = not ray.is_initialized()
+    in_driver = scores_in_driver(config.cluster, tasks=len(tasks), own_cluster=own_cluster)
+    config = _sized_for_run(config, tasks=len(tasks), own_cluster=own_cluster)
     metrics_context = run_metrics_context(config, run_dir.path)
     try:
         with endpoints_for(config, log_dir=run_dir.logs_dir) as (opt, task_ep, structured, server), \
@@ -374,15 +377,17 @@ def _execute_warm(config: RunConfig, run_dir: RunDirectory, tasks: list[Any], *,
                 if starting.abandoned.is_set():  # the run stopped while Ray started: no actors for it
                     raise ActorsNotStarted("the run stopped before its actors were started")
                 actors = start_actors(config, home=run_dir.path, cache_dir=run_dir.cache_dir, opt=opt, task=task_ep,
-                                      embedder_factory=embedder_factory)
+                                      embedder_factory=embedder_factory, with_evaluators=not in_driver)
                 if on_actors_started is not None:
                     on_actors_started(RunActors(*actors))
                 return actors
 
             starting = StartingActors(start)
             starting.begin()
-            memory, refiners, evaluators = deferred_handles(starting, refiners=config.cluster.num_refiners or 1,
-                                                            evaluators=config.cluster.num_evaluators or 1, local=local)
+            memory, refiners, evaluators = deferred_handles(
+                starting, refiners=config.cluster.num_refiners or 1,
+                evaluators=1 if in_driver else config.cluster.num_evaluators or 1, local=local)
+            log.info("scoring_placed", in_driver=in_driver, evaluator_actors=0 if in_driver else len(evaluators))
             tracker = open_tracker(config, run_dir.path, metrics=controller_metrics)
             progress = make_progress(output)
             controller = Controller(config, tasks, run_dir, memory=memory, refiners=refiners, evaluators=evaluators,

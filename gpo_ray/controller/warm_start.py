@@ -130,8 +130,8 @@ class StartingActors:
             for t in (run, watch):  # a Ctrl-C cancels this task: the controller's own `finally` still runs
                 if not t.done():
                     t.cancel()
-                    with contextlib.suppress(BaseException):
-                        await t
+                with contextlib.suppress(BaseException):  # (and an error already raised is not reported again)
+                    await t
 
     def finish(self) -> Actors | None:
         """Wait for the thread (it stops before creating actors once abandoned); the handles it started, if any."""
@@ -201,6 +201,10 @@ class EvaluatorStandIn(DeferredHandle):
         self._local = local
         self._counts_local = counts_local  # one stand-in reports the in-process usage, so it is counted once
 
+    def _scores_here(self) -> bool:
+        """Until the actors are ready; for good when the run started no evaluator actors (it scores in the driver)."""
+        return not self._starting.is_ready or not self._starting.actors[2]  # type: ignore[index]
+
     def __getattr__(self, method: str) -> _DeferredMethod:
         if method == "score":
             return _DeferredMethod(self._score)
@@ -211,7 +215,7 @@ class EvaluatorStandIn(DeferredHandle):
         return super().__getattr__(method)
 
     async def _score(self, chunk: list[ScoreItem], *args: Any) -> list[float]:
-        if not self._starting.is_ready:
+        if self._scores_here():
             return await self._local.run("score", chunk, *args)
         params = args[0] if args else None
         account = args[1] if len(args) > 1 else None
@@ -221,7 +225,7 @@ class EvaluatorStandIn(DeferredHandle):
         return [value if hit else next(fresh) for hit, value in known]
 
     async def _with_predictions(self, chunk: list[ScoreItem], *args: Any) -> list[tuple[float, str]]:
-        if not self._starting.is_ready:
+        if self._scores_here():
             return await self._local.run("score_with_predictions", chunk, *args)
         return await (await self._actor()).score_with_predictions.remote(chunk, *args)
 
@@ -229,7 +233,7 @@ class EvaluatorStandIn(DeferredHandle):
         from gpo_ray.controller.controller import sum_usage
 
         parts = [self._local.usage(account)] if self._counts_local else []
-        if self._starting.is_ready:
+        if not self._scores_here():
             parts.append(await (await self._actor()).usage.remote(*(() if account is None else (account,))))
         return sum_usage(parts)
 

@@ -32,6 +32,15 @@ def sized_cluster(cluster: ClusterSettings, *, tasks: int, own_cluster: bool) ->
                                       "num_evaluators": cluster.num_evaluators or count})
 
 
+def scores_in_driver(cluster: ClusterSettings, *, tasks: int, own_cluster: bool) -> bool:
+    """Whether a run scores in its driver process instead of evaluator actors: a small run (at most SMALL_RUN_TASKS
+    tasks) on a cluster started for it, whose config leaves `num_evaluators` unset. Its driver scores its first
+    calls anyway while Ray starts (controller/warm_start.py); one machine gains nothing from a second process doing
+    the same I/O-bound work, which costs about 60 MB and a worker start. The in-flight bound stays
+    `evaluator_max_in_flight`."""
+    return own_cluster and tasks <= SMALL_RUN_TASKS and cluster.num_evaluators is None
+
+
 # Node.kill_<name> for each daemon a one-run local cluster does not use.
 UNUSED_LOCAL_DAEMONS = ("dashboard", "monitor", "log_monitor")
 
