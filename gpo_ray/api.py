@@ -115,7 +115,7 @@ def ray_session(address: str | None, *, output: str = "quiet") -> Iterator[bool]
             with sigterm_handler_kept(on_abort=ray.shutdown):
                 context = ray.init(address=target, include_dashboard=False, log_to_driver=False,
                                    configure_logging=False)
-        except (ConnectionError, RuntimeError, ValueError) as e:
+        except Exception as e:  # noqa: BLE001 - Ray raises a bare Exception too ("timed out during startup")
             if target == "local":
                 raise RunFailed(f"cannot start a local Ray cluster: {error_line(e)}") from None
             raise ClusterUnreachable(f"cannot join the Ray cluster at {target}: {error_line(e)}") from None

@@ -9,6 +9,8 @@ with stand-ins for the actor handles (`deferred_handles`):
   hands each further chunk to its actor; items this process already scored are answered from here, as one
   evaluator's score cache would answer them;
 - the memory and refiner stand-ins wait for their actors (step 0's memory.add is the first such call).
+A small run on a cluster it starts has no evaluator actor at all (runtime/local_cluster.py `scores_in_driver`): its
+evaluator stand-in keeps scoring in the driver.
 Usage: the first evaluator stand-in adds the in-process client's counters to its actor's `usage()`, so usage.json
 and the budget count every call; the in-process gpo_llm_* counts are held until Ray is up (`DeferredMetrics`) and
 then exported, so the metrics still equal usage.json.
@@ -164,6 +166,8 @@ class DeferredHandle:
             raise AttributeError(method)
 
         async def call(*args: Any, **kwargs: Any) -> Any:
+            if method == "usage" and not self._starting.is_ready:
+                return {}  # an actor not started yet has made no call (and a stopping run need not wait for it)
             return await getattr(await self._actor(), method).remote(*args, **kwargs)
 
         return _DeferredMethod(call)

@@ -9,7 +9,8 @@ agent: the raylet exits without them. A cluster the run joins is never touched.
 
 A small run on such a cluster also gets one refiner and one evaluator instead of two each, when the config leaves
 their counts unset: one evaluator carries a 640 calls/s endpoint (benchmarks/README.md), and each actor is a worker
-process of about 65 MB and its start-up.
+process of about 65 MB and its start-up. When it also leaves `num_evaluators` unset, it has no evaluator actor: its
+driver scores (`scores_in_driver`), as every run's driver does while Ray starts (controller/warm_start.py).
 """
 
 from __future__ import annotations
