@@ -148,6 +148,7 @@ class Controller:
         self._last_state_write = -float("inf")
         self._pending_write: asyncio.Task[None] | None = None
         self._write_error: Exception | None = None
+        self._final_status_written = False
 
     # usage and budget ---------------------------------------------------------
     def _previous_usage(self) -> dict[str, Any]:
@@ -193,6 +194,10 @@ class Controller:
 
     async def _write_state(self, status: RunStatus = RunStatus.RUNNING) -> None:
         async with self._write_lock:
+            # A deferred write that was refreshing usage when the run finished must not say "running" again.
+            if status == RunStatus.RUNNING and self._final_status_written:
+                return
+            self._final_status_written = status != RunStatus.RUNNING
             self.run_dir.write_results(self.results_document(status))
             self.run_dir.write_usage(self.usage)
 
