@@ -359,8 +359,7 @@ def _execute_warm(config: RunConfig, run_dir: RunDirectory, tasks: list[Any], *,
     config = _sized_for_run(config, tasks=len(tasks), own_cluster=own_cluster)
     metrics_context = run_metrics_context(config, run_dir.path)
     try:
-        with endpoints_for(config, log_dir=run_dir.logs_dir) as (opt, task_ep, structured, server), \
-                contextlib.ExitStack() as ray_stack:
+        with endpoints_for(config, log_dir=run_dir.logs_dir) as (opt, task_ep, structured, server):
             controller_metrics = DeferredMetrics(metrics_context)
             local = in_process_scoring(config.task_model, base_url=task_ep.urls, model=task_ep.model,
                                        cache_dir=str(run_dir.cache_dir.resolve()) if config.cache else None,
@@ -368,7 +367,7 @@ def _execute_warm(config: RunConfig, run_dir: RunDirectory, tasks: list[Any], *,
                                        max_in_flight=config.cluster.evaluator_max_in_flight,
                                        metrics=metrics_context, role_name="task_model")
 
-            def start(ray_up: Callable[[], None]) -> tuple[Any, list[Any], list[Any]]:
+            def start(ray_up: Callable[[], None], ray_stack: contextlib.ExitStack) -> tuple[Any, list[Any], list[Any]]:
                 ray_stack.enter_context(ray_session(config.cluster.address, output=output))
                 ray_up()
                 for deferred in (controller_metrics, local.metrics):
@@ -418,9 +417,11 @@ def _execute_warm(config: RunConfig, run_dir: RunDirectory, tasks: list[Any], *,
                 progress.close()
                 started = starting.finish()
                 log_handover(local, starting=starting)
-                if started is not None:
-                    actors_memory, actors_refiners, actors_evaluators = started
-                    kill_actors([actors_memory, *actors_refiners, *actors_evaluators])
+                try:
+                    if ray.is_initialized():  # none started when the run stopped first: logged as 0 stopped
+                        kill_actors([] if started is None else [started[0], *started[1], *started[2]])
+                finally:
+                    starting.close()  # Ray's shutdown, on the thread that started it
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM made one by the CLI; everything above is stopped and saved
         log.warning("run_interrupted")
         raise RunInterrupted(resume_hint, run_dir=run_dir.path) from None

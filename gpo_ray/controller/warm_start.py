@@ -45,18 +45,25 @@ class ActorsNotStarted(RuntimeError):
 class StartingActors:
     """Ray's start and the run's actors, on a thread of their own; awaited by whatever needs an actor.
 
-    `start(ray_up)` does the work and returns the handles; it calls `ray_up()` once `ray.init` has returned, so
-    that the main thread puts back its SIGTERM handler at once (ray.init, on any thread, installs a C++ handler that
-    dumps a stack; Python lets only the main thread set handlers). `abandoned` tells `start` to stop before
-    creating actors when the run already stopped."""
+    `start(ray_up, stack)` does the work and returns the handles, entering what must be closed at the end (the Ray
+    session) into `stack`; it calls `ray_up()` once `ray.init` has returned, so that the main thread puts back its
+    SIGTERM handler at once (ray.init, on any thread, installs a C++ handler that dumps a stack; Python lets only
+    the main thread set handlers). `abandoned` tells `start` to stop before creating actors when the run already
+    stopped.
 
-    def __init__(self, start: Callable[[Callable[[], None]], Actors]) -> None:
+    The thread lives until `close()`, and closes `stack` itself: the Ray daemons it started (GCS, raylet) are
+    killed by Linux when the *thread* that started them ends (Ray sets PR_SET_PDEATHSIG, which follows the parent
+    thread, not the process)."""
+
+    def __init__(self, start: Callable[[Callable[[], None], contextlib.ExitStack], Actors]) -> None:
         self._start = start
         self._lock = threading.Lock()
         self._done = threading.Event()
+        self._release = threading.Event()
         self.abandoned = threading.Event()
         self.actors: Actors | None = None
         self.error: BaseException | None = None
+        self.close_error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready: asyncio.Event | None = None
         self._sigterm = signal.getsignal(signal.SIGTERM) if in_main_thread() else None
@@ -68,16 +75,24 @@ class StartingActors:
 
     def _run(self) -> None:
         try:
-            self.actors = self._start(self._ray_up)
-        except BaseException as e:  # noqa: BLE001 - handed to the run, which stops with it
-            self.error = e
-        finally:
-            with self._lock:
-                self._done.set()
-                loop, ready = self._loop, self._ready
-            if loop is not None and ready is not None:
-                with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
-                    loop.call_soon_threadsafe(ready.set)
+            with contextlib.ExitStack() as stack:
+                try:
+                    self.actors = self._start(self._ray_up, stack)
+                except BaseException as e:  # noqa: BLE001 - handed to the run, which stops with it
+                    self.error = e
+                finally:
+                    self._started()
+                self._release.wait()
+        except BaseException as e:  # noqa: BLE001 - Ray's shutdown failed: told by close()
+            self.close_error = e
+
+    def _started(self) -> None:
+        with self._lock:
+            self._done.set()
+            loop, ready = self._loop, self._ready
+        if loop is not None and ready is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+                loop.call_soon_threadsafe(ready.set)
 
     def _ray_up(self) -> None:
         with self._lock:
@@ -136,11 +151,20 @@ class StartingActors:
                     await t
 
     def finish(self) -> Actors | None:
-        """Wait for the thread (it stops before creating actors once abandoned); the handles it started, if any."""
+        """Wait for the start to end (it stops before creating actors once abandoned); the handles, if any."""
         self.abandoned.set()
-        self._thread.join()
+        self._done.wait()
         self.restore_sigterm_handler()
         return self.actors
+
+    def close(self) -> None:
+        """Let the thread close what the start opened (Ray's shutdown) and end; raises what that raised."""
+        self.abandoned.set()
+        self._release.set()
+        self._thread.join()
+        self.restore_sigterm_handler()
+        if self.close_error is not None:
+            raise self.close_error
 
 
 class _DeferredMethod:

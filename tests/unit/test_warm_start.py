@@ -66,7 +66,7 @@ class EvaluatorActor:
 def started_with(evaluators: list) -> tuple[StartingActors, threading.Event]:
     go = threading.Event()
 
-    def start(ray_up):
+    def start(ray_up, stack):
         go.wait(10)
         ray_up()
         return ("memory", [], evaluators)
@@ -98,6 +98,7 @@ def test_scoring_moves_from_the_driver_to_the_actor_once_it_is_ready_and_usage_c
 
     before, after, usage = asyncio.run(scenario())
     starting.finish()
+    starting.close()
     assert before == [0.25, 0.25]
     assert after == [0.25, 0.75], "an item the driver scored is not asked again"
     assert [i.key for i in actor.asked] == [item(3).key]
@@ -117,11 +118,12 @@ def test_a_run_without_evaluator_actors_keeps_scoring_in_the_driver():
 
     scores, usage = asyncio.run(scenario())
     starting.finish()
+    starting.close()
     assert scores == [0.25] and usage == {"requests": 1, "calls": 1}
 
 
 def test_a_failed_start_stops_the_run_with_the_start_s_error_even_when_a_stand_in_saw_it_first():
-    def start(ray_up):
+    def start(ray_up, stack):
         raise RunFailed("cannot start a local Ray cluster: boom")
 
     starting = StartingActors(start)
@@ -141,6 +143,7 @@ def test_a_failed_start_stops_the_run_with_the_start_s_error_even_when_a_stand_i
     with pytest.raises(RunFailed, match=r"^cannot start a local Ray cluster: boom$"):
         asyncio.run(scenario())
     assert starting.finish() is None
+    starting.close()
 
 
 def test_metrics_told_before_ray_is_up_are_passed_on_in_order_once_it_is():
