@@ -24,7 +24,7 @@ from gpo_ray.llm.errors import LLMError
 from gpo_ray.logs import configure_logging, library_logs, secret_values
 from gpo_ray.observability.metrics import metrics_for, run_metrics_context
 from gpo_ray.observability.tracking import check_tracking, open_tracker
-from gpo_ray.runtime.local_cluster import sized_cluster, stop_unused_daemons
+from gpo_ray.runtime.local_cluster import scores_in_driver, sized_cluster, stop_unused_daemons
 from gpo_ray.runtime.processes import process_alive
 from gpo_ray.runtime.ray_address import ClusterUnreachable, check_ray_address
 from gpo_ray.runtime.run_dir import RunDirectory, default_run_dir
@@ -120,7 +120,7 @@ def ray_session(address: str | None, *, output: str = "quiet") -> Iterator[bool]
             with sigterm_handler_kept(on_abort=ray.shutdown):
                 context = ray.init(address=target, include_dashboard=False, log_to_driver=False,
                                    configure_logging=False)
-        except (ConnectionError, RuntimeError, ValueError) as e:
+        except Exception as e:  # noqa: BLE001 - Ray raises a bare Exception too ("timed out during startup")
             if target == "local":
                 raise RunFailed(f"cannot start a local Ray cluster: {error_line(e)}") from None
             raise ClusterUnreachable(f"cannot join the Ray cluster at {target}: {error_line(e)}") from None
@@ -136,7 +136,9 @@ def ray_session(address: str | None, *, output: str = "quiet") -> Iterator[bool]
 
 
 # What Ray says on every start of a local cluster: into the run's log only. (Token auth is Ray's safe default.)
-RAY_ROUTINE_NOTICES = ("Token authentication is enabled for this Ray cluster",)
+RAY_ROUTINE_NOTICES = ("Token authentication is enabled for this Ray cluster",
+                       # ray.init on the warm start's thread: the main thread puts back gpo-ray's own handler
+                       "SIGTERM handler is not set because current thread is not the main thread")
 
 
 def ray_target(address: str | None) -> tuple[str, str]:
@@ -181,10 +183,11 @@ def _endpoint_groups(ep: Endpoint, count: int) -> list[tuple[list[str], str | No
 
 
 def start_actors(config: RunConfig, *, home: Path, cache_dir: Path, opt: Endpoint, task: Endpoint,
-                 embedder_factory: Any = None) -> RunActors:
+                 embedder_factory: Any = None, with_evaluators: bool = True) -> RunActors:
     """The memory actor (its Chroma in `home`/chroma), the refiners and the evaluators (their response cache in
     `cache_dir` when config.cache) of a run directory, or of a sweep directory shared by its sub-runs; and the rate
-    limiter they share when a role has requests or tokens per minute."""
+    limiter they share when a role has requests or tokens per minute. No evaluators without `with_evaluators` (a
+    run that scores in its driver, runtime/local_cluster.py)."""
     import ray
 
     from gpo_ray.actors.evaluator import EvaluatorActor
@@ -213,7 +216,7 @@ def start_actors(config: RunConfig, *, home: Path, cache_dir: Path, opt: Endpoin
                                                                required=res is not None))
         .remote(config.task_model, base_url=urls, model=task.model, cache_dir=cache, params=params,
                 max_in_flight=config.cluster.evaluator_max_in_flight, metrics=metrics, permits=permits)
-        for urls, res in _endpoint_groups(task, config.cluster.num_evaluators)
+        for urls, res in _endpoint_groups(task, config.cluster.num_evaluators if with_evaluators else 0)
     ]
     refiners = [
         RefinerActor.options(**ACTOR_OPTIONS, **node_options(res or NodeResource.REFINER, available=available,
@@ -295,6 +298,9 @@ def _execute(config: RunConfig, run_dir: RunDirectory, *, output: str, embedder_
     structlog.contextvars.bind_contextvars(run=run_dir.path.name)  # every driver event of this run carries it
     log = structlog.get_logger()
     resume_hint = f"completed steps are saved, `gpo-ray resume {run_dir.path}` continues"
+    if warm_start_applies(config):
+        return _execute_warm(config, run_dir, tasks, output=output, embedder_factory=embedder_factory,
+                             on_actors_started=on_actors_started, resume_hint=resume_hint)
     try:
         with (endpoints_for(config, log_dir=run_dir.logs_dir) as (opt, task_ep, structured, server),
               ray_session(config.cluster.address, output=output) as own_cluster):
@@ -324,6 +330,119 @@ def _execute(config: RunConfig, run_dir: RunDirectory, *, output: str, embedder_
             finally:
                 progress.close()
                 kill_actors(actors.all)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM made one by the CLI; everything above is stopped and saved
+        log.warning("run_interrupted")
+        raise RunInterrupted(resume_hint, run_dir=run_dir.path) from None
+    status = RunStatus.of_tasks(r.status for r in results.values())
+    log.info("run_finished", status=status)
+    return Results(run_dir=run_dir.path, status=status, tasks=results, usage=controller.usage)
+
+
+def warm_start_applies(config: RunConfig) -> bool:
+    """Whether the run's first calls begin in the driver while Ray and the actors start (controller/warm_start.py):
+    on a local cluster this run starts, or one this process already has, when the task model's endpoints name no
+    node resource. A run joining a cluster by address keeps every call on the cluster (the driver may be a
+    machine that cannot reach the endpoints), and so do a run with a rate limit (every call takes a permit of the
+    run-wide limiter, an actor) and `cluster.warm_start: false`."""
+    import ray
+
+    if not config.cluster.warm_start or any(s.resource for s in config.task_model.all_endpoints()):
+        return False
+    if any(r.requests_per_minute or r.tokens_per_minute for r in (config.task_model, config.optimizer_model)):
+        return False  # a run-wide rate limit is granted by the limiter actor: the driver would score outside it
+    return ray.is_initialized() or ray_target(config.cluster.address)[0] == "local"
+
+
+def _execute_warm(config: RunConfig, run_dir: RunDirectory, tasks: list[Any], *, output: str, embedder_factory: Any,
+                  on_actors_started: Callable[[RunActors], None] | None, resume_hint: str) -> Results:
+    """`_execute` with Ray's start and the actors' creation on a thread while the controller begins in the driver."""
+    import ray
+
+    from gpo_ray.controller.controller import Controller
+    from gpo_ray.controller.progress import make_progress
+    from gpo_ray.controller.warm_start import (
+        ActorsNotStarted,
+        DeferredMetrics,
+        StartingActors,
+        deferred_handles,
+        in_process_scoring,
+        log_handover,
+    )
+    from gpo_ray.llm.local_server import LocalServerDied
+
+    log = structlog.get_logger()
+    # Sized as ray_session would say: a cluster started for this run when this process has none and none is joined.
+    own_cluster = not ray.is_initialized()
+    in_driver = scores_in_driver(config.cluster, tasks=len(tasks), own_cluster=own_cluster)
+    config = _sized_for_run(config, tasks=len(tasks), own_cluster=own_cluster)
+    metrics_context = run_metrics_context(config, run_dir.path)
+    try:
+        with endpoints_for(config, log_dir=run_dir.logs_dir) as (opt, task_ep, structured, server):
+            controller_metrics = DeferredMetrics(metrics_context)
+            local = in_process_scoring(config.task_model, base_url=task_ep.urls, model=task_ep.model,
+                                       cache_dir=str(run_dir.cache_dir.resolve()) if config.cache else None,
+                                       params=task_model_params(config),
+                                       max_in_flight=config.cluster.evaluator_max_in_flight,
+                                       metrics=metrics_context, role_name="task_model")
+
+            def start(ray_up: Callable[[], None], ray_stack: contextlib.ExitStack) -> tuple[Any, list[Any], list[Any]]:
+                ray_stack.enter_context(ray_session(config.cluster.address, output=output))
+                ray_up()
+                for deferred in (controller_metrics, local.metrics):
+                    if deferred is not None:
+                        deferred.attach()
+                if starting.abandoned.is_set():  # the run stopped while Ray started: no actors for it
+                    raise ActorsNotStarted("the run stopped before its actors were started")
+                actors = start_actors(config, home=run_dir.path, cache_dir=run_dir.cache_dir, opt=opt, task=task_ep,
+                                      embedder_factory=embedder_factory, with_evaluators=not in_driver)
+                all_started.extend(actors.all)
+                if on_actors_started is not None:
+                    on_actors_started(actors)
+                return actors.memory, actors.refiners, actors.evaluators
+
+            all_started: list[Any] = []  # every actor start() made, the rate limiter included
+
+            starting = StartingActors(start)
+            starting.begin()
+            memory, refiners, evaluators = deferred_handles(
+                starting, refiners=config.cluster.num_refiners or 1,
+                evaluators=1 if in_driver else config.cluster.num_evaluators or 1, local=local)
+            log.info("scoring_placed", in_driver=in_driver, evaluator_actors=0 if in_driver else len(evaluators))
+            tracker = open_tracker(config, run_dir.path, metrics=controller_metrics)
+            progress = make_progress(output)
+            controller = Controller(config, tasks, run_dir, memory=memory, refiners=refiners, evaluators=evaluators,
+                                    progress=progress, structured=structured, tracker=tracker,
+                                    metrics=controller_metrics)
+
+            async def run() -> dict[str, TaskResult]:
+                try:
+                    work = starting.supervise(controller.run())
+                    return await (server.run_while_serving(work) if server else work)
+                finally:
+                    await local.close()
+
+            try:
+                log.info("run_started", tasks=[t.name for t in tasks], optimizer=opt.base_url,
+                         task_model=task_ep.base_url, warm_start=True)
+                results = asyncio.run(run())
+            except LocalServerDied as e:
+                log.error("run_failed", error=str(e), kind="local_server_died")
+                raise LocalServerDied(f"{e}; {resume_hint}") from None
+            except Exception as e:
+                cause = llm_error_in(e)
+                if cause is None:
+                    raise
+                log.error("run_failed", error=str(cause), kind=cause.kind)
+                raise RunFailed(f"{cause}; {resume_hint}") from None
+            finally:
+                progress.close()
+                started = starting.finish()
+                log_handover(local, starting=starting)
+                try:
+                    if ray.is_initialized():  # none started when the run stopped first: logged as 0 stopped
+                        kill_actors([] if started is None else all_started)
+                finally:
+                    starting.close()  # Ray's shutdown, on the thread that started it
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM made one by the CLI; everything above is stopped and saved
         log.warning("run_interrupted")
         raise RunInterrupted(resume_hint, run_dir=run_dir.path) from None

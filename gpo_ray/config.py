@@ -350,6 +350,9 @@ class ClusterSettings(_Frozen):
     num_refiners: int | None = Field(default=None, gt=0)
     num_evaluators: int | None = Field(default=None, gt=0)
     evaluator_max_in_flight: int = Field(default=8, gt=0)
+    # The first calls begin in the driver while Ray and the actors start (controller/warm_start.py); a run that
+    # joins a cluster by address never does this.
+    warm_start: bool = True
     chroma_host: str | None = Field(default=None, description="Chroma server host; None = embedded store")
     chroma_port: int = Field(default=8000, gt=0, lt=65536)
     chroma_token_env: str | None = None

@@ -118,6 +118,7 @@ class Controller:
         structured: bool,
         tracker: RunTracker | None = None,
         shared: SharedPools | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.config = config
         # A sweep's sub-run: the sweep's pools (views naming this sub-run's account) and its memory namespace.
@@ -139,13 +140,15 @@ class Controller:
         self.log = structlog.get_logger()
         self._write_lock = asyncio.Lock()
         self.clock = RunClock(self._previous_results().get("timing"))
-        # Made here, in the driver process, once Ray is up; a no-op when tracking.ray_metrics is off.
-        self.metrics: Metrics = metrics_for(run_metrics_context(config, run_dir.path))
+        # Made here, in the driver process, once Ray is up (or handed in: a warm start's, held until Ray is up);
+        # a no-op when tracking.ray_metrics is off.
+        self.metrics: Metrics = metrics or metrics_for(run_metrics_context(config, run_dir.path))
         self.tracker: RunTracker = tracker or NullTracker()
         self._step_started: dict[str, float] = {}
         self._last_state_write = -float("inf")
         self._pending_write: asyncio.Task[None] | None = None
         self._write_error: Exception | None = None
+        self._final_status_written = False
 
     # usage and budget ---------------------------------------------------------
     def _previous_usage(self) -> dict[str, Any]:
@@ -191,6 +194,10 @@ class Controller:
 
     async def _write_state(self, status: RunStatus = RunStatus.RUNNING) -> None:
         async with self._write_lock:
+            # A deferred write that was refreshing usage when the run finished must not say "running" again.
+            if status == RunStatus.RUNNING and self._final_status_written:
+                return
+            self._final_status_written = status != RunStatus.RUNNING
             self.run_dir.write_results(self.results_document(status))
             self.run_dir.write_usage(self.usage)
 

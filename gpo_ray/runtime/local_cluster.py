@@ -9,7 +9,8 @@ agent: the raylet exits without them. A cluster the run joins is never touched.
 
 A small run on such a cluster also gets one refiner and one evaluator instead of two each, when the config leaves
 their counts unset: one evaluator carries a 640 calls/s endpoint (benchmarks/README.md), and each actor is a worker
-process of about 65 MB and its start-up.
+process of about 65 MB and its start-up. When it also leaves `num_evaluators` unset, it has no evaluator actor: its
+driver scores (`scores_in_driver`), as every run's driver does while Ray starts (controller/warm_start.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,15 @@ def sized_cluster(cluster: ClusterSettings, *, tasks: int, own_cluster: bool) ->
     count = 1 if own_cluster and tasks <= SMALL_RUN_TASKS else DEFAULT_ACTORS
     return cluster.model_copy(update={"num_refiners": cluster.num_refiners or count,
                                       "num_evaluators": cluster.num_evaluators or count})
+
+
+def scores_in_driver(cluster: ClusterSettings, *, tasks: int, own_cluster: bool) -> bool:
+    """Whether a run scores in its driver process instead of evaluator actors: a small run (at most SMALL_RUN_TASKS
+    tasks) on a cluster started for it, whose config leaves `num_evaluators` unset. Its driver scores its first
+    calls anyway while Ray starts (controller/warm_start.py); one machine gains nothing from a second process doing
+    the same I/O-bound work, which costs about 60 MB and a worker start. The in-flight bound stays
+    `evaluator_max_in_flight`."""
+    return own_cluster and tasks <= SMALL_RUN_TASKS and cluster.num_evaluators is None
 
 
 # Node.kill_<name> for each daemon a one-run local cluster does not use.

@@ -41,3 +41,12 @@ def test_a_config_file_without_counts_leaves_them_to_the_run(tmp_path):
 def test_a_count_below_one_is_a_config_error():
     with pytest.raises(ValueError):
         ClusterSettings(num_evaluators=0)
+
+
+def test_only_a_small_run_on_its_own_cluster_with_no_evaluator_count_set_scores_in_its_driver():
+    from gpo_ray.runtime.local_cluster import scores_in_driver
+
+    assert scores_in_driver(ClusterSettings(), tasks=SMALL_RUN_TASKS, own_cluster=True)
+    assert not scores_in_driver(ClusterSettings(), tasks=SMALL_RUN_TASKS + 1, own_cluster=True)
+    assert not scores_in_driver(ClusterSettings(), tasks=1, own_cluster=False)
+    assert not scores_in_driver(ClusterSettings(num_evaluators=1), tasks=1, own_cluster=True)

@@ -1,0 +1,104 @@
+"""The warm start (controller/warm_start.py): a run's first calls go out from the driver while Ray and the actors
+start, and the run comes out exactly as one whose every call went through the actors - same results.json, same
+usage.json, every endpoint request counted - and a start that fails stops those calls with its one error line."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from gpo_ray import api
+from gpo_ray.api import RunActors, optimize
+from gpo_ray.errors import RunFailed
+from gpo_ray.runtime.run_dir import task_file_name
+from gpo_ray.tasks.registry import resolve_tasks
+from gpo_ray.testing import ThreadedFake
+
+from tests.integration.test_e2e_optimize import fake_config, make_config
+
+pytestmark = pytest.mark.usefixtures("ray_cluster")
+
+WAIT_S = 120.0
+
+
+def driver_events(run_dir: Path, event: str) -> list[dict]:
+    rows = [json.loads(line) for line in (run_dir / "logs" / "driver.jsonl").read_text().splitlines() if line.strip()]
+    return [r for r in rows if r.get("event") == event]
+
+
+def step0_checkpointed(run_dir: Path, tasks: list[str]) -> bool:
+    for name in tasks:
+        path = run_dir / "checkpoints" / task_file_name(name)
+        if not path.is_file() or '"step": 0' not in path.read_text(encoding="utf-8"):
+            return False
+    return True
+
+
+def held_until_step0(run_dir: Path, tasks: list[str]):
+    """An `on_actors_started` that keeps the actors from the run until every task's step 0 is checkpointed: all of
+    step 0's scoring (the initial prompt on the eval split) is then done in the driver."""
+
+    def hold(_actors: RunActors) -> None:
+        deadline = time.monotonic() + WAIT_S
+        while not step0_checkpointed(run_dir, tasks):
+            assert time.monotonic() < deadline, "step 0 was not checkpointed while the actors were held back"
+            time.sleep(0.05)
+
+    return hold
+
+
+def run_once(config, *, warm: bool, hold: bool = False) -> tuple[dict, int]:
+    """(results.json, the requests the endpoint served) of one run against a fresh fake endpoint."""
+    with ThreadedFake(fake_config(config)) as fake:
+        config = config.model_copy(update={
+            "task_model": config.task_model.model_copy(update={"base_url": fake.base_url}),
+            "optimizer_model": config.optimizer_model.model_copy(update={"base_url": fake.base_url}),
+            "cluster": config.cluster.model_copy(update={"warm_start": warm}),
+        })
+        names = [t.name for t in resolve_tasks(config.tasks, data_dir=None, sources=config.task_sources)]
+        optimize(config, on_actors_started=held_until_step0(config.run_dir, names) if hold else None)
+        served = fake.stats()["requests"]
+    return json.loads((config.run_dir / "results.json").read_text()), served
+
+
+def comparable(doc: dict) -> dict:
+    return {"status": doc["status"], "tasks": doc["tasks"], "usage": doc["usage"]}
+
+
+def test_a_run_whose_first_calls_went_out_from_the_driver_equals_one_whose_calls_all_went_through_actors(tmp_path):
+    base = make_config(tmp_path, "http://placeholder/v1")
+    warm_cfg = base.model_copy(update={"run_dir": tmp_path / "warm"})
+    cold_cfg = base.model_copy(update={"run_dir": tmp_path / "cold"})
+
+    warm, warm_served = run_once(warm_cfg, warm=True, hold=True)
+    cold, cold_served = run_once(cold_cfg, warm=False)
+
+    (done,) = driver_events(warm_cfg.run_dir, "warm_start_done")
+    assert done["in_process_items"] > 0 and done["actors_started"], done
+    assert not driver_events(cold_cfg.run_dir, "warm_start_done"), "warm_start: false keeps every call on the actors"
+    assert comparable(warm) == comparable(cold), "the warm start changed what the run found or what it spent"
+    for doc, served in ((warm, warm_served), (cold, cold_served)):
+        usage = doc["usage"]
+        assert usage["optimizer"]["requests"] + usage["task_model"]["requests"] == served, "a request went uncounted"
+
+
+def test_a_failed_start_stops_the_driver_s_calls_with_the_start_s_one_line(tmp_path, monkeypatch):
+    def failing_start(*_args, **_kwargs):
+        time.sleep(1.0)  # the driver's first calls are under way by then
+        raise RunFailed("cannot start a local Ray cluster: no space left on device")
+
+    monkeypatch.setattr(api, "start_actors", failing_start)
+    config = make_config(tmp_path, "http://placeholder/v1")
+    with ThreadedFake(fake_config(config)) as fake:
+        config = make_config(tmp_path / "x", fake.base_url)
+        with pytest.raises(RunFailed) as failed:
+            optimize(config)
+        served = fake.stats()["requests"]
+        assert served > 0, "the driver's first calls had begun"
+        time.sleep(0.5)
+        assert fake.stats()["requests"] == served, "the driver kept calling the endpoint after the run stopped"
+    assert str(failed.value) == "cannot start a local Ray cluster: no space left on device"
+    assert json.loads((config.run_dir / "results.json").read_text())["status"] == "stopped"
