@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import os
@@ -45,9 +46,10 @@ class Results:
 class RunActors:
     """The actors of a running optimization, handed to `on_actors_started` (fault tests, placement checks)."""
 
-    memory: Any
+    memory: Any  # the first memory shard's actor (the only one unless cluster.memory_shards > 1)
     refiners: list[Any]
     evaluators: list[Any]
+    memory_shards: list[Any] = dataclasses.field(default_factory=list)  # every memory shard's actor, in shard order
 
 
 @dataclass(frozen=True)
@@ -162,28 +164,28 @@ def _endpoint_groups(ep: Endpoint, count: int) -> list[tuple[list[str], str | No
 
 
 def _start_actors(config: RunConfig, run_dir: RunDirectory, opt: Endpoint, task: Endpoint, *,
-                  embedder_factory: Any = None) -> tuple[Any, list[Any], list[Any]]:
+                  embedder_factory: Any = None, tasks: int = 1) -> tuple[Any, list[Any], list[Any]]:
     import ray
 
     from gpo_ray.actors.evaluator import EvaluatorActor
-    from gpo_ray.actors.memory import start_trajectory_memory, wait_until_gone
+    from gpo_ray.actors.memory_shards import start_memory_shards
     from gpo_ray.actors.refiner import RefinerActor
+    from gpo_ray.memory.sharding import load_or_create_layout
 
     cache_dir = str(run_dir.cache_dir.resolve()) if config.cache else None
     metrics = run_metrics_context(config, run_dir.path)
-    # One memory actor per run directory, named so that a resumed run waits for a killed driver's one to go.
+    # Memory actors per run directory (one per shard), named so that a resumed run waits for a killed driver's
+    # ones to go; one collection per run and shard, so runs sharing a Chroma server never see each other's.
     run_id = hashlib.sha256(str(run_dir.path.resolve()).encode()).hexdigest()[:16]
-    memory_name = f"gpo-memory-{run_id}"
-    wait_until_gone(memory_name)
-    # One collection per run, so that runs sharing a Chroma server never see each other's trajectories.
     if embedder_factory is None and config.embedder.kind == "openai":
         from gpo_ray.llm.embedding import OpenAIEmbedder
 
         e = config.embedder
         embedder_factory = functools.partial(OpenAIEmbedder, base_url=e.base_url, model=e.model,
                                              api_key_env=e.api_key_env)
-    memory = start_trajectory_memory(run_dir=run_dir.path.resolve(), cluster=config.cluster, name=memory_name,
-                                     embedder_factory=embedder_factory, collection_name=f"gpo-run-{run_id}")
+    layout = load_or_create_layout(run_dir.path, run_id=run_id, wanted=config.cluster.memory_shards, tasks=tasks)
+    memory = start_memory_shards(run_dir=run_dir.path.resolve(), cluster=config.cluster, layout=layout,
+                                 embedder_factory=embedder_factory)
     available = ray.cluster_resources()
     refiners = [
         RefinerActor.options(**ACTOR_OPTIONS, **node_options(res or NodeResource.REFINER, available=available,
@@ -265,9 +267,10 @@ def _execute(config: RunConfig, run_dir: RunDirectory, *, output: str, embedder_
     resume_hint = f"completed steps are saved, `gpo-ray resume {run_dir.path}` continues"
     with (endpoints_for(config, log_dir=run_dir.logs_dir) as (opt, task_ep, structured, server),
           ray_session(config.cluster.address, output=output)):
-        memory, refiners, evaluators = _start_actors(config, run_dir, opt, task_ep, embedder_factory=embedder_factory)
+        memory, refiners, evaluators = _start_actors(config, run_dir, opt, task_ep, embedder_factory=embedder_factory,
+                                                     tasks=len(tasks))
         if on_actors_started is not None:
-            on_actors_started(RunActors(memory, refiners, evaluators))
+            on_actors_started(RunActors(memory.handles[0], refiners, evaluators, memory_shards=memory.handles))
         tracker = open_tracker(config, run_dir.path, metrics=metrics_for(run_metrics_context(config, run_dir.path)))
         progress = make_progress(output)
         controller = Controller(config, tasks, run_dir, memory=memory, refiners=refiners, evaluators=evaluators,
@@ -287,7 +290,7 @@ def _execute(config: RunConfig, run_dir: RunDirectory, *, output: str, embedder_
             raise RunFailed(f"{cause}; {resume_hint}") from None
         finally:
             progress.close()
-            _kill([memory, *refiners, *evaluators])
+            _kill([*memory.handles, *refiners, *evaluators])
     status = RunStatus.of_tasks(r.status for r in results.values())
     log.info("run_finished", status=status)
     return Results(run_dir=run_dir.path, status=status, tasks=results, usage=controller.usage)

@@ -16,7 +16,7 @@ import structlog
 from gpo_ray.config import RunConfig
 from gpo_ray.controller.pools import EvaluatorPool, RefinerPool
 from gpo_ray.controller.progress import ProgressReporter
-from gpo_ray.controller.services import ActorServices
+from gpo_ray.controller.services import ActorServices, retrieval_of
 from gpo_ray.core.loop import GPOTaskLoop, schedule_for
 from gpo_ray.core.results import StepResult, TaskResult
 from gpo_ray.core.selection import select_best
@@ -251,7 +251,7 @@ class Controller:
                                    chunks_in_flight_per_actor=max(1, in_flight // chunk))
         services = ActorServices(memory=self.memory, refiners=refiners, evaluators=evaluators,
                                  on_step=self._on_step, should_stop=self.budget_spent,
-                                 run_dir=str(self.run_dir.path))
+                                 run_dir=str(self.run_dir.path), retrieval=retrieval_of(self.config.optimizer))
         opt_role = self.config.optimizer_model
         stopped = True
         try:

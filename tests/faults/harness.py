@@ -113,9 +113,11 @@ class StartedActors:
     memory: Any = None
     refiners: list[Any] = field(default_factory=list)
     evaluators: list[Any] = field(default_factory=list)
+    memory_shards: list[Any] = field(default_factory=list)
 
     def started(self, actors: RunActors) -> None:
         self.memory, self.refiners, self.evaluators = actors.memory, list(actors.refiners), list(actors.evaluators)
+        self.memory_shards = list(actors.memory_shards)
         self.ready.set()
 
     def wait(self) -> StartedActors:
@@ -161,19 +163,33 @@ def checkpoint_steps(run_dir: Path, task: str = TASK) -> list[int]:
 
 
 def memory_contents(chroma_dir: Path) -> dict[str, Any]:
-    """What a run left in its trajectory store: the trajectory and every scored candidate, per task."""
+    """What a run left in its trajectory store: the trajectory and every scored candidate, per task, over all the
+    run's memory shards (RUN_DIR/memory.json). A task found in two shards, or in a shard its name does not hash
+    to, fails: a resume must find every task's memory where it was."""
+    from gpo_ray.memory.sharding import LAYOUT_FILE, shard_of
     from gpo_ray.memory.store import TrajectoryStore, open_chroma_client
 
-    client = open_chroma_client(path=chroma_dir, host=None, port=0, token_env=None)
-    (collection,) = [c.name for c in client.list_collections()]  # the run's one collection
-    store = TrajectoryStore(client=client, embedder=None, collection_name=collection)
-    return {
-        task: {
-            "trajectory": store.trajectory(task),
-            "candidates": sorted((c.step, c.prompt, c.score) for c in store.candidates(task)),
-        }
-        for task in store.tasks()
-    } | {"count": store.count()}
+    layout = chroma_dir.parent / LAYOUT_FILE
+    shards = json.loads(layout.read_text())["shards"] if layout.is_file() else 1
+    contents: dict[str, Any] = {}
+    count = 0
+    for k in range(shards):
+        client = open_chroma_client(path=chroma_dir if shards == 1 else chroma_dir / f"shard-{k}", host=None,
+                                    port=0, token_env=None)
+        (collection,) = [c.name for c in client.list_collections()]  # the shard's one collection
+        store = TrajectoryStore(client=client, embedder=None, collection_name=collection)
+        for task in store.tasks():
+            assert task not in contents, f"{task} is in two memory shards"
+            assert shard_of(task, shards) == k, f"{task} is in shard {k}, its name hashes to {shard_of(task, shards)}"
+            contents[task] = {
+                "trajectory": store.trajectory(task),
+                "candidates": sorted((c.step, c.prompt, c.score) for c in store.candidates(task)),
+            }
+        count += store.count()
+    from chromadb.api.client import SharedSystemClient
+
+    SharedSystemClient.clear_system_cache()  # Chroma keeps one system per path: a later read must really reopen
+    return contents | {"count": count}
 
 
 def json_tasks(run_dir: Path) -> dict[str, TaskResult]:
