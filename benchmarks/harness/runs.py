@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,9 @@ def strip(run: dict[str, Any]) -> dict[str, Any]:
 
 
 def distributed_run(workload: Workload, endpoint: ProcessFake, root: Path, args: argparse.Namespace, *,
-                    evaluators: int) -> dict[str, Any]:
-    """`optimize()` on the running Ray, sampling the driver's and every actor's CPU and memory."""
+                    evaluators: int, also_started: Callable[[Any], None] | None = None) -> dict[str, Any]:
+    """`optimize()` on the running Ray, sampling the driver's and every actor's CPU and memory (`also_started`:
+    called with the run's actors too)."""
     import ray
 
     from gpo_ray.api import optimize
@@ -49,6 +51,8 @@ def distributed_run(workload: Workload, endpoint: ProcessFake, root: Path, args:
                     sampler.add(pid, kind)
                     if profiler is not None:
                         profiler.add(pid, kind)
+            if also_started is not None:
+                also_started(actors)
 
         t0, t0_mono = time.perf_counter(), time.monotonic()
         with ProgressSampler(config.run_dir, workload.task_names, lambda: dict(sampler.pids),
