@@ -150,6 +150,7 @@ class TrajectoryStore:
         self._packs: dict[tuple[str, int], dict[str, MemoryRecord]] = {}  # (task, step) -> its stored candidates
         self._dimension: int | None = None
         self._loaded = False  # every task's trajectory read from the collection into _trajectories
+        self._pack_keys: set[tuple[str, int]] = set()  # (task, step) of every candidate row in the collection
 
     def _embed(self, prompts: Sequence[str]) -> dict[str, list[float]]:
         missing = sorted({p for p in prompts if p not in self._vectors})
@@ -188,6 +189,7 @@ class TrajectoryStore:
         )
         for key, pack in packs.items():
             self._packs[key] = pack
+            self._pack_keys.add(key)
         if self._loaded:
             for record in trajectory:
                 self._trajectories.setdefault(record.task, {})[record.record_id] = (record, vectors[record.prompt])
@@ -203,16 +205,21 @@ class TrajectoryStore:
         replaces itself). Packs this store wrote or read are known; the others are read in one query."""
         if not candidates:
             return {}
+        if not self._loaded:
+            self._load_trajectories()
         keys = sorted({(r.task, r.step) for r in candidates})
         unknown = [k for k in keys if k not in self._packs]
-        if unknown:
-            if len(self._packs) + len(unknown) > self.PACK_CACHE_SIZE:
-                self._packs.clear()
-            found = self._collection.get(ids=[pack_id(*k) for k in unknown], include=["documents", "metadatas"])
+        if len(self._packs) + len(unknown) > self.PACK_CACHE_SIZE:
+            self._packs.clear()
+            unknown = keys
+        stored_rows = [k for k in unknown if k in self._pack_keys]  # the others are new: nothing to merge with
+        stored: dict[tuple[str, int], str] = {}
+        if stored_rows:
+            found = self._collection.get(ids=[pack_id(*k) for k in stored_rows], include=["documents", "metadatas"])
             stored = {(str(m["task"]), int(m["step"])): doc
                       for doc, m in zip(found["documents"] or [], found["metadatas"] or [], strict=True)}
-            for key in unknown:
-                self._packs[key] = {r.record_id: r for r in unpack_document(stored[key])} if key in stored else {}
+        for key in unknown:
+            self._packs[key] = {r.record_id: r for r in unpack_document(stored[key])} if key in stored else {}
         merged = {key: dict(self._packs[key]) for key in keys}
         for r in candidates:
             merged[(r.task, r.step)][r.record_id] = r
@@ -270,9 +277,9 @@ class TrajectoryStore:
         return sorted(known.values(), key=lambda pair: (pair[0].step, pair[0].kind != "initial", pair[0].prompt))
 
     def _load_trajectories(self) -> None:
-        """Every task's trajectory, vectors included, in one read (a fresh or restarted store; then kept, this
-        store being the collection's only writer). One query per task scanned the collection once per task: at
-        a thousand tasks that grew with the square of the run."""
+        """Every task's trajectory, vectors included, and which candidate packs exist, in one read each (a fresh or
+        restarted store; then kept, this store being the collection's only writer). One query per task scanned
+        the collection once per task: at a thousand tasks that grew with the square of the run."""
         result = self._collection.get(where={"kind": {"$in": list(TRAJECTORY_KINDS)}},
                                       include=["documents", "metadatas", "embeddings"])
         embeddings = result["embeddings"] if result["embeddings"] is not None else []
@@ -281,6 +288,8 @@ class TrajectoryStore:
             record = MemoryRecord.from_stored(prompt=prompt, metadata=dict(metadata))
             self._trajectories.setdefault(record.task, {}).setdefault(
                 record_id, (record, [float(x) for x in vector]))  # a row added since the read is newer: kept
+        packs = self._collection.get(where={"kind": PACK_KIND}, include=["metadatas"])
+        self._pack_keys.update((str(m["task"]), int(m["step"])) for m in packs["metadatas"] or [])
         self._loaded = True
 
 
