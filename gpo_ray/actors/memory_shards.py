@@ -17,7 +17,11 @@ from typing import Any
 
 import structlog
 
-from gpo_ray.actors.memory import EmbedderFactory, start_trajectory_memory, wait_until_gone
+from gpo_ray.actors.memory import (
+    EmbedderFactory,
+    start_trajectory_memory,
+    wait_until_gone,
+)
 from gpo_ray.config import ClusterSettings
 from gpo_ray.core.types import TrajectoryEntry
 from gpo_ray.memory.sharding import MemoryLayout, shard_of

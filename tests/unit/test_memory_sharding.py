@@ -9,7 +9,13 @@ import sys
 import pytest
 
 from gpo_ray.errors import InputError
-from gpo_ray.memory.sharding import LAYOUT_FILE, MemoryLayout, default_shards, load_or_create_layout, shard_of
+from gpo_ray.memory.sharding import (
+    LAYOUT_FILE,
+    MemoryLayout,
+    default_shards,
+    load_or_create_layout,
+    shard_of,
+)
 
 
 def test_a_task_has_the_same_shard_in_every_process() -> None:
