@@ -108,7 +108,8 @@ def print_section(report: dict[str, Any]) -> None:
           f"{report['identical_results']}")
     print(f"orchestration CPU: {m['cpu_ms_per_call']:.2f} ms per call, {m['cpu_ms_per_step']:.1f} ms per step "
           f"({m['steps']} steps; memory shards {m['memory_shards']}) (" + ", ".join(
-        f"{k} {m['cpu_s'][k]:.1f} s" for k in ("driver", "memory", "refiner", "evaluator")) + f" for {u['calls']} calls)")
+        f"{k} {m['cpu_s'][k]:.1f} s" for k in ("driver", "memory", "refiner", "evaluator")) + f" for {u['calls']} calls; the endpoint's "
+          f"own {m['cpu_s'].get('endpoint (not counted)', 0):.1f} s not counted)")
     print(f"start-up (optimize() to the first request) {u['startup_s']:.1f} s, tail {u['tail_s']:.1f} s, "
           f"endpoint active {u['active_window_s']:.1f} s")
     print("peak RSS MB (largest process of each kind): " + ", ".join(f"{k} {v:.0f}" for k, v in m["peak_rss_mb"].items())

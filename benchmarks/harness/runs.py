@@ -42,6 +42,10 @@ def distributed_run(workload: Workload, endpoint: ProcessFake, root: Path, args:
     profiler = (Profiler(args.py_spy / f"{len(workload.tasks)}-tasks-{time.monotonic_ns()}")
                 if getattr(args, "py_spy", None) else None)
     with ProcessSampler() as sampler:
+        endpoint_pid = getattr(getattr(endpoint, "process", None), "pid", None)
+        if endpoint_pid is not None:
+            sampler.add(endpoint_pid, "endpoint")  # not orchestration: reported on its own
+
         def started(actors: Any) -> None:
             if profiler is not None:
                 profiler.add(os.getpid(), "driver")
@@ -55,7 +59,8 @@ def distributed_run(workload: Workload, endpoint: ProcessFake, root: Path, args:
                 also_started(actors)
 
         t0, t0_mono = time.perf_counter(), time.monotonic()
-        with ProgressSampler(config.run_dir, workload.task_names, lambda: dict(sampler.pids),
+        with ProgressSampler(config.run_dir, workload.task_names,
+                             lambda: {p: k for p, k in dict(sampler.pids).items() if k != "endpoint"},
                              interval=getattr(args, "sample_interval", 2.0)) as progress:
             results = optimize(config, on_actors_started=started)
         wall = time.perf_counter() - t0
@@ -64,8 +69,8 @@ def distributed_run(workload: Workload, endpoint: ProcessFake, root: Path, args:
     driver_cpu = sampler.cpu_seconds("driver") - progress.cpu_s  # the sampler thread is the benchmark's, not ours
     stats = endpoint.stats()
     calls = stats["completed"]
-    actor_cpu = sampler.cpu_seconds() - sampler.cpu_seconds("driver")
-    processes = {pid: kind for pid, kind in sampler.pids.items()}
+    actor_cpu = sum(sampler.cpu_seconds(k) for k in ("memory", "refiner", "evaluator"))
+    processes = {pid: kind for pid, kind in sampler.pids.items() if kind != "endpoint"}
     return {
         "tasks": len(workload.tasks), "slots": endpoint.config.concurrency, "evaluators": evaluators, "wall_s": wall,
         "utilization": utilization(endpoint.timeline(), capacity=endpoint_capacity(endpoint.config), wall=wall,
@@ -73,7 +78,8 @@ def distributed_run(workload: Workload, endpoint: ProcessFake, root: Path, args:
         "memory_shards": sum(1 for k in processes.values() if k == "memory"),
         "steps": total_steps,
         "cpu_s": {"driver": driver_cpu, "actors": actor_cpu,
-                  **{k: sampler.cpu_seconds(k) for k in ("memory", "refiner", "evaluator")}},
+                  **{k: sampler.cpu_seconds(k) for k in ("memory", "refiner", "evaluator")},
+                  "endpoint (not counted)": sampler.cpu_seconds("endpoint")},
         "cpu_ms_per_call": 1000 * (driver_cpu + actor_cpu) / max(calls, 1),
         "cpu_ms_per_step": 1000 * (driver_cpu + actor_cpu) / max(total_steps, 1),
         "peak_rss_mb": {k: sampler.peak_rss(k) / 2**20 for k in ("driver", "memory", "refiner", "evaluator")},

@@ -31,7 +31,10 @@ def synthetic_task(folder: Path, *, seed: int) -> None:
         with open(folder / f"{split}.jsonl", "w") as f:
             for _ in range(n):
                 a, b = rng.randint(2, 999), rng.randint(2, 999)
-                f.write(json.dumps({"input": f"What is {a} + {b}? (task {seed})", "target": str(a + b)}) + "\n")
+                # At least AnswerKeyIndex.PREFIX (40) characters: the fake endpoint finds longer questions by their
+                # prefix, shorter ones by trying each in turn (at 1,000 tasks that was most of its CPU per request).
+                question = f"Synthetic task {seed}: what is {a} + {b}? Answer with the number."
+                f.write(json.dumps({"input": question, "target": str(a + b)}) + "\n")
 
 
 @dataclass

@@ -23,6 +23,10 @@ def test_the_synthetic_workload_is_deterministic(tmp_path: Path) -> None:
         assert [(e.input, e.answer) for e in (*a.train, *a.eval, *a.test)] == \
                [(e.input, e.answer) for e in (*b.train, *b.eval, *b.test)]
     assert one.tasks[0].train[0].input != one.tasks[1].train[0].input  # each task its own seed
+    # long enough for the fake endpoint's prefix index: shorter questions are tried one by one on every request
+    from gpo_ray.testing.scripted import AnswerKeyIndex
+
+    assert min(len(e.input.strip()) for t in one.tasks for e in (*t.train, *t.eval, *t.test)) >= AnswerKeyIndex.PREFIX
     assert one.subset(2).task_names == one.task_names[:2]
     # the endpoint knows every answer of the workload
     key = endpoint_config(one, latency=0.1, slots=4).answer_key
