@@ -35,6 +35,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--paper-loop-tasks", type=int, default=1,
                    help="tasks the one-call-at-a-time loop runs on (its time for all tasks is projected per call "
                         "unless this equals --tasks)")
+    p.add_argument("--reference", action=argparse.BooleanOptionalAction, default=True,
+                   help="also run the sequential reference and the paper's loop (--no-reference: gpo-ray alone, "
+                        "for runs of hundreds of tasks)")
+    p.add_argument("--memory-shards", type=int, default=None,
+                   help="cluster.memory_shards of the gpo-ray run (default: gpo-ray's, chosen by the task count)")
+    p.add_argument("--sample-interval", type=float, default=2.0,
+                   help="seconds between samples of completed steps per task and RSS while the run goes")
     p.add_argument("--keep-results", action="store_true",
                    help="keep every task's result of the three runs in the JSON (to compare two versions)")
 
@@ -51,6 +58,10 @@ def measure(workload: Workload, root: Path, args: argparse.Namespace) -> dict[st
         print(f"main run: {len(workload.tasks)} tasks, ~{report['planned_calls']} calls planned", flush=True)
         main_run = distributed_run(workload, endpoint, root, args, evaluators=args.evaluators)
         print(f"  distributed {main_run['wall_s']:.1f} s", flush=True)
+        if not args.reference:
+            report["main"] = main_run if args.keep_results else strip(main_run)
+            report["memory_per_task_mb"] = main_run["peak_rss_total_mb"] / len(workload.tasks)
+            return report
         seq = sequential_run(workload, endpoint, args, in_flight=args.max_in_flight, root=root)
         print(f"  sequential reference {seq['wall_s']:.1f} s", flush=True)
         paper_tasks = min(args.paper_loop_tasks, len(workload.tasks))
@@ -72,19 +83,18 @@ def measure(workload: Workload, root: Path, args: argparse.Namespace) -> dict[st
     report["paper_loop_projected_wall_s"] = paper_wall
     report["paper_loop_basis"] = basis
     report["speedup_vs_paper_loop"] = paper_wall / main_run["wall_s"]
-    actor_peak = sum(main_run["peak_rss_mb"][k] for k in ("memory", "refiner", "evaluator"))
-    report["memory_per_task_mb"] = (main_run["peak_rss_mb"]["driver"] + actor_peak) / len(workload.tasks)
+    report["memory_per_task_mb"] = main_run["peak_rss_total_mb"] / len(workload.tasks)
     return report
 
 
 def print_section(report: dict[str, Any]) -> None:
-    m, seq = report["main"], report["sequential_reference"]
+    m, seq = report["main"], report.get("sequential_reference")
     u = m["utilization"]
     print(f"\nworkload: {report['workload']['tasks']} tasks, {report['workload']['source']}; endpoint "
           f"{report['endpoint']['slots']} slots x {report['endpoint']['latency_s'] * 1000:.0f} ms = "
           f"{report['endpoint']['capacity']:.0f} calls/s")
     print(f"{'':38}{'wall s':>9}{'calls':>8}{'util':>7}{'util*':>7}{'gen':>7}{'score':>7}{'CPU ms/call':>12}")
-    rows = [("gpo-ray (distributed)", m), ("sequential reference", seq)]
+    rows = [("gpo-ray (distributed)", m)] + ([("sequential reference", seq)] if seq else [])
     if report.get("paper_loop"):
         rows.append(("paper's loop (one call at a time)", report["paper_loop"]))
     for name, r in rows:
@@ -92,15 +102,25 @@ def print_section(report: dict[str, Any]) -> None:
         print(f"{name:38}{r['wall_s']:9.1f}{ru['calls']:8d}{ru['whole_run']:7.2f}{ru['active_window']:7.2f}"
               f"{ru['generation']:7.2f}{ru['scoring']:7.2f}{r['cpu_ms_per_call']:12.2f}")
     print("util = calls/s / capacity over the whole run; util* = over the endpoint's active window")
-    print(f"speed-up vs sequential reference: {report['speedup_vs_sequential']:.1f}x; vs the paper's loop: "
+    if seq:
+        print(f"speed-up vs sequential reference: {report['speedup_vs_sequential']:.1f}x; vs the paper's loop: "
           f"{report['speedup_vs_paper_loop']:.1f}x ({report['paper_loop_basis']}); identical results: "
           f"{report['identical_results']}")
-    print(f"orchestration CPU: {m['cpu_ms_per_call']:.2f} ms per call (" + ", ".join(
-        f"{k} {m['cpu_s'][k]:.1f} s" for k in ("driver", "memory", "refiner", "evaluator")) + f" for {u['calls']} calls)")
+    print(f"orchestration CPU: {m['cpu_ms_per_call']:.2f} ms per call, {m['cpu_ms_per_step']:.1f} ms per step "
+          f"({m['steps']} steps; memory shards {m['memory_shards']}) (" + ", ".join(
+        f"{k} {m['cpu_s'][k]:.1f} s" for k in ("driver", "memory", "refiner", "evaluator")) + f" for {u['calls']} calls; the endpoint's "
+          f"own {m['cpu_s'].get('endpoint (not counted)', 0):.1f} s not counted)")
     print(f"start-up (optimize() to the first request) {u['startup_s']:.1f} s, tail {u['tail_s']:.1f} s, "
           f"endpoint active {u['active_window_s']:.1f} s")
-    print("peak RSS MB: " + ", ".join(f"{k} {v:.0f}" for k, v in m["peak_rss_mb"].items())
-          + f"; per task {report['memory_per_task_mb']:.1f}")
+    print("peak RSS MB (largest process of each kind): " + ", ".join(f"{k} {v:.0f}" for k, v in m["peak_rss_mb"].items())
+          + f"; all {len(m['processes'])} processes {m['peak_rss_total_mb']:.0f}, per task {report['memory_per_task_mb']:.2f}")
+    going = m["progress"]["while_running"]
+    print(f"fairness (completed steps across tasks, {going['samples']} samples between 10% and 90% of all steps): "
+          f"max spread {going['max_spread']}, stdev mean {going['mean_stdev']} max {going['max_stdev']}")
+    rj = m["results_json"]
+    print(f"results.json {rj['bytes'] / 2**20:.2f} MB, rewritten at most once a second while the run goes: "
+          f"{rj['rewrite_cpu_ms']:.1f} ms CPU ({rj['rewrite_wall_ms']:.0f} ms wall) after a step; serialising "
+          f"every task {rj['full_rewrite_cpu_ms']:.1f} ms CPU")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

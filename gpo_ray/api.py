@@ -10,7 +10,7 @@ import functools
 import hashlib
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,14 +48,17 @@ class Results:
 class RunActors:
     """The actors of a running optimization, handed to `on_actors_started` (fault tests, placement checks)."""
 
-    memory: Any
+    memory: Any  # the first memory shard's actor (the only one unless cluster.memory_shards > 1)
     refiners: list[Any]
     evaluators: list[Any]
     limiter: Any = None  # the run-wide rate limiter, when a role has requests/tokens per minute
+    memory_shards: list[Any] = field(default_factory=list)  # every memory shard's actor, in shard order
+    memory_router: Any = None  # ShardedMemory over memory_shards: what the controller talks to
 
     @property
     def all(self) -> list[Any]:
-        return [self.memory, *self.refiners, *self.evaluators, *([self.limiter] if self.limiter is not None else [])]
+        return [*(self.memory_shards or [self.memory]), *self.refiners, *self.evaluators,
+                *([self.limiter] if self.limiter is not None else [])]
 
 
 @dataclass(frozen=True)
@@ -183,7 +186,7 @@ def _endpoint_groups(ep: Endpoint, count: int) -> list[tuple[list[str], str | No
 
 
 def start_actors(config: RunConfig, *, home: Path, cache_dir: Path, opt: Endpoint, task: Endpoint,
-                 embedder_factory: Any = None, with_evaluators: bool = True) -> RunActors:
+                 embedder_factory: Any = None, with_evaluators: bool = True, tasks: int = 1) -> RunActors:
     """The memory actor (its Chroma in `home`/chroma), the refiners and the evaluators (their response cache in
     `cache_dir` when config.cache) of a run directory, or of a sweep directory shared by its sub-runs; and the rate
     limiter they share when a role has requests or tokens per minute. No evaluators without `with_evaluators` (a
@@ -192,15 +195,16 @@ def start_actors(config: RunConfig, *, home: Path, cache_dir: Path, opt: Endpoin
 
     from gpo_ray.actors.evaluator import EvaluatorActor
     from gpo_ray.actors.limiter import LimiterClient, limiter_name, start_rate_limiter
-    from gpo_ray.actors.memory import start_trajectory_memory, wait_until_gone
+    from gpo_ray.actors.memory import wait_until_gone
+    from gpo_ray.actors.memory_shards import start_memory_shards
     from gpo_ray.actors.refiner import RefinerActor
+    from gpo_ray.memory.sharding import load_or_create_layout
 
     cache = str(cache_dir.resolve()) if config.cache else None
     metrics = run_metrics_context(config, home)
-    # One memory actor per run directory, named so that a resumed run waits for a killed driver's one to go.
+    # Memory actors per run directory (one per shard), named so that a resumed run waits for a killed driver's
+    # ones to go; one collection per run and shard, so runs sharing a Chroma server never see each other's.
     run_id = hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:16]
-    memory_name = f"gpo-memory-{run_id}"
-    wait_until_gone(memory_name)
     # Requests/tokens per minute hold for the whole run: one limiter, which every actor's clients lease from.
     limiter = permits = None
     if any(r.requests_per_minute or r.tokens_per_minute for r in (config.optimizer_model, config.task_model)):
@@ -232,9 +236,11 @@ def start_actors(config: RunConfig, *, home: Path, cache_dir: Path, opt: Endpoin
         e = config.embedder
         embedder_factory = functools.partial(OpenAIEmbedder, base_url=e.base_url, model=e.model,
                                              api_key_env=e.api_key_env)
-    memory = start_trajectory_memory(run_dir=home.resolve(), cluster=config.cluster, name=memory_name,
-                                     embedder_factory=embedder_factory, collection_name=f"gpo-run-{run_id}")
-    return RunActors(memory, refiners, evaluators, limiter)
+    layout = load_or_create_layout(home, run_id=run_id, wanted=config.cluster.memory_shards, tasks=tasks)
+    memory = start_memory_shards(run_dir=home.resolve(), cluster=config.cluster, layout=layout,
+                                 embedder_factory=embedder_factory)
+    return RunActors(memory.handles[0], refiners, evaluators, limiter, memory_shards=memory.handles,
+                     memory_router=memory)
 
 
 def llm_error_in(exc: BaseException) -> LLMError | None:
@@ -306,8 +312,8 @@ def _execute(config: RunConfig, run_dir: RunDirectory, *, output: str, embedder_
               ray_session(config.cluster.address, output=output) as own_cluster):
             config = _sized_for_run(config, tasks=len(tasks), own_cluster=own_cluster)
             actors = start_actors(config, home=run_dir.path, cache_dir=run_dir.cache_dir, opt=opt, task=task_ep,
-                                  embedder_factory=embedder_factory)
-            memory, refiners, evaluators = actors.memory, actors.refiners, actors.evaluators
+                                  embedder_factory=embedder_factory, tasks=len(tasks))
+            memory, refiners, evaluators = actors.memory_router, actors.refiners, actors.evaluators
             if on_actors_started is not None:
                 on_actors_started(actors)
             tracker = open_tracker(config, run_dir.path, metrics=metrics_for(run_metrics_context(config, run_dir.path)))
@@ -394,11 +400,12 @@ def _execute_warm(config: RunConfig, run_dir: RunDirectory, tasks: list[Any], *,
                 if starting.abandoned.is_set():  # the run stopped while Ray started: no actors for it
                     raise ActorsNotStarted("the run stopped before its actors were started")
                 actors = start_actors(config, home=run_dir.path, cache_dir=run_dir.cache_dir, opt=opt, task=task_ep,
-                                      embedder_factory=embedder_factory, with_evaluators=not in_driver)
+                                      embedder_factory=embedder_factory, with_evaluators=not in_driver,
+                                      tasks=len(tasks))
                 all_started.extend(actors.all)
                 if on_actors_started is not None:
                     on_actors_started(actors)
-                return actors.memory, actors.refiners, actors.evaluators
+                return actors.memory_router, actors.refiners, actors.evaluators
 
             all_started: list[Any] = []  # every actor start() made, the rate limiter included
 

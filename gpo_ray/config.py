@@ -356,6 +356,11 @@ class ClusterSettings(_Frozen):
     chroma_host: str | None = Field(default=None, description="Chroma server host; None = embedded store")
     chroma_port: int = Field(default=8000, gt=0, lt=65536)
     chroma_token_env: str | None = None
+    memory_shards: int | None = Field(
+        default=None, gt=0, le=64,
+        description="trajectory-memory actors, tasks split by a hash of their name; None: one per 500 tasks (at "
+        "most 4). Fixed when a run is created: a resume keeps the run's count",
+    )
 
 
 class BudgetSettings(_Frozen):

@@ -41,6 +41,10 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "--batch-size": dict(type=int, default=8),
     "--train-limit": dict(type=int, default=None),
     "--eval-limit": dict(type=int, default=16),
+    # measuring
+    "--py-spy": dict(type=Path, default=None, metavar="DIR",
+                     help="profile the driver and every actor of each distributed run with py-spy into DIR "
+                          "(CPU figures of a profiled run are inflated by the sampling)"),
 }
 RUN_OPTIONS = tuple(OPTIONS)  # what a run against the endpoint needs (workload.run_config)
 

@@ -6,11 +6,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks.harness.fairness import ProgressSampler
 from benchmarks.harness.measure import ProcessSampler, endpoint_capacity, utilization
+from benchmarks.harness.profile import Profiler
 from benchmarks.harness.workload import Workload, run_config
 from gpo_ray.core.evaluation import TaskModelParams
 from gpo_ray.core.reference import optimize_sequential
@@ -25,38 +30,99 @@ def strip(run: dict[str, Any]) -> dict[str, Any]:
 
 
 def distributed_run(workload: Workload, endpoint: ProcessFake, root: Path, args: argparse.Namespace, *,
-                    evaluators: int) -> dict[str, Any]:
-    """`optimize()` on the running Ray, sampling the driver's and every actor's CPU and memory."""
+                    evaluators: int, also_started: Callable[[Any], None] | None = None) -> dict[str, Any]:
+    """`optimize()` on the running Ray, sampling the driver's and every actor's CPU and memory (`also_started`:
+    called with the run's actors too)."""
     import ray
 
     from gpo_ray.api import optimize
 
     config = run_config(workload, endpoint.base_url, root, args, evaluators=evaluators)
     endpoint.reset()
+    profiler = (Profiler(args.py_spy / f"{len(workload.tasks)}-tasks-{time.monotonic_ns()}")
+                if getattr(args, "py_spy", None) else None)
     with ProcessSampler() as sampler:
+        endpoint_pid = getattr(getattr(endpoint, "process", None), "pid", None)
+        if endpoint_pid is not None:
+            sampler.add(endpoint_pid, "endpoint")  # not orchestration: reported on its own
+
         def started(actors: Any) -> None:
-            for kind, handles in (("memory", [actors.memory]), ("refiner", actors.refiners),
+            if profiler is not None:
+                profiler.add(os.getpid(), "driver")
+            for kind, handles in (("memory", memory_handles(actors)), ("refiner", actors.refiners),
                                   ("evaluator", actors.evaluators)):
                 for pid in ray.get([h.pid.remote() for h in handles]):
                     sampler.add(pid, kind)
+                    if profiler is not None:
+                        profiler.add(pid, kind)
+            if also_started is not None:
+                also_started(actors)
 
         t0, t0_mono = time.perf_counter(), time.monotonic()
-        results = optimize(config, on_actors_started=started)
+        with ProgressSampler(config.run_dir, workload.task_names,
+                             lambda: {p: k for p, k in dict(sampler.pids).items() if k != "endpoint"},
+                             interval=getattr(args, "sample_interval", 2.0)) as progress:
+            results = optimize(config, on_actors_started=started)
         wall = time.perf_counter() - t0
+    profile = profiler.stop() if profiler is not None else None
+    total_steps = sum(len(r.steps) for r in results.tasks.values())
+    driver_cpu = sampler.cpu_seconds("driver") - progress.cpu_s  # the sampler thread is the benchmark's, not ours
     stats = endpoint.stats()
     calls = stats["completed"]
-    actor_cpu = sampler.cpu_seconds() - sampler.cpu_seconds("driver")
+    actor_cpu = sum(sampler.cpu_seconds(k) for k in ("memory", "refiner", "evaluator"))
+    processes = {pid: kind for pid, kind in sampler.pids.items() if kind != "endpoint"}
     return {
         "tasks": len(workload.tasks), "slots": endpoint.config.concurrency, "evaluators": evaluators, "wall_s": wall,
         "utilization": utilization(endpoint.timeline(), capacity=endpoint_capacity(endpoint.config), wall=wall,
                                    started=t0_mono),
-        "cpu_s": {"driver": sampler.cpu_seconds("driver"), "actors": actor_cpu,
-                  **{k: sampler.cpu_seconds(k) for k in ("memory", "refiner", "evaluator")}},
-        "cpu_ms_per_call": 1000 * (sampler.cpu_seconds("driver") + actor_cpu) / max(calls, 1),
+        "memory_shards": sum(1 for k in processes.values() if k == "memory"),
+        "steps": total_steps,
+        "cpu_s": {"driver": driver_cpu, "actors": actor_cpu,
+                  **{k: sampler.cpu_seconds(k) for k in ("memory", "refiner", "evaluator")},
+                  "endpoint (not counted)": sampler.cpu_seconds("endpoint")},
+        "cpu_ms_per_call": 1000 * (driver_cpu + actor_cpu) / max(calls, 1),
+        "cpu_ms_per_step": 1000 * (driver_cpu + actor_cpu) / max(total_steps, 1),
         "peak_rss_mb": {k: sampler.peak_rss(k) / 2**20 for k in ("driver", "memory", "refiner", "evaluator")},
+        "peak_rss_total_mb": sum(sampler.rss.get(p, 0) for p in processes) / 2**20,
+        "processes": sorted(processes.values()),
+        "progress": progress.report(total_steps),
+        "results_json": results_json_cost(config.run_dir),
         "peak_in_service": stats["peak_in_service"],
         "results": {n: r.to_dict() for n, r in results.tasks.items()},
+        **({"profile": profile} if profile is not None else {}),
     }
+
+
+def results_json_cost(run_dir: Path) -> dict[str, Any]:
+    """The finished run's results.json: its size, and what one rewrite costs (the driver rewrites it at most once a
+    second while a run goes), with the controller's own code (`Controller.results_text`) on the run's document:
+    serialising every task's entry (the first write, and every write before entries were kept serialised), and a
+    rewrite after one task's step, written atomically (fsync included)."""
+    from types import SimpleNamespace
+
+    from gpo_ray.controller.controller import Controller
+    from gpo_ray.runtime.run_dir import write_text_atomic
+
+    path = run_dir / "results.json"
+    doc = json.loads(path.read_text())
+    view = SimpleNamespace(task_entries=dict(doc["tasks"]), _entry_text={}, results_document=lambda status: doc)
+
+    def rewrite() -> tuple[float, float]:
+        cpu, wall = time.process_time(), time.perf_counter()
+        write_text_atomic(run_dir / "results-copy.json", Controller.results_text(view, doc["status"]))
+        return 1000 * (time.process_time() - cpu), 1000 * (time.perf_counter() - wall)
+
+    full_cpu, full_wall = rewrite()
+    name = next(iter(view.task_entries))
+    view.task_entries[name] = dict(view.task_entries[name])  # one task moved on: its entry is a new one
+    step_cpu, step_wall = rewrite()
+    return {"bytes": path.stat().st_size, "full_rewrite_cpu_ms": full_cpu, "full_rewrite_wall_ms": full_wall,
+            "rewrite_cpu_ms": step_cpu, "rewrite_wall_ms": step_wall}
+
+
+def memory_handles(actors: Any) -> list[Any]:
+    """Every trajectory-memory actor of a run (one per shard)."""
+    return list(getattr(actors, "memory_shards", None) or [actors.memory])
 
 
 def sequential_run(workload: Workload, endpoint: ProcessFake, args: argparse.Namespace, *, in_flight: int,

@@ -31,7 +31,10 @@ def synthetic_task(folder: Path, *, seed: int) -> None:
         with open(folder / f"{split}.jsonl", "w") as f:
             for _ in range(n):
                 a, b = rng.randint(2, 999), rng.randint(2, 999)
-                f.write(json.dumps({"input": f"What is {a} + {b}? (task {seed})", "target": str(a + b)}) + "\n")
+                # At least AnswerKeyIndex.PREFIX (40) characters: the fake endpoint finds longer questions by their
+                # prefix, shorter ones by trying each in turn (at 1,000 tasks that was most of its CPU per request).
+                question = f"Synthetic task {seed}: what is {a} + {b}? Answer with the number."
+                f.write(json.dumps({"input": question, "target": str(a + b)}) + "\n")
 
 
 @dataclass
@@ -47,16 +50,24 @@ class Workload:
 
 
 def load_workload(n_tasks: int, *, data_dir: Path | None, scratch: Path) -> Workload:
-    """The first `n_tasks` BBH tasks under `data_dir`, or (absent) `n_tasks` synthetic ones written under `scratch`."""
+    """The first `n_tasks` BBH tasks under `data_dir`; synthetic ones written under `scratch` for the rest (all of
+    them when the shared data is absent, those beyond its 27 tasks when more are asked for)."""
+    shared: list[Task] = []
     if data_dir is not None and (data_dir / "BIG-Bench-Hard").is_dir():
-        tasks = resolve_tasks(["bbh/*"], data_dir=data_dir, sources=[])[:n_tasks]
-        return Workload(tasks, [t.name for t in tasks], data_dir, [], f"shared BBH ({data_dir})")
+        shared = resolve_tasks(["bbh/*"], data_dir=data_dir, sources=[])[:n_tasks]
+        if len(shared) == n_tasks:
+            return Workload(shared, [t.name for t in shared], data_dir, [], f"shared BBH ({data_dir})")
     sources = []
-    for i in range(n_tasks):
-        folder = scratch / "data" / f"t{i:02d}"
+    width = max(2, len(str(n_tasks - len(shared) - 1)))
+    for i in range(n_tasks - len(shared)):
+        folder = scratch / "data" / f"t{i:0{width}d}"
         synthetic_task(folder, seed=i)
-        sources.append(TaskSource(name=f"bbh_shaped/t{i:02d}", format="jsonl", path=folder, metric="numeric"))
-    tasks = resolve_tasks(["bbh_shaped/*"], data_dir=None, sources=sources)
+        sources.append(TaskSource(name=f"bbh_shaped/t{i:0{width}d}", format="jsonl", path=folder, metric="numeric"))
+    synthetic = resolve_tasks(["bbh_shaped/*"], data_dir=None, sources=sources)
+    tasks = [*shared, *synthetic]
+    if shared:
+        source = f"{len(shared)} shared BBH ({data_dir}) + {len(synthetic)} synthetic BBH-shaped"
+        return Workload(tasks, [t.name for t in tasks], data_dir, sources, source)
     return Workload(tasks, [t.name for t in tasks], None, sources, "synthetic BBH-shaped (shared data absent)")
 
 
@@ -80,6 +91,7 @@ def run_config(workload: Workload, base_url: str, root: Path, args: argparse.Nam
         tasks=workload.task_names, data_dir=workload.data_dir, task_sources=workload.sources,
         task_model=role, optimizer_model=role.model_copy(update={"temperature": 1.0}), optimizer=opt,
         cluster={"num_refiners": args.refiners, "num_evaluators": evaluators,
-                 "evaluator_max_in_flight": args.evaluator_max_in_flight},
+                 "evaluator_max_in_flight": args.evaluator_max_in_flight,
+                 "memory_shards": getattr(args, "memory_shards", None)},
         run_dir=root / f"run-{time.monotonic_ns()}", cache=False,
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,10 +56,13 @@ def _default_embedder() -> Embedder:
 
 
 class TrajectoryMemory(WhereAmI):
-    """Async actor shell over TrajectoryStore: blocking Chroma calls run in a thread, one at a time.
+    """Async actor shell over TrajectoryStore: blocking Chroma calls run in a thread, one at a time, in the order
+    the calls arrived.
 
-    One FIFO lock serialises store calls: Ray starts a caller's calls in submission order, so a
-    caller that fires add() then retrieve() without waiting still reads its own write.
+    Ray starts a caller's calls in submission order, so a caller that fires add() then retrieve() without waiting
+    still reads its own write. Adds that arrive while the store is busy are written together, in one upsert with
+    one batch of embeddings (group commit): each add still returns only once its records are stored, so a restarted
+    actor finds everything an add returned for, and many tasks' steps cost the store far less than one by one.
     """
 
     def __init__(
@@ -95,29 +99,86 @@ class TrajectoryMemory(WhereAmI):
                 log.warning("chroma_server_unreachable", error=type(e).__name__, retry_in_s=delay, during="open")
                 time.sleep(delay)
                 delay = min(_LONGEST_RETRY_S, delay * 2)
-        self._lock = asyncio.Lock()
+        self._ops: deque[tuple[str, Any, asyncio.Future[Any]]] = deque()
+        self._worker: asyncio.Task[None] | None = None
+        self._batches = self._batched_steps = 0
         log.info("trajectory_memory_ready", records=self._store.count(), collection=collection_name)
 
     def _retry_allowed(self, error: BaseException, deadline: float) -> bool:
         return self._server and server_unreachable(error) and time.monotonic() < deadline
 
-    async def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        async with self._lock:
-            deadline, delay = time.monotonic() + SERVER_RETRY_S, _FIRST_RETRY_S
-            while True:
-                try:
-                    return await asyncio.to_thread(method, *args, **kwargs)
-                except Exception as e:
-                    if not self._retry_allowed(e, deadline):
-                        raise
-                    self._server_retries += 1
-                    log.warning("chroma_server_unreachable", error=type(e).__name__, retry_in_s=delay,
-                                during=method.__name__)
-                    await asyncio.sleep(delay)
-                    delay = min(_LONGEST_RETRY_S, delay * 2)
+    async def _in_thread(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """One store call in a worker thread; on a Chroma server that does not answer, retried with backoff."""
+        deadline, delay = time.monotonic() + SERVER_RETRY_S, _FIRST_RETRY_S
+        while True:
+            try:
+                return await asyncio.to_thread(method, *args, **kwargs)
+            except Exception as e:
+                if not self._retry_allowed(e, deadline):
+                    raise
+                self._server_retries += 1
+                log.warning("chroma_server_unreachable", error=type(e).__name__, retry_in_s=delay,
+                            during=getattr(method, "__name__", "call"))
+                await asyncio.sleep(delay)
+                delay = min(_LONGEST_RETRY_S, delay * 2)
 
-    async def add(self, records: Sequence[MemoryRecord]) -> None:
-        await self._call(self._store.add, list(records))
+    def _submit(self, kind: str, payload: Any) -> asyncio.Future[Any]:
+        """Queue one store operation; ("add", records) ops next to each other are written as one."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Any] = loop.create_future()
+        self._ops.append((kind, payload, done))
+        if self._worker is None or self._worker.done():
+            self._worker = loop.create_task(self._drain())
+        return done
+
+    async def _drain(self) -> None:
+        while self._ops:
+            kind, payload, done = self._ops.popleft()
+            if kind == "add":
+                batch = [(payload, done)]
+                while self._ops and self._ops[0][0] == "add":
+                    _, more, more_done = self._ops.popleft()
+                    batch.append((more, more_done))
+                records = [r for recs, _ in batch for r in recs]
+                self._batches += 1
+                self._batched_steps += len(batch)
+                try:
+                    await self._in_thread(self._store.add, records)
+                except Exception as e:  # noqa: BLE001 - every add of the batch fails with the store's error
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(e)
+                    continue
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_result(None)
+            else:
+                method, args, kwargs = payload
+                try:
+                    result = await self._in_thread(method, *args, **kwargs)
+                except Exception as e:  # noqa: BLE001 - handed to the caller
+                    if not done.done():
+                        done.set_exception(e)
+                    continue
+                if not done.done():
+                    done.set_result(result)
+
+    async def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await self._submit("call", (method, args, kwargs))
+
+    async def add(
+        self, records: Sequence[MemoryRecord], *, retrieve: dict[str, Any] | None = None
+    ) -> list[TrajectoryEntry] | None:
+        """Store records (durable when this returns). With `retrieve` ({task, strategy, k, order}), also return what
+        retrieve() gives right after: a step's write and the next step's read in one call."""
+        stored = self._submit("add", list(records))
+        read = None
+        if retrieve is not None:
+            task = retrieve["task"]
+            read = self._submit("call", (self._store.retrieve, (task,),
+                                         {k: v for k, v in retrieve.items() if k != "task"}))
+        await stored
+        return await read if read is not None else None
 
     async def trajectory(self, task: str) -> list[TrajectoryEntry]:
         return await self._call(self._store.trajectory, task)
@@ -148,6 +209,10 @@ class TrajectoryMemory(WhereAmI):
         for the store, so it answers while a call is being retried)."""
         return self._server_retries
 
+    async def write_stats(self) -> dict[str, int]:
+        """How many store writes carried how many adds (group commit at work: adds > writes under load)."""
+        return {"writes": self._batches, "adds": self._batched_steps}
+
 
 MEMORY_NAMESPACE = "gpo-ray"
 
@@ -174,8 +239,10 @@ def start_trajectory_memory(
     name: str | None = None,
     embedder_factory: EmbedderFactory | None = None,
     collection_name: str = DEFAULT_COLLECTION,
+    chroma_dir: Path | None = None,
 ) -> ActorHandle:
-    """Start the memory actor: embedded Chroma in RUN_DIR/chroma, or a Chroma server if configured.
+    """Start the memory actor: embedded Chroma in RUN_DIR/chroma (or `chroma_dir`, a shard's own folder), or a
+    Chroma server if configured.
 
     In embedded mode the actor is pinned to this (the driver's) node, where run_dir is, so that a
     restart reopens the same directory. With `name`, an actor of that name that already exists is
@@ -192,7 +259,7 @@ def start_trajectory_memory(
         options["resources"] = {str(NodeResource.HEAD): 0.01}  # with a Chroma server: on the head, beside the controller
     if name is not None:
         options |= {"name": name, "namespace": MEMORY_NAMESPACE, "get_if_exists": True}
-    chroma_path = str(RunDirectory(Path(run_dir)).chroma_dir.resolve()) if embedded else None
+    chroma_path = str((chroma_dir or RunDirectory(Path(run_dir)).chroma_dir).resolve()) if embedded else None
     actor = (
         ray.remote(TrajectoryMemory)
         .options(**options)

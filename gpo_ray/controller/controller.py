@@ -17,7 +17,7 @@ import structlog
 from gpo_ray.config import RunConfig
 from gpo_ray.controller.pools import EvaluatorPool, RefinerPool
 from gpo_ray.controller.progress import ProgressReporter
-from gpo_ray.controller.services import ActorServices, Evaluators, Refiners
+from gpo_ray.controller.services import ActorServices, Evaluators, Refiners, retrieval_of
 from gpo_ray.core.loop import GPOTaskLoop, schedule_for
 from gpo_ray.core.results import StepResult, TaskResult
 from gpo_ray.core.selection import select_best
@@ -149,6 +149,7 @@ class Controller:
         self._pending_write: asyncio.Task[None] | None = None
         self._write_error: Exception | None = None
         self._final_status_written = False
+        self._entry_text: dict[str, tuple[dict[str, Any], str]] = {}  # task -> (its entry, that entry serialised)
 
     # usage and budget ---------------------------------------------------------
     def _previous_usage(self) -> dict[str, Any]:
@@ -192,13 +193,32 @@ class Controller:
         return {"status": status, "run_dir": str(self.run_dir.path), "tasks": dict(self.task_entries),
                 "usage": self.usage, "timing": self.clock.timing()}
 
+    def results_text(self, status: RunStatus) -> str:
+        """results_document as `json.dumps(..., indent=2, ensure_ascii=False)` writes it, with each task's entry
+        serialised only when it changed: at a thousand tasks, serialising every entry at every rewrite was most
+        of the driver's CPU (benchmarks/README.md)."""
+        def value(v: Any, depth: int) -> str:
+            return json.dumps(v, indent=2, ensure_ascii=False).replace("\n", "\n" + "  " * depth)
+
+        tasks = []
+        for name, entry in self.task_entries.items():
+            cached = self._entry_text.get(name)
+            if cached is None or cached[0] is not entry:  # entries are replaced, never changed in place
+                cached = self._entry_text[name] = (entry, value(entry, 2))
+            tasks.append(f"    {json.dumps(name, ensure_ascii=False)}: {cached[1]}")
+        doc = self.results_document(status)
+        head = [f"  {json.dumps(k)}: {value(doc[k], 1)}" for k in ("status", "run_dir")]
+        tail = [f"  {json.dumps(k)}: {value(doc[k], 1)}" for k in ("usage", "timing")]
+        body = "{\n" + ",\n".join(tasks) + "\n  }" if tasks else "{}"
+        return "{\n" + ",\n".join([*head, f'  "tasks": {body}', *tail]) + "\n}"
+
     async def _write_state(self, status: RunStatus = RunStatus.RUNNING) -> None:
         async with self._write_lock:
             # A deferred write that was refreshing usage when the run finished must not say "running" again.
             if status == RunStatus.RUNNING and self._final_status_written:
                 return
             self._final_status_written = status != RunStatus.RUNNING
-            self.run_dir.write_results(self.results_document(status))
+            self.run_dir.write_results(self.results_text(status))
             self.run_dir.write_usage(self.usage)
 
     async def _state_changed(self) -> None:
@@ -285,7 +305,7 @@ class Controller:
             refiners, evaluators = self.shared.refiners, self.shared.evaluators
         services = ActorServices(memory=self.memory, refiners=refiners, evaluators=evaluators,
                                  on_step=self._on_step, should_stop=self.budget_spent,
-                                 run_dir=str(self.run_dir.path),
+                                 run_dir=str(self.run_dir.path), retrieval=retrieval_of(self.config.optimizer),
                                  memory_namespace=self.shared.memory_namespace if self.shared else "")
         opt_role = self.config.optimizer_model
         stopped = True

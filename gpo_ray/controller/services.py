@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
+from gpo_ray.config import OptimizerSettings
 from gpo_ray.core.edit_distance import word_edit_distance
 from gpo_ray.core.generation import GenerationRequest, GenerationResult, OptimizerTextRequest
 from gpo_ray.core.results import StepResult
@@ -12,6 +14,9 @@ from gpo_ray.core.types import TrajectoryEntry
 from gpo_ray.errors import RunFailed, error_line
 from gpo_ray.memory.store import MemoryRecord
 from gpo_ray.tasks.types import Example, Task
+
+if TYPE_CHECKING:
+    from gpo_ray.actors.memory_shards import ShardedMemory
 
 
 def memory_records(task: str, record: StepResult, *, parent: str) -> list[MemoryRecord]:
@@ -30,6 +35,23 @@ def memory_records(task: str, record: StepResult, *, parent: str) -> list[Memory
     return rows
 
 
+@dataclass(frozen=True)
+class Retrieval:
+    """What the loop retrieves at every step: asked together with the previous step's write."""
+
+    strategy: str
+    k: int
+    order: str
+
+
+def retrieval_of(settings: OptimizerSettings) -> Retrieval | None:
+    """The retrieval every step makes, or None when the run's variant retrieves no past prompts."""
+    m = settings.momentum
+    if m.content == "prompts" and m.update == "retrieve":
+        return Retrieval(settings.retrieval, settings.retrieval_k, settings.retrieval_order)
+    return None
+
+
 class Refiners(Protocol):
     """The refiner pool, or a sweep sub-run's view of the shared one (controller/pools.py)."""
 
@@ -44,15 +66,19 @@ class Evaluators(Protocol):
 
 
 class ActorServices:
+    """The loop's services over the actors. Memory (`ShardedMemory`) takes one round trip per step: a step's write
+    carries the next step's retrieval (`retrieval`), which is kept for the task until the loop asks for it."""
+
     def __init__(
         self,
         *,
-        memory: Any,
+        memory: ShardedMemory,
         refiners: Refiners,
         evaluators: Evaluators,
         on_step: Callable[[Task, StepResult], Awaitable[None]],
         should_stop: Callable[[], bool],
         run_dir: str,
+        retrieval: Retrieval | None = None,
         memory_namespace: str = "",
     ) -> None:
         self.memory = memory
@@ -63,7 +89,9 @@ class ActorServices:
         self._run_dir = run_dir
         # A sweep's sub-runs share one memory actor: each keeps its trajectories under its own prefix.
         self._memory_namespace = memory_namespace
+        self._retrieval = retrieval
         self._last_prompt: dict[str, str] = {}
+        self._retrieved: dict[str, tuple[int, Retrieval, list[TrajectoryEntry]]] = {}  # task -> after step
 
     def _memory_key(self, task: str) -> str:
         return self._memory_namespace + task
@@ -71,7 +99,11 @@ class ActorServices:
     async def retrieve(
         self, task: Task, trajectory: Sequence[TrajectoryEntry], *, strategy: str, k: int, order: str,
     ) -> list[TrajectoryEntry]:
-        return await self.memory.retrieve.remote(self._memory_key(task.name), strategy=strategy, k=k, order=order)
+        ready = self._retrieved.pop(task.name, None)
+        if ready is not None and trajectory and ready[0] == trajectory[-1].step and ready[1] == Retrieval(
+                strategy, k, order):
+            return ready[2]
+        return await self.memory.retrieve(self._memory_key(task.name), strategy=strategy, k=k, order=order)
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         return await self.refiners.generate(request)
@@ -88,7 +120,7 @@ class ActorServices:
         return await self.refiners.ask(request)
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        return await self.memory.embed.remote(list(texts))
+        return await self.memory.embed(list(texts))
 
     async def remember(self, task: str, records: Sequence[StepResult]) -> None:
         """Re-add restored steps (idempotent upserts), so memory matches the checkpoints after a resume."""
@@ -98,7 +130,7 @@ class ActorServices:
             rows += memory_records(self._memory_key(task), r, parent=parent)
             parent = r.prompt
         if rows:
-            await self.memory.add.remote(rows)
+            await self.memory.add(rows)
         if records:
             self._last_prompt[task] = records[-1].prompt
 
@@ -106,8 +138,15 @@ class ActorServices:
         # Checkpoint first: it is the source of truth; memory is re-filled from it on resume.
         await self._on_step(task, record)
         parent = self._last_prompt.get(task.name, "")
+        rows = memory_records(self._memory_key(task.name), record, parent=parent)
+        r = self._retrieval
         try:
-            await self.memory.add.remote(memory_records(self._memory_key(task.name), record, parent=parent))
+            if r is None:
+                await self.memory.add(rows)
+            else:
+                retrieved = await self.memory.add_and_retrieve(self._memory_key(task.name), rows,
+                                                               strategy=r.strategy, k=r.k, order=r.order)
+                self._retrieved[task.name] = (record.step, r, retrieved)
         except Exception as e:  # noqa: BLE001 - Chroma's own errors (a full disk) arrive wrapped by Ray
             cause = getattr(e, "cause", None) or e
             # The last line: when Ray could not hand back the cause itself, `e` carries the actor's traceback as

@@ -197,6 +197,23 @@ class DeferredHandle:
         return _DeferredMethod(call)
 
 
+class DeferredMemory:
+    """The trajectory memory's stand-in (a ShardedMemory, whose methods are coroutines): each call waits for the
+    memory actors, then is made."""
+
+    def __init__(self, starting: StartingActors) -> None:
+        self._starting = starting
+
+    def __getattr__(self, method: str) -> Callable[..., Coroutine[Any, Any, Any]]:
+        if method.startswith("_"):
+            raise AttributeError(method)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            return await getattr((await self._starting.ready())[0], method)(*args, **kwargs)
+
+        return call
+
+
 class InProcessScoring:
     """The evaluator the driver scores with until the actors are ready: the actor's class, run in this process."""
 
@@ -269,7 +286,7 @@ class EvaluatorStandIn(DeferredHandle):
 def deferred_handles(starting: StartingActors, *, refiners: int, evaluators: int,
                      local: InProcessScoring) -> Actors:
     """Stand-ins for the run's (memory, refiners, evaluators), usable before the actors exist."""
-    return (DeferredHandle(starting, lambda a: a[0]),
+    return (DeferredMemory(starting),
             [DeferredHandle(starting, lambda a, i=i: a[1][i]) for i in range(refiners)],
             [EvaluatorStandIn(starting, i, local, counts_local=i == 0) for i in range(evaluators)])
 

@@ -2,7 +2,9 @@
 
 One record per prompt event: the initial prompt (step 0), the prompt chosen at each step, and each
 scored candidate. Records are upserted under an id derived from what they are, so writing the same
-record twice (a retried actor call, a resumed run) changes nothing. Embeddings are computed here with
+record twice (a retried actor call, a resumed run) changes nothing. A step's candidates share one Chroma row
+(a "pack", merged with what is already stored): a row costs Chroma about as much as the prompt embedding, and a
+step has one chosen prompt but many candidates. Rows of single candidates written by older versions still read. Embeddings are computed here with
 the injected embedder and handed to Chroma explicitly: the collection has no embedding function, so
 Chroma never tries to download a model of its own.
 """
@@ -31,6 +33,8 @@ log = structlog.get_logger()
 RecordKind = Literal["initial", "chosen", "candidate"]
 RECORD_KINDS: tuple[str, ...] = ("initial", "chosen", "candidate")
 TRAJECTORY_KINDS: tuple[str, ...] = ("initial", "chosen")
+PACK_KIND = "candidates"  # the stored row of one step's candidates (one JSON list in its document)
+CANDIDATE_ROW_KINDS: tuple[str, ...] = ("candidate", PACK_KIND)  # a single candidate (older runs) or a pack
 DEFAULT_COLLECTION = "gpo_trajectory"
 
 
@@ -95,6 +99,21 @@ class MemoryRecord:
         return TrajectoryEntry(prompt=self.prompt, score=self.score, step=self.step)
 
 
+def pack_id(task: str, step: int) -> str:
+    """The row of `task`'s candidates at `step`."""
+    key = json.dumps([task, step, PACK_KIND], ensure_ascii=True)
+    return f"{PACK_KIND}-{step}-{hashlib.sha256(key.encode('ascii')).hexdigest()}"
+
+
+def pack_document(records: Sequence[MemoryRecord]) -> str:
+    """One step's candidates as the JSON document of their row (prompt first, then what metadata() keeps)."""
+    return json.dumps([[r.prompt, r.metadata()] for r in records], ensure_ascii=False)
+
+
+def unpack_document(document: str) -> list[MemoryRecord]:
+    return [MemoryRecord.from_stored(prompt=prompt, metadata=metadata) for prompt, metadata in json.loads(document)]
+
+
 def _where(**conditions: Any) -> dict[str, Any]:
     """Chroma wants a bare condition for one clause and `$and` for several."""
     clauses = [{key: value} for key, value in conditions.items() if value is not None]
@@ -115,6 +134,7 @@ class TrajectoryStore:
     """
 
     VECTOR_CACHE_SIZE = 50_000
+    PACK_CACHE_SIZE = 20_000
 
     def __init__(self, *, client: Any, embedder: Embedder, collection_name: str = DEFAULT_COLLECTION) -> None:
         self._embedder = embedder
@@ -127,6 +147,10 @@ class TrajectoryStore:
         self._log = log.bind(collection=collection_name)
         self._vectors: dict[str, list[float]] = {}  # prompt -> its embedding
         self._trajectories: dict[str, dict[str, tuple[MemoryRecord, list[float]]]] = {}  # task -> id -> row
+        self._packs: dict[tuple[str, int], dict[str, MemoryRecord]] = {}  # (task, step) -> its stored candidates
+        self._dimension: int | None = None
+        self._loaded = False  # every task's trajectory read from the collection into _trajectories
+        self._pack_keys: set[tuple[str, int]] = set()  # (task, step) of every candidate row in the collection
 
     def _embed(self, prompts: Sequence[str]) -> dict[str, list[float]]:
         missing = sorted({p for p in prompts if p not in self._vectors})
@@ -135,6 +159,7 @@ class TrajectoryStore:
                 self._vectors.clear()
             for prompt, vector in zip(missing, self._embedder.embed(missing), strict=True):
                 self._vectors[prompt] = [float(x) for x in vector]
+                self._dimension = len(vector)
         return {p: self._vectors[p] for p in prompts}
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
@@ -148,23 +173,57 @@ class TrajectoryStore:
             return
         by_id = {record.record_id: record for record in records}  # Chroma rejects duplicate ids in one batch
         unique = list(by_id.values())
-        # Retrieval compares trajectory prompts only. Candidates are kept for reports and audits, so they carry
-        # a fixed placeholder vector unless their prompt is on the trajectory: a step then embeds one prompt, not
-        # `candidates` + 1 (the embedder was most of this actor's CPU).
-        embedded = [r for r in unique if r.kind in TRAJECTORY_KINDS] or unique[:1]
-        vectors = self._embed([record.prompt for record in embedded])
-        placeholder = [1.0] + [0.0] * (len(next(iter(vectors.values()))) - 1)
+        trajectory = [r for r in unique if r.kind in TRAJECTORY_KINDS]
+        # Retrieval compares trajectory prompts only: a step embeds the prompt it moved to, not its candidates
+        # (the embedder was most of this actor's CPU). Candidate packs carry a fixed placeholder vector.
+        vectors = self._embed([record.prompt for record in trajectory])
+        packs = self._merged_packs([r for r in unique if r.kind == "candidate"])
+        ids = [*(r.record_id for r in trajectory), *(pack_id(*key) for key in packs)]
         self._collection.upsert(
-            ids=list(by_id),
-            embeddings=[vectors.get(record.prompt, placeholder) for record in unique],
-            documents=[record.prompt for record in unique],
-            metadatas=[record.metadata() for record in unique],
+            ids=ids,
+            embeddings=[*(vectors[r.prompt] for r in trajectory), *([self._placeholder()] * len(packs))],
+            documents=[*(r.prompt for r in trajectory), *(pack_document(list(p.values())) for p in packs.values())],
+            metadatas=[*(r.metadata() for r in trajectory),
+                       *({"task": task, "step": step, "kind": PACK_KIND, "count": len(p)}
+                         for (task, step), p in packs.items())],
         )
-        for record_id, record in by_id.items():
-            known = self._trajectories.get(record.task)
-            if known is not None and record.kind in TRAJECTORY_KINDS:
-                known[record_id] = (record, vectors[record.prompt])
-        self._log.debug("memory_added", records=len(unique), tasks=sorted({r.task for r in unique}))
+        for key, pack in packs.items():
+            self._packs[key] = pack
+            self._pack_keys.add(key)
+        if self._loaded:
+            for record in trajectory:
+                self._trajectories.setdefault(record.task, {})[record.record_id] = (record, vectors[record.prompt])
+        self._log.debug("memory_added", records=len(unique), rows=len(ids), tasks=sorted({r.task for r in unique}))
+
+    def _placeholder(self) -> list[float]:
+        if self._dimension is None:
+            self._dimension = len(self._embedder.embed(["placeholder"])[0])
+        return [1.0] + [0.0] * (self._dimension - 1)
+
+    def _merged_packs(self, candidates: Sequence[MemoryRecord]) -> dict[tuple[str, int], dict[str, MemoryRecord]]:
+        """The packs these candidates go into, each merged with what its row already holds (a candidate added again
+        replaces itself). Packs this store wrote or read are known; the others are read in one query."""
+        if not candidates:
+            return {}
+        if not self._loaded:
+            self._load_trajectories()
+        keys = sorted({(r.task, r.step) for r in candidates})
+        unknown = [k for k in keys if k not in self._packs]
+        if len(self._packs) + len(unknown) > self.PACK_CACHE_SIZE:
+            self._packs.clear()
+            unknown = keys
+        stored_rows = [k for k in unknown if k in self._pack_keys]  # the others are new: nothing to merge with
+        stored: dict[tuple[str, int], str] = {}
+        if stored_rows:
+            found = self._collection.get(ids=[pack_id(*k) for k in stored_rows], include=["documents", "metadatas"])
+            stored = {(str(m["task"]), int(m["step"])): doc
+                      for doc, m in zip(found["documents"] or [], found["metadatas"] or [], strict=True)}
+        for key in unknown:
+            self._packs[key] = {r.record_id: r for r in unpack_document(stored[key])} if key in stored else {}
+        merged = {key: dict(self._packs[key]) for key in keys}
+        for r in candidates:
+            merged[(r.task, r.step)][r.record_id] = r
+        return merged
 
     def trajectory(self, task: str) -> list[TrajectoryEntry]:
         """The initial prompt and the prompt chosen at each step, in step order."""
@@ -179,8 +238,10 @@ class TrajectoryStore:
 
     def candidates(self, task: str, step: int | None = None) -> list[MemoryRecord]:
         """Scored candidates of a task (of one step if given): step order, best score first within a step."""
-        records = self._records(_where(task=task, kind="candidate", step=step))
-        return sorted(records, key=lambda r: (r.step, -r.score, r.prompt))
+        result = self._collection.get(where=_where(task=task, kind={"$in": list(CANDIDATE_ROW_KINDS)}, step=step),
+                                      include=["documents", "metadatas"])
+        records = {r.record_id: r for r in self._rows(result)}
+        return sorted(records.values(), key=lambda r: (r.step, -r.score, r.prompt))
 
     def last_step(self, task: str) -> int:
         """The last completed step (one with a trajectory entry): 0 after the initial prompt, -1 if none."""
@@ -193,31 +254,43 @@ class TrajectoryStore:
         return sorted({str(metadata["task"]) for metadata in result["metadatas"] or []})
 
     def count(self) -> int:
-        """How many records the collection holds, all tasks and kinds."""
-        return int(self._collection.count())
+        """How many records the collection holds, all tasks and kinds (each candidate of a pack counts)."""
+        result = self._collection.get(include=["metadatas"])
+        return sum(int(m.get("count", 1)) if m.get("kind") == PACK_KIND else 1 for m in result["metadatas"] or [])
 
-    def _records(self, where: dict[str, Any]) -> list[MemoryRecord]:
-        result = self._collection.get(where=where, include=["documents", "metadatas"])
-        return [
-            MemoryRecord.from_stored(prompt=prompt, metadata=dict(metadata))
-            for prompt, metadata in zip(result["documents"] or [], result["metadatas"] or [], strict=True)
-        ]
+    @staticmethod
+    def _rows(result: dict[str, Any]) -> list[MemoryRecord]:
+        """Records of a Chroma get: a pack row is its step's candidates, any other row one record."""
+        out: list[MemoryRecord] = []
+        for document, metadata in zip(result["documents"] or [], result["metadatas"] or [], strict=True):
+            if metadata.get("kind") == PACK_KIND:
+                out += unpack_document(document)
+            else:
+                out.append(MemoryRecord.from_stored(prompt=document, metadata=dict(metadata)))
+        return out
 
     def _trajectory_records(self, task: str) -> list[tuple[MemoryRecord, list[float]]]:
-        known = self._trajectories.get(task)
-        if known is None:  # first read of this task (a fresh or resumed run): from Chroma, then kept
-            result = self._collection.get(where=_where(task=task, kind={"$in": list(TRAJECTORY_KINDS)}),
-                                          include=["documents", "metadatas", "embeddings"])
-            embeddings = result["embeddings"] if result["embeddings"] is not None else []
-            known = {
-                record_id: (MemoryRecord.from_stored(prompt=prompt, metadata=dict(metadata)),
-                            [float(x) for x in vector])
-                for record_id, prompt, metadata, vector in zip(
-                    result["ids"], result["documents"] or [], result["metadatas"] or [], embeddings, strict=True)
-            }
-            self._trajectories[task] = known
+        if not self._loaded:
+            self._load_trajectories()
+        known = self._trajectories.setdefault(task, {})
         # Step order; the initial prompt before a chosen one at the same step; then a stable tie-break.
         return sorted(known.values(), key=lambda pair: (pair[0].step, pair[0].kind != "initial", pair[0].prompt))
+
+    def _load_trajectories(self) -> None:
+        """Every task's trajectory, vectors included, and which candidate packs exist, in one read each (a fresh or
+        restarted store; then kept, this store being the collection's only writer). One query per task scanned
+        the collection once per task: at a thousand tasks that grew with the square of the run."""
+        result = self._collection.get(where={"kind": {"$in": list(TRAJECTORY_KINDS)}},
+                                      include=["documents", "metadatas", "embeddings"])
+        embeddings = result["embeddings"] if result["embeddings"] is not None else []
+        for record_id, prompt, metadata, vector in zip(
+                result["ids"], result["documents"] or [], result["metadatas"] or [], embeddings, strict=True):
+            record = MemoryRecord.from_stored(prompt=prompt, metadata=dict(metadata))
+            self._trajectories.setdefault(record.task, {}).setdefault(
+                record_id, (record, [float(x) for x in vector]))  # a row added since the read is newer: kept
+        packs = self._collection.get(where={"kind": PACK_KIND}, include=["metadatas"])
+        self._pack_keys.update((str(m["task"]), int(m["step"])) for m in packs["metadatas"] or [])
+        self._loaded = True
 
 
 def open_chroma_client(*, path: Path | None, host: str | None, port: int, token_env: str | None) -> Any:

@@ -37,10 +37,15 @@ def task_file_name(task: str) -> str:
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write to a temp file in the same folder, fsync, rename: readers never see half a file. OSError on failure,
     with the temp file removed."""
+    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """`write_json_atomic` for text already serialised."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, ensure_ascii=False)
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -160,15 +165,20 @@ class RunDirectory:
             raise InputError(f"{path}: checkpoint steps are not contiguous from 0; refusing to resume")
         return steps
 
-    def write_results(self, data: dict[str, Any]) -> None:
+    def write_results(self, data: dict[str, Any] | str) -> None:
+        """results.json from its document, or from its text already serialised (the controller keeps each task's
+        part serialised, so a rewrite at a thousand tasks does not serialise every task again)."""
         self._write_state_file(self.results_file, data)
 
     def write_usage(self, data: dict[str, Any]) -> None:
         self._write_state_file(self.usage_file, data)
 
-    def _write_state_file(self, path: Path, data: dict[str, Any]) -> None:
+    def _write_state_file(self, path: Path, data: dict[str, Any] | str) -> None:
         try:
-            write_json_atomic(path, data)
+            if isinstance(data, str):
+                write_text_atomic(path, data)
+            else:
+                write_json_atomic(path, data)
         except OSError as e:
             raise RunFailed(
                 f"cannot write {path}: {e.strerror or e}; completed steps are kept, "

@@ -114,10 +114,12 @@ class StartedActors:
     refiners: list[Any] = field(default_factory=list)
     evaluators: list[Any] = field(default_factory=list)
     limiter: Any = None
+    memory_shards: list[Any] = field(default_factory=list)
 
     def started(self, actors: RunActors) -> None:
         self.memory, self.refiners, self.evaluators = actors.memory, list(actors.refiners), list(actors.evaluators)
         self.limiter = actors.limiter
+        self.memory_shards = list(actors.memory_shards)
         self.ready.set()
 
     def wait(self) -> StartedActors:
@@ -163,21 +165,40 @@ def checkpoint_steps(run_dir: Path, task: str = TASK) -> list[int]:
 
 
 def memory_contents(chroma_dir: Path | None, *, client: Any = None, collection: str | None = None) -> dict[str, Any]:
-    """What a run left in its trajectory store: the trajectory and every scored candidate, per task. From the
-    run's embedded store (`chroma_dir`), or from `collection` through `client` (a Chroma server)."""
+    """What a run left in its trajectory store: the trajectory and every scored candidate, per task. From `collection`
+    through `client` (a Chroma server), or from the run's embedded store over all its memory shards
+    (RUN_DIR/memory.json). A task found in two shards, or in a shard its name does not hash to, fails: a resume
+    must find every task's memory where it was."""
+    from gpo_ray.memory.sharding import LAYOUT_FILE, shard_of
     from gpo_ray.memory.store import TrajectoryStore, open_chroma_client
 
-    if client is None:
-        client = open_chroma_client(path=chroma_dir, host=None, port=0, token_env=None)
-        (collection,) = [c.name for c in client.list_collections()]  # the run's one collection
-    store = TrajectoryStore(client=client, embedder=None, collection_name=collection)
-    return {
-        task: {
-            "trajectory": store.trajectory(task),
-            "candidates": sorted((c.step, c.prompt, c.score) for c in store.candidates(task)),
-        }
-        for task in store.tasks()
-    } | {"count": store.count()}
+    def read(store: TrajectoryStore) -> dict[str, Any]:
+        return {task: {"trajectory": store.trajectory(task),
+                       "candidates": sorted((c.step, c.prompt, c.score) for c in store.candidates(task))}
+                for task in store.tasks()}
+
+    if client is not None:
+        store = TrajectoryStore(client=client, embedder=None, collection_name=collection)
+        return read(store) | {"count": store.count()}
+    assert chroma_dir is not None
+    layout = chroma_dir.parent / LAYOUT_FILE
+    shards = json.loads(layout.read_text())["shards"] if layout.is_file() else 1
+    contents: dict[str, Any] = {}
+    count = 0
+    for k in range(shards):
+        shard_client = open_chroma_client(path=chroma_dir if shards == 1 else chroma_dir / f"shard-{k}", host=None,
+                                          port=0, token_env=None)
+        (name,) = [c.name for c in shard_client.list_collections()]  # the shard's one collection
+        store = TrajectoryStore(client=shard_client, embedder=None, collection_name=name)
+        for task, content in read(store).items():
+            assert task not in contents, f"{task} is in two memory shards"
+            assert shard_of(task, shards) == k, f"{task} is in shard {k}, its name hashes to {shard_of(task, shards)}"
+            contents[task] = content
+        count += store.count()
+    from chromadb.api.client import SharedSystemClient
+
+    SharedSystemClient.clear_system_cache()  # Chroma keeps one system per path: a later read must really reopen
+    return contents | {"count": count}
 
 
 def json_tasks(run_dir: Path) -> dict[str, TaskResult]:

@@ -7,6 +7,7 @@ A driver killed with SIGKILL and resumed: tests/integration/test_resume.py.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 
@@ -14,11 +15,13 @@ import pytest
 import ray
 
 from gpo_ray.api import optimize
+from gpo_ray.memory.sharding import shard_of
 from gpo_ray.runtime.processes import process_alive
 from tests.faults.harness import (
     CANDIDATES,
     EVALUATOR_SLOTS,
     NUM_EVALUATORS,
+    TASK,
     BackgroundRun,
     StartedActors,
     assert_same_as_undisturbed,
@@ -158,3 +161,29 @@ def test_the_rate_limiter_killed_mid_run_restarts_and_the_limit_still_holds(kill
     assert_same_as_undisturbed(config.run_dir, results.tasks, undisturbed.tasks)
     assert sum(g["requests"] for key, g in granted_after_restart.items() if key.startswith("task_model")) > 0
     assert most_in_any_window(times, 3.0) <= window_bound(RATE_LIMITED_RPM, 3.0)
+
+
+def test_a_memory_shard_killed_restarts_from_its_store(tmp_path, undisturbed):
+    """The memory in three shards (one actor and one store each): the task's shard killed between steps restarts
+    from its own store and the run ends as the undisturbed one-shard run, its memory in the shard it hashes to."""
+    with two_fakes() as (opt, task):
+        opt.pause()
+        config = run_config(tmp_path / "run", optimizer_url=opt.base_url, task_url=task.base_url)
+        config = config.model_copy(update={"cluster": config.cluster.model_copy(update={"memory_shards": 3})})
+        actors = StartedActors()
+        run = BackgroundRun(lambda: optimize(config, on_actors_started=actors.started))
+        opt.hold_generation(3)  # steps 0-2 are in the task's shard
+        assert len(actors.wait().memory_shards) == 3
+        shard = actors.memory_shards[shard_of(TASK, 3)]
+        old_pid = kill_and_wait(process_exit, shard)
+        assert ray.get(shard.pid.remote(), timeout=60) != old_pid, "restarted in a new process"
+        opt.resume()
+        results = run.join()
+        opt_stats, task_stats = opt.stats(), task.stats()
+
+    assert_same_as_undisturbed(config.run_dir, results.tasks, undisturbed.tasks)
+    assert opt_stats["repeated_requests"] == 0 and task_stats["repeated_requests"] == 0
+    assert json.loads((config.run_dir / "memory.json").read_text())["shards"] == 3
+    assert sorted(p.name for p in (config.run_dir / "chroma").iterdir()) == ["shard-0", "shard-1", "shard-2"]
+    # memory_contents also fails if the task is in a shard other than the one its name hashes to.
+    assert memory_contents(config.run_dir / "chroma") == undisturbed.memory

@@ -23,6 +23,10 @@ def test_the_synthetic_workload_is_deterministic(tmp_path: Path) -> None:
         assert [(e.input, e.answer) for e in (*a.train, *a.eval, *a.test)] == \
                [(e.input, e.answer) for e in (*b.train, *b.eval, *b.test)]
     assert one.tasks[0].train[0].input != one.tasks[1].train[0].input  # each task its own seed
+    # long enough for the fake endpoint's prefix index: shorter questions are tried one by one on every request
+    from gpo_ray.testing.scripted import AnswerKeyIndex
+
+    assert min(len(e.input.strip()) for t in one.tasks for e in (*t.train, *t.eval, *t.test)) >= AnswerKeyIndex.PREFIX
     assert one.subset(2).task_names == one.task_names[:2]
     # the endpoint knows every answer of the workload
     key = endpoint_config(one, latency=0.1, slots=4).answer_key
@@ -57,3 +61,35 @@ def test_the_runner_keeps_its_options() -> None:
     args = throughput.parse_args(["--tasks", "3", "--no-scaling", "--scaling-slots", "1,4"])
     assert (args.tasks, args.scaling, args.adaptive, args.scaling_slots) == (3, False, True, [1, 4])
     assert str(args.out) == "benchmarks/results/throughput.json"
+
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "gpo"
+
+
+@pytest.mark.skipif(not (SHARED / "BIG-Bench-Hard").is_dir(), reason=f"shared GPO data absent ({SHARED})")
+def test_more_tasks_than_the_shared_data_has_are_topped_up_with_synthetic_ones(tmp_path: Path) -> None:
+    workload = load_workload(30, data_dir=SHARED, scratch=tmp_path)
+    assert len(workload.tasks) == len(set(workload.task_names)) == 30
+    assert [n.startswith("bbh/") for n in workload.task_names] == [True] * 27 + [False] * 3
+    assert workload.task_names[27:] == ["bbh_shaped/t00", "bbh_shaped/t01", "bbh_shaped/t02"]
+    assert workload.source.startswith("27 shared BBH") and "3 synthetic" in workload.source
+
+
+def test_past_a_hundred_synthetic_tasks_the_names_stay_distinct_and_in_order(tmp_path: Path) -> None:
+    names = load_workload(101, data_dir=None, scratch=tmp_path).task_names
+    assert len(set(names)) == 101 and names[:2] == ["bbh_shaped/t000", "bbh_shaped/t001"] and names == sorted(names)
+
+
+def test_fairness_is_the_spread_of_completed_steps_while_the_run_goes(tmp_path: Path) -> None:
+    from benchmarks.harness.fairness import ProgressSampler
+    from gpo_ray.runtime.run_dir import task_file_name
+
+    (tmp_path / "checkpoints").mkdir()
+    sampler = ProgressSampler(tmp_path, ["a", "b", "c"], lambda: {})
+    for lines in ({"a": 3}, {"a": 4, "b": 2}, {"a": 5, "b": 5, "c": 3}):  # step 0 and then completed steps
+        for task, n in lines.items():
+            (tmp_path / "checkpoints" / task_file_name(task)).write_text("{}\n" * n)
+        sampler._sample()
+    assert [(s["steps"], s["min"], s["max"]) for s in sampler.samples] == [(2, 0, 2), (4, 0, 3), (10, 2, 4)]
+    going = sampler.report(total_steps=12)["while_running"]  # samples between 10% and 90% of 12 steps
+    assert going["samples"] == 3 and going["max_spread"] == 3

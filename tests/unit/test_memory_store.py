@@ -268,3 +268,31 @@ def test_a_prompt_is_embedded_once_and_retrieval_after_adds_matches_a_fresh_read
     forget_open_clients()
     fresh = open_store(chroma_path)
     assert (fresh.retrieve("nav", strategy="relevance", k=3), fresh.trajectory("nav")) == held
+
+
+def test_a_steps_candidates_share_one_row_and_later_adds_merge_into_it(chroma_path: Path) -> None:
+    store = open_store(chroma_path)
+    step1 = [candidate("nav", 1, f"Candidate {i}.", i / 10) for i in range(4)]
+    store.add([PATH[1], *step1])
+    assert store._collection.count() == 2, "the chosen prompt's row and one row for the step's candidates"
+    assert store.count() == 5
+
+    del store
+    forget_open_clients()
+    reopened = open_store(chroma_path)  # the merge must read the row, not only remember what it wrote
+    reopened.add([candidate("nav", 1, "Candidate 1.", 0.9, picked=True), candidate("nav", 1, "A late one.", 0.3)])
+    assert reopened.count() == 6
+    assert [(c.prompt, c.score, c.chosen) for c in reopened.candidates("nav", step=1)] == [
+        ("Candidate 1.", 0.9, True), ("A late one.", 0.3, False), ("Candidate 3.", 0.3, False),
+        ("Candidate 2.", 0.2, False), ("Candidate 0.", 0.0, False)]
+
+
+def test_single_candidate_rows_of_older_runs_still_read(chroma_path: Path) -> None:
+    store = open_store(chroma_path)
+    old = candidate("nav", 2, "Written one row per candidate.", 0.4)
+    store._collection.upsert(ids=[old.record_id], embeddings=[[1.0] + [0.0] * 63], documents=[old.prompt],
+                             metadatas=[old.metadata()])  # as gpo-ray wrote candidates before packs
+    store.add([candidate("nav", 2, "A packed one.", 0.6)])
+
+    assert store.candidates("nav", step=2) == [candidate("nav", 2, "A packed one.", 0.6), old]
+    assert store.count() == 2 and store.tasks() == ["nav"]
