@@ -57,6 +57,7 @@ class TrajectoryMemory(WhereAmI):
         collection_name: str = DEFAULT_COLLECTION,
         embedder_factory: EmbedderFactory | None = None,
     ) -> None:
+        self.announce_start("memory")
         client = open_chroma_client(
             path=Path(chroma_path) if chroma_path is not None else None,
             host=chroma_host,
