@@ -9,6 +9,7 @@ import contextlib
 import functools
 import hashlib
 import os
+import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,7 +181,7 @@ def _start_actors(config: RunConfig, run_dir: RunDirectory, opt: Endpoint, task:
     import ray
 
     from gpo_ray.actors.evaluator import EvaluatorActor
-    from gpo_ray.actors.memory import start_trajectory_memory, wait_until_gone
+    from gpo_ray.actors.memory import MEMORY_NAMESPACE, start_trajectory_memory, wait_until_gone
     from gpo_ray.actors.refiner import RefinerActor
 
     cache_dir = str(run_dir.cache_dir.resolve()) if config.cache else None
@@ -193,18 +194,26 @@ def _start_actors(config: RunConfig, run_dir: RunDirectory, opt: Endpoint, task:
     # Evaluators first, then refiners, then the memory actor: Ray starts a few worker processes at a time, and
     # the run's first calls (the initial prompt's eval score) need only an evaluator.
     params = task_model_params(config)
+    # Named by run and driver (`ray list actors` tells whose they are; tools outside the driver can find them);
+    # the driver part keeps a resumed driver's names clear of a killed one's actors that Ray is still removing.
+    def named(role: str, i: int) -> dict[str, Any]:
+        return {"name": f"gpo-{role}-{run_id}-{driver}-{i}", "namespace": MEMORY_NAMESPACE}
+
+    driver = secrets.token_hex(3)
     evaluators = [
-        EvaluatorActor.options(**ACTOR_OPTIONS, **node_options(res or NodeResource.EVALUATOR, available=available,
-                                                               required=res is not None))
+        EvaluatorActor.options(**ACTOR_OPTIONS, **named("evaluator", i),
+                               **node_options(res or NodeResource.EVALUATOR, available=available,
+                                              required=res is not None))
         .remote(config.task_model, base_url=urls, model=task.model, cache_dir=cache_dir, params=params,
                 max_in_flight=config.cluster.evaluator_max_in_flight, metrics=metrics)
-        for urls, res in _endpoint_groups(task, config.cluster.num_evaluators)
+        for i, (urls, res) in enumerate(_endpoint_groups(task, config.cluster.num_evaluators))
     ]
     refiners = [
-        RefinerActor.options(**ACTOR_OPTIONS, **node_options(res or NodeResource.REFINER, available=available,
-                                                             required=res is not None))
+        RefinerActor.options(**ACTOR_OPTIONS, **named("refiner", i),
+                             **node_options(res or NodeResource.REFINER, available=available,
+                                            required=res is not None))
         .remote(config.optimizer_model, base_url=urls, model=opt.model, cache_dir=cache_dir, metrics=metrics)
-        for urls, res in _endpoint_groups(opt, config.cluster.num_refiners)
+        for i, (urls, res) in enumerate(_endpoint_groups(opt, config.cluster.num_refiners))
     ]
     # One collection per run, so that runs sharing a Chroma server never see each other's trajectories.
     if embedder_factory is None and config.embedder.kind == "openai":

@@ -9,6 +9,7 @@ crash, the new instance reopens the same store and nothing is lost. Every method
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,10 @@ if TYPE_CHECKING:
     from gpo_ray.llm.embedding import Embedder
 
 log = structlog.get_logger()
+
+# A Chroma server that restarts (a deploy, a crash, a node move) cannot be reached for a few seconds: a store call
+# is retried that long before its error goes to the driver, which would stop the run (resumable, but stopped).
+CHROMA_SERVER_RETRY_S = 60.0
 
 EmbedderFactory = Callable[[], "Embedder"]
 
@@ -56,6 +61,7 @@ class TrajectoryMemory(WhereAmI):
         chroma_token_env: str | None,
         collection_name: str = DEFAULT_COLLECTION,
         embedder_factory: EmbedderFactory | None = None,
+        server_retry_s: float = CHROMA_SERVER_RETRY_S,
     ) -> None:
         self.announce_start("memory")
         client = open_chroma_client(
@@ -67,11 +73,13 @@ class TrajectoryMemory(WhereAmI):
         embedder = (embedder_factory or _default_embedder)()
         self._store = TrajectoryStore(client=client, embedder=embedder, collection_name=collection_name)
         self._lock = asyncio.Lock()
+        self._retry_s = server_retry_s if chroma_host is not None else 0.0  # an embedded store has no server to wait for
         log.info("trajectory_memory_ready", records=self._store.count(), collection=collection_name)
 
     async def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         async with self._lock:
-            return await asyncio.to_thread(method, *args, **kwargs)
+            return await call_until_reachable(lambda: asyncio.to_thread(method, *args, **kwargs),
+                                              retry_s=self._retry_s)
 
     async def add(self, records: Sequence[MemoryRecord]) -> None:
         await self._call(self._store.add, list(records))
@@ -99,6 +107,25 @@ class TrajectoryMemory(WhereAmI):
 
     async def count(self) -> int:
         return await self._call(self._store.count)
+
+
+async def call_until_reachable(call: Callable[[], Any], *, retry_s: float,
+                               sleep: Callable[[float], Any] = asyncio.sleep) -> Any:
+    """`await call()`, retried with backoff while the Chroma server cannot be reached (connection refused or cut),
+    for up to `retry_s` seconds; each retry logged. Store calls are idempotent (upserts by id, reads)."""
+    import httpx
+
+    deadline = time.monotonic() + retry_s
+    delay = 0.2
+    while True:
+        try:
+            return await call()
+        except (httpx.TransportError, ConnectionError) as e:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("chroma_server_unreachable_retrying", error=f"{type(e).__name__}: {e}", retry_in_s=delay)
+            await sleep(delay)
+            delay = min(2 * delay, 5.0)
 
 
 MEMORY_NAMESPACE = "gpo-ray"
