@@ -57,7 +57,12 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import cli
-from benchmarks.harness.workload import SHARED_DATA, Workload, endpoint_config, load_workload
+from benchmarks.harness.workload import (
+    SHARED_DATA,
+    Workload,
+    endpoint_config,
+    load_workload,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMA = Path(sys.executable).parent / "chroma"

@@ -181,7 +181,11 @@ def _start_actors(config: RunConfig, run_dir: RunDirectory, opt: Endpoint, task:
     import ray
 
     from gpo_ray.actors.evaluator import EvaluatorActor
-    from gpo_ray.actors.memory import MEMORY_NAMESPACE, start_trajectory_memory, wait_until_gone
+    from gpo_ray.actors.memory import (
+        MEMORY_NAMESPACE,
+        start_trajectory_memory,
+        wait_until_gone,
+    )
     from gpo_ray.actors.refiner import RefinerActor
 
     cache_dir = str(run_dir.cache_dir.resolve()) if config.cache else None

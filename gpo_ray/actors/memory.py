@@ -21,7 +21,12 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from gpo_ray.actors.introspection import WhereAmI
 from gpo_ray.config import ClusterSettings
 from gpo_ray.core.types import TrajectoryEntry
-from gpo_ray.memory.store import DEFAULT_COLLECTION, MemoryRecord, TrajectoryStore, open_chroma_client
+from gpo_ray.memory.store import (
+    DEFAULT_COLLECTION,
+    MemoryRecord,
+    TrajectoryStore,
+    open_chroma_client,
+)
 from gpo_ray.runtime.run_dir import RunDirectory
 from gpo_ray.vocabulary import NodeResource
 
