@@ -96,17 +96,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--tasks", type=int, default=27, help="BBH tasks to run (27 = all)")
     p.add_argument("--data-dir", type=Path, default=SHARED_DATA,
                    help="the shared GPO data (BIG-Bench-Hard inside); absent: synthetic BBH-shaped tasks")
-    p.add_argument("--latency", type=float, default=0.5, help="endpoint seconds per request")
-    p.add_argument("--slots", type=int, default=64, help="endpoint concurrent requests")
-    p.add_argument("--epochs", type=int, default=None,
-                   help=f"default: enough to fill --duration (about {EPOCH_S:.0f} s an epoch at the defaults)")
+    p.add_argument("--latency", type=float, default=4.0, help="endpoint seconds per request")
+    p.add_argument("--slots", type=int, default=256, help="endpoint concurrent requests")
+    p.add_argument("--epochs", type=int, default=None, help="default: enough to fill --duration (see epochs_for)")
     p.add_argument("--keep", action="store_true", help="keep the scratch folder (run directories, logs)")
     p.add_argument("--out", type=Path, default=None, help="JSON report (default benchmarks/results/chaos-SEED.json)")
     return p.parse_args(argv)
 
 
-# An undisturbed epoch of the 27 tasks at the defaults on the 2-core machine the README's run was made on.
-EPOCH_S = 75.0
+def epochs_for(duration: float, latency: float) -> int:
+    """Epochs that make the undisturbed run last about `duration`. The first epoch scores every new candidate (about
+    50 rounds of requests for 27 tasks, with 128 evaluator slots); in later ones the scripted optimizer has run out of
+    new phrases, its candidates repeat earlier ones and are dropped unscored, so a step is one optimizer round: six
+    rounds an epoch (BBH: 48 training examples in batches of 8)."""
+    first = 50 * latency
+    return max(1, 1 + math.ceil((duration - first) / (6 * latency)))
 
 
 # --- processes and ports --------------------------------------------------------------------------------------
@@ -449,13 +453,13 @@ def write_config(workload: Workload, *, base_url: str, run_dir: Path, address: s
                  chroma: ChromaServer | None, path: Path) -> Path:
     from gpo_ray.config import RunConfig
 
-    role = {"base_url": base_url, "model": "fake-llm", "max_tokens": 64, "max_in_flight": 32, "timeout_s": 60}
+    role = {"base_url": base_url, "model": "fake-llm", "max_tokens": 64, "max_in_flight": 64, "timeout_s": 60}
     config = RunConfig(
         tasks=workload.task_names, data_dir=workload.data_dir, task_sources=workload.sources,
         task_model=role, optimizer_model=role | {"temperature": 1.0},
         optimizer=dict(epochs=epochs, batch_size=8, candidates=4, seed=3, eval_limit=16, evaluate_test=False,
                        initial_prompt="Answer the question."),
-        cluster={"address": address, "num_refiners": 2, "num_evaluators": 2, "evaluator_max_in_flight": 32,
+        cluster={"address": address, "num_refiners": 2, "num_evaluators": 2, "evaluator_max_in_flight": 64,
                  **({"chroma_host": "127.0.0.1", "chroma_port": chroma.port} if chroma else {})},
         run_dir=run_dir,
     )
@@ -799,7 +803,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             soak.chroma = ChromaServer(work / "chroma-server", work / "chroma.log")
             soak.chroma.start()
         workload = load_workload(args.tasks, data_dir=args.data_dir, scratch=work)
-        epochs = args.epochs or max(1, math.ceil(args.duration / EPOCH_S))
+        epochs = args.epochs or epochs_for(args.duration, args.latency)
         report["workload"] = f"{len(workload.tasks)} tasks ({workload.source}), {epochs} epochs, " \
                              f"{args.latency:g} s per request"
         print(f"workload: {report['workload']}; undisturbed run ...", flush=True)
