@@ -9,6 +9,7 @@ import contextlib
 import functools
 import hashlib
 import os
+import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,7 +196,7 @@ def start_actors(config: RunConfig, *, home: Path, cache_dir: Path, opt: Endpoin
 
     from gpo_ray.actors.evaluator import EvaluatorActor
     from gpo_ray.actors.limiter import LimiterClient, limiter_name, start_rate_limiter
-    from gpo_ray.actors.memory import wait_until_gone
+    from gpo_ray.actors.memory import MEMORY_NAMESPACE, wait_until_gone
     from gpo_ray.actors.memory_shards import start_memory_shards
     from gpo_ray.actors.refiner import RefinerActor
     from gpo_ray.memory.sharding import load_or_create_layout
@@ -215,19 +216,28 @@ def start_actors(config: RunConfig, *, home: Path, cache_dir: Path, opt: Endpoin
     # Evaluators first, then refiners, then the memory actor: Ray starts a few worker processes at a time, and
     # the run's first calls (the initial prompt's eval score) need only an evaluator.
     params = task_model_params(config)
+    # Named by run and driver (`ray list actors` tells whose they are; tools outside the driver can find them);
+    # the driver part keeps a resumed driver's names clear of a killed one's actors that Ray is still removing.
+    def named(role: str, i: int) -> dict[str, Any]:
+        return {"name": f"gpo-{role}-{run_id}-{driver}-{i}", "namespace": MEMORY_NAMESPACE}
+
+    driver = secrets.token_hex(3)
     evaluators = [
-        EvaluatorActor.options(**ACTOR_OPTIONS, **node_options(res or NodeResource.EVALUATOR, available=available,
-                                                               required=res is not None))
+        EvaluatorActor.options(**ACTOR_OPTIONS, **named("evaluator", i),
+                               **node_options(res or NodeResource.EVALUATOR, available=available,
+                                              required=res is not None))
         .remote(config.task_model, base_url=urls, model=task.model, cache_dir=cache, params=params,
                 max_in_flight=config.cluster.evaluator_max_in_flight, metrics=metrics, permits=permits)
-        for urls, res in _endpoint_groups(task, config.cluster.num_evaluators if with_evaluators else 0)
+        for i, (urls, res) in enumerate(_endpoint_groups(task, config.cluster.num_evaluators if with_evaluators
+                                                         else 0))
     ]
     refiners = [
-        RefinerActor.options(**ACTOR_OPTIONS, **node_options(res or NodeResource.REFINER, available=available,
-                                                             required=res is not None))
+        RefinerActor.options(**ACTOR_OPTIONS, **named("refiner", i),
+                             **node_options(res or NodeResource.REFINER, available=available,
+                                            required=res is not None))
         .remote(config.optimizer_model, base_url=urls, model=opt.model, cache_dir=cache, metrics=metrics,
                 permits=permits)
-        for urls, res in _endpoint_groups(opt, config.cluster.num_refiners)
+        for i, (urls, res) in enumerate(_endpoint_groups(opt, config.cluster.num_refiners))
     ]
     # One collection per run, so that runs sharing a Chroma server never see each other's trajectories.
     if embedder_factory is None and config.embedder.kind == "openai":

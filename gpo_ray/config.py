@@ -66,6 +66,11 @@ class LLMRoleConfig(_Frozen):
     )
     hedge: HedgeSettings = HedgeSettings()
     max_retries: int = Field(default=6, ge=0, le=50)
+    rate_limited_retry_s: float = Field(
+        default=60.0, ge=0,
+        description="a call rate-limited (429) again and again is retried past max_retries until it has waited this "
+        "long on them: a burst of rate limiting slows a run, it does not stop it",
+    )
     max_in_flight: int = Field(default=8, gt=0, le=4096)
     requests_per_minute: float | None = Field(default=None, gt=0)
     tokens_per_minute: float | None = Field(default=None, gt=0)
@@ -414,7 +419,7 @@ _FINGERPRINT_NEUTRAL_DEFAULTS = {
 }
 
 # Role settings that say how calls are sent, not what is asked: outside the fingerprint, so a resume may change them.
-_HOW_CALLS_ARE_SENT = ("transport", "read_timeout_s", "max_reply_bytes", "hedge")
+_HOW_CALLS_ARE_SENT = ("transport", "read_timeout_s", "max_reply_bytes", "hedge", "rate_limited_retry_s")
 
 # `preset: paper`: GPO as its authors ran it (RUCAIBox/GPO at 765df20, GPO.sh and optimize.py). Laid under the
 # user's own settings: a key given in the file or by a flag still wins. README "The paper preset" lists each key.

@@ -51,6 +51,7 @@ class Evaluator(WhereAmI):
         metrics: MetricsContext | None = None,
         permits: PermitSource | None = None,
     ) -> None:
+        self.announce_start("evaluator")
         # Metrics are made here, in the worker process; the counters feed them (usage.json and gpo_llm_* agree).
         self.counters = AccountedCounters(listener=llm_usage_listener(metrics, role=Role.TASK_MODEL))
         cache = ResponseCache(Path(cache_dir) / Role.TASK_MODEL) if cache_dir else None

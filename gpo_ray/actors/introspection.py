@@ -1,4 +1,5 @@
-"""What the driver asks every actor: where it runs (placement checks, fault tests) and to stop."""
+"""What the driver asks every actor: where it runs (placement checks, fault tests) and to stop; and the line each
+actor logs as it starts, which says when Ray restarted it."""
 
 from __future__ import annotations
 
@@ -6,10 +7,26 @@ import asyncio
 import os
 
 import ray
+import structlog
 
 
 class WhereAmI:
     """Mixin for actor classes: the Ray node and the worker process they live in, and a quiet stop."""
+
+    restarted = False
+
+    def announce_start(self, actor: str) -> None:
+        """Log `actor_started`, a warning with restarted=True when Ray restarted this actor after its process died
+        (killed, crashed, its node lost). Ray then retries the calls it had, so the driver sees nothing: this line
+        in the actor's log (Ray's worker logs, `ray logs`) is what shows the loss."""
+        self.restarted = bool(ray.get_runtime_context().was_current_actor_reconstructed)
+        log = structlog.get_logger()
+        (log.warning if self.restarted else log.info)("actor_started", actor=actor, restarted=self.restarted,
+                                                       pid=os.getpid())
+
+    async def started(self) -> tuple[int, bool]:
+        """(this process, whether Ray restarted the actor into it)."""
+        return os.getpid(), self.restarted
 
     async def node_id(self) -> str:
         return ray.get_runtime_context().get_node_id()

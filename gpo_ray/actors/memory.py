@@ -24,7 +24,12 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from gpo_ray.actors.introspection import WhereAmI
 from gpo_ray.config import ClusterSettings
 from gpo_ray.core.types import TrajectoryEntry
-from gpo_ray.memory.store import DEFAULT_COLLECTION, MemoryRecord, TrajectoryStore, open_chroma_client
+from gpo_ray.memory.store import (
+    DEFAULT_COLLECTION,
+    MemoryRecord,
+    TrajectoryStore,
+    open_chroma_client,
+)
 from gpo_ray.runtime.run_dir import RunDirectory
 from gpo_ray.vocabulary import NodeResource
 
@@ -46,7 +51,7 @@ def server_unreachable(error: BaseException) -> bool:
     request, a missing collection) are not."""
     import httpx
 
-    return isinstance(error, httpx.TransportError)
+    return isinstance(error, (httpx.TransportError, ConnectionError))
 
 
 def _default_embedder() -> Embedder:
@@ -74,8 +79,11 @@ class TrajectoryMemory(WhereAmI):
         chroma_token_env: str | None,
         collection_name: str = DEFAULT_COLLECTION,
         embedder_factory: EmbedderFactory | None = None,
+        server_retry_s: float = SERVER_RETRY_S,
     ) -> None:
+        self.announce_start("memory")
         self._server = chroma_host is not None
+        self._server_retry_s = server_retry_s
         self._server_retries = 0
         embedder = (embedder_factory or _default_embedder)()
 
@@ -88,7 +96,7 @@ class TrajectoryMemory(WhereAmI):
             )
             return TrajectoryStore(client=client, embedder=embedder, collection_name=collection_name)
 
-        deadline, delay = time.monotonic() + SERVER_RETRY_S, _FIRST_RETRY_S
+        deadline, delay = time.monotonic() + self._server_retry_s, _FIRST_RETRY_S
         while True:  # a restarted actor may find the server restarting too
             try:
                 self._store = open_store()
@@ -96,7 +104,7 @@ class TrajectoryMemory(WhereAmI):
             except Exception as e:
                 if not self._retry_allowed(e, deadline):
                     raise
-                log.warning("chroma_server_unreachable", error=type(e).__name__, retry_in_s=delay, during="open")
+                log.warning("chroma_server_unreachable_retrying", error=type(e).__name__, retry_in_s=delay, during="open")
                 time.sleep(delay)
                 delay = min(_LONGEST_RETRY_S, delay * 2)
         self._ops: deque[tuple[str, Any, asyncio.Future[Any]]] = deque()
@@ -109,7 +117,7 @@ class TrajectoryMemory(WhereAmI):
 
     async def _in_thread(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """One store call in a worker thread; on a Chroma server that does not answer, retried with backoff."""
-        deadline, delay = time.monotonic() + SERVER_RETRY_S, _FIRST_RETRY_S
+        deadline, delay = time.monotonic() + self._server_retry_s, _FIRST_RETRY_S
         while True:
             try:
                 return await asyncio.to_thread(method, *args, **kwargs)
@@ -117,7 +125,7 @@ class TrajectoryMemory(WhereAmI):
                 if not self._retry_allowed(e, deadline):
                     raise
                 self._server_retries += 1
-                log.warning("chroma_server_unreachable", error=type(e).__name__, retry_in_s=delay,
+                log.warning("chroma_server_unreachable_retrying", error=type(e).__name__, retry_in_s=delay,
                             during=getattr(method, "__name__", "call"))
                 await asyncio.sleep(delay)
                 delay = min(_LONGEST_RETRY_S, delay * 2)

@@ -32,6 +32,7 @@ class Refiner(WhereAmI):
 
     def __init__(self, role: LLMRoleConfig, *, base_url: str | list[str], model: str, cache_dir: str | None,
                  metrics: MetricsContext | None = None, permits: PermitSource | None = None) -> None:
+        self.announce_start("refiner")
         # Metrics are made here, in the worker process; the counters feed them (usage.json and gpo_llm_* agree).
         self.counters = AccountedCounters(listener=llm_usage_listener(metrics, role=Role.OPTIMIZER))
         cache = ResponseCache(Path(cache_dir) / Role.OPTIMIZER) if cache_dir else None

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 import structlog
 
 from gpo_ray.llm.accounting import error_kind
-from gpo_ray.llm.errors import EndpointUnavailable, LLMError
+from gpo_ray.llm.errors import EndpointUnavailable, LLMError, RateLimited
 from gpo_ray.llm.protocol import ChatRequest, ChatResponse, LLMClient
 
 # A Retry-After longer than this is treated as this: a server asking for an hour should stop the run
@@ -29,7 +29,11 @@ def backoff_delay(attempt: int, *, base_delay_s: float, max_delay_s: float, rng:
 
 
 class RetryingClient:
-    """Retries retryable LLM errors up to `max_attempts` attempts in all (1 = no retry)."""
+    """Retries retryable LLM errors up to `max_attempts` attempts in all (1 = no retry).
+
+    A rate limit (429) asks the client to slow down, not to give up: a call that keeps getting 429 is retried beyond
+    `max_attempts` until it has waited `rate_limited_for_s` seconds on them, so a burst of rate limiting that outlasts
+    a few quick backoffs slows a run instead of stopping it."""
 
     def __init__(
         self,
@@ -42,6 +46,7 @@ class RetryingClient:
         rng: random.Random | None = None,
         on_retry: Callable[[str], None] | None = None,
         log_context: Mapping[str, str] | None = None,
+        rate_limited_for_s: float = 0.0,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -49,6 +54,7 @@ class RetryingClient:
         self.max_attempts = max_attempts
         self.base_delay_s = base_delay_s
         self.max_delay_s = max_delay_s
+        self.rate_limited_for_s = rate_limited_for_s
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._on_retry = on_retry
@@ -56,6 +62,7 @@ class RetryingClient:
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
         attempt = 1
+        waited_rate_limited = 0.0
         while True:
             try:
                 return await self.inner.complete(request)
@@ -63,7 +70,8 @@ class RetryingClient:
                 if not e.retryable:
                     raise
                 kind = error_kind(e)
-                if attempt >= self.max_attempts:
+                still_slowing_down = isinstance(e, RateLimited) and waited_rate_limited < self.rate_limited_for_s
+                if attempt >= self.max_attempts and not still_slowing_down:
                     self._log.warning(
                         "llm_gave_up", attempts=attempt, error_kind=kind, endpoint=e.endpoint, model=e.model
                     )
@@ -90,6 +98,8 @@ class RetryingClient:
                 if self._on_retry is not None:
                     self._on_retry(kind)
                 await self._sleep(delay)
+                if isinstance(e, RateLimited):
+                    waited_rate_limited += delay
                 attempt += 1
 
     async def aclose(self) -> None:

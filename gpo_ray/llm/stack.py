@@ -92,6 +92,7 @@ def build_client(
         max_delay_s=max_delay_s,
         on_retry=counters.record_retry,
         log_context={"role": role_name},
+        rate_limited_for_s=role.rate_limited_retry_s,
     )
     if cache is not None:
         client = CachedClient(client, cache=cache, model=model)

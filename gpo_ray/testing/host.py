@@ -84,6 +84,10 @@ class ThreadedFake:
     def reset(self) -> None:
         self._call(self.server.reset)
 
+    def set_faults(self, **settings: Any) -> dict[str, Any]:
+        """Faults for a while, from now (`FakeLLMServer.set_timed_faults`: rates, for_s, outage_s, outage)."""
+        return self._run(self.server.set_timed_faults(**settings))
+
     def pause(self) -> None:
         self._call(self.server.pause)
 
@@ -133,10 +137,20 @@ class ProcessFake:
         self.base_url: str = ready.get(timeout=60)
         self.root = self.base_url.removesuffix("/v1")
 
-    def _request(self, path: str, *, method: str = "GET") -> Any:
-        req = urllib.request.Request(self.root + path, method=method, data=b"" if method == "POST" else None)
+    def _request(self, path: str, *, method: str = "GET", body: dict[str, Any] | None = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None)
+        req = urllib.request.Request(self.root + path, method=method, data=data,
+                                     headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=60) as r:
             return json.loads(r.read() or b"null")
+
+    @property
+    def port(self) -> int:
+        return int(self.root.rsplit(":", 1)[1])
+
+    def set_faults(self, **settings: Any) -> dict[str, Any]:
+        """Faults for a while, from now, over POST /faults (rates, for_s, outage_s, outage "refuse" or "503")."""
+        return self._request("/faults", method="POST", body=settings)
 
     def stats(self) -> dict[str, Any]:
         return self._request("/stats")

@@ -2,7 +2,8 @@
 
 The HTTP server exists for what only HTTP can test: the real client's transport, retries on 429/5xx with
 Retry-After, bad keys, hung and malformed responses, and concurrency as an endpoint sees it (GET /stats,
-GET /timeline). It serves loopback only; `gpo-ray fake-llm` runs it on its own.
+GET /timeline). It serves loopback only; `gpo-ray fake-llm` runs it on its own. POST /faults switches faults on
+for a while at run time (benchmarks/chaos.py): rates for the next seconds, or an outage.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from gpo_ray.testing.faults import (
     error_body,
     error_response,
     fault_markers,
+    is_fault_name,
 )
 from gpo_ray.testing.hashing import request_fingerprint, unit_interval
 from gpo_ray.testing.scripted import ScriptedLLM
@@ -68,6 +70,13 @@ class FakeLLMServer:
         self._changed: asyncio.Condition | None = None
         self._expected_key: str | None = None
         self._log = structlog.get_logger(__name__)
+        # Run-time faults (POST /faults): extra rates until a deadline, and an outage until another.
+        self._timed_rates: dict[str, float] = {}
+        self._timed_rates_until = 0.0
+        self._outage_until = 0.0
+        self._outage_mode = "refuse"
+        self._listen: tuple[str, int] | None = None
+        self._reopen: asyncio.Task[None] | None = None
 
     @property
     def base_url(self) -> str:
@@ -108,12 +117,15 @@ class FakeLLMServer:
         app.router.add_get("/stats", self._stats_route)
         app.router.add_get("/timeline", self._timeline_route)
         app.router.add_post("/reset", self._reset_route)
+        app.router.add_get("/faults", self._faults_route)
+        app.router.add_post("/faults", self._faults_route)
         app.router.add_get("/health", self._health)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
         bound_port = self._runner.addresses[0][1]
+        self._listen = (host, bound_port)
         shown = f"[{host}]" if ":" in host else host
         self._base_url = f"http://{shown}:{bound_port}/v1"
         self._log.info("fake_llm_started", base_url=self._base_url)
@@ -125,6 +137,8 @@ class FakeLLMServer:
         assert self._stopping is not None and self._gate is not None
         self._stopping.set()  # releases hung requests
         self._gate.set()
+        if self._reopen is not None:
+            self._reopen.cancel()
         runner, self._runner = self._runner, None
         await runner.cleanup()  # base_url stays readable: tests use it to reach a server that is gone
 
@@ -164,6 +178,85 @@ class FakeLLMServer:
         self.reset()
         return web.json_response({"status": "reset"})
 
+    def timed_faults(self) -> dict[str, Any]:
+        """The run-time faults in force now: extra rates and an outage, with the seconds each has left."""
+        now = time.monotonic()
+        rates_left = max(0.0, self._timed_rates_until - now)
+        outage_left = max(0.0, self._outage_until - now)
+        return {"rates": dict(self._timed_rates) if rates_left else {}, "rates_left_s": rates_left,
+                "outage": self._outage_mode if outage_left else None, "outage_left_s": outage_left}
+
+    async def set_timed_faults(self, *, rates: dict[str, float] | None = None, for_s: float = 0.0,
+                               outage_s: float = 0.0, outage: str = "refuse") -> dict[str, Any]:
+        """Faults switched on at run time for a while (chaos runs): `rates` (fault name -> rate per attempt, as
+        `fault_rates`) for the next `for_s` seconds, replacing earlier timed rates; and/or an outage of
+        `outage_s` seconds - "refuse": the port stops listening and requests on open connections are cut,
+        "503": every request gets 503. Raises ValueError on a bad fault name, rate or mode."""
+        given = rates is not None
+        rates = dict(rates or {})
+        for name, rate in rates.items():
+            if not is_fault_name(name) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
+                raise ValueError(f"bad timed fault {name!r}: {rate!r} (a fault name and a rate in [0, 1])")
+        if outage not in ("refuse", "503") or for_s < 0 or outage_s < 0:
+            raise ValueError("outage must be 'refuse' or '503', and durations must not be negative")
+        now = time.monotonic()
+        if given:  # given rates replace the earlier ones; {} ends them
+            self._timed_rates, self._timed_rates_until = rates, now + for_s
+        if outage_s > 0:
+            self._outage_until, self._outage_mode = now + outage_s, outage
+            if outage == "refuse":
+                await self._stop_listening(outage_s)
+        return self.timed_faults()
+
+    async def _stop_listening(self, seconds: float) -> None:
+        assert self._runner is not None and self._listen is not None
+        for site in list(self._runner.sites):
+            await site.stop()  # closes the listening socket: new connections are refused
+        if self._reopen is not None:
+            self._reopen.cancel()
+        self._reopen = asyncio.create_task(self._listen_again(seconds))
+
+    async def _listen_again(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        if self._runner is None or self._listen is None:
+            return
+        host, port = self._listen
+        await web.TCPSite(self._runner, host, port, reuse_address=True).start()
+        self._log.info("fake_llm_listening_again", port=port)
+
+    def _in_outage(self) -> bool:
+        return time.monotonic() < self._outage_until
+
+    def _outage_response(self, request: web.Request) -> web.Response:
+        """During an outage: 503, or (refuse) the connection cut without an answer."""
+        self._stats.faults["outage"] += 1
+        if self._outage_mode == "refuse":
+            if request.transport is not None:
+                request.transport.close()
+            return web.Response(status=503)  # never reaches the client
+        status, body, headers = error_response("503", retry_after_s=self.config.retry_after_s)
+        return self._status(status, body, headers)
+
+    def _active_fault_rates(self) -> dict[str, float]:
+        rates = self.config.all_fault_rates()
+        if self._timed_rates and time.monotonic() < self._timed_rates_until:
+            rates = rates | self._timed_rates
+        return rates
+
+    async def _faults_route(self, request: web.Request) -> web.Response:
+        if request.method == "GET":
+            return web.json_response(self.timed_faults())
+        try:
+            body = await request.json()
+            if not isinstance(body, dict):
+                raise ValueError("the body must be a JSON object")
+            state = await self.set_timed_faults(
+                rates=body.get("rates"), for_s=float(body.get("for_s", 0)), outage_s=float(body.get("outage_s", 0)),
+                outage=str(body.get("outage", "refuse")))
+        except (ValueError, TypeError) as e:
+            return web.json_response(error_body(str(e), type_="invalid_request_error"), status=400)
+        return web.json_response(state)
+
     async def _models(self, request: web.Request) -> web.Response:
         model = {"id": self.config.model_name, "object": "model", "created": 0, "owned_by": "gpo-ray-fake"}
         return web.json_response({"object": "list", "data": [model]})
@@ -181,6 +274,8 @@ class FakeLLMServer:
 
     async def _embeddings(self, request: web.Request) -> web.Response:
         self._stats.embedding_requests += 1
+        if self._in_outage():
+            return self._outage_response(request)
         if not self._authorized(request):
             return web.json_response(self._bad_key_body(request), status=401)
         try:
@@ -205,6 +300,8 @@ class FakeLLMServer:
         stats = self._stats
         stats.requests += 1
         arrival = stats.requests
+        if self._in_outage():
+            return self._outage_response(request)
         try:
             body = await request.json()
         except ValueError:
@@ -219,7 +316,7 @@ class FakeLLMServer:
             return self._status(401, self._bad_key_body(request))
 
         markers = fault_markers("\n".join(str(m.get("content") or "") for m in messages))
-        fault = choose_fault(markers, fail_first_n=self.config.fail_first_n, fault_rates=self.config.all_fault_rates(),
+        fault = choose_fault(markers, fail_first_n=self.config.fail_first_n, fault_rates=self._active_fault_rates(),
                              fingerprint=fingerprint, times_seen=times_seen, arrival=arrival)
         if fault is not None:
             stats.faults[fault] += 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from pathlib import Path
 
 import pytest
 import ray
@@ -187,3 +188,29 @@ def test_a_memory_shard_killed_restarts_from_its_store(tmp_path, undisturbed):
     assert sorted(p.name for p in (config.run_dir / "chroma").iterdir()) == ["shard-0", "shard-1", "shard-2"]
     # memory_contents also fails if the task is in a shard other than the one its name hashes to.
     assert memory_contents(config.run_dir / "chroma") == undisturbed.memory
+
+
+@pytest.mark.parametrize("kill", KILLS)
+def test_a_restarted_actor_says_so_in_its_log(kill, tmp_path):
+    """Ray retries a killed actor's calls on its restart, so the driver sees nothing: the actor's own log line is
+    what shows the loss (the chaos soak counts these)."""
+    from gpo_ray.actors.refiner import RefinerActor
+    from gpo_ray.api import ACTOR_OPTIONS
+    from gpo_ray.config import LLMRoleConfig
+
+    role = LLMRoleConfig(base_url="http://127.0.0.1:9/v1", model="m")  # never called
+    actor = RefinerActor.options(**ACTOR_OPTIONS).remote(role, base_url=role.base_url, model="m", cache_dir=None)
+    first_pid, first_restarted = ray.get(actor.started.remote(), timeout=60)
+    kill_and_wait(kill, actor)
+    pid, restarted = ray.get(actor.started.remote(), timeout=60)
+    logs = Path(ray._private.worker.global_worker.node.get_session_dir_path()) / "logs"
+
+    def logged() -> list[str]:
+        return [line for f in logs.glob(f"worker-*-{pid}.out") for line in f.read_text().splitlines()
+                if "actor_started" in line]
+
+    wait_until(lambda: bool(logged()), what="the restarted actor's start line")
+    ray.kill(actor)
+    assert (first_restarted, restarted) == (False, True) and pid != first_pid
+    (line,) = logged()
+    assert "warning" in line and "actor=refiner" in line and "restarted=True" in line, line

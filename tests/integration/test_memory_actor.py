@@ -131,3 +131,71 @@ def test_a_named_memory_actor_is_found_again_by_name(ray_cluster, tmp_path: Path
     assert ray.get(again.trajectory.remote("nav")) == ENTRIES[:1]
     assert ray.get(ray.get_actor("memory-by-name", namespace=MEMORY_NAMESPACE).count.remote()) == 1
     ray.kill(first)
+
+
+CHROMA = Path(sys.executable).parent / "chroma"
+
+
+class ChromaServer:
+    """`chroma run` of this venv on a free port, stopped and started again on the same port and data."""
+
+    def __init__(self, path: Path) -> None:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.path, self.proc = path, None
+
+    def start(self) -> None:
+        import subprocess
+        import time
+        import urllib.request
+
+        self.proc = subprocess.Popen([str(CHROMA), "run", "--path", str(self.path), "--port", str(self.port)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120  # a guard, not a timing assumption
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/v2/heartbeat", timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError("chroma run did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(60)
+
+
+@pytest.mark.skipif(not CHROMA.exists(), reason="the chroma command (chromadb's server) is not installed")
+def test_a_restarted_chroma_server_is_waited_for_and_nothing_is_lost(ray_cluster, tmp_path: Path) -> None:
+    import time
+
+    server = ChromaServer(tmp_path / "chroma-server")
+    server.start()
+    try:
+        memory = start_trajectory_memory(
+            run_dir=tmp_path / "run", cluster=ClusterSettings(chroma_host="127.0.0.1", chroma_port=server.port),
+            embedder_factory=functools.partial(embedder_logging_starts, str(tmp_path / "starts.txt")),
+            collection_name="restarted-server")
+        ray.get(memory.add.remote(PATH[:2]), timeout=120)
+        pid = ray.get(memory.pid.remote(), timeout=60)
+        logs = Path(ray._private.worker.global_worker.node.get_session_dir_path()) / "logs"
+        server.stop()
+        pending = memory.add.remote(PATH[2:])  # while the server is down
+
+        def retried() -> bool:
+            return any("chroma_server_unreachable_retrying" in f.read_text() for f in logs.glob(f"worker-*-{pid}.out"))
+
+        deadline = time.monotonic() + 120  # a guard: the call must have failed once before the server comes back
+        while not retried():
+            assert time.monotonic() < deadline, "the memory actor did not log a retry"
+            time.sleep(0.1)
+        server.start()
+        ray.get(pending, timeout=120)
+        assert ray.get(memory.trajectory.remote("nav"), timeout=60) == ENTRIES
+        ray.kill(memory)
+    finally:
+        server.stop()

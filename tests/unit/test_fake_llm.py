@@ -308,3 +308,76 @@ def test_run_fake_llm_serves_until_interrupted():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# --- faults switched on at run time (POST /faults; benchmarks/chaos.py) ---
+
+
+async def test_timed_fault_rates_hit_every_request_until_replaced_and_bad_ones_are_refused():
+    async with running_fake_llm() as server, aiohttp.ClientSession() as session:
+        root = server.base_url.removesuffix("/v1")
+        before = (await chat(session, server.base_url, "What is 1 + 1?"))[0]
+        async with session.post(f"{root}/faults", json={"rates": {"500": 1.0}, "for_s": 600}) as r:
+            state = await r.json()
+        during = [(await chat(session, server.base_url, f"What is {i} + 2?"))[0] for i in range(3)]
+        async with session.post(f"{root}/faults", json={"rates": {"teapot": 1.0}, "for_s": 5}) as r:
+            refused = r.status, (await r.json())["error"]["message"]
+        async with session.post(f"{root}/faults", json={"rates": {}}) as r:
+            assert (await r.json())["rates"] == {}
+        after = (await chat(session, server.base_url, "What is 3 + 3?"))[0]
+    assert (before, during, after) == (200, [500, 500, 500], 200)
+    assert state["rates"] == {"500": 1.0} and 0 < state["rates_left_s"] <= 600
+    assert refused[0] == 400 and "teapot" in refused[1]
+    assert server.stats()["faults"] == {"500": 3}
+
+
+async def test_timed_fault_rates_end_by_themselves():
+    async with running_fake_llm() as server, aiohttp.ClientSession() as session:
+        await server.set_timed_faults(rates={"429": 1.0}, for_s=0.2)
+        first = (await chat(session, server.base_url, "What is 1 + 1?"))[0]
+        await asyncio.sleep(0.3)  # past the window
+        later = (await chat(session, server.base_url, "What is 1 + 1?"))[0]
+    assert (first, later) == (429, 200)
+
+
+async def test_a_503_outage_answers_503_then_the_endpoint_is_back():
+    async with running_fake_llm() as server, aiohttp.ClientSession() as session:
+        await server.set_timed_faults(outage_s=0.3, outage="503")
+        during = (await chat(session, server.base_url, "What is 1 + 1?"))[0]
+        await asyncio.sleep(0.4)
+        after = (await chat(session, server.base_url, "What is 1 + 1?"))[0]
+    assert (during, after) == (503, 200)
+    assert server.stats()["faults"] == {"outage": 1}
+
+
+async def test_a_refusing_outage_closes_the_port_then_listens_again_on_the_same_one():
+    async with running_fake_llm() as server:
+        async with aiohttp.ClientSession() as session:  # a keep-alive connection open before the outage
+            assert (await chat(session, server.base_url, "What is 1 + 1?"))[0] == 200
+            await server.set_timed_faults(outage_s=1.0)
+            with pytest.raises(aiohttp.ClientError):  # the open connection is cut
+                await chat(session, server.base_url, "What is 2 + 2?")
+        async with aiohttp.ClientSession() as session:
+            with pytest.raises(aiohttp.ClientConnectorError):  # and new ones are refused
+                await chat(session, server.base_url, "What is 2 + 2?")
+            for _ in range(200):  # back after the outage, at the same URL (a guard, not a timing assumption)
+                try:
+                    status = (await chat(session, server.base_url, "What is 2 + 2?"))[0]
+                    break
+                except aiohttp.ClientConnectorError:
+                    await asyncio.sleep(0.1)
+        assert status == 200
+        assert server.stats()["faults"] == {"outage": 1}
+
+
+def test_the_process_host_switches_faults_over_http():
+    with ProcessFake(FakeLLMConfig()) as spawned:
+        state = spawned.set_faults(rates={"malformed": 1.0}, for_s=600)
+        request = urllib.request.Request(
+            f"{spawned.base_url}/chat/completions", headers={"Content-Type": "application/json"},
+            data=json.dumps({"model": "m", "messages": [{"role": "user", "content": "What is 1 + 1?"}]}).encode())
+        with urllib.request.urlopen(request, timeout=30) as r:
+            body = r.read()
+        assert state["rates"] == {"malformed": 1.0} and spawned.port > 0
+        assert body == b"{this is not json"
+        assert spawned.stats()["faults"] == {"malformed": 1}

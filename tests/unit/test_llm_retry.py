@@ -136,3 +136,29 @@ async def test_malformed_bodies_are_retried_then_surfaced_naming_endpoint_and_mo
 def test_at_least_one_attempt():
     with pytest.raises(ValueError):
         RetryingClient(ScriptedClient(), max_attempts=0)
+
+
+async def test_rate_limiting_is_retried_past_the_attempt_bound_until_the_wait_is_spent():
+    """A burst of 429s longer than a few quick backoffs slows a call down; it does not end it (and so the run)."""
+    limited = [RateLimited("HTTP 429 rate limited", **WHERE)] * 9
+    sleep = RecordingSleep()
+    client = RetryingClient(ScriptedClient([*limited, "fine"]), max_attempts=3, sleep=sleep, rng=random.Random(3),
+                            max_delay_s=1.0, rate_limited_for_s=20.0)
+    assert (await client.complete(REQUEST)).text == "fine"
+    assert len(sleep.delays) == 9
+
+    endless = ScriptedClient([RateLimited("HTTP 429 rate limited", **WHERE)] * 200)
+    sleep = RecordingSleep()
+    client = RetryingClient(endless, max_attempts=3, sleep=sleep, rng=random.Random(3), max_delay_s=1.0,
+                            rate_limited_for_s=20.0)
+    with pytest.raises(EndpointUnavailable, match="RateLimited"):
+        await client.complete(REQUEST)
+    assert sum(sleep.delays) >= 20.0 and sum(sleep.delays[:-1]) < 20.0, "gives up once the wait is spent"
+
+
+async def test_other_retryable_errors_keep_the_attempt_bound():
+    inner = ScriptedClient([RetryableLLMError("HTTP 500 server error", **WHERE)] * 10)
+    client = RetryingClient(inner, max_attempts=3, sleep=RecordingSleep(), rate_limited_for_s=600.0)
+    with pytest.raises(EndpointUnavailable, match="3 attempts"):
+        await client.complete(REQUEST)
+    assert len(inner.requests) == 3
