@@ -18,7 +18,10 @@ class WhereAmI:
     def announce_start(self, actor: str) -> None:
         """Log `actor_started`, a warning with restarted=True when Ray restarted this actor after its process died
         (killed, crashed, its node lost). Ray then retries the calls it had, so the driver sees nothing: this line
-        in the actor's log (Ray's worker logs, `ray logs`) is what shows the loss."""
+        in the actor's log (Ray's worker logs, `ray logs`) is what shows the loss. The class run in the driver (a
+        warm start's scoring, controller/warm_start.py) is no actor: it logs nothing."""
+        if not ray.is_initialized() or ray.get_runtime_context().worker.mode != ray.WORKER_MODE:
+            return
         self.restarted = bool(ray.get_runtime_context().was_current_actor_reconstructed)
         log = structlog.get_logger()
         (log.warning if self.restarted else log.info)("actor_started", actor=actor, restarted=self.restarted,
