@@ -25,7 +25,11 @@ from gpo_ray.llm.errors import LLMError
 from gpo_ray.logs import configure_logging, library_logs, secret_values
 from gpo_ray.observability.metrics import metrics_for, run_metrics_context
 from gpo_ray.observability.tracking import check_tracking, open_tracker
-from gpo_ray.runtime.local_cluster import scores_in_driver, sized_cluster, stop_unused_daemons
+from gpo_ray.runtime.local_cluster import (
+    scores_in_driver,
+    sized_cluster,
+    stop_unused_daemons,
+)
 from gpo_ray.runtime.processes import process_alive
 from gpo_ray.runtime.ray_address import ClusterUnreachable, check_ray_address
 from gpo_ray.runtime.run_dir import RunDirectory, default_run_dir
@@ -253,6 +257,26 @@ def start_actors(config: RunConfig, *, home: Path, cache_dir: Path, opt: Endpoin
                      memory_router=memory)
 
 
+@contextlib.contextmanager
+def failures_named(resume_hint: str, *, event: str = "run_failed") -> Iterator[None]:
+    """What ends a run or sweep early becomes one line with the resume hint: a dead embedded server
+    (LocalServerDied, named at once instead of retried), or the LLM error behind a failure (RunFailed)."""
+    from gpo_ray.llm.local_server import LocalServerDied
+
+    log = structlog.get_logger()
+    try:
+        yield
+    except LocalServerDied as e:
+        log.error(event, error=str(e), kind="local_server_died")
+        raise LocalServerDied(f"{e}; {resume_hint}") from None
+    except Exception as e:
+        cause = llm_error_in(e)
+        if cause is None:
+            raise
+        log.error(event, error=str(cause), kind=cause.kind)
+        raise RunFailed(f"{cause}; {resume_hint}") from None
+
+
 def llm_error_in(exc: BaseException) -> LLMError | None:
     """The LLM error behind an exception, also when it comes wrapped from an actor (RayTaskError.cause)."""
     seen: set[int] = set()
@@ -308,7 +332,6 @@ def _execute(config: RunConfig, run_dir: RunDirectory, *, output: str, embedder_
              on_actors_started: Callable[[RunActors], None] | None = None) -> Results:
     from gpo_ray.controller.controller import Controller
     from gpo_ray.controller.progress import make_progress
-    from gpo_ray.llm.local_server import LocalServerDied
 
     tasks = resolve_tasks(config.tasks, data_dir=config.data_dir, sources=config.task_sources)
     structlog.contextvars.bind_contextvars(run=run_dir.path.name)  # every driver event of this run carries it
@@ -333,16 +356,8 @@ def _execute(config: RunConfig, run_dir: RunDirectory, *, output: str, embedder_
             try:
                 log.info("run_started", tasks=[t.name for t in tasks], optimizer=opt.base_url, task_model=task_ep.base_url)
                 # A dead embedded server stops the run at once, named (LocalServerDied), instead of being retried.
-                results = asyncio.run(server.run_while_serving(controller.run()) if server else controller.run())
-            except LocalServerDied as e:
-                log.error("run_failed", error=str(e), kind="local_server_died")
-                raise LocalServerDied(f"{e}; {resume_hint}") from None
-            except Exception as e:
-                cause = llm_error_in(e)
-                if cause is None:
-                    raise
-                log.error("run_failed", error=str(cause), kind=cause.kind)
-                raise RunFailed(f"{cause}; {resume_hint}") from None
+                with failures_named(resume_hint):
+                    results = asyncio.run(server.run_while_serving(controller.run()) if server else controller.run())
             finally:
                 progress.close()
                 kill_actors(actors.all)
@@ -384,7 +399,6 @@ def _execute_warm(config: RunConfig, run_dir: RunDirectory, tasks: list[Any], *,
         in_process_scoring,
         log_handover,
     )
-    from gpo_ray.llm.local_server import LocalServerDied
 
     log = structlog.get_logger()
     # Sized as ray_session would say: a cluster started for this run when this process has none and none is joined.
@@ -441,16 +455,8 @@ def _execute_warm(config: RunConfig, run_dir: RunDirectory, tasks: list[Any], *,
             try:
                 log.info("run_started", tasks=[t.name for t in tasks], optimizer=opt.base_url,
                          task_model=task_ep.base_url, warm_start=True)
-                results = asyncio.run(run())
-            except LocalServerDied as e:
-                log.error("run_failed", error=str(e), kind="local_server_died")
-                raise LocalServerDied(f"{e}; {resume_hint}") from None
-            except Exception as e:
-                cause = llm_error_in(e)
-                if cause is None:
-                    raise
-                log.error("run_failed", error=str(cause), kind=cause.kind)
-                raise RunFailed(f"{cause}; {resume_hint}") from None
+                with failures_named(resume_hint):
+                    results = asyncio.run(run())
             finally:
                 progress.close()
                 started = starting.finish()

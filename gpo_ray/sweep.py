@@ -24,8 +24,8 @@ from gpo_ray.api import (
     _sized_for_run,
     check_cluster,
     endpoints_for,
+    failures_named,
     kill_actors,
-    llm_error_in,
     ray_session,
     setup_logs,
     start_actors,
@@ -33,7 +33,7 @@ from gpo_ray.api import (
 from gpo_ray.config import RunConfig
 from gpo_ray.core.evaluation import task_model_params
 from gpo_ray.core.plan import TaskPlan, has_second_turn, plan_task
-from gpo_ray.errors import RunFailed, RunInterrupted
+from gpo_ray.errors import RunInterrupted
 from gpo_ray.grid import Grid, SubRun
 from gpo_ray.observability.metrics import metrics_for, run_metrics_context
 from gpo_ray.observability.tracking import check_tracking, open_tracker
@@ -133,7 +133,6 @@ def _run_sweep(directory: SweepDirectory, runs: list[SubRun], *, output: str, em
     from gpo_ray.controller.controller import Controller, SharedPools, evaluator_pool
     from gpo_ray.controller.pools import EvaluatorPoolView, RefinerPool, RefinerPoolView
     from gpo_ray.controller.progress import make_progress
-    from gpo_ray.llm.local_server import LocalServerDied
 
     first = runs[0].config  # the settings every sub-run shares (grid.check_shared)
     tasks = resolve_tasks(first.tasks, data_dir=first.data_dir, sources=first.task_sources)
@@ -177,19 +176,11 @@ def _run_sweep(directory: SweepDirectory, runs: list[SubRun], *, output: str, em
         try:
             log.info("sweep_started", runs=[r.name for r in runs], tasks=[t.name for t in tasks],
                      optimizer=opt.base_url, task_model=task_ep.base_url)
-            controllers, outcomes = asyncio.run(server.run_while_serving(run_all()) if server else run_all())
-            failures = [o for o in outcomes if isinstance(o, BaseException)]
-            if failures:
-                raise failures[0]
-        except LocalServerDied as e:
-            log.error("sweep_failed", error=str(e), kind="local_server_died")
-            raise LocalServerDied(f"{e}; {resume_hint}") from None
-        except Exception as e:
-            cause = llm_error_in(e)
-            if cause is None:
-                raise
-            log.error("sweep_failed", error=str(cause), kind=cause.kind)
-            raise RunFailed(f"{cause}; {resume_hint}") from None
+            with failures_named(resume_hint, event="sweep_failed"):
+                controllers, outcomes = asyncio.run(server.run_while_serving(run_all()) if server else run_all())
+                failures = [o for o in outcomes if isinstance(o, BaseException)]
+                if failures:
+                    raise failures[0]
         finally:
             progress.close()
             kill_actors(actors.all)
