@@ -40,6 +40,18 @@ del { background: #ffd7d5; color: #82071e; } ins { background: #ccffd8; color: #
 """
 
 
+def page_start(title: str) -> list[str]:
+    """A report page's head (its content-security policy and style) and its title: a run's and a sweep's."""
+    return [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>",
+        f"<h1>{escape(title)}</h1>",
+    ]
+
+
 def render_html(run: RunView) -> str:
     """The whole page as a string."""
     from gpo_ray.report.plots import task_plot_png  # matplotlib only when a page is drawn
@@ -47,21 +59,16 @@ def render_html(run: RunView) -> str:
     ids = section_ids(list(run.tasks))
     title = f"gpo-ray report: {run.path.name}"
     parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>",
-        f"<h1>{escape(title)}</h1>",
+        *page_start(title),
         '<section id="run"><dl class="facts">',
         *(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in run_facts(run)),
         "</dl></section>",
         '<section id="tasks"><h2>Tasks</h2>',
-        _table(TASK_COLUMNS, [task_row(t) for t in run.tasks.values()],
+        html_table(TASK_COLUMNS, [task_row(t) for t in run.tasks.values()],
                link={t: ids[t] for t in run.tasks}) if run.tasks else "<p>No task has started yet.</p>",
         "</section>",
         '<section id="usage"><h2>Usage</h2>',
-        _table(USAGE_COLUMNS, usage_rows(run)) if run.usage else "<p>No usage recorded yet.</p>",
+        html_table(USAGE_COLUMNS, usage_rows(run)) if run.usage else "<p>No usage recorded yet.</p>",
         "</section>",
     ]
     for name, task in run.tasks.items():
@@ -93,7 +100,7 @@ def _task_section(task: TaskView, *, section_id: str, plot: bytes | None) -> str
         "<h3>Word diff, initial → best</h3>",
         f'<div class="diff">{diff_html(initial.prompt, best.prompt)}</div>',
         "<details><summary>Steps</summary>",
-        _table(STEP_COLUMNS, step_rows(task)),
+        html_table(STEP_COLUMNS, step_rows(task)),
         "</details>",
         "</section>",
     ]
@@ -115,7 +122,7 @@ def diff_html(old: str, new: str) -> str:
     return " ".join(out) if out else "<em>(both prompts are empty)</em>"
 
 
-def _table(columns: Sequence[str], rows: Sequence[Sequence[str]], *, link: dict[str, str] | None = None) -> str:
+def html_table(columns: Sequence[str], rows: Sequence[Sequence[str]], *, link: dict[str, str] | None = None) -> str:
     head = "".join(f"<th>{escape(c)}</th>" for c in columns)
     body = []
     for row in rows:

@@ -55,11 +55,11 @@ def render_markdown(run: RunView) -> str:
     if run.tasks:
         rows = [[f"[{md_escape(r[0])}](#{ids[r[0]]})", *map(md_escape, r[1:])]
                 for r in (task_row(t) for t in run.tasks.values())]
-        parts.append(_table(TASK_COLUMNS, rows))
+        parts.append(md_table(TASK_COLUMNS, rows))
     else:
         parts.append("No task has started yet.")
     parts += ["", "## Usage", ""]
-    parts.append(_table(USAGE_COLUMNS, [list(map(md_escape, r)) for r in usage_rows(run)]) if run.usage
+    parts.append(md_table(USAGE_COLUMNS, [list(map(md_escape, r)) for r in usage_rows(run)]) if run.usage
                  else "No usage recorded yet.")
     for name, task in run.tasks.items():
         parts += ["", _task_section(task, section_id=ids[name])]
@@ -81,12 +81,12 @@ def _task_section(task: TaskView, *, section_id: str) -> str:
         "**Word diff, initial → best:**", "",
         diff_markdown(initial.prompt, best.prompt), "",
         "**Steps:**", "",
-        _table(STEP_COLUMNS, [list(map(md_escape, r)) for r in step_rows(task)]),
+        md_table(STEP_COLUMNS, [list(map(md_escape, r)) for r in step_rows(task)]),
     ]
     return "\n".join(out)
 
 
-def _table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def md_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """Cells must already be escaped."""
     lines = ["| " + " | ".join(md_escape(c) for c in columns) + " |",
              "|" + "|".join("---" for _ in columns) + "|"]

@@ -7,10 +7,8 @@ import base64
 import io
 from html import escape
 
-from gpo_ray.report.render_html import CSP, STYLE
-from gpo_ray.report.render_html import _table as html_table
-from gpo_ray.report.render_md import _table as md_table
-from gpo_ray.report.render_md import md_escape
+from gpo_ray.report.render_html import html_table, page_start
+from gpo_ray.report.render_md import md_escape, md_table
 from gpo_ray.report.sweep_view import (
     SUB_RUN_COLUMNS,
     SweepView,
@@ -66,12 +64,7 @@ def render_sweep_html(view: SweepView) -> str:
     plot = base64.b64encode(score_vs_calls_png(ablation.points)).decode("ascii")
     alt = "each variant's mean best test score, with its spread over seeds, against its LLM calls per run"
     parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>",
-        f"<h1>{escape(title)}</h1>",
+        *page_start(title),
         '<section id="sweep"><dl class="facts">',
         *(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in sweep_facts(view)),
         "</dl></section>",

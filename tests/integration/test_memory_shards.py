@@ -6,13 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import signal
-import subprocess
-import sys
 
 import pytest
-import ray
 
 from gpo_ray.actors.memory import wait_until_gone
 from gpo_ray.actors.memory_shards import shard_actor_name
@@ -22,7 +17,7 @@ from gpo_ray.runtime.run_dir import task_file_name
 from gpo_ray.testing import ThreadedFake
 from tests.faults.harness import memory_contents
 from tests.integration.test_e2e_optimize import fake_config, make_config
-from tests.integration.test_resume import _lines, _wait_for
+from tests.integration.test_resume import sigkill_driver_after
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
@@ -48,23 +43,7 @@ def test_sharded_memory_is_found_where_it_was_after_a_driver_kill_and_resume(tmp
 
     with ThreadedFake(fake_cfg) as fake:
         config = sharded(make_config(tmp_path / "b", fake.base_url))
-        cfg_file = tmp_path / "run.yaml"
-        cfg_file.write_text(json.dumps(config.public_dict()))
-        checkpoint = config.run_dir / "checkpoints" / task_file_name("example/arithmetic")
-        driver = subprocess.Popen(
-            [sys.executable, "-m", "gpo_ray", "optimize", str(cfg_file), "--quiet",
-             "--address", ray.get_runtime_context().gcs_address],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )
-        try:
-            _wait_for(lambda: _lines(checkpoint) >= 3 or driver.poll() is not None, timeout=180,
-                      what="two completed steps")
-            assert driver.poll() is None, driver.stderr.read().decode()[-2000:]
-            os.kill(driver.pid, signal.SIGKILL)
-            driver.wait(30)
-        finally:
-            if driver.poll() is None:
-                driver.kill()
+        sigkill_driver_after(config, tmp_path / "run.yaml", lines=3, what="two completed steps")
         # The killed driver's shard actors go with it; then its stores can be read here.
         run_id = hashlib.sha256(str(config.run_dir.resolve()).encode()).hexdigest()[:16]
         for k in range(SHARDS):

@@ -16,7 +16,6 @@ import ray
 from gpo_ray.api import optimize, resume
 from gpo_ray.runtime.run_dir import task_file_name
 from gpo_ray.testing import ThreadedFake
-
 from tests.integration.test_e2e_optimize import fake_config, make_config
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
@@ -35,6 +34,26 @@ def _lines(path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
+def sigkill_driver_after(config, cfg_file, *, lines: int, what: str) -> None:
+    """`gpo-ray optimize` on `config` (written to `cfg_file`) in a subprocess joined to the test cluster, SIGKILLed once
+    example/arithmetic's checkpoint has `lines` lines: a driver killed mid-run, as a user's would be."""
+    cfg_file.write_text(json.dumps(config.public_dict()))
+    checkpoint = config.run_dir / "checkpoints" / task_file_name("example/arithmetic")
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "gpo_ray", "optimize", str(cfg_file), "--quiet",
+         "--address", ray.get_runtime_context().gcs_address],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        _wait_for(lambda: _lines(checkpoint) >= lines or driver.poll() is not None, timeout=180, what=what)
+        assert driver.poll() is None, driver.stderr.read().decode()[-2000:]
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait(30)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+
+
 # The default, and a design-space variant whose steps carry feedback and a summary from one step to the next.
 VARIANTS = {"default": {}, "feedback_summarized": {"direction": "feedback",
                                                    "momentum": {"content": "feedback", "update": "summarize"}}}
@@ -51,23 +70,7 @@ def test_resume_after_sigkill_matches_an_undisturbed_run(tmp_path, variant):
 
     with ThreadedFake(fake_cfg) as fake:
         config = make_config(tmp_path / "b", fake.base_url, **optimizer)
-        cfg_file = tmp_path / "run.yaml"
-        cfg_file.write_text(json.dumps(config.public_dict()))
-        checkpoint = config.run_dir / "checkpoints" / task_file_name("example/arithmetic")
-        driver = subprocess.Popen(
-            [sys.executable, "-m", "gpo_ray", "optimize", str(cfg_file), "--quiet",
-             "--address", ray.get_runtime_context().gcs_address],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )
-        try:
-            _wait_for(lambda: _lines(checkpoint) >= 2 or driver.poll() is not None, timeout=180,
-                      what="the first completed step")
-            assert driver.poll() is None, driver.stderr.read().decode()[-2000:]
-            os.kill(driver.pid, signal.SIGKILL)
-            driver.wait(30)
-        finally:
-            if driver.poll() is None:
-                driver.kill()
+        sigkill_driver_after(config, tmp_path / "run.yaml", lines=2, what="the first completed step")
         interrupted_at = {t: _lines(config.run_dir / "checkpoints" / task_file_name(t)) for t in undisturbed.tasks}
         assert not (config.run_dir / "results.json").exists() or \
             json.loads((config.run_dir / "results.json").read_text())["status"] == "running"
