@@ -35,6 +35,8 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "--refiners": dict(type=int, default=2),
     "--evaluator-max-in-flight": dict(type=int, default=64),
     "--max-in-flight": dict(type=int, default=64, help="per actor client limit"),
+    "--warm-start": dict(action=argparse.BooleanOptionalAction, default=True,
+                         help="cluster.warm_start: the first calls begin in the driver while Ray starts"),
     # the optimizer
     "--epochs": dict(type=int, default=1),
     "--candidates": dict(type=int, default=4),

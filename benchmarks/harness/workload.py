@@ -92,6 +92,7 @@ def run_config(workload: Workload, base_url: str, root: Path, args: argparse.Nam
         task_model=role, optimizer_model=role.model_copy(update={"temperature": 1.0}), optimizer=opt,
         cluster={"num_refiners": args.refiners, "num_evaluators": evaluators,
                  "evaluator_max_in_flight": args.evaluator_max_in_flight,
-                 "memory_shards": getattr(args, "memory_shards", None)},
+                 "memory_shards": getattr(args, "memory_shards", None),
+                 "warm_start": getattr(args, "warm_start", True)},
         run_dir=root / f"run-{time.monotonic_ns()}", cache=False,
     )
