@@ -168,3 +168,49 @@ def test_openai_embedder_normalises_and_keeps_input_order(fake_embeddings_endpoi
     np.testing.assert_allclose(vectors, expected, atol=1e-6)
     assert [request["body"]["input"] for request in seen] == [["a", "bbb"], ["cccc"]]
     assert seen[0]["auth"] == "Bearer sk-test-secret"
+
+
+TEXTS = ["What day was yesterday if today is 03/01/2024?", "Answer with the option letter only.", "hello"]
+
+
+def _fresh_vectors() -> np.ndarray:
+    """The model's vectors from a session built straight from the shipped file, as before the cache existed."""
+    import onnxruntime as ort
+
+    plain = emb.MiniLMEmbedder(batch_size=4)
+    plain._load()
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    plain._session = ort.InferenceSession(str(emb.find_minilm_onnx()), sess_options=opts,
+                                          providers=["CPUExecutionProvider"])
+    return plain.embed_array(TEXTS)
+
+
+def test_the_optimised_graph_is_cached_once_and_gives_the_same_vectors(tmp_path) -> None:
+    first = emb.MiniLMEmbedder(cache_dir=tmp_path).embed_array(TEXTS)
+    entries = sorted(p.name for p in tmp_path.iterdir())
+    assert len(entries) == 1 and entries[0].startswith("minilm-") and entries[0].endswith("-basic.onnx")
+    stamp = (tmp_path / entries[0]).stat().st_mtime_ns
+    second = emb.MiniLMEmbedder(cache_dir=tmp_path).embed_array(TEXTS)  # loads the cached graph, writes nothing
+    assert sorted(p.name for p in tmp_path.iterdir()) == entries
+    assert (tmp_path / entries[0]).stat().st_mtime_ns == stamp
+    np.testing.assert_array_equal(first, second)
+    np.testing.assert_allclose(second, _fresh_vectors(), atol=1e-6)
+
+
+def test_a_damaged_cache_entry_is_rebuilt_not_fatal(tmp_path, capsys) -> None:
+    emb.MiniLMEmbedder(cache_dir=tmp_path).embed_array(TEXTS)
+    (entry,) = tmp_path.iterdir()
+    entry.write_bytes(b"not an onnx graph")
+    vectors = emb.MiniLMEmbedder(cache_dir=tmp_path).embed_array(TEXTS)
+    np.testing.assert_allclose(vectors, _fresh_vectors(), atol=1e-6)
+    assert "embedder_cache_unreadable" in capsys.readouterr().out
+    assert entry.stat().st_size > 1_000_000  # rewritten with the real graph
+
+
+def test_an_unwritable_cache_costs_only_the_saving(tmp_path) -> None:
+    blocked = tmp_path / "file-not-dir"
+    blocked.write_text("x")  # the cache directory cannot be created below a file
+    vectors = emb.MiniLMEmbedder(cache_dir=blocked / "embedder").embed_array(TEXTS)
+    np.testing.assert_allclose(vectors, _fresh_vectors(), atol=1e-6)
+    assert [p.name for p in tmp_path.iterdir()] == ["file-not-dir"]
