@@ -100,6 +100,17 @@ def memory_kb(pid: int) -> tuple[int, int] | None:
     return pss, rss
 
 
+def parent_pid(pid: int) -> int | None:
+    """The parent of `pid` from /proc/PID/stat (after the command name, which may hold spaces)."""
+    text = _read(f"/proc/{pid}/stat")
+    if text is None:
+        return None
+    try:
+        return int(text.rsplit(b")", 1)[1].split()[1])
+    except (IndexError, ValueError):
+        return None
+
+
 @dataclass
 class RunSampler:
     """Samples every process carrying `marker` in its environment until stopped: their summed PSS and RSS (the
@@ -136,9 +147,12 @@ class RunSampler:
     def sample(self) -> None:
         total_pss = total_rss = 0
         shares: dict[int, int] = {}
-        for pid in self._members():
-            mem = memory_kb(pid)
-            if mem is None:
+        members = self._members()
+        memory = {pid: mem for pid in members if (mem := memory_kb(pid)) is not None}
+        for pid, mem in memory.items():
+            if memory.get(parent_pid(pid)) == mem:
+                # A vfork child between fork and exec (subprocess, ctypes.util.find_library) shares its parent's
+                # memory and reports the same figures: counted once. (A seen launch summed 871 MB this way.)
                 continue
             cmdline = (_read(f"/proc/{pid}/cmdline") or b"").replace(b"\0", b" ").decode(errors="replace").strip()
             # A worker renames itself (ray::Evaluator) once its actor is made: the latest name wins (an exiting
