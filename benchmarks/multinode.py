@@ -96,6 +96,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.evaluators == cli.OPTIONS["--evaluators"]["default"]:
         args.evaluators = 4  # two per worker node, as tests/multinode_run.py has them
+    if args.refiners is None:
+        args.refiners = 2  # one per worker node
     return args
 
 

@@ -31,8 +31,9 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "--latency": dict(type=float, default=0.1, help="endpoint seconds per request"),
     "--slots": dict(type=int, default=64, help="endpoint concurrent requests"),
     # the actor system
-    "--evaluators": dict(type=int, default=2),
-    "--refiners": dict(type=int, default=2),
+    "--evaluators": dict(type=int, default=None,
+                         help="default: what `gpo-ray optimize` starts on a cluster of its own on this machine"),
+    "--refiners": dict(type=int, default=None, help="default: as --evaluators"),
     "--evaluator-max-in-flight": dict(type=int, default=64),
     "--max-in-flight": dict(type=int, default=64, help="per actor client limit"),
     "--warm-start": dict(action=argparse.BooleanOptionalAction, default=True,
@@ -93,6 +94,20 @@ def finish(report: dict[str, Any], out: Path, started: float) -> None:
     print(f"\nJSON: {out}  (benchmark took {report['benchmark_wall_s']:.0f} s)")
 
 
+def default_actor_counts(args: argparse.Namespace, *, tasks: int) -> None:
+    """--evaluators / --refiners left unset: the counts `gpo-ray optimize` gives a run of `tasks` tasks on a cluster
+    it starts on this machine (runtime/local_cluster.py), so a benchmark measures what a user gets by default. (The
+    benchmarks start Ray themselves, so the run alone would take the counts of a cluster it joins.)"""
+    from gpo_ray.config import ClusterSettings
+    from gpo_ray.runtime.local_cluster import sized_cluster
+
+    sized = sized_cluster(ClusterSettings(), tasks=tasks, own_cluster=True)
+    if hasattr(args, "evaluators") and args.evaluators is None:
+        args.evaluators = sized.num_evaluators
+    if hasattr(args, "refiners") and args.refiners is None:
+        args.refiners = sized.num_refiners
+
+
 def run(argv: Sequence[str] | None, args: argparse.Namespace,
         measure: Callable[[dict[str, Any], Workload, Path], None], show: Callable[[dict[str, Any]], None], *,
         with_ray: bool = True) -> int:
@@ -108,6 +123,9 @@ def run(argv: Sequence[str] | None, args: argparse.Namespace,
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
             workload = load_workload(args.tasks, data_dir=args.data_dir, scratch=root)
+            default_actor_counts(args, tasks=len(workload.tasks))
+            report["actors"] = {"evaluators": getattr(args, "evaluators", None),
+                                "refiners": getattr(args, "refiners", None)}
             report["workload"] = {"tasks": len(workload.tasks), "source": workload.source}
             measure(report, workload, root)
     finally:
