@@ -131,6 +131,17 @@ def _where(**conditions: Any) -> dict[str, Any]:
     return {"$and": clauses}
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """Records made into rows, and what the store remembers of them once the rows are written or staged."""
+
+    records: list[MemoryRecord]  # unique by id
+    rows: dict[str, Row]
+    trajectory: list[MemoryRecord]
+    vectors: dict[str, list[float]]
+    packs: dict[tuple[str, int], dict[str, MemoryRecord]]
+
+
 def open_collection(client: Any, name: str) -> Any:
     # Vectors come from our embedder; cosine because retrieval compares directions, not lengths.
     return client.get_or_create_collection(name=name, embedding_function=None,
@@ -164,11 +175,6 @@ class PendingLog:
             self._file.flush()
         elif self.path.exists():
             self.path.write_bytes(b"")
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
 
     def read(self) -> dict[str, dict[str, Row]]:
         """Every collection's rows, a later line's row replacing an earlier one of the same id (a pack grows). A
@@ -257,8 +263,7 @@ class TrajectoryStore:
         vectors = self._embed(texts)
         return [vectors[t] for t in texts]
 
-    def _prepare(self, records: Sequence[MemoryRecord]) -> tuple[dict[str, Row], Any]:
-        """The rows these records make, and what to remember of them once written or staged."""
+    def _prepare(self, records: Sequence[MemoryRecord]) -> _Prepared:
         by_id = {record.record_id: record for record in records}  # Chroma rejects duplicate ids in one batch
         unique = list(by_id.values())
         trajectory = [r for r in unique if r.kind in TRAJECTORY_KINDS]
@@ -270,26 +275,27 @@ class TrajectoryStore:
         for (task, step), pack in packs.items():
             rows[pack_id(task, step)] = (self._placeholder(), pack_document(list(pack.values())),
                                          {"task": task, "step": step, "kind": PACK_KIND, "count": len(pack)})
-        return rows, (unique, trajectory, vectors, packs)
+        return _Prepared(records=unique, rows=rows, trajectory=trajectory, vectors=vectors, packs=packs)
 
-    def _remember(self, kept: Any) -> None:
-        unique, trajectory, vectors, packs = kept
-        for key, pack in packs.items():
+    def _remember(self, prepared: _Prepared) -> None:
+        for key, pack in prepared.packs.items():
             self._packs[key] = pack
             self._pack_keys.add(key)
         if self._loaded:
-            for record in trajectory:
-                self._trajectories.setdefault(record.task, {})[record.record_id] = (record, vectors[record.prompt])
+            for record in prepared.trajectory:
+                self._trajectories.setdefault(record.task, {})[record.record_id] = (
+                    record, prepared.vectors[record.prompt])
 
     def add(self, records: Sequence[MemoryRecord]) -> None:
         """Upsert records now (idempotent: a record already stored is overwritten with itself)."""
         if not records:
             return
         self.flush()  # anything staged first: one writer, one order
-        rows, kept = self._prepare(records)
-        _upsert(self._collection, rows)
-        self._remember(kept)
-        self._log.debug("memory_added", records=len(kept[0]), rows=len(rows), tasks=sorted({r.task for r in kept[0]}))
+        prepared = self._prepare(records)
+        _upsert(self._collection, prepared.rows)
+        self._remember(prepared)
+        self._log.debug("memory_added", records=len(prepared.records), rows=len(prepared.rows),
+                        tasks=sorted({r.task for r in prepared.records}))
 
     def stage(self, records: Sequence[MemoryRecord]) -> None:
         """Make records visible to every read now and write them at the next `flush` (in the pending log first,
@@ -298,11 +304,11 @@ class TrajectoryStore:
             return
         if not self._loaded:
             self._load_trajectories()  # staged trajectory rows live only in memory until flushed
-        rows, kept = self._prepare(records)
+        prepared = self._prepare(records)
         if self._pending_log is not None:
-            self._pending_log.append(self._collection_name, rows)
-        self._staged.update(rows)  # a pack staged again is the merged, larger one
-        self._remember(kept)
+            self._pending_log.append(self._collection_name, prepared.rows)
+        self._staged.update(prepared.rows)  # a pack staged again is the merged, larger one
+        self._remember(prepared)
 
     @property
     def staged_rows(self) -> int:
@@ -320,12 +326,6 @@ class TrajectoryStore:
             self._pending_log.clear()
         self._log.debug("memory_flushed", rows=rows)
         return rows
-
-    def close(self) -> None:
-        """Flush and let go of the pending log."""
-        self.flush()
-        if self._pending_log is not None:
-            self._pending_log.close()
 
     def _placeholder(self) -> list[float]:
         if self._dimension is None:
@@ -399,11 +399,11 @@ class TrajectoryStore:
         if not self._staged:
             return result
         staged = {i: row for i, row in self._staged.items() if wanted is None or wanted(row[2])}
-        kept = [n for n, i in enumerate(result["ids"]) if i not in staged]
-        out: dict[str, Any] = {"ids": [result["ids"][n] for n in kept] + list(staged)}
+        unstaged = [n for n, i in enumerate(result["ids"]) if i not in staged]
+        out: dict[str, Any] = {"ids": [result["ids"][n] for n in unstaged] + list(staged)}
         for key, column in (("documents", 1), ("metadatas", 2)):
             if result.get(key) is not None:
-                out[key] = [result[key][n] for n in kept] + [row[column] for row in staged.values()]
+                out[key] = [result[key][n] for n in unstaged] + [row[column] for row in staged.values()]
         return out
 
     @staticmethod
@@ -445,7 +445,9 @@ def open_chroma_client(*, path: Path | None, host: str | None, port: int, token_
     """An embedded PersistentClient at `path`, or an HttpClient for a Chroma server at host:port.
 
     Opening an embedded store first writes into it what a killed writer left in its pending log, so open a run's
-    directory only as its single writer or once that writer is gone. The server's auth token is read from the environment variable named `token_env`; it goes into a
+    directory only as its single writer or once that writer is gone.
+
+    The server's auth token is read from the environment variable named `token_env`; it goes into a
     request header only, never into a log line or an error message.
     """
     import chromadb

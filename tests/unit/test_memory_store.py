@@ -14,6 +14,7 @@ from gpo_ray.core.retrieval import retrieve as core_retrieve
 from gpo_ray.core.types import TrajectoryEntry
 from gpo_ray.errors import ConfigError
 from gpo_ray.memory import MemoryRecord, TrajectoryStore, open_chroma_client
+from gpo_ray.memory.store import PENDING_LOG, PendingLog
 
 
 class BagOfWordsEmbedder:
@@ -299,8 +300,6 @@ def test_single_candidate_rows_of_older_runs_still_read(chroma_path: Path) -> No
 
 
 # --- write-behind: stage, flush, and the pending log a killed writer leaves -------------------------------------
-
-from gpo_ray.memory.store import PENDING_LOG, PendingLog  # noqa: E402
 
 
 class UpsertCountingClient:

@@ -11,7 +11,12 @@ import pytest
 import gpo_ray.actors.memory as memory_module
 from gpo_ray.actors.memory import TrajectoryMemory
 from gpo_ray.memory.store import PENDING_LOG
-from tests.unit.test_memory_store import PATH, BagOfWordsEmbedder, forget_open_clients, stored_in_chroma
+from tests.unit.test_memory_store import (
+    PATH,
+    BagOfWordsEmbedder,
+    forget_open_clients,
+    stored_in_chroma,
+)
 
 
 @pytest.fixture
