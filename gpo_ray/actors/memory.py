@@ -6,6 +6,12 @@ crash, the new instance reopens the same store and nothing is lost. Every method
 (records are upserted by deterministic id), so Ray may retry calls freely across a restart - and so may the actor
 itself: with a Chroma server, a call that cannot reach it (restarting, a network blip) is tried again for up to
 SERVER_RETRY_S before it fails.
+
+With an embedded store the actor writes behind (cluster.memory_flush_interval_s > 0): an add is acknowledged once its
+rows are in the store's pending log (RUN_DIR/chroma/pending.jsonl, or a shard's folder) and readable from memory;
+Chroma gets every staged row in one upsert after the interval, when FLUSH_ROWS are staged, and on stop(). A
+restarted actor replays the log on opening its store. A Chroma server is written through: its node may not be this
+one, and no local file would survive the actor moving.
 """
 
 from __future__ import annotations
@@ -26,7 +32,9 @@ from gpo_ray.config import ClusterSettings
 from gpo_ray.core.types import TrajectoryEntry
 from gpo_ray.memory.store import (
     DEFAULT_COLLECTION,
+    PENDING_LOG,
     MemoryRecord,
+    PendingLog,
     TrajectoryStore,
     open_chroma_client,
 )
@@ -44,6 +52,7 @@ EmbedderFactory = Callable[[], "Embedder"]
 
 SERVER_RETRY_S = 120.0  # how long a Chroma server may be unreachable before a memory call fails
 _FIRST_RETRY_S, _LONGEST_RETRY_S = 0.2, 5.0
+FLUSH_ROWS = 128  # staged rows (a step is ~2) written at once rather than after the interval
 
 
 def server_unreachable(error: BaseException) -> bool:
@@ -68,6 +77,8 @@ class TrajectoryMemory(WhereAmI):
     still reads its own write. Adds that arrive while the store is busy are written together, in one upsert with
     one batch of embeddings (group commit): each add still returns only once its records are stored, so a restarted
     actor finds everything an add returned for, and many tasks' steps cost the store far less than one by one.
+    Writing behind (embedded store), "stored" means staged and in the pending log; flushes go through the same
+    queue, so they too run one at a time, in order.
     """
 
     def __init__(
@@ -80,11 +91,14 @@ class TrajectoryMemory(WhereAmI):
         collection_name: str = DEFAULT_COLLECTION,
         embedder_factory: EmbedderFactory | None = None,
         server_retry_s: float = SERVER_RETRY_S,
+        flush_interval_s: float = 0.0,
     ) -> None:
         self.announce_start("memory")
         self._server = chroma_host is not None
         self._server_retry_s = server_retry_s
         self._server_retries = 0
+        self._flush_interval_s = flush_interval_s
+        self._write_behind = chroma_path is not None and chroma_host is None and flush_interval_s > 0
         embedder = (embedder_factory or _default_embedder)()
 
         def open_store() -> TrajectoryStore:
@@ -94,7 +108,9 @@ class TrajectoryMemory(WhereAmI):
                 port=chroma_port,
                 token_env=chroma_token_env,
             )
-            return TrajectoryStore(client=client, embedder=embedder, collection_name=collection_name)
+            pending_log = PendingLog(Path(chroma_path) / PENDING_LOG) if self._write_behind else None
+            return TrajectoryStore(client=client, embedder=embedder, collection_name=collection_name,
+                                   pending_log=pending_log)
 
         deadline, delay = time.monotonic() + self._server_retry_s, _FIRST_RETRY_S
         while True:  # a restarted actor may find the server restarting too
@@ -110,7 +126,9 @@ class TrajectoryMemory(WhereAmI):
         self._ops: deque[tuple[str, Any, asyncio.Future[Any]]] = deque()
         self._worker: asyncio.Task[None] | None = None
         self._batches = self._batched_steps = 0
-        log.info("trajectory_memory_ready", records=self._store.count(), collection=collection_name)
+        self._linger: asyncio.TimerHandle | None = None  # the flush due after the interval
+        log.info("trajectory_memory_ready", records=self._store.count(), collection=collection_name,
+                 write_behind=self._write_behind)
 
     def _retry_allowed(self, error: BaseException, deadline: float) -> bool:
         return self._server and server_unreachable(error) and time.monotonic() < deadline
@@ -131,7 +149,8 @@ class TrajectoryMemory(WhereAmI):
                 delay = min(_LONGEST_RETRY_S, delay * 2)
 
     def _submit(self, kind: str, payload: Any) -> asyncio.Future[Any]:
-        """Queue one store operation; ("add", records) ops next to each other are written as one."""
+        """Queue one store operation; ("add", records) ops next to each other are written as one; ("flush", None)
+        writes what is staged."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[Any] = loop.create_future()
         self._ops.append((kind, payload, done))
@@ -148,10 +167,13 @@ class TrajectoryMemory(WhereAmI):
                     _, more, more_done = self._ops.popleft()
                     batch.append((more, more_done))
                 records = [r for recs, _ in batch for r in recs]
-                self._batches += 1
                 self._batched_steps += len(batch)
                 try:
-                    await self._in_thread(self._store.add, records)
+                    if self._write_behind:
+                        await self._in_thread(self._store.stage, records)
+                    else:
+                        self._batches += 1
+                        await self._in_thread(self._store.add, records)
                 except Exception as e:  # noqa: BLE001 - every add of the batch fails with the store's error
                     for _, fut in batch:
                         if not fut.done():
@@ -160,6 +182,20 @@ class TrajectoryMemory(WhereAmI):
                 for _, fut in batch:
                     if not fut.done():
                         fut.set_result(None)
+                if self._write_behind:
+                    if self._store.staged_rows >= FLUSH_ROWS:
+                        await self._flush_staged()
+                    elif self._linger is None:
+                        self._linger = asyncio.get_running_loop().call_later(self._flush_interval_s, self._flush_due)
+            elif kind == "flush":
+                try:
+                    await self._flush_staged(raise_error=True)
+                except Exception as e:  # noqa: BLE001 - handed to the caller
+                    if not done.done():
+                        done.set_exception(e)
+                    continue
+                if not done.done():
+                    done.set_result(None)
             else:
                 method, args, kwargs = payload
                 try:
@@ -170,6 +206,42 @@ class TrajectoryMemory(WhereAmI):
                     continue
                 if not done.done():
                     done.set_result(result)
+
+    def _flush_due(self) -> None:
+        self._linger = None
+        done = self._submit("flush", None)
+        done.add_done_callback(lambda f: f.cancelled() or f.exception())  # failures are logged by the flush
+
+    async def _flush_staged(self, *, raise_error: bool = False) -> None:
+        """Write what is staged now (from the queue's worker only: one store call at a time). A failed flush keeps
+        the rows staged and in the pending log, and is tried again after the interval."""
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+        if not self._store.staged_rows:
+            return
+        try:
+            await self._in_thread(self._store.flush)
+        except Exception as e:
+            log.warning("memory_flush_failed", error=f"{type(e).__name__}: {e}", staged_rows=self._store.staged_rows)
+            self._linger = asyncio.get_running_loop().call_later(max(self._flush_interval_s, 1.0), self._flush_due)
+            if raise_error:
+                raise
+            return
+        self._batches += 1
+
+    async def flush(self) -> None:
+        """Write every staged row to Chroma now (after the calls queued before this one)."""
+        await self._submit("flush", None)
+
+    async def stop(self) -> tuple[str, int, int]:
+        """Flush, then stop as every actor does: a run that ends leaves its memory in Chroma, its pending log empty."""
+        if self._write_behind:
+            try:
+                await self.flush()
+            except Exception as e:  # noqa: BLE001 - the pending log still holds the rows: the next opener writes them
+                log.warning("memory_flush_on_stop_failed", error=f"{type(e).__name__}: {e}")
+        return await super().stop()
 
     async def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await self._submit("call", (method, args, kwargs))
@@ -218,7 +290,8 @@ class TrajectoryMemory(WhereAmI):
         return self._server_retries
 
     async def write_stats(self) -> dict[str, int]:
-        """How many store writes carried how many adds (group commit at work: adds > writes under load)."""
+        """How many store writes (upserts) carried how many adds (group commit and write-behind at work: adds >
+        writes under load)."""
         return {"writes": self._batches, "adds": self._batched_steps}
 
 
@@ -278,6 +351,7 @@ def start_trajectory_memory(
             chroma_token_env=cluster.chroma_token_env,
             collection_name=collection_name,
             embedder_factory=embedder_factory,
+            flush_interval_s=cluster.memory_flush_interval_s,
         )
     )
     log.info("trajectory_memory_started", name=name, chroma_path=chroma_path, chroma_host=cluster.chroma_host)

@@ -7,6 +7,12 @@ record twice (a retried actor call, a resumed run) changes nothing. A step's can
 step has one chosen prompt but many candidates. Rows of single candidates written by older versions still read. Embeddings are computed here with
 the injected embedder and handed to Chroma explicitly: the collection has no embedding function, so
 Chroma never tries to download a model of its own.
+
+Write-behind (embedded store): `stage` makes records visible to every read at once and appends their rows to a
+pending log beside the Chroma directory (one JSON line per stage, flushed to the OS: a killed process loses
+nothing acknowledged); `flush` writes everything staged in ONE upsert and empties the log. Chroma's embedded upsert
+costs ~9 ms of CPU per call whatever it carries, ~1 ms per step more, so one upsert per many steps is what makes a
+step cheap. Whoever opens the directory (open_chroma_client) first replays a log a killed writer left behind.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 import structlog
 
@@ -36,6 +42,9 @@ TRAJECTORY_KINDS: tuple[str, ...] = ("initial", "chosen")
 PACK_KIND = "candidates"  # the stored row of one step's candidates (one JSON list in its document)
 CANDIDATE_ROW_KINDS: tuple[str, ...] = ("candidate", PACK_KIND)  # a single candidate (older runs) or a pack
 DEFAULT_COLLECTION = "gpo_trajectory"
+PENDING_LOG = "pending.jsonl"  # rows staged but not yet in Chroma, in the embedded store's directory
+
+Row = tuple[list[float], str, dict[str, Any]]  # a Chroma row: embedding, document, metadata
 
 
 @dataclass(frozen=True)
@@ -122,6 +131,89 @@ def _where(**conditions: Any) -> dict[str, Any]:
     return {"$and": clauses}
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """Records made into rows, and what the store remembers of them once the rows are written or staged."""
+
+    records: list[MemoryRecord]  # unique by id
+    rows: dict[str, Row]
+    trajectory: list[MemoryRecord]
+    vectors: dict[str, list[float]]
+    packs: dict[tuple[str, int], dict[str, MemoryRecord]]
+
+
+def open_collection(client: Any, name: str) -> Any:
+    # Vectors come from our embedder; cosine because retrieval compares directions, not lengths.
+    return client.get_or_create_collection(name=name, embedding_function=None,
+                                           configuration={"hnsw": {"space": "cosine"}})
+
+
+def _upsert(collection: Any, rows: dict[str, Row]) -> None:
+    collection.upsert(ids=list(rows), embeddings=[r[0] for r in rows.values()],
+                      documents=[r[1] for r in rows.values()], metadatas=[r[2] for r in rows.values()])
+
+
+class PendingLog:
+    """Rows acknowledged but not yet in Chroma: one JSON line per staged add, {"collection": ..., "rows": {id:
+    [embedding, document, metadata]}}, handed to the OS before the add returns (a killed process loses nothing; a
+    machine crash is covered by the driver's checkpoint, whose steps a resume re-adds). Emptied after each flush."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._file: IO[str] | None = None
+
+    def append(self, collection: str, rows: dict[str, Row]) -> None:
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the store's life
+        self._file.write(json.dumps({"collection": collection, "rows": rows}, ensure_ascii=False) + "\n")
+        self._file.flush()
+
+    def clear(self) -> None:
+        if self._file is not None:
+            self._file.truncate(0)  # opened for append: the next line goes to the (new) end
+            self._file.flush()
+        elif self.path.exists():
+            self.path.write_bytes(b"")
+
+    def read(self) -> dict[str, dict[str, Row]]:
+        """Every collection's rows, a later line's row replacing an earlier one of the same id (a pack grows). A
+        torn line (a write cut short by a kill: only ever the last) is skipped with a warning."""
+        if not self.path.is_file():
+            return {}
+        lines = self.path.read_text(encoding="utf-8", errors="replace").split("\n")
+        pending: dict[str, dict[str, Row]] = {}
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+                rows = {str(i): (list(r[0]), str(r[1]), dict(r[2])) for i, r in entry["rows"].items()}
+                collection = str(entry["collection"])
+            except (ValueError, KeyError, TypeError, IndexError) as e:
+                last = number >= len(lines) - 1  # the file ends with "\n": its last line is the empty string
+                (log.warning if last else log.error)("memory_pending_line_skipped", path=str(self.path),
+                                                     line=number, torn_last_line=last, error=type(e).__name__)
+                continue
+            pending.setdefault(collection, {}).update(rows)
+        return pending
+
+
+def replay_pending_log(client: Any, chroma_dir: Path) -> int:
+    """Write the rows a killed writer left in `chroma_dir`'s pending log into their collections, then empty the
+    log. Rows are upserted by id, so a replay repeated (killed again before the log was emptied) changes nothing."""
+    pending_log = PendingLog(Path(chroma_dir) / PENDING_LOG)
+    pending = pending_log.read()
+    for name, rows in pending.items():
+        if rows:
+            _upsert(open_collection(client, name), rows)
+    pending_log.clear()
+    replayed = sum(map(len, pending.values()))
+    if replayed:
+        log.warning("memory_pending_replayed", path=str(pending_log.path), rows=replayed)
+    return replayed
+
+
 class TrajectoryStore:
     """Per-task trajectories and candidates over any chromadb client (embedded or server).
 
@@ -131,19 +223,23 @@ class TrajectoryStore:
     trajectory, vectors included, in memory once read, and each prompt's vector once embedded: a step then costs
     one upsert, not a read of the whole trajectory and an embedding of a prompt seen before. At hundreds of steps
     a second across tasks the memory actor was the run's bottleneck (benchmarks/README.md).
+
+    `add` writes through (one upsert per call). `stage` + `flush` write behind: staged rows are read from memory
+    until `flush` upserts them all at once; with a `pending_log` each stage is on disk before it returns.
     """
 
     VECTOR_CACHE_SIZE = 50_000
     PACK_CACHE_SIZE = 20_000
 
-    def __init__(self, *, client: Any, embedder: Embedder, collection_name: str = DEFAULT_COLLECTION) -> None:
+    def __init__(self, *, client: Any, embedder: Embedder, collection_name: str = DEFAULT_COLLECTION,
+                 pending_log: PendingLog | None = None) -> None:
         self._embedder = embedder
-        # Vectors come from our embedder; cosine because retrieval compares directions, not lengths.
-        self._collection = client.get_or_create_collection(
-            name=collection_name,
-            embedding_function=None,
-            configuration={"hnsw": {"space": "cosine"}},
-        )
+        if pending_log is not None:  # open_chroma_client replayed it already; a client from elsewhere may not have
+            replay_pending_log(client, pending_log.path.parent)
+        self._collection = open_collection(client, collection_name)
+        self._collection_name = collection_name
+        self._pending_log = pending_log
+        self._staged: dict[str, Row] = {}  # rows staged and not yet upserted, by id
         self._log = log.bind(collection=collection_name)
         self._vectors: dict[str, list[float]] = {}  # prompt -> its embedding
         self._trajectories: dict[str, dict[str, tuple[MemoryRecord, list[float]]]] = {}  # task -> id -> row
@@ -167,10 +263,7 @@ class TrajectoryStore:
         vectors = self._embed(texts)
         return [vectors[t] for t in texts]
 
-    def add(self, records: Sequence[MemoryRecord]) -> None:
-        """Upsert records (idempotent: a record already stored is overwritten with itself)."""
-        if not records:
-            return
+    def _prepare(self, records: Sequence[MemoryRecord]) -> _Prepared:
         by_id = {record.record_id: record for record in records}  # Chroma rejects duplicate ids in one batch
         unique = list(by_id.values())
         trajectory = [r for r in unique if r.kind in TRAJECTORY_KINDS]
@@ -178,22 +271,61 @@ class TrajectoryStore:
         # (the embedder was most of this actor's CPU). Candidate packs carry a fixed placeholder vector.
         vectors = self._embed([record.prompt for record in trajectory])
         packs = self._merged_packs([r for r in unique if r.kind == "candidate"])
-        ids = [*(r.record_id for r in trajectory), *(pack_id(*key) for key in packs)]
-        self._collection.upsert(
-            ids=ids,
-            embeddings=[*(vectors[r.prompt] for r in trajectory), *([self._placeholder()] * len(packs))],
-            documents=[*(r.prompt for r in trajectory), *(pack_document(list(p.values())) for p in packs.values())],
-            metadatas=[*(r.metadata() for r in trajectory),
-                       *({"task": task, "step": step, "kind": PACK_KIND, "count": len(p)}
-                         for (task, step), p in packs.items())],
-        )
-        for key, pack in packs.items():
+        rows: dict[str, Row] = {r.record_id: (vectors[r.prompt], r.prompt, r.metadata()) for r in trajectory}
+        for (task, step), pack in packs.items():
+            rows[pack_id(task, step)] = (self._placeholder(), pack_document(list(pack.values())),
+                                         {"task": task, "step": step, "kind": PACK_KIND, "count": len(pack)})
+        return _Prepared(records=unique, rows=rows, trajectory=trajectory, vectors=vectors, packs=packs)
+
+    def _remember(self, prepared: _Prepared) -> None:
+        for key, pack in prepared.packs.items():
             self._packs[key] = pack
             self._pack_keys.add(key)
         if self._loaded:
-            for record in trajectory:
-                self._trajectories.setdefault(record.task, {})[record.record_id] = (record, vectors[record.prompt])
-        self._log.debug("memory_added", records=len(unique), rows=len(ids), tasks=sorted({r.task for r in unique}))
+            for record in prepared.trajectory:
+                self._trajectories.setdefault(record.task, {})[record.record_id] = (
+                    record, prepared.vectors[record.prompt])
+
+    def add(self, records: Sequence[MemoryRecord]) -> None:
+        """Upsert records now (idempotent: a record already stored is overwritten with itself)."""
+        if not records:
+            return
+        self.flush()  # anything staged first: one writer, one order
+        prepared = self._prepare(records)
+        _upsert(self._collection, prepared.rows)
+        self._remember(prepared)
+        self._log.debug("memory_added", records=len(prepared.records), rows=len(prepared.rows),
+                        tasks=sorted({r.task for r in prepared.records}))
+
+    def stage(self, records: Sequence[MemoryRecord]) -> None:
+        """Make records visible to every read now and write them at the next `flush` (in the pending log first,
+        when the store has one: durable against a killed process once this returns)."""
+        if not records:
+            return
+        if not self._loaded:
+            self._load_trajectories()  # staged trajectory rows live only in memory until flushed
+        prepared = self._prepare(records)
+        if self._pending_log is not None:
+            self._pending_log.append(self._collection_name, prepared.rows)
+        self._staged.update(prepared.rows)  # a pack staged again is the merged, larger one
+        self._remember(prepared)
+
+    @property
+    def staged_rows(self) -> int:
+        return len(self._staged)
+
+    def flush(self) -> int:
+        """Write every staged row in one upsert, then empty the pending log; how many rows were written. On an
+        error the rows stay staged (and logged) for the next flush."""
+        if not self._staged:
+            return 0
+        rows = len(self._staged)
+        _upsert(self._collection, self._staged)
+        self._staged = {}
+        if self._pending_log is not None:
+            self._pending_log.clear()
+        self._log.debug("memory_flushed", rows=rows)
+        return rows
 
     def _placeholder(self) -> list[float]:
         if self._dimension is None:
@@ -213,11 +345,13 @@ class TrajectoryStore:
             self._packs.clear()
             unknown = keys
         stored_rows = [k for k in unknown if k in self._pack_keys]  # the others are new: nothing to merge with
-        stored: dict[tuple[str, int], str] = {}
+        stored: dict[tuple[str, int], str] = {k: self._staged[pack_id(*k)][1] for k in stored_rows
+                                              if pack_id(*k) in self._staged}
+        stored_rows = [k for k in stored_rows if k not in stored]
         if stored_rows:
             found = self._collection.get(ids=[pack_id(*k) for k in stored_rows], include=["documents", "metadatas"])
-            stored = {(str(m["task"]), int(m["step"])): doc
-                      for doc, m in zip(found["documents"] or [], found["metadatas"] or [], strict=True)}
+            stored |= {(str(m["task"]), int(m["step"])): doc
+                       for doc, m in zip(found["documents"] or [], found["metadatas"] or [], strict=True)}
         for key in unknown:
             self._packs[key] = {r.record_id: r for r in unpack_document(stored[key])} if key in stored else {}
         merged = {key: dict(self._packs[key]) for key in keys}
@@ -238,8 +372,10 @@ class TrajectoryStore:
 
     def candidates(self, task: str, step: int | None = None) -> list[MemoryRecord]:
         """Scored candidates of a task (of one step if given): step order, best score first within a step."""
-        result = self._collection.get(where=_where(task=task, kind={"$in": list(CANDIDATE_ROW_KINDS)}, step=step),
-                                      include=["documents", "metadatas"])
+        result = self._with_staged(
+            self._collection.get(where=_where(task=task, kind={"$in": list(CANDIDATE_ROW_KINDS)}, step=step),
+                                 include=["documents", "metadatas"]),
+            lambda m: m["task"] == task and m["kind"] in CANDIDATE_ROW_KINDS and step in (None, m["step"]))
         records = {r.record_id: r for r in self._rows(result)}
         return sorted(records.values(), key=lambda r: (r.step, -r.score, r.prompt))
 
@@ -250,13 +386,25 @@ class TrajectoryStore:
 
     def tasks(self) -> list[str]:
         """Every task with at least one record, sorted."""
-        result = self._collection.get(include=["metadatas"])
+        result = self._with_staged(self._collection.get(include=["metadatas"]))
         return sorted({str(metadata["task"]) for metadata in result["metadatas"] or []})
 
     def count(self) -> int:
         """How many records the collection holds, all tasks and kinds (each candidate of a pack counts)."""
-        result = self._collection.get(include=["metadatas"])
+        result = self._with_staged(self._collection.get(include=["metadatas"]))
         return sum(int(m.get("count", 1)) if m.get("kind") == PACK_KIND else 1 for m in result["metadatas"] or [])
+
+    def _with_staged(self, result: dict[str, Any], wanted: Any = None) -> dict[str, Any]:
+        """A Chroma get's result as it will be once the staged rows are flushed (those `wanted` by metadata)."""
+        if not self._staged:
+            return result
+        staged = {i: row for i, row in self._staged.items() if wanted is None or wanted(row[2])}
+        unstaged = [n for n, i in enumerate(result["ids"]) if i not in staged]
+        out: dict[str, Any] = {"ids": [result["ids"][n] for n in unstaged] + list(staged)}
+        for key, column in (("documents", 1), ("metadatas", 2)):
+            if result.get(key) is not None:
+                out[key] = [result[key][n] for n in unstaged] + [row[column] for row in staged.values()]
+        return out
 
     @staticmethod
     def _rows(result: dict[str, Any]) -> list[MemoryRecord]:
@@ -296,6 +444,9 @@ class TrajectoryStore:
 def open_chroma_client(*, path: Path | None, host: str | None, port: int, token_env: str | None) -> Any:
     """An embedded PersistentClient at `path`, or an HttpClient for a Chroma server at host:port.
 
+    Opening an embedded store first writes into it what a killed writer left in its pending log, so open a run's
+    directory only as its single writer or once that writer is gone.
+
     The server's auth token is read from the environment variable named `token_env`; it goes into a
     request header only, never into a log line or an error message.
     """
@@ -317,4 +468,6 @@ def open_chroma_client(*, path: Path | None, host: str | None, port: int, token_
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     log.info("chroma_open", path=str(path))
-    return chromadb.PersistentClient(path=str(path), settings=settings)
+    client = chromadb.PersistentClient(path=str(path), settings=settings)
+    replay_pending_log(client, path)  # rows a killed writer had acknowledged: in the store before anyone reads it
+    return client

@@ -190,6 +190,39 @@ def test_a_memory_shard_killed_restarts_from_its_store(tmp_path, undisturbed):
     assert memory_contents(config.run_dir / "chroma") == undisturbed.memory
 
 
+@pytest.mark.parametrize("shards", [1, 3])
+def test_a_memory_actor_killed_with_unflushed_steps_replays_its_pending_log(shards, tmp_path, undisturbed):
+    """Written behind with a flush interval far longer than the run: steps 0-2 are acknowledged but only in the
+    store's pending log when the actor (the task's shard) is SIGKILLed. The restarted actor replays the log on
+    opening its store, and the run and its memory end as the undisturbed run's."""
+    from gpo_ray.memory.store import PENDING_LOG
+
+    with two_fakes() as (opt, task):
+        opt.pause()
+        config = run_config(tmp_path / "run", optimizer_url=opt.base_url, task_url=task.base_url)
+        config = config.model_copy(update={"cluster": config.cluster.model_copy(
+            update={"memory_shards": shards, "memory_flush_interval_s": 3600})})
+        actors = StartedActors()
+        run = BackgroundRun(lambda: optimize(config, on_actors_started=actors.started))
+        opt.hold_generation(3)  # steps 0-2 acknowledged; step 3 retrieved from memory
+        k = shard_of(TASK, shards)
+        memory = actors.wait().memory_shards[k]
+        pending_log = config.run_dir / "chroma" / (f"shard-{k}" if shards > 1 else "") / PENDING_LOG
+        unflushed = [row[2] for line in pending_log.read_text().splitlines()
+                     for row in json.loads(line)["rows"].values()]
+        assert sorted(m["step"] for m in unflushed if m["kind"] in ("initial", "chosen")) == [0, 1, 2]
+        old_pid = kill_and_wait(process_exit, memory)
+        assert ray.get(memory.pid.remote(), timeout=60) != old_pid, "restarted in a new process"
+        opt.resume()
+        results = run.join()
+        opt_stats, task_stats = opt.stats(), task.stats()
+
+    assert_same_as_undisturbed(config.run_dir, results.tasks, undisturbed.tasks)
+    assert opt_stats["repeated_requests"] == 0 and task_stats["repeated_requests"] == 0
+    assert pending_log.read_text() == "", "the run's stop flushed what was staged"
+    assert memory_contents(config.run_dir / "chroma") == undisturbed.memory
+
+
 @pytest.mark.parametrize("kill", KILLS)
 def test_a_restarted_actor_says_so_in_its_log(kill, tmp_path):
     """Ray retries a killed actor's calls on its restart, so the driver sees nothing: the actor's own log line is

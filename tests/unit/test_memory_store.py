@@ -14,6 +14,7 @@ from gpo_ray.core.retrieval import retrieve as core_retrieve
 from gpo_ray.core.types import TrajectoryEntry
 from gpo_ray.errors import ConfigError
 from gpo_ray.memory import MemoryRecord, TrajectoryStore, open_chroma_client
+from gpo_ray.memory.store import PENDING_LOG, PendingLog
 
 
 class BagOfWordsEmbedder:
@@ -296,3 +297,122 @@ def test_single_candidate_rows_of_older_runs_still_read(chroma_path: Path) -> No
 
     assert store.candidates("nav", step=2) == [candidate("nav", 2, "A packed one.", 0.6), old]
     assert store.count() == 2 and store.tasks() == ["nav"]
+
+
+# --- write-behind: stage, flush, and the pending log a killed writer leaves -------------------------------------
+
+
+class UpsertCountingClient:
+    """A chromadb client whose collections count their upserts (one flush must be one upsert)."""
+
+    def __init__(self, client) -> None:
+        self._client = client
+        self.upserts: list[int] = []  # rows per upsert
+
+    def get_or_create_collection(self, **kwargs):
+        collection = self._client.get_or_create_collection(**kwargs)
+        upserts, upsert = self.upserts, collection.upsert
+
+        def counted(**rows):
+            upserts.append(len(rows["ids"]))
+            return upsert(**rows)
+
+        collection.upsert = counted
+        return collection
+
+
+STEPS = [  # two tasks; step 3's candidates come in two adds, so a pack grows after it was staged
+    [*PATH[:2], candidate("nav", 1, "A candidate.", 0.3), candidate("nav", 1, "Another one.", 0.5)],
+    [PATH[2], initial("dates", "Read the date.", 0.2), candidate("nav", 2, "Go.", 0.45)],
+    [PATH[3], candidate("nav", 3, "Track your position after every move.", 0.7, picked=True)],
+    [candidate("nav", 3, "Count the moves.", 0.6), chosen("dates", 1, "Read the date twice.", 0.4)],
+    [PATH[4], candidate("nav", 4, "Track your position and solve step by step.", 0.65, picked=True)],
+]
+
+
+def view(store: TrajectoryStore) -> tuple:
+    """What a reader of the store sees, every read method."""
+    return (
+        store.count(), store.tasks(),
+        {t: (store.trajectory(t), store.last_step(t), store.candidates(t), store.candidates(t, 3),
+             store.retrieve(t, strategy="relevance", k=2), store.retrieve(t, strategy="importance", k=2))
+         for t in ("nav", "dates")},
+    )
+
+
+def written_synchronously(path: Path) -> tuple:
+    store = open_store(path)
+    for records in STEPS:
+        store.add(records)
+    seen = view(store)
+    forget_open_clients()
+    return seen
+
+
+def stored_in_chroma(path: Path) -> int:
+    """Rows Chroma itself holds (no store in between, and no replay of the pending log)."""
+    import chromadb
+    from chromadb.config import Settings
+
+    client = chromadb.PersistentClient(path=str(path), settings=Settings(anonymized_telemetry=False))
+    return sum(c.count() for c in client.list_collections())
+
+
+def test_staged_records_are_read_at_once_and_one_flush_writes_them_in_one_upsert(tmp_path: Path) -> None:
+    expected = written_synchronously(tmp_path / "sync")
+    path = tmp_path / "chroma"
+    client = UpsertCountingClient(open_chroma_client(path=path, host=None, port=8000, token_env=None))
+    store = TrajectoryStore(client=client, embedder=BagOfWordsEmbedder(), pending_log=PendingLog(path / PENDING_LOG))
+    for records in STEPS:
+        store.stage(records)
+
+    assert view(store) == expected  # every read sees the staged records ...
+    assert client.upserts == [] and stored_in_chroma(path) == 0  # ... and none is in Chroma yet
+    assert (path / PENDING_LOG).read_text().count("\n") == len(STEPS)  # one line per stage
+
+    assert store.flush() == store.flush() + 11  # 7 trajectory rows + 4 packs, then nothing left to write
+    assert client.upserts == [11]
+    assert (path / PENDING_LOG).read_text() == ""
+    assert view(store) == expected
+    forget_open_clients()
+    assert view(open_store(path)) == expected
+
+
+def test_a_killed_writers_pending_log_is_replayed_by_the_next_opener(tmp_path: Path) -> None:
+    expected = written_synchronously(tmp_path / "sync")
+    path = tmp_path / "chroma"
+    writer = TrajectoryStore(client=open_chroma_client(path=path, host=None, port=8000, token_env=None),
+                             embedder=BagOfWordsEmbedder(), pending_log=PendingLog(path / PENDING_LOG))
+    for records in STEPS:
+        writer.stage(records)
+    del writer  # killed before any flush: only the log holds the records
+    forget_open_clients()
+
+    reader = TrajectoryStore(client=open_chroma_client(path=path, host=None, port=8000, token_env=None),
+                             embedder=None)  # a reader with no log of its own (tests, reports) still sees them
+    assert view(reader) == expected
+    assert (path / PENDING_LOG).read_text() == "", "replayed once, then emptied"
+    assert stored_in_chroma(path) == 11
+
+
+def test_a_torn_last_line_of_the_pending_log_is_skipped_with_a_warning(tmp_path: Path) -> None:
+    from structlog.testing import capture_logs
+
+    path = tmp_path / "chroma"
+    writer = TrajectoryStore(client=open_chroma_client(path=path, host=None, port=8000, token_env=None),
+                             embedder=BagOfWordsEmbedder(), pending_log=PendingLog(path / PENDING_LOG))
+    writer.stage(PATH[:2])
+    writer.stage(PATH[2:])
+    del writer
+    forget_open_clients()
+    log_file = path / PENDING_LOG
+    lines = log_file.read_text().splitlines(keepends=True)
+    log_file.write_text(lines[0] + lines[1][: len(lines[1]) // 2])  # the second write cut short by the kill
+
+    with capture_logs() as logs:
+        store = open_store(path)
+
+    assert store.trajectory("nav") == [r.as_entry() for r in PATH[:2]]
+    skipped = [e for e in logs if e["event"] == "memory_pending_line_skipped"]
+    assert len(skipped) == 1 and skipped[0]["torn_last_line"] and skipped[0]["log_level"] == "warning"
+    assert log_file.read_text() == ""
