@@ -7,15 +7,14 @@ and serves no dashboard, yet these three hold about 180 MB (PSS) and their own C
 is up. The dashboard agent stays (it exports the gpo_* metrics, docs/observability.md), and so does the runtime-env
 agent: the raylet exits without them. A cluster the run joins is never touched.
 
-A small run on such a cluster, or any run on a machine of at most four cores, also gets one refiner and one evaluator
-instead of two each, when the config leaves their counts unset: one evaluator carries a 640 calls/s endpoint (benchmarks/README.md), and each actor is a worker
+A small run on such a cluster also gets one refiner and one evaluator instead of two each, when the config leaves
+their counts unset: one evaluator carries a 640 calls/s endpoint (benchmarks/README.md), and each actor is a worker
 process of about 65 MB and its start-up. When it also leaves `num_evaluators` unset, it has no evaluator actor: its
 driver scores (`scores_in_driver`), as every run's driver does while Ray starts (controller/warm_start.py).
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import structlog
@@ -26,30 +25,10 @@ DEFAULT_ACTORS = 2  # refiners, and evaluators, of a run the rule below does not
 SMALL_RUN_TASKS = 3  # a run of at most this many tasks on a cluster started for it gets one of each
 
 
-SMALL_MACHINE_CORES = 4  # a cluster started on a machine with at most this many cores gets one of each
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its affinity mask, which containers narrow), not the host's count."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # pragma: no cover - platforms without sched_getaffinity
-        return os.cpu_count() or 1
-
-
-def sized_cluster(cluster: ClusterSettings, *, tasks: int, own_cluster: bool,
-                  cores: int | None = None) -> ClusterSettings:
-    """`cluster` with its unset actor counts filled in: on a cluster started for this run (`own_cluster`), 1 each
-    for a run of at most SMALL_RUN_TASKS tasks or on a machine of at most SMALL_MACHINE_CORES `cores` (default:
-    `usable_cores()`); else DEFAULT_ACTORS. Counts the config sets are kept.
-
-    On one small machine a second refiner and evaluator add processes, not cores: each idle Ray worker costs about
-    10 ms of CPU a second, and at 27 tasks on 2 cores one of each used 12-15% less CPU per call than two of each at
-    the same utilization (benchmarks/README.md). One evaluator's event loop carries a 640 calls/s endpoint at about a
-    third of a core."""
-    cores = usable_cores() if cores is None else cores
-    small = tasks <= SMALL_RUN_TASKS or cores <= SMALL_MACHINE_CORES
-    count = 1 if own_cluster and small else DEFAULT_ACTORS
+def sized_cluster(cluster: ClusterSettings, *, tasks: int, own_cluster: bool) -> ClusterSettings:
+    """`cluster` with its unset actor counts filled in: 1 each for a run of at most SMALL_RUN_TASKS tasks on a
+    cluster started for this run (`own_cluster`), else DEFAULT_ACTORS. Counts the config sets are kept."""
+    count = 1 if own_cluster and tasks <= SMALL_RUN_TASKS else DEFAULT_ACTORS
     return cluster.model_copy(update={"num_refiners": cluster.num_refiners or count,
                                       "num_evaluators": cluster.num_evaluators or count})
 

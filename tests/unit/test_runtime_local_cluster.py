@@ -5,9 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gpo_ray.config import ClusterSettings, load_config
-from gpo_ray.runtime.local_cluster import DEFAULT_ACTORS, SMALL_MACHINE_CORES, SMALL_RUN_TASKS, sized_cluster
-
-BIG = SMALL_MACHINE_CORES + 4  # cores of a machine the core rule leaves alone
+from gpo_ray.runtime.local_cluster import DEFAULT_ACTORS, SMALL_RUN_TASKS, sized_cluster
 
 
 def counts(cluster: ClusterSettings) -> tuple[int | None, int | None]:
@@ -16,35 +14,19 @@ def counts(cluster: ClusterSettings) -> tuple[int | None, int | None]:
 
 @pytest.mark.parametrize("tasks", [1, SMALL_RUN_TASKS])
 def test_a_small_run_on_its_own_cluster_gets_one_refiner_and_one_evaluator(tasks):
-    assert counts(sized_cluster(ClusterSettings(), tasks=tasks, own_cluster=True, cores=BIG)) == (1, 1)
+    assert counts(sized_cluster(ClusterSettings(), tasks=tasks, own_cluster=True)) == (1, 1)
 
 
 def test_a_larger_run_or_a_joined_cluster_gets_the_default_counts():
-    assert counts(sized_cluster(ClusterSettings(), tasks=SMALL_RUN_TASKS + 1, own_cluster=True, cores=BIG)) == (2, 2)
-    assert counts(sized_cluster(ClusterSettings(), tasks=1, own_cluster=False, cores=BIG)) == (2, 2)
+    assert counts(sized_cluster(ClusterSettings(), tasks=SMALL_RUN_TASKS + 1, own_cluster=True)) == (2, 2)
+    assert counts(sized_cluster(ClusterSettings(), tasks=1, own_cluster=False)) == (2, 2)
     assert DEFAULT_ACTORS == 2
-
-
-@pytest.mark.parametrize("cores", [1, 2, SMALL_MACHINE_CORES])
-def test_any_run_on_a_small_machine_it_starts_a_cluster_on_gets_one_of_each(cores):
-    assert counts(sized_cluster(ClusterSettings(), tasks=1000, own_cluster=True, cores=cores)) == (1, 1)
-    # a cluster it joins is sized by the cluster's owner, not by this machine
-    assert counts(sized_cluster(ClusterSettings(), tasks=1000, own_cluster=False, cores=cores)) == (2, 2)
-
-
-def test_the_default_core_count_is_this_process_s_affinity():
-    import os
-
-    from gpo_ray.runtime.local_cluster import usable_cores
-
-    assert usable_cores() == len(os.sched_getaffinity(0))
 
 
 def test_counts_the_config_sets_are_kept_and_the_other_one_is_sized():
     cluster = ClusterSettings(num_evaluators=3)
-    assert counts(sized_cluster(cluster, tasks=1, own_cluster=True, cores=BIG)) == (1, 3)
-    assert counts(sized_cluster(cluster, tasks=27, own_cluster=True, cores=BIG)) == (2, 3)
-    assert counts(sized_cluster(cluster, tasks=27, own_cluster=True, cores=2)) == (1, 3)
+    assert counts(sized_cluster(cluster, tasks=1, own_cluster=True)) == (1, 3)
+    assert counts(sized_cluster(cluster, tasks=27, own_cluster=True)) == (2, 3)
 
 
 def test_a_config_file_without_counts_leaves_them_to_the_run(tmp_path):
