@@ -1,6 +1,7 @@
 """The warm start (controller/warm_start.py): a run's first calls go out from the driver while Ray and the actors
-start, and the run comes out exactly as one whose every call went through the actors - same results.json, same
-usage.json, every endpoint request counted - and a start that fails stops those calls with its one error line."""
+start - every task's steps up to retrieval_k - 1, generation included - and the run comes out exactly as one whose
+every call went through the actors - same results.json, same usage.json, every endpoint request counted - and a
+start that fails stops those calls with its one error line."""
 
 from __future__ import annotations
 
@@ -29,29 +30,31 @@ def driver_events(run_dir: Path, event: str) -> list[dict]:
     return [r for r in rows if r.get("event") == event]
 
 
-def step0_checkpointed(run_dir: Path, tasks: list[str]) -> bool:
+def checkpointed(run_dir: Path, tasks: list[str], step: int) -> bool:
     for name in tasks:
         path = run_dir / "checkpoints" / task_file_name(name)
-        if not path.is_file() or '"step": 0' not in path.read_text(encoding="utf-8"):
+        if not path.is_file() or f'"step": {step}' not in path.read_text(encoding="utf-8"):
             return False
     return True
 
 
-def held_until_step0(run_dir: Path, tasks: list[str]):
-    """An `on_actors_started` that keeps the actors from the run until every task's step 0 is checkpointed: all of
-    step 0's scoring (the initial prompt on the eval split) is then done in the driver."""
+def held_until_step(run_dir: Path, tasks: list[str], step: int, fake: ThreadedFake, seen: dict):
+    """An `on_actors_started` that keeps the actors from the run until every task's `step` is checkpointed: those
+    steps' scoring, generation and retrieval are then done in the driver. `seen`: the endpoint's stats then."""
 
     def hold(_actors: RunActors) -> None:
         deadline = time.monotonic() + WAIT_S
-        while not step0_checkpointed(run_dir, tasks):
-            assert time.monotonic() < deadline, "step 0 was not checkpointed while the actors were held back"
+        while not checkpointed(run_dir, tasks, step):
+            assert time.monotonic() < deadline, f"step {step} was not checkpointed while the actors were held back"
             time.sleep(0.05)
+        seen.update(fake.stats())
 
     return hold
 
 
-def run_once(config, *, warm: bool, hold: bool = False) -> tuple[dict, int]:
-    """(results.json, the requests the endpoint served) of one run against a fresh fake endpoint."""
+def run_once(config, *, warm: bool, hold: bool = False, seen: dict | None = None) -> tuple[dict, dict]:
+    """(results.json, the endpoint's stats) of one run against a fresh fake endpoint; with `hold`, the actors are
+    held back until every task's step retrieval_k - 1 is checkpointed (`seen`: the endpoint's stats then)."""
     with ThreadedFake(fake_config(config)) as fake:
         config = config.model_copy(update={
             "task_model": config.task_model.model_copy(update={"base_url": fake.base_url}),
@@ -59,9 +62,11 @@ def run_once(config, *, warm: bool, hold: bool = False) -> tuple[dict, int]:
             "cluster": config.cluster.model_copy(update={"warm_start": warm}),
         })
         names = [t.name for t in resolve_tasks(config.tasks, data_dir=None, sources=config.task_sources)]
-        optimize(config, on_actors_started=held_until_step0(config.run_dir, names) if hold else None)
-        served = fake.stats()["requests"]
-    return json.loads((config.run_dir / "results.json").read_text()), served
+        last_early = config.optimizer.retrieval_k - 1
+        optimize(config, on_actors_started=held_until_step(config.run_dir, names, last_early, fake,
+                                                           seen if seen is not None else {}) if hold else None)
+        stats = fake.stats()
+    return json.loads((config.run_dir / "results.json").read_text()), stats
 
 
 def comparable(doc: dict) -> dict:
@@ -73,16 +78,20 @@ def test_a_run_whose_first_calls_went_out_from_the_driver_equals_one_whose_calls
     warm_cfg = base.model_copy(update={"run_dir": tmp_path / "warm"})
     cold_cfg = base.model_copy(update={"run_dir": tmp_path / "cold"})
 
-    warm, warm_served = run_once(warm_cfg, warm=True, hold=True)
-    cold, cold_served = run_once(cold_cfg, warm=False)
+    before_actors: dict = {}
+    warm, warm_stats = run_once(warm_cfg, warm=True, hold=True, seen=before_actors)
+    cold, cold_stats = run_once(cold_cfg, warm=False)
 
+    assert base.optimizer.retrieval_k == 3
+    assert before_actors["roles"].get("optimizer", 0) >= 2 * 3, "steps 1 and 2 of every task generated in the driver"
     (done,) = driver_events(warm_cfg.run_dir, "warm_start_done")
-    assert done["in_process_items"] > 0 and done["actors_started"], done
+    assert done["in_process_items"] > 0 and done["in_process_generations"] > 0 and done["actors_started"], done
     assert not driver_events(cold_cfg.run_dir, "warm_start_done"), "warm_start: false keeps every call on the actors"
     assert comparable(warm) == comparable(cold), "the warm start changed what the run found or what it spent"
-    for doc, served in ((warm, warm_served), (cold, cold_served)):
+    for doc, stats in ((warm, warm_stats), (cold, cold_stats)):
         usage = doc["usage"]
-        assert usage["optimizer"]["requests"] + usage["task_model"]["requests"] == served, "a request went uncounted"
+        assert usage["optimizer"]["requests"] == stats["roles"]["optimizer"], "an optimizer request went uncounted"
+        assert usage["task_model"]["requests"] == stats["roles"]["task"], "a task-model request went uncounted"
 
 
 def test_a_failed_start_stops_the_driver_s_calls_with_the_start_s_one_line(tmp_path, monkeypatch):
