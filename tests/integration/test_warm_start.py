@@ -6,10 +6,13 @@ start that fails stops those calls with its one error line."""
 from __future__ import annotations
 
 import json
+import re
+import sys
 import time
 from pathlib import Path
 
 import pytest
+from ray import cloudpickle
 
 from gpo_ray import api
 from gpo_ray.api import RunActors, optimize
@@ -21,6 +24,9 @@ from gpo_ray.testing import ThreadedFake
 from tests.integration.test_e2e_optimize import fake_config, make_config
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
+
+# The embedder below is built inside the memory actor's worker, which cannot import this test module.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 WAIT_S = 120.0
 
@@ -110,4 +116,23 @@ def test_a_failed_start_stops_the_driver_s_calls_with_the_start_s_one_line(tmp_p
         time.sleep(0.5)
         assert fake.stats()["requests"] == served, "the driver kept calling the endpoint after the run stopped"
     assert str(failed.value) == "cannot start a local Ray cluster: no space left on device"
+    assert json.loads((config.run_dir / "results.json").read_text())["status"] == "stopped"
+
+
+class FullDiskEmbedder:
+    """The memory actor's embedder on a full disk: every add fails."""
+
+    def embed(self, texts):
+        raise OSError(28, "No space left on device")
+
+
+def test_a_memory_write_that_fails_while_the_steps_go_on_stops_the_run_with_its_one_line(tmp_path):
+    config = make_config(tmp_path, "http://placeholder/v1")
+    with ThreadedFake(fake_config(config)) as fake:
+        config = make_config(tmp_path / "x", fake.base_url)
+        with pytest.raises(RunFailed) as failed:
+            optimize(config, embedder_factory=FullDiskEmbedder)
+    assert re.fullmatch(r"cannot store step 0 of \S+ in the trajectory memory: \[Errno 28\] No space left on device; "
+                        r"the step is checkpointed, `gpo-ray resume \S+` continues once that is fixed",
+                        str(failed.value)), str(failed.value)
     assert json.loads((config.run_dir / "results.json").read_text())["status"] == "stopped"
