@@ -12,12 +12,12 @@ with stand-ins for the actor handles (`deferred_handles`):
   ready, then hands each further request to its actor;
 - the memory stand-in waits for its actors; the loop's first calls do not need it: memory writes are not awaited
   and a retrieval that does not select is answered in the driver (controller/services.py), so a task runs its
-  steps up to retrieval_k - 1 before any actor exists.
+  first retrieval_k steps (2 with relevance as_selected) before any actor exists.
 A small run on a cluster it starts has no evaluator actor at all (runtime/local_cluster.py `scores_in_driver`): its
 evaluator stand-in keeps scoring in the driver.
-Usage: the first evaluator (refiner) stand-in adds the in-process client's counters to its actor's `usage()`, so usage.json
-and the budget count every call; the in-process gpo_llm_* counts are held until Ray is up (`DeferredMetrics`) and
-then exported, so the metrics still equal usage.json.
+Usage: the first evaluator (refiner) stand-in adds the in-process client's counters to its actor's `usage()`, so
+usage.json and the budget count every call; the in-process gpo_llm_* counts are held until Ray is up
+(`DeferredMetrics`) and then exported, so the metrics still equal usage.json.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The warm start (controller/warm_start.py): a run's first calls go out from the driver while Ray and the actors
-start - every task's steps up to retrieval_k - 1, generation included - and the run comes out exactly as one whose
-every call went through the actors - same results.json, same usage.json, every endpoint request counted - and a
-start that fails stops those calls with its one error line."""
+start - every task's first retrieval_k steps, generation and retrieval included - and the run comes out exactly as
+one whose every call went through the actors - same results.json, same usage.json, every endpoint request
+counted - and a start that fails stops those calls with its one error line."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def held_until_step(run_dir: Path, tasks: list[str], step: int, fake: ThreadedFa
 
 def run_once(config, *, warm: bool, hold: bool = False, seen: dict | None = None) -> tuple[dict, dict]:
     """(results.json, the endpoint's stats) of one run against a fresh fake endpoint; with `hold`, the actors are
-    held back until every task's step retrieval_k - 1 is checkpointed (`seen`: the endpoint's stats then)."""
+    held back until every task's step retrieval_k is checkpointed (`seen`: the endpoint's stats then)."""
     with ThreadedFake(fake_config(config)) as fake:
         config = config.model_copy(update={
             "task_model": config.task_model.model_copy(update={"base_url": fake.base_url}),
@@ -68,7 +68,7 @@ def run_once(config, *, warm: bool, hold: bool = False, seen: dict | None = None
             "cluster": config.cluster.model_copy(update={"warm_start": warm}),
         })
         names = [t.name for t in resolve_tasks(config.tasks, data_dir=None, sources=config.task_sources)]
-        last_early = config.optimizer.retrieval_k - 1
+        last_early = config.optimizer.retrieval_k  # its retrieval is over retrieval_k prompts: no memory
         optimize(config, on_actors_started=held_until_step(config.run_dir, names, last_early, fake,
                                                            seen if seen is not None else {}) if hold else None)
         stats = fake.stats()
@@ -89,7 +89,7 @@ def test_a_run_whose_first_calls_went_out_from_the_driver_equals_one_whose_calls
     cold, cold_stats = run_once(cold_cfg, warm=False)
 
     assert base.optimizer.retrieval_k == 3
-    assert before_actors["roles"].get("optimizer", 0) >= 2 * 3, "steps 1 and 2 of every task generated in the driver"
+    assert before_actors["roles"].get("optimizer", 0) >= 3 * 3, "steps 1 to 3 of the 3 tasks generated in the driver"
     (done,) = driver_events(warm_cfg.run_dir, "warm_start_done")
     assert done["in_process_items"] > 0 and done["in_process_generations"] > 0 and done["actors_started"], done
     assert not driver_events(cold_cfg.run_dir, "warm_start_done"), "warm_start: false keeps every call on the actors"

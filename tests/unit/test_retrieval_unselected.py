@@ -4,7 +4,6 @@ against TrajectoryStore.retrieve on a real embedded Chroma with a fake embedder)
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
@@ -30,7 +29,8 @@ def steps(n: int) -> list[StepResult]:
 
 
 @pytest.mark.parametrize("k", [1, 2, 3, 5])
-def test_a_retrieval_that_does_not_select_equals_the_memory_s_for_every_strategy_and_order(chroma_path, k):  # noqa: F811
+def test_a_retrieval_that_does_not_select_equals_the_memory_s_for_every_strategy_and_order(
+        chroma_path, k):  # noqa: F811 - the fixture
     store = open_store(chroma_path)
     compared = 0
     for n in range(1, k + 2):
