@@ -396,6 +396,7 @@ def _execute_warm(config: RunConfig, run_dir: RunDirectory, tasks: list[Any], *,
         DeferredMetrics,
         StartingActors,
         deferred_handles,
+        in_process_generation,
         in_process_scoring,
         log_handover,
     )
@@ -414,11 +415,14 @@ def _execute_warm(config: RunConfig, run_dir: RunDirectory, tasks: list[Any], *,
                                        params=task_model_params(config),
                                        max_in_flight=config.cluster.evaluator_max_in_flight,
                                        metrics=metrics_context, role_name="task_model")
+            generation = in_process_generation(config.optimizer_model, base_url=opt.urls, model=opt.model,
+                                               cache_dir=str(run_dir.cache_dir.resolve()) if config.cache else None,
+                                               metrics=metrics_context, role_name="optimizer")
 
             def start(ray_up: Callable[[], None], ray_stack: contextlib.ExitStack) -> tuple[Any, list[Any], list[Any]]:
                 ray_stack.enter_context(ray_session(config.cluster.address, output=output))
                 ray_up()
-                for deferred in (controller_metrics, local.metrics):
+                for deferred in (controller_metrics, local.metrics, generation.metrics):
                     if deferred is not None:
                         deferred.attach()
                 if starting.abandoned.is_set():  # the run stopped while Ray started: no actors for it
@@ -437,7 +441,8 @@ def _execute_warm(config: RunConfig, run_dir: RunDirectory, tasks: list[Any], *,
             starting.begin()
             memory, refiners, evaluators = deferred_handles(
                 starting, refiners=config.cluster.num_refiners or 1,
-                evaluators=1 if in_driver else config.cluster.num_evaluators or 1, local=local)
+                evaluators=1 if in_driver else config.cluster.num_evaluators or 1, local=local,
+                generation=generation)
             log.info("scoring_placed", in_driver=in_driver, evaluator_actors=0 if in_driver else len(evaluators))
             tracker = open_tracker(config, run_dir.path, metrics=controller_metrics)
             progress = make_progress(output)
@@ -451,6 +456,7 @@ def _execute_warm(config: RunConfig, run_dir: RunDirectory, tasks: list[Any], *,
                     return await (server.run_while_serving(work) if server else work)
                 finally:
                     await local.close()
+                    await generation.close()
 
             try:
                 log.info("run_started", tasks=[t.name for t in tasks], optimizer=opt.base_url,
@@ -460,7 +466,7 @@ def _execute_warm(config: RunConfig, run_dir: RunDirectory, tasks: list[Any], *,
             finally:
                 progress.close()
                 started = starting.finish()
-                log_handover(local, starting=starting)
+                log_handover(local, starting=starting, generation=generation)
                 try:
                     if ray.is_initialized():  # none started when the run stopped first: logged as 0 stopped
                         kill_actors([] if started is None else all_started)

@@ -326,6 +326,7 @@ class Controller:
                                    structured=self.structured, optimizer_temperature=opt_role.temperature,
                                    optimizer_max_tokens=opt_role.max_tokens)
                 result = await loop.run(completed=done)
+                await services.settle(task.name)  # the task's last memory write (a failed one stops the run)
                 self.task_entries[task.name] = result.to_dict()
                 await self._state_changed()
                 return result
@@ -333,6 +334,7 @@ class Controller:
             results = await asyncio.gather(*(one(t) for t in self.tasks))
             stopped = False
         finally:
+            await services.close()
             if isinstance(evaluators, EvaluatorPool):  # a sweep's shared pool is closed by the sweep
                 await evaluators.close()
             try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -10,6 +12,7 @@ from gpo_ray.config import OptimizerSettings
 from gpo_ray.core.edit_distance import word_edit_distance
 from gpo_ray.core.generation import GenerationRequest, GenerationResult, OptimizerTextRequest
 from gpo_ray.core.results import StepResult
+from gpo_ray.core.retrieval import retrieve_unselected, selects
 from gpo_ray.core.types import TrajectoryEntry
 from gpo_ray.errors import RunFailed, error_line
 from gpo_ray.memory.store import MemoryRecord
@@ -65,9 +68,20 @@ class Evaluators(Protocol):
                     ) -> list[list[float]]: ...
 
 
+# What a task's memory write gives back: (the step it stored, the retrieval asked with it, what that retrieved),
+# or None when no retrieval was asked.
+Written = tuple[int, Retrieval, list[TrajectoryEntry]] | None
+
+
 class ActorServices:
-    """The loop's services over the actors. Memory (`ShardedMemory`) takes one round trip per step: a step's write
-    carries the next step's retrieval (`retrieval`), which is kept for the task until the loop asks for it."""
+    """The loop's services over the actors.
+
+    Memory (`ShardedMemory`) is off the loop's way where it can be: a step's write is started, not awaited (the
+    checkpoint, written first, is the truth; `remember` re-adds restored steps on resume). A task's writes go in
+    order, and the next call that needs the memory - a retrieval that selects, the task's end (`settle`) - waits
+    for them; a failed write stops the run there, or at the task's next step. A retrieval that does not select (at
+    most k entries, core/retrieval.py) is answered here from the loop's trajectory. When the next step's retrieval
+    selects, the write carries it (`add_and_retrieve`): one round trip per step."""
 
     def __init__(
         self,
@@ -91,7 +105,7 @@ class ActorServices:
         self._memory_namespace = memory_namespace
         self._retrieval = retrieval
         self._last_prompt: dict[str, str] = {}
-        self._retrieved: dict[str, tuple[int, Retrieval, list[TrajectoryEntry]]] = {}  # task -> after step
+        self._writes: dict[str, asyncio.Future[Written]] = {}  # task -> its last memory write (after the others)
 
     def _memory_key(self, task: str) -> str:
         return self._memory_namespace + task
@@ -99,7 +113,10 @@ class ActorServices:
     async def retrieve(
         self, task: Task, trajectory: Sequence[TrajectoryEntry], *, strategy: str, k: int, order: str,
     ) -> list[TrajectoryEntry]:
-        ready = self._retrieved.pop(task.name, None)
+        here = retrieve_unselected(trajectory, strategy=strategy, k=k, order=order)
+        if here is not None:
+            return here
+        ready = await self.settle(task.name)
         if ready is not None and trajectory and ready[0] == trajectory[-1].step and ready[1] == Retrieval(
                 strategy, k, order):
             return ready[2]
@@ -130,7 +147,7 @@ class ActorServices:
             rows += memory_records(self._memory_key(task), r, parent=parent)
             parent = r.prompt
         if rows:
-            await self.memory.add(rows)
+            self._write(task, rows, step=records[-1].step)
         if records:
             self._last_prompt[task] = records[-1].prompt
 
@@ -138,25 +155,54 @@ class ActorServices:
         # Checkpoint first: it is the source of truth; memory is re-filled from it on resume.
         await self._on_step(task, record)
         parent = self._last_prompt.get(task.name, "")
-        rows = memory_records(self._memory_key(task.name), record, parent=parent)
+        self._write(task.name, memory_records(self._memory_key(task.name), record, parent=parent), step=record.step)
+        self._last_prompt[task.name] = record.prompt
+
+    def _write(self, task: str, rows: list[MemoryRecord], *, step: int) -> None:
+        """Start storing `rows` (the task's steps up to `step`) after the task's earlier writes; with the next
+        step's retrieval when that one selects. A failed earlier write stops the run here."""
+        before = self._writes.get(task)
+        if before is not None and before.done() and not before.cancelled() and before.exception() is not None:
+            raise before.exception()  # type: ignore[misc]
         r = self._retrieval
+        # After `step`, the trajectory holds steps 0..step: step + 1 entries.
+        ask = r if r is not None and selects(step + 1, strategy=r.strategy, k=r.k, order=r.order) else None
+        self._writes[task] = asyncio.ensure_future(self._store(task, rows, step=step, retrieval=ask, before=before))
+
+    async def _store(self, task: str, rows: list[MemoryRecord], *, step: int, retrieval: Retrieval | None,
+                     before: asyncio.Future[Written] | None) -> Written:
+        if before is not None:
+            await before  # in order; a failed one stops this one with its own message
         try:
-            if r is None:
+            if retrieval is None:
                 await self.memory.add(rows)
-            else:
-                retrieved = await self.memory.add_and_retrieve(self._memory_key(task.name), rows,
-                                                               strategy=r.strategy, k=r.k, order=r.order)
-                self._retrieved[task.name] = (record.step, r, retrieved)
+                return None
+            retrieved = await self.memory.add_and_retrieve(self._memory_key(task), rows, strategy=retrieval.strategy,
+                                                           k=retrieval.k, order=retrieval.order)
+            return step, retrieval, retrieved
         except Exception as e:  # noqa: BLE001 - Chroma's own errors (a full disk) arrive wrapped by Ray
             cause = getattr(e, "cause", None) or e
             # The last line: when Ray could not hand back the cause itself, `e` carries the actor's traceback as
             # text, and its last line is the error.
             raise RunFailed(
-                f"cannot store step {record.step} of {task.name} in the trajectory memory: "
+                f"cannot store step {step} of {task} in the trajectory memory: "
                 f"{error_line(cause, last=True)}; the step is "
                 f"checkpointed, `gpo-ray resume {self._run_dir}` continues once that is fixed"
             ) from None
-        self._last_prompt[task.name] = record.prompt
+
+    async def settle(self, task: str) -> Written:
+        """Wait for the task's memory writes (its end, or a retrieval that needs them); raises what stopped one."""
+        write = self._writes.get(task)
+        return None if write is None else await asyncio.shield(write)
+
+    async def close(self) -> None:
+        """Stop the writes still under way (a run that stopped on an error; memory is re-filled on resume)."""
+        writes, self._writes = list(self._writes.values()), {}
+        for write in writes:
+            write.cancel()
+        for write in writes:
+            with contextlib.suppress(BaseException):
+                await write
 
     def should_stop(self) -> bool:
         return self._should_stop()

@@ -8,18 +8,23 @@ with stand-ins for the actor handles (`deferred_handles`):
   stack, response cache directory, task-model parameters and in-flight bound) until the actors are ready, then
   hands each further chunk to its actor; items this process already scored are answered from here, as one
   evaluator's score cache would answer them;
-- the memory and refiner stand-ins wait for their actors (step 0's memory.add is the first such call).
+- a refiner stand-in likewise generates in this process (`Refiner`, the actor's own class) until the actors are
+  ready, then hands each further request to its actor;
+- the memory stand-in waits for its actors; the loop's first calls do not need it: memory writes are not awaited
+  and a retrieval that does not select is answered in the driver (controller/services.py), so a task runs its
+  first retrieval_k steps (2 with relevance as_selected) before any actor exists.
 A small run on a cluster it starts has no evaluator actor at all (runtime/local_cluster.py `scores_in_driver`): its
 evaluator stand-in keeps scoring in the driver.
-Usage: the first evaluator stand-in adds the in-process client's counters to its actor's `usage()`, so usage.json
-and the budget count every call; the in-process gpo_llm_* counts are held until Ray is up (`DeferredMetrics`) and
-then exported, so the metrics still equal usage.json.
+Usage: the first evaluator (refiner) stand-in adds the in-process client's counters to its actor's `usage()`, so
+usage.json and the budget count every call; the in-process gpo_llm_* counts are held until Ray is up
+(`DeferredMetrics`) and then exported, so the metrics still equal usage.json.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 import threading
 from collections.abc import Callable, Coroutine, Sequence
@@ -28,6 +33,7 @@ from typing import Any, TypeVar
 import structlog
 
 from gpo_ray.actors.evaluator import Evaluator, ScoreItem
+from gpo_ray.actors.refiner import Refiner
 from gpo_ray.llm.stack import close_client
 from gpo_ray.observability.metrics import LLMUsageMetrics, Metrics, MetricsContext, metrics_for
 from gpo_ray.runtime.signals import in_main_thread
@@ -283,11 +289,62 @@ class EvaluatorStandIn(DeferredHandle):
         return sum_usage(parts)
 
 
-def deferred_handles(starting: StartingActors, *, refiners: int, evaluators: int,
-                     local: InProcessScoring) -> Actors:
-    """Stand-ins for the run's (memory, refiners, evaluators), usable before the actors exist."""
+class InProcessGeneration:
+    """The refiner the driver generates with until the actors are ready: the actor's class, run in this process."""
+
+    def __init__(self, refiner: Refiner, *, metrics: DeferredMetrics | None = None) -> None:
+        self.refiner = refiner
+        self.metrics = metrics
+        self.requests = 0
+
+    async def run(self, method: str, *args: Any) -> Any:
+        self.requests += 1
+        return await getattr(self.refiner, method)(*args)
+
+    def usage(self, account: str | None) -> dict[str, Any]:
+        return self.refiner.counters.snapshot_of(account)
+
+    async def close(self) -> None:
+        await close_client(self.refiner.llm)
+
+
+class RefinerStandIn(DeferredHandle):
+    """A refiner handle's stand-in: generation goes to `local` until the actors are ready, then to the actor."""
+
+    def __init__(self, starting: StartingActors, index: int, local: InProcessGeneration, *,
+                 counts_local: bool) -> None:
+        super().__init__(starting, lambda actors: actors[1][index])
+        self._local = local
+        self._counts_local = counts_local  # one stand-in reports the in-process usage, so it is counted once
+
+    def __getattr__(self, method: str) -> _DeferredMethod:
+        if method in ("generate", "ask"):
+            return _DeferredMethod(functools.partial(self._call, method))
+        if method == "usage":
+            return _DeferredMethod(self._usage)
+        return super().__getattr__(method)
+
+    async def _call(self, method: str, *args: Any) -> Any:
+        if not self._starting.is_ready:
+            return await self._local.run(method, *args)
+        return await getattr(await self._actor(), method).remote(*args)
+
+    async def _usage(self, account: str | None = None) -> dict[str, Any]:
+        from gpo_ray.controller.controller import sum_usage
+
+        parts = [self._local.usage(account)] if self._counts_local else []
+        if self._starting.is_ready:
+            parts.append(await (await self._actor()).usage.remote(*(() if account is None else (account,))))
+        return sum_usage(parts)
+
+
+def deferred_handles(starting: StartingActors, *, refiners: int, evaluators: int, local: InProcessScoring,
+                     generation: InProcessGeneration | None = None) -> Actors:
+    """Stand-ins for the run's (memory, refiners, evaluators), usable before the actors exist; without
+    `generation`, the refiner stand-ins wait for their actors."""
     return (DeferredMemory(starting),
-            [DeferredHandle(starting, lambda a, i=i: a[1][i]) for i in range(refiners)],
+            [DeferredHandle(starting, lambda a, i=i: a[1][i]) if generation is None
+             else RefinerStandIn(starting, i, generation, counts_local=i == 0) for i in range(refiners)],
             [EvaluatorStandIn(starting, i, local, counts_local=i == 0) for i in range(evaluators)])
 
 
@@ -340,6 +397,21 @@ def in_process_scoring(role: Any, *, base_url: str | Sequence[str], model: str, 
     return InProcessScoring(evaluator, metrics=deferred)
 
 
-def log_handover(local: InProcessScoring, *, starting: StartingActors) -> None:
+def in_process_generation(role: Any, *, base_url: str | Sequence[str], model: str, cache_dir: str | None,
+                          metrics: MetricsContext | None, role_name: str) -> InProcessGeneration:
+    """The driver's refiner: the actor's class with the actor's arguments; its gpo_llm_* counts held until Ray is
+    up when metrics are on."""
+    refiner = Refiner(role, base_url=list(base_url) if not isinstance(base_url, str) else base_url, model=model,
+                      cache_dir=cache_dir, metrics=None)
+    deferred = None
+    if metrics is not None and metrics.enabled:
+        deferred = DeferredMetrics(metrics, role=role_name)
+        refiner.counters.listener = LLMUsageMetrics(deferred)
+    return InProcessGeneration(refiner, metrics=deferred)
+
+
+def log_handover(local: InProcessScoring, *, starting: StartingActors,
+                 generation: InProcessGeneration | None = None) -> None:
     structlog.get_logger().info("warm_start_done", in_process_items=local.items_scored,
+                                in_process_generations=generation.requests if generation is not None else 0,
                                 actors_started=starting.is_ready)

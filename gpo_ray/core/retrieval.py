@@ -75,6 +75,28 @@ def retrieve(
     return sorted((trajectory[i] for i in chosen), key=lambda e: (e.score, e.step))
 
 
+def selects(length: int, *, strategy: str, k: int, order: str) -> bool:
+    """Whether retrieving from a trajectory of `length` entries chooses among them or orders them by similarity.
+
+    With at most k entries every strategy returns all of them; the order then follows from scores and steps alone,
+    except relevance as selected, which puts the older entries in order of similarity once there are two of them.
+    When it does not select, the driver answers from the task's own trajectory without the trajectory memory (a
+    warm start's first steps run before the memory actor exists).
+    """
+    return length > k or (strategy == "relevance" and order == "as_selected" and length > 2)
+
+
+def retrieve_unselected(
+    trajectory: Sequence[TrajectoryEntry], *, strategy: str, k: int, order: str = "score_ascending"
+) -> list[TrajectoryEntry] | None:
+    """What `retrieve` gives when it does not select (`selects`), without vectors; None when it selects."""
+    if selects(len(trajectory), strategy=strategy, k=k, order=order):
+        return None
+    # No similarity then changes the result: any placeholder vectors will do.
+    placeholder = [[0.0]] * len(trajectory) if strategy == "relevance" else None
+    return retrieve(trajectory, strategy=strategy, k=k, vectors=placeholder, order=order)
+
+
 def _as_selected(
     trajectory: Sequence[TrajectoryEntry], strategy: str, k: int, vectors: Sequence[Sequence[float]] | None
 ) -> list[int]:

@@ -1,14 +1,18 @@
 """The warm start (controller/warm_start.py): a run's first calls go out from the driver while Ray and the actors
-start, and the run comes out exactly as one whose every call went through the actors - same results.json, same
-usage.json, every endpoint request counted - and a start that fails stops those calls with its one error line."""
+start - every task's first retrieval_k steps, generation and retrieval included - and the run comes out exactly as
+one whose every call went through the actors - same results.json, same usage.json, every endpoint request
+counted - and a start that fails stops those calls with its one error line."""
 
 from __future__ import annotations
 
 import json
+import re
+import sys
 import time
 from pathlib import Path
 
 import pytest
+from ray import cloudpickle
 
 from gpo_ray import api
 from gpo_ray.api import RunActors, optimize
@@ -21,6 +25,9 @@ from tests.integration.test_e2e_optimize import fake_config, make_config
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
+# The embedder below is built inside the memory actor's worker, which cannot import this test module.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
 WAIT_S = 120.0
 
 
@@ -29,29 +36,31 @@ def driver_events(run_dir: Path, event: str) -> list[dict]:
     return [r for r in rows if r.get("event") == event]
 
 
-def step0_checkpointed(run_dir: Path, tasks: list[str]) -> bool:
+def checkpointed(run_dir: Path, tasks: list[str], step: int) -> bool:
     for name in tasks:
         path = run_dir / "checkpoints" / task_file_name(name)
-        if not path.is_file() or '"step": 0' not in path.read_text(encoding="utf-8"):
+        if not path.is_file() or f'"step": {step}' not in path.read_text(encoding="utf-8"):
             return False
     return True
 
 
-def held_until_step0(run_dir: Path, tasks: list[str]):
-    """An `on_actors_started` that keeps the actors from the run until every task's step 0 is checkpointed: all of
-    step 0's scoring (the initial prompt on the eval split) is then done in the driver."""
+def held_until_step(run_dir: Path, tasks: list[str], step: int, fake: ThreadedFake, seen: dict):
+    """An `on_actors_started` that keeps the actors from the run until every task's `step` is checkpointed: those
+    steps' scoring, generation and retrieval are then done in the driver. `seen`: the endpoint's stats then."""
 
     def hold(_actors: RunActors) -> None:
         deadline = time.monotonic() + WAIT_S
-        while not step0_checkpointed(run_dir, tasks):
-            assert time.monotonic() < deadline, "step 0 was not checkpointed while the actors were held back"
+        while not checkpointed(run_dir, tasks, step):
+            assert time.monotonic() < deadline, f"step {step} was not checkpointed while the actors were held back"
             time.sleep(0.05)
+        seen.update(fake.stats())
 
     return hold
 
 
-def run_once(config, *, warm: bool, hold: bool = False) -> tuple[dict, int]:
-    """(results.json, the requests the endpoint served) of one run against a fresh fake endpoint."""
+def run_once(config, *, warm: bool, hold: bool = False, seen: dict | None = None) -> tuple[dict, dict]:
+    """(results.json, the endpoint's stats) of one run against a fresh fake endpoint; with `hold`, the actors are
+    held back until every task's step retrieval_k is checkpointed (`seen`: the endpoint's stats then)."""
     with ThreadedFake(fake_config(config)) as fake:
         config = config.model_copy(update={
             "task_model": config.task_model.model_copy(update={"base_url": fake.base_url}),
@@ -59,9 +68,11 @@ def run_once(config, *, warm: bool, hold: bool = False) -> tuple[dict, int]:
             "cluster": config.cluster.model_copy(update={"warm_start": warm}),
         })
         names = [t.name for t in resolve_tasks(config.tasks, data_dir=None, sources=config.task_sources)]
-        optimize(config, on_actors_started=held_until_step0(config.run_dir, names) if hold else None)
-        served = fake.stats()["requests"]
-    return json.loads((config.run_dir / "results.json").read_text()), served
+        last_early = config.optimizer.retrieval_k  # its retrieval is over retrieval_k prompts: no memory
+        optimize(config, on_actors_started=held_until_step(config.run_dir, names, last_early, fake,
+                                                           seen if seen is not None else {}) if hold else None)
+        stats = fake.stats()
+    return json.loads((config.run_dir / "results.json").read_text()), stats
 
 
 def comparable(doc: dict) -> dict:
@@ -73,16 +84,20 @@ def test_a_run_whose_first_calls_went_out_from_the_driver_equals_one_whose_calls
     warm_cfg = base.model_copy(update={"run_dir": tmp_path / "warm"})
     cold_cfg = base.model_copy(update={"run_dir": tmp_path / "cold"})
 
-    warm, warm_served = run_once(warm_cfg, warm=True, hold=True)
-    cold, cold_served = run_once(cold_cfg, warm=False)
+    before_actors: dict = {}
+    warm, warm_stats = run_once(warm_cfg, warm=True, hold=True, seen=before_actors)
+    cold, cold_stats = run_once(cold_cfg, warm=False)
 
+    assert base.optimizer.retrieval_k == 3
+    assert before_actors["roles"].get("optimizer", 0) >= 3 * 3, "steps 1 to 3 of the 3 tasks generated in the driver"
     (done,) = driver_events(warm_cfg.run_dir, "warm_start_done")
-    assert done["in_process_items"] > 0 and done["actors_started"], done
+    assert done["in_process_items"] > 0 and done["in_process_generations"] > 0 and done["actors_started"], done
     assert not driver_events(cold_cfg.run_dir, "warm_start_done"), "warm_start: false keeps every call on the actors"
     assert comparable(warm) == comparable(cold), "the warm start changed what the run found or what it spent"
-    for doc, served in ((warm, warm_served), (cold, cold_served)):
+    for doc, stats in ((warm, warm_stats), (cold, cold_stats)):
         usage = doc["usage"]
-        assert usage["optimizer"]["requests"] + usage["task_model"]["requests"] == served, "a request went uncounted"
+        assert usage["optimizer"]["requests"] == stats["roles"]["optimizer"], "an optimizer request went uncounted"
+        assert usage["task_model"]["requests"] == stats["roles"]["task"], "a task-model request went uncounted"
 
 
 def test_a_failed_start_stops_the_driver_s_calls_with_the_start_s_one_line(tmp_path, monkeypatch):
@@ -101,4 +116,23 @@ def test_a_failed_start_stops_the_driver_s_calls_with_the_start_s_one_line(tmp_p
         time.sleep(0.5)
         assert fake.stats()["requests"] == served, "the driver kept calling the endpoint after the run stopped"
     assert str(failed.value) == "cannot start a local Ray cluster: no space left on device"
+    assert json.loads((config.run_dir / "results.json").read_text())["status"] == "stopped"
+
+
+class FullDiskEmbedder:
+    """The memory actor's embedder on a full disk: every add fails."""
+
+    def embed(self, texts):
+        raise OSError(28, "No space left on device")
+
+
+def test_a_memory_write_that_fails_while_the_steps_go_on_stops_the_run_with_its_one_line(tmp_path):
+    config = make_config(tmp_path, "http://placeholder/v1")
+    with ThreadedFake(fake_config(config)) as fake:
+        config = make_config(tmp_path / "x", fake.base_url)
+        with pytest.raises(RunFailed) as failed:
+            optimize(config, embedder_factory=FullDiskEmbedder)
+    assert re.fullmatch(r"cannot store step 0 of \S+ in the trajectory memory: \[Errno 28\] No space left on device; "
+                        r"the step is checkpointed, `gpo-ray resume \S+` continues once that is fixed",
+                        str(failed.value)), str(failed.value)
     assert json.loads((config.run_dir / "results.json").read_text())["status"] == "stopped"

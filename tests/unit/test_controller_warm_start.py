@@ -174,3 +174,64 @@ def test_metrics_told_before_ray_is_up_are_passed_on_in_order_once_it_is():
     held.set("gpo_eval_score", 0.75, task="t")
     assert told == [("inc", "gpo_llm_requests_total", 2, {}), ("set", "gpo_eval_score", 0.5, {"task": "t"}),
                     ("set", "gpo_eval_score", 0.75, {"task": "t"})]
+
+
+class DriverGeneration:
+    """What InProcessGeneration offers: answers "driver" and counts its requests."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+
+    async def run(self, method, *args):
+        self.requests += 1
+        return f"driver {method}"
+
+    def usage(self, account):
+        return {"requests": self.requests}
+
+
+class RefinerActor:
+    """A Ray handle's shape: answers "actor" and counts its requests."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+
+        async def generate(*args):
+            self.requests += 1
+            return "actor generate"
+
+        async def usage(*args):
+            return {"requests": self.requests}
+
+        self.generate = Remote(generate)
+        self.usage = Remote(usage)
+
+
+def test_generation_moves_from_the_driver_to_the_actors_once_they_are_ready_and_usage_counts_both_once():
+    actors = [RefinerActor(), RefinerActor()]
+    go = threading.Event()
+
+    def start(ray_up, stack):
+        go.wait(10)
+        ray_up()
+        return ("memory", actors, [])
+
+    starting = StartingActors(start)
+    local = DriverGeneration()
+    _, refiners, _ = deferred_handles(starting, refiners=2, evaluators=0, local=DriverScoring(), generation=local)
+
+    async def scenario():
+        starting.begin()
+        before = [await r.generate.remote("request") for r in refiners]
+        usage_before = [await r.usage.remote() for r in refiners]
+        go.set()
+        await starting.ready()
+        after = [await r.generate.remote("request") for r in refiners]
+        return before, usage_before, after, [await r.usage.remote() for r in refiners]
+
+    before, usage_before, after, usage = asyncio.run(scenario())
+    starting.finish()
+    starting.close()
+    assert before == ["driver generate"] * 2 and after == ["actor generate"] * 2
+    assert usage_before == [{"requests": 2}, {}], "the driver's requests are counted by one stand-in only"
+    assert usage == [{"requests": 3}, {"requests": 1}]
