@@ -208,9 +208,20 @@ def test_a_memory_actor_killed_with_unflushed_steps_replays_its_pending_log(shar
         k = shard_of(TASK, shards)
         memory = actors.wait().memory_shards[k]
         pending_log = config.run_dir / "chroma" / (f"shard-{k}" if shards > 1 else "") / PENDING_LOG
-        unflushed = [row[2] for line in pending_log.read_text().splitlines()
-                     for row in json.loads(line)["rows"].values()]
-        assert sorted(m["step"] for m in unflushed if m["kind"] in ("initial", "chosen")) == [0, 1, 2]
+        def unflushed_steps() -> list[int]:
+            if not pending_log.is_file():
+                return []
+            lines = pending_log.read_text().splitlines()
+            rows = []
+            for line in lines:
+                try:
+                    rows += [row[2] for row in json.loads(line)["rows"].values()]
+                except json.JSONDecodeError:  # a line being written: read again
+                    return []
+            return sorted(m["step"] for m in rows if m["kind"] in ("initial", "chosen"))
+
+        # A step's memory write is not awaited by the step (controller/services.py): it arrives shortly after.
+        wait_until(lambda: unflushed_steps() == [0, 1, 2], what="steps 0-2 in the pending log")
         old_pid = kill_and_wait(process_exit, memory)
         assert ray.get(memory.pid.remote(), timeout=60) != old_pid, "restarted in a new process"
         opt.resume()
