@@ -6,8 +6,8 @@ The short chaos soak (seed 2) served 3 stalled replies that neither usage.json n
 SIGKILLed 0.5 s after the stall window ended. Two explanations: the client counted them and the kill lost the counts
 (usage.json is rewritten at most once a second), or no client had counted them yet (a stalled reply fails only when
 `read_timeout_s`, 10 s, cuts it) when the kill took the clients with it. This probe runs a 2-task run on a simulated
-cluster against the fake endpoint, turns every request into a stall for 2 s, and SIGKILLs the driver (A) 4 s after
-the window, before the read timeout, then after a resume (B) 13 s after it, past the read timeout. It prints, for
+cluster against the fake endpoint, turns every request into a stall for one round of requests, and SIGKILLs the
+driver (A) 4 s after the last stall, before the read timeout, then after a resume (B) 13 s after it, past it. It prints, for
 each, the stalls served, the `llm_retry error_kind=stalled` lines in the actors' logs and usage.json's `stalled`.
 
 Measured 2026-12-01 (2 cores, shared): A: 32 stalls served, 0 logged, 0 in usage.json; B: 32 served, 32 logged, 32 in
@@ -57,19 +57,26 @@ def main() -> None:
                                         epochs=30, chroma=None, path=work / "config.json")
             driver = chaos.Driver(config, run_dir, cluster.address, work)
             driver.start()
-            for case, kill_after_window in (("A", 4.0), ("B", 13.0)):
+            for case, kill_after in (("A", 4.0), ("B", 13.0)):
                 wait_for_requests(fake)
                 time.sleep(3)
-                wait_for_requests(fake)
                 served_before = fake.stats()["faults"].get("stall", 0)
                 logged_before, usage_before = stalled_counts(logs, run_dir)
-                fake.set_faults(rates={"stall": 1.0}, for_s=2.0)
-                time.sleep(2.0 + kill_after_window)
+                # Every request a stall until the first round of requests has been served stalls (bursts come a
+                # request's latency apart), then none; the kill comes `kill_after` s after the last stall served.
+                fake.set_faults(rates={"stall": 1.0}, for_s=60.0)
+                while fake.stats()["faults"].get("stall", 0) == served_before:
+                    time.sleep(0.1)
+                time.sleep(1.0)
+                fake.set_faults(rates={})
+                last_stall = time.monotonic()
+                time.sleep(kill_after)
                 driver.sigkill()
+                killed_after = time.monotonic() - last_stall
                 time.sleep(5)
                 served = fake.stats()["faults"].get("stall", 0) - served_before
                 logged, usage = stalled_counts(logs, run_dir)
-                print(f"{case}: driver SIGKILLed {kill_after_window:g} s after a 2 s window of stalls "
+                print(f"{case}: driver SIGKILLed {killed_after:.1f} s after the last stall was served "
                       f"(read timeout {chaos.READ_TIMEOUT_S:g} s): {served} stalls served, "
                       f"{logged - logged_before} logged, {usage - usage_before} in usage.json", flush=True)
                 driver.resume()
