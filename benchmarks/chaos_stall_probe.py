@@ -3,15 +3,17 @@
     .venv/bin/python -m benchmarks.chaos_stall_probe
 
 The short chaos soak (seed 2) served 3 stalled replies that neither usage.json nor any log counted; the driver was
-SIGKILLed 0.5 s after the stall window ended. Two explanations: the client counted them and the kill lost the counts
-(usage.json is rewritten at most once a second), or no client had counted them yet (a stalled reply fails only when
-`read_timeout_s`, 10 s, cuts it) when the kill took the clients with it. This probe runs a 2-task run on a simulated
-cluster against the fake endpoint, turns every request into a stall for one round of requests, and SIGKILLs the
-driver (A) 4 s after the last stall, before the read timeout, then after a resume (B) 13 s after it, past it. It prints, for
-each, the stalls served, the `llm_retry error_kind=stalled` lines in the actors' logs and usage.json's `stalled`.
+SIGKILLed 0.5 s after the stall window ended. Two explanations: the client counted them and the kill lost the counts,
+or no client had counted them yet (a stalled reply fails only when `read_timeout_s`, 10 s, cuts it) when the kill
+took the clients with it. This probe runs a 2-task run on a simulated cluster against the fake endpoint, turns every
+request into a stall for one round of requests, and SIGKILLs the driver (A) 4 s after the last stall, before the
+read timeout, then after a resume (B) 13 s after it, past it. It prints, for each, the stalls served, the
+`llm_retry error_kind=stalled` lines in the actors' logs and usage.json's `stalled`.
 
-Measured 2026-12-01 (2 cores, shared): A: 32 stalls served, 0 logged, 0 in usage.json; B: 32 served, 32 logged, 32 in
-usage.json. So the soak's stalls were cut short by the kill, unseen by anyone; what a client counted was kept.
+Measured 2026-12-01 (2 cores, shared). A, three runs: 32, 16 and 48 stalls served, 0 logged, 0 in usage.json - the
+soak's stalls were cut short by the kill, seen by no one. B, before the controller kept usage.json current between
+steps: 32 served, 32 logged, 32 in usage.json in one run (a step completed before the kill), 8 served, 8 logged but
+0 in usage.json in another (no step had completed since the retries); after (commit 5723643): 8, 8 and 8.
 """
 
 from __future__ import annotations
