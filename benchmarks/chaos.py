@@ -18,11 +18,16 @@ What it does, in order:
    oversized and malformed replies (POST /faults: rates for a few seconds), a short outage (the endpoint's port
    refuses connections), and with `--chroma-server` a restart of the Chroma server. A driver that stops on its
    own (not killed by the schedule) is resumed too, and counted: that is a fault not recovered without help.
+   An endpoint fault waits (at most 60 s) for any request from the current driver's actors; a rate window that
+   no request fell in is held open 2 s at a time (up to 20 s more), and after a window of stalls the next fault
+   waits for the client's read timeout, which is when a stalled reply becomes a failed attempt anyone can see.
 4. The checks: per task, the same step records (prompt, eval score, every candidate and its score) as the
    undisturbed run; every step in the checkpoints exactly once; every injected fault visible in gpo-ray's usage
-   or logs (the run's driver.jsonl and the actors' lines in Ray's worker logs); after the cluster, the endpoints
+   or logs (the run's driver.jsonl and the actors' lines in Ray's worker logs; for endpoint faults, at least as
+   many failed attempts of the kind as the endpoint served); after the cluster, the endpoints
    and the Chroma server are stopped, no process of the soak alive and none of the ports it listened on taken.
-5. A table of faults injected by kind, recovered, seen, and the time to the next completed step after each;
+5. A table of faults scheduled and injected by kind (each skipped one listed with why), recovered, seen, not
+   judged (an effect cut short by a driver kill, with why), and the time to the next completed step after each;
    the wall time lost (disturbed minus undisturbed); JSON in benchmarks/results/chaos-SEED.json.
 
 Determinism: the fake answers each request as a pure function of it (a fault is a failed attempt, its retry gets
@@ -51,7 +56,7 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,6 +87,7 @@ RATE_FAULTS: dict[str, tuple[str, tuple[float, float], tuple[float, float]]] = {
 ERROR_KIND = {"429": "rate_limited", "500": "server_error", "stall": "stalled", "oversized": "oversized",
               "malformed": "malformed", "outage": "connection"}
 OUTAGE_S = (3.0, 8.0)
+READ_TIMEOUT_S = 10.0  # the runs' read_timeout_s (its default): a stalled reply fails this long after it stops
 ACTOR_KILLS = [f"{actor}_{how}" for actor in ACTOR_CLASSES for how in ("ray_kill", "sigkill")]
 BASE_KINDS = [*ACTOR_KILLS, "worker_node_removal", "driver_sigkill", *RATE_FAULTS, "endpoint_outage"]
 FAULT_EVERY_S = 30.0  # on average, beyond the one fault of each kind
@@ -367,6 +373,7 @@ class Fault:
     next_step_s: float | None = None  # from the injection to the next step checkpointed
     recovered: bool | None = None
     seen: bool | None = None
+    not_judged: str | None = None  # why `seen` is None for an injected fault (its effect was cut short)
 
 
 def make_schedule(rng: random.Random, duration: float, kinds: list[str]) -> list[Fault]:
@@ -390,6 +397,33 @@ def make_schedule(rng: random.Random, duration: float, kinds: list[str]) -> list
             params = {"pick": rng.random()}
         faults.append(Fault(at_s=round(at, 1), kind=kind, params=params))
     return faults
+
+
+TRAFFIC_WAIT_S = 60.0  # an endpoint fault waits at most this long for requests to the endpoint
+WINDOW_STEP_S, WINDOW_EXTENSION_S = 2.0, 20.0  # a rate window no request fell in is held open 2 s more, up to 20 s
+
+
+def effect_after_window(fault: str) -> float:
+    """How long after its window an endpoint fault can still fail a request in a client: a stalled reply fails
+    only when the read timeout cuts it; the others fail as they are answered."""
+    return READ_TIMEOUT_S if fault == "stall" else 0.0
+
+
+def wait_for_traffic(fake: Any, ready: Callable[[], bool] = lambda: True, *, limit_s: float = TRAFFIC_WAIT_S,
+                     clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                     ) -> float | None:
+    """Seconds waited until a new request reaches the endpoint while `ready()` (the current driver's actors are
+    up), or None after `limit_s`. Any one new request will do: traffic comes in bursts a request's latency apart,
+    so a rule that wanted requests in several half seconds in a row was never met by a small run."""
+    start = clock()
+    last = fake.stats()["requests"]
+    while clock() - start < limit_s:
+        sleep(0.25)
+        now = fake.stats()["requests"]
+        if now > last and ready():
+            return clock() - start
+        last = now
+    return None
 
 
 # --- the soak -------------------------------------------------------------------------------------------------------
@@ -453,7 +487,8 @@ def write_config(workload: Workload, *, base_url: str, run_dir: Path, address: s
                  chroma: ChromaServer | None, path: Path) -> Path:
     from gpo_ray.config import RunConfig
 
-    role = {"base_url": base_url, "model": "fake-llm", "max_tokens": 64, "max_in_flight": 64, "timeout_s": 60}
+    role = {"base_url": base_url, "model": "fake-llm", "max_tokens": 64, "max_in_flight": 64, "timeout_s": 60,
+            "read_timeout_s": READ_TIMEOUT_S}
     config = RunConfig(
         tasks=workload.task_names, data_dir=workload.data_dir, task_sources=workload.sources,
         task_model=role, optimizer_model=role | {"temperature": 1.0},
@@ -595,23 +630,40 @@ class Soak:
             driver.resume()
             fault.outcome = {"killed_pid": pid, "resumed_pid": driver.proc.pid if driver.proc else None}
         elif kind in RATE_FAULTS:
-            if not self._wait_for_traffic(fake):
-                fault.skipped = "no requests to the endpoint for 60 s"
+            waited = wait_for_traffic(fake, lambda: self._driver_has_actors(driver))
+            if waited is None:
+                fault.skipped = f"no request to the endpoint within {TRAFFIC_WAIT_S:.0f} s"
                 return
-            before = fake.stats()["faults"].get(fault.params["fault"], 0)
+            name, rate = fault.params["fault"], fault.params["rate"]
+            before = fake.stats()["faults"].get(name, 0)
             fault.injected_at_s = time.monotonic() - started
-            fake.set_faults(rates={fault.params["fault"]: fault.params["rate"]}, for_s=fault.params["for_s"])
-            time.sleep(fault.params["for_s"] + 0.5)
-            fault.outcome = {"served": fake.stats()["faults"].get(fault.params["fault"], 0) - before}
+            window, served = fault.params["for_s"], 0
+            fake.set_faults(rates={name: rate}, for_s=window)
+            time.sleep(window)
+            # Traffic comes in bursts (a round of requests, then none while the endpoint answers them): a window
+            # that no request fell in is held open a little longer, so the fault is served at least once.
+            while (served := fake.stats()["faults"].get(name, 0) - before) == 0 and window < fault.params["for_s"] \
+                    + WINDOW_EXTENSION_S:
+                fake.set_faults(rates={name: rate}, for_s=WINDOW_STEP_S)
+                time.sleep(WINDOW_STEP_S)
+                window += WINDOW_STEP_S
+            fake.set_faults(rates={})
+            fault.outcome = {"served": served, "window_s": window, "waited_for_traffic_s": round(waited, 1)}
+            # A stalled reply is only a failed attempt once the client's read timeout cuts it: the next fault (a
+            # driver kill, an actor kill) waits until then, or it would take the stalled requests with it unseen.
+            fault.outcome["effect_until_s"] = round(time.monotonic() - started + effect_after_window(name), 1)
+            time.sleep(effect_after_window(name) + 1.0)
         elif kind == "endpoint_outage":
-            if not self._wait_for_traffic(fake):
-                fault.skipped = "no requests to the endpoint for 60 s"
+            waited = wait_for_traffic(fake, lambda: self._driver_has_actors(driver))
+            if waited is None:
+                fault.skipped = f"no request to the endpoint within {TRAFFIC_WAIT_S:.0f} s"
                 return
             before = fake.stats()["faults"].get("outage", 0)
             fault.injected_at_s = time.monotonic() - started
             fake.set_faults(outage_s=fault.params["outage_s"])
             time.sleep(fault.params["outage_s"] + 0.5)
-            fault.outcome = {"cut_requests": self._stats_after_outage(fake).get("outage", 0) - before}
+            fault.outcome = {"cut_requests": self._stats_after_outage(fake).get("outage", 0) - before,
+                             "waited_for_traffic_s": round(waited, 1)}
         elif kind == "chroma_restart":
             assert self.chroma is not None
             fault.injected_at_s = time.monotonic() - started
@@ -620,17 +672,9 @@ class Soak:
             raise ValueError(f"unknown fault kind {kind}")
 
     @staticmethod
-    def _wait_for_traffic(fake: Any) -> bool:
-        """Whether requests reach the endpoint now, in each of four half seconds in a row (not only a killed
-        driver's last ones while the resumed driver is still starting), within 60 s."""
-        deadline = time.monotonic() + 60
-        last, busy = fake.stats()["requests"], 0
-        while time.monotonic() < deadline and busy < 4:
-            time.sleep(0.5)
-            now = fake.stats()["requests"]
-            busy = busy + 1 if now > last else 0
-            last = now
-        return busy >= 4
+    def _driver_has_actors(driver: Driver) -> bool:
+        """Whether the current driver's evaluators are up: requests then come from it, not a killed driver's."""
+        return driver.running() and bool(run_actors("evaluator", driver.proc.pid if driver.proc else -1))
 
     @staticmethod
     def _stats_after_outage(fake: Any) -> dict[str, int]:
@@ -714,36 +758,67 @@ def log_evidence(session_logs: Path, run_dir: Path) -> dict[str, Any]:
 
 def judge(schedule: list[Fault], evidence: dict[str, Any], stops: list[dict[str, Any]]) -> None:
     """Per fault: seen (the logs or the usage show it) and recovered (the run went on by itself: a step was
-    checkpointed after it, and the driver did not stop on its own before the next fault)."""
-    seen_kinds = Counter(evidence["retries_by_kind"]) + Counter(evidence["usage_errors"])
-    restarts = Counter(evidence["actor_restarts_logged"])
-    resumes = evidence["driver_events"].get("run_resumed", 0)
+    checkpointed after it, and the driver did not stop on its own before the next fault).
+
+    An endpoint fault is seen when gpo-ray's logs (or usage) count at least as many failed attempts of its kind as
+    the endpoint served in the windows of that kind. A failed attempt is counted by the client that made it, when
+    it fails: a stalled reply only after the read timeout. A driver killed (or stopping) before that takes the
+    stalled requests' clients with it, so nobody can have seen them: such a fault is not judged, and says why."""
+    logged, in_usage = Counter(evidence.get("retries_by_kind", {})), Counter(evidence.get("usage_errors", {}))
+    restarts = Counter(evidence.get("actor_restarts_logged", {}))
+    resumes = evidence.get("driver_events", {}).get("run_resumed", 0)
     injected = [f for f in schedule if f.injected_at_s is not None]
+    kills = [f.injected_at_s for f in injected if f.kind == "driver_sigkill"]
+    ends = sorted([*kills, *(s["at_s"] for s in stops)])
     for i, fault in enumerate(injected):
         end = injected[i + 1].injected_at_s if i + 1 < len(injected) else math.inf
         stopped = any(fault.injected_at_s <= s["at_s"] < end for s in stops)
         fault.recovered = fault.next_step_s is not None and not stopped
+        if fault.kind in RATE_FAULTS and fault.outcome.get("served", 0) == 0:
+            fault.seen, fault.skipped = None, "no request fell in the window"
+        elif fault.kind in RATE_FAULTS:
+            until = fault.outcome.get("effect_until_s", fault.injected_at_s + fault.params["for_s"]
+                                      + effect_after_window(fault.params["fault"]))
+            cut = next((t for t in ends if fault.injected_at_s <= t < until), None)
+            if cut is not None:
+                fault.not_judged = f"cut short: the driver was killed or stopped at {cut:.1f} s, before the " \
+                                   f"endpoint's faults of this window could fail in a client (until {until:.1f} s)"
+    # Endpoint faults by kind: failed attempts counted in the logs (or usage) against those served in the windows.
+    served: Counter[str] = Counter()
+    for fault in injected:
+        if fault.kind in RATE_FAULTS and fault.skipped is None and fault.not_judged is None:
+            served[fault.params["fault"]] += fault.outcome.get("served", 0)
+    kills_by_actor = Counter(f.kind.split("_")[0] for f in injected if f.kind in ACTOR_KILLS)
+    for fault in injected:
         kind = fault.kind
         if kind in RATE_FAULTS:
-            name = fault.params["fault"]
-            fault.seen = fault.outcome.get("served", 0) > 0 and seen_kinds[ERROR_KIND[name]] > 0
-            if fault.outcome.get("served", 0) == 0:
-                fault.seen, fault.skipped = None, "no request fell in the window"
+            if fault.skipped is None and fault.not_judged is None:
+                error = ERROR_KIND[fault.params["fault"]]
+                fault.seen = max(logged[error], in_usage[error]) >= served[fault.params["fault"]]
         elif kind == "endpoint_outage":
-            fault.seen = seen_kinds["connection"] > 0
-        elif kind in ACTOR_KILLS:
-            fault.seen = restarts[kind.split("_")[0]] > 0
+            fault.seen = max(logged["connection"], in_usage["connection"]) > 0
+        elif kind in ACTOR_KILLS:  # as many logged restarts of that actor kind as kills of it (node removals add)
+            actor = kind.split("_")[0]
+            fault.seen = restarts[actor] >= kills_by_actor[actor]
         elif kind == "worker_node_removal":
             fault.seen = sum(restarts.values()) > 0
         elif kind == "driver_sigkill":
             fault.seen = resumes > 0
         elif kind == "chroma_restart":
-            fault.seen = evidence["events"].get("chroma_server_unreachable_retrying", 0) > 0
-    # Actor kills: as many logged restarts of that actor kind as kills of it (node removals restart more).
-    kills = Counter(f.kind.split("_")[0] for f in injected if f.kind in ACTOR_KILLS)
-    for fault in injected:
-        if fault.kind in ACTOR_KILLS:
-            fault.seen = restarts[fault.kind.split("_")[0]] >= kills[fault.kind.split("_")[0]]
+            fault.seen = evidence.get("events", {}).get("chroma_server_unreachable_retrying", 0) > 0
+
+
+def endpoint_faults_seen(schedule: list[Fault], evidence: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """Per endpoint fault: served by the endpoint (in judged windows) and failed attempts in the logs and usage."""
+    out: dict[str, dict[str, int]] = {}
+    for fault in schedule:
+        if fault.kind in RATE_FAULTS and fault.injected_at_s is not None:
+            error = ERROR_KIND[fault.params["fault"]]
+            row = out.setdefault(fault.params["fault"], {
+                "served": 0, "served_cut_short": 0, "logged": evidence.get("retries_by_kind", {}).get(error, 0),
+                "usage": evidence.get("usage_errors", {}).get(error, 0)})
+            row["served_cut_short" if fault.not_judged else "served"] += fault.outcome.get("served", 0)
+    return out
 
 
 def table(schedule: list[Fault]) -> list[dict[str, Any]]:
@@ -752,8 +827,9 @@ def table(schedule: list[Fault]) -> list[dict[str, Any]]:
         mine = [f for f in schedule if f.kind == kind]
         done = [f for f in mine if f.injected_at_s is not None and f.skipped is None]
         waits = [f.next_step_s for f in done if f.next_step_s is not None]
-        rows.append({"kind": kind, "injected": len(done), "skipped": len(mine) - len(done),
+        rows.append({"kind": kind, "scheduled": len(mine), "injected": len(done), "skipped": len(mine) - len(done),
                      "recovered": sum(bool(f.recovered) for f in done), "seen": sum(bool(f.seen) for f in done),
+                     "not_judged": sum(f.not_judged is not None for f in done),
                      "next_step_median_s": statistics.median(waits) if waits else None,
                      "next_step_max_s": max(waits) if waits else None})
     return rows
@@ -761,13 +837,22 @@ def table(schedule: list[Fault]) -> list[dict[str, Any]]:
 
 def print_table(report: dict[str, Any]) -> None:
     print(f"\nseed {report['seed']}, {report['duration_s']:.0f} s of faults, {report['workload']}")
-    print(f"{'fault':26s} {'injected':>8s} {'recovered':>9s} {'seen':>5s} {'next step (median / max)':>26s}")
+    print(f"{'fault':26s} {'scheduled':>9s} {'injected':>8s} {'recovered':>9s} {'seen':>5s} {'not judged':>10s} "
+          f"{'next step (median / max)':>26s}")
     for r in report["table"]:
         med = "-" if r["next_step_median_s"] is None else f"{r['next_step_median_s']:.1f} s"
         mx = "-" if r["next_step_max_s"] is None else f"{r['next_step_max_s']:.1f} s"
-        print(f"{r['kind']:26s} {r['injected']:8d} {r['recovered']:9d} {r['seen']:5d} {med + ' / ' + mx:>26s}")
+        print(f"{r['kind']:26s} {r['scheduled']:9d} {r['injected']:8d} {r['recovered']:9d} {r['seen']:5d} "
+              f"{r['not_judged']:10d} {med + ' / ' + mx:>26s}")
     t = report["totals"]
-    print(f"{'all':26s} {t['injected']:8d} {t['recovered']:9d} {t['seen']:5d}")
+    print(f"{'all':26s} {t['scheduled']:9d} {t['injected']:8d} {t['recovered']:9d} {t['seen']:5d} {t['not_judged']:10d}")
+    for f in report["faults"]:
+        if f["skipped"] or f["not_judged"]:
+            why = f"skipped: {f['skipped']}" if f["skipped"] else f"not judged: {f['not_judged']}"
+            print(f"  {f['at_s']:6.1f}s {f['kind']}: {why}")
+    for name, row in report.get("endpoint_faults_seen", {}).items():
+        print(f"  endpoint {name}: served {row['served']} (+{row['served_cut_short']} cut short), failed attempts "
+              f"logged {row['logged']}, in usage.json {row['usage']}")
     c, w = report["comparison"], report["wall_s"]
     print(f"\nwall: undisturbed {w['undisturbed']:.0f} s, disturbed {w['disturbed']:.0f} s, lost {w['lost']:.0f} s; "
           f"driver stops not caused by the schedule: {len(report['disturbed']['stops'])}")
@@ -825,7 +910,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     judge(schedule, evidence, report["disturbed"]["stops"])
     report["faults"] = [asdict(f) for f in schedule]
     report["table"] = table(schedule)
-    report["totals"] = {k: sum(r[k] for r in report["table"]) for k in ("injected", "recovered", "seen")}
+    report["totals"] = {k: sum(r[k] for r in report["table"])
+                        for k in ("scheduled", "injected", "skipped", "recovered", "seen", "not_judged")}
+    report["endpoint_faults_seen"] = endpoint_faults_seen(schedule, evidence)
     report["wall_s"] = {"undisturbed": report["undisturbed"]["wall_s"], "disturbed": report["disturbed"]["wall_s"],
                         "lost": report["disturbed"]["wall_s"] - report["undisturbed"]["wall_s"]}
     for run in ("undisturbed", "disturbed"):

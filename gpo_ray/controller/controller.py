@@ -252,6 +252,25 @@ class Controller:
             await self.refresh_usage()
         await self._write_state()
 
+    async def _keep_usage_current(self) -> None:
+        """usage.json rewritten every STATE_INTERVAL_S while the run goes, steps or not. Failed attempts come in
+        stretches without steps (a call retried through a burst of 429s, stalls cut by the read timeout); written
+        only at steps, a driver killed then lost them all. Never written lower than before: an actor being
+        restarted does not answer `usage()` and would take its counts out of the sum."""
+        def requests(usage: dict[str, Any]) -> dict[str, int]:
+            return {role: int(u.get("requests", 0)) for role, u in usage.items()}
+
+        written = requests(self.usage)
+        while True:
+            await asyncio.sleep(STATE_INTERVAL_S)
+            now = requests(await self.refresh_usage())
+            if now != written and all(now.get(role, 0) >= n for role, n in written.items()):
+                async with self._write_lock:
+                    if self._final_status_written:
+                        return
+                    self.run_dir.write_usage(self.usage)
+                written = now
+
     def _budget_set(self) -> bool:
         return bool(self.config.budget.max_calls or self.config.budget.max_tokens)
 
@@ -309,6 +328,7 @@ class Controller:
                                  memory_namespace=self.shared.memory_namespace if self.shared else "")
         opt_role = self.config.optimizer_model
         stopped = True
+        usage_keeper = asyncio.create_task(self._keep_usage_current())
         try:
             async def one(task: Task) -> TaskResult:
                 done = self.run_dir.completed_steps(task.name, fingerprint=self.fingerprint)
@@ -334,6 +354,9 @@ class Controller:
             results = await asyncio.gather(*(one(t) for t in self.tasks))
             stopped = False
         finally:
+            usage_keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await usage_keeper
             await services.close()
             if isinstance(evaluators, EvaluatorPool):  # a sweep's shared pool is closed by the sweep
                 await evaluators.close()

@@ -22,6 +22,7 @@ from tests.faults.harness import (
     json_tasks,
     run_config,
     two_fakes,
+    wait_until,
 )
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_cluster")]
@@ -107,3 +108,30 @@ def test_endpoint_down_past_the_retry_budget_stops_with_exit_1_and_resume_contin
     assert opt_stats["duplicates"] == 0 and task_stats["duplicates"] == 0
     assert opt_stats["repeated_requests"] == 0
 
+
+
+def test_failed_attempts_reach_usage_json_while_no_step_completes(tmp_path):
+    """Issue 17: usage.json was rewritten only when a step completed, so a driver killed while its calls were being
+    retried (a 429 burst, stalls) lost every failed attempt since the last step. Now it is kept current while no
+    step completes: here the task model fails its first 3 requests and then holds every answer, so no step can
+    complete, and usage.json must count the 3 failed attempts anyway."""
+    with two_fakes(task=fake_llm_config(fail_first_n={"500": 3})) as (opt, task):
+        task.pause()  # answered requests wait in service; the 500s are sent before that, at once
+        config = run_config(tmp_path / "run", optimizer_url=opt.base_url, task_url=task.base_url)
+        run = BackgroundRun(lambda: optimize(config))
+
+        def server_errors_in_usage() -> int:
+            try:
+                return json.loads((config.run_dir / "usage.json").read_text())["task_model"]["errors"]["server_error"]
+            except (OSError, ValueError, KeyError):
+                return 0
+
+        try:
+            wait_until(lambda: task.stats()["faults"].get("500", 0) == 3 and server_errors_in_usage() == 3,
+                       what="usage.json to count the task model's 3 failed attempts")
+            assert checkpoint_steps(config.run_dir) == [], "written with no step completed"
+        finally:
+            task.resume()
+        results = run.join()
+    assert results.status == "completed"
+    assert json.loads((config.run_dir / "usage.json").read_text())["task_model"]["errors"] == {"server_error": 3}
