@@ -60,7 +60,14 @@ def server_unreachable(error: BaseException) -> bool:
     request, a missing collection) are not."""
     import httpx
 
-    return isinstance(error, (httpx.TransportError, ConnectionError))
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:  # chromadb wraps it: HttpClient() raises ValueError from it
+        if isinstance(cause, (httpx.TransportError, ConnectionError)):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _default_embedder() -> Embedder:

@@ -44,6 +44,37 @@ def sum_usage(snapshots: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return total
 
 
+def counts_went_down(now: dict[str, Any], before: dict[str, Any]) -> bool:
+    """Whether any count of `now` is below `before`'s: the counters are monotonic within one process."""
+    return any(isinstance(v, (int, float)) and not isinstance(v, bool) and now.get(k, 0) < v
+               for k, v in before.items())
+
+
+class UsageAcrossRestarts:
+    """Each actor's usage over all the processes Ray ran it in (see Controller.refresh_usage)."""
+
+    def __init__(self, *, log: Any) -> None:
+        self._log = log
+        self._last_answer: dict[tuple[str, int], dict[str, Any]] = {}  # (role, actor index) -> its last usage()
+        self._earlier: dict[tuple[str, int], dict[str, Any]] = {}  # the counts of its earlier processes
+
+    def counts(self, role: str, answers: Sequence[Any]) -> list[dict[str, Any]]:
+        """Per actor of `role` (its usage() answer, or the exception of one that did not answer): the counts of its
+        earlier processes, then its last answer."""
+        out: list[dict[str, Any]] = []
+        for index, answer in enumerate(answers):
+            key = (str(role), index)
+            last = self._last_answer.get(key)
+            if isinstance(answer, dict):
+                if last is not None and counts_went_down(answer, last):
+                    self._earlier[key] = sum_usage([self._earlier.get(key, {}), last])
+                    self._log.info("usage_counter_reset", role=str(role), actor=index,
+                                   carried_requests=last.get("requests", 0))
+                self._last_answer[key] = last = answer
+            out += [self._earlier.get(key, {}), last or {}]
+        return out
+
+
 def utc_iso(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
@@ -138,6 +169,7 @@ class Controller:
         self.task_entries: dict[str, dict[str, Any]] = {}
         self.records: dict[str, list[StepResult]] = {}
         self.log = structlog.get_logger()
+        self._across_restarts = UsageAcrossRestarts(log=self.log)
         self._write_lock = asyncio.Lock()
         self.clock = RunClock(self._previous_results().get("timing"))
         # Made here, in the driver process, once Ray is up (or handed in: a warm start's, held until Ray is up);
@@ -167,13 +199,21 @@ class Controller:
         return data if isinstance(data, dict) else {}
 
     async def refresh_usage(self) -> dict[str, Any]:
+        """This invocation's usage: what results.json held before it, plus every actor's counts.
+
+        An actor's counters start at zero in each process: after Ray restarts a killed actor, its new counts alone
+        would drop what the dead process had counted (budgets and usage.json undercounting). So each actor's last
+        answer is kept: an actor that does not answer (being restarted) still counts what it last reported, and
+        one whose counts went down was restarted, so its last answer is carried over and its new counts add to it
+        (a counter reset, as Prometheus's rate() reads one). What a killed process counted after its last answer,
+        at most STATE_INTERVAL_S of calls, is lost; the logs have each failed attempt."""
         args = () if self.shared is None else (self.shared.account,)  # a sweep's sub-run: its own account's usage
         opt = await asyncio.gather(*(h.usage.remote(*args) for h in self.refiner_handles), return_exceptions=True)
         task = await asyncio.gather(*(h.usage.remote(*args) for h in self.evaluator_handles), return_exceptions=True)
         before = self.usage_before
         self.usage = {
-            Role.OPTIMIZER: sum_usage([before.get(Role.OPTIMIZER, {}), *(u for u in opt if isinstance(u, dict))]),
-            Role.TASK_MODEL: sum_usage([before.get(Role.TASK_MODEL, {}), *(u for u in task if isinstance(u, dict))]),
+            role: sum_usage([before.get(role, {}), *self._across_restarts.counts(role, answers)])
+            for role, answers in ((Role.OPTIMIZER, opt), (Role.TASK_MODEL, task))
         }
         return self.usage
 

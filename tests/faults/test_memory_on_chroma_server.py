@@ -28,6 +28,7 @@ from gpo_ray.runtime.processes import process_alive
 from tests.chroma_server import ChromaServer, TokenCheckingProxy, chroma_binary
 from tests.faults.harness import (
     CANDIDATES,
+    TASK,
     BackgroundRun,
     StartedActors,
     assert_same_as_undisturbed,
@@ -137,16 +138,21 @@ def test_the_server_restarted_mid_run_is_waited_for_and_nothing_is_lost(tmp_path
                            server.port)
         actors = StartedActors()
         run = BackgroundRun(lambda: optimize(config, on_actors_started=actors.started))
-        opt.hold_generation(2)  # steps 0-1 are stored
+        opt.hold_generation(2)
+        # Steps 0-1 are stored: their writes are not awaited by the steps, and with the warm start they may be made
+        # before the memory actor exists (controller/services.py, warm_start.py).
+        early = actors.wait().memory
+        wait_until(lambda: ray.get(early.last_step.remote(TASK), timeout=60) >= 1, what="steps 0-1 in the memory")
         server.stop()
         opt.resume()  # step 2 is generated and scored; its records wait for the server
         memory = actors.wait().memory
         wait_until(lambda: ray.get(memory.server_retries.remote(), timeout=60) >= 1,
                    what="the memory actor to find the server down")
-        # Step 2 is checkpointed (the checkpoint comes first) and its records are waiting: step 3, which retrieves
-        # from the memory, has not been generated.
-        assert checkpoint_steps(config.run_dir) == [0, 1, 2]
-        assert opt.stats()["requests"] == 2 * CANDIDATES
+        # Steps 2 and 3 are checkpointed (the checkpoint comes first) and their records are waiting. Step 3's
+        # retrieval is over 3 prompts (retrieval_k): answered without the memory. Step 4's, over 4, needs the
+        # memory and waits: step 4 is not generated.
+        wait_until(lambda: checkpoint_steps(config.run_dir) == [0, 1, 2, 3], what="steps 2-3 checkpointed")
+        assert opt.stats()["requests"] == 3 * CANDIDATES
         server.start()
         results = run.join()
         assert server.starts == 2
