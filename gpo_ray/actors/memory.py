@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +74,18 @@ def _default_embedder() -> Embedder:
     from gpo_ray.llm.embedding import MiniLMEmbedder
 
     return MiniLMEmbedder()
+
+
+async def _settle(done: asyncio.Future[Any], work: Coroutine[Any, Any, Any]) -> None:
+    """Await `work` and hand its result, or its error, to the caller waiting on `done`."""
+    try:
+        result = await work
+    except Exception as e:  # noqa: BLE001 - handed to the caller
+        if not done.done():
+            done.set_exception(e)
+        return
+    if not done.done():
+        done.set_result(result)
 
 
 class TrajectoryMemory(WhereAmI):
@@ -195,24 +207,10 @@ class TrajectoryMemory(WhereAmI):
                     elif self._linger is None:
                         self._linger = asyncio.get_running_loop().call_later(self._flush_interval_s, self._flush_due)
             elif kind == "flush":
-                try:
-                    await self._flush_staged(raise_error=True)
-                except Exception as e:  # noqa: BLE001 - handed to the caller
-                    if not done.done():
-                        done.set_exception(e)
-                    continue
-                if not done.done():
-                    done.set_result(None)
+                await _settle(done, self._flush_staged(raise_error=True))
             else:
                 method, args, kwargs = payload
-                try:
-                    result = await self._in_thread(method, *args, **kwargs)
-                except Exception as e:  # noqa: BLE001 - handed to the caller
-                    if not done.done():
-                        done.set_exception(e)
-                    continue
-                if not done.done():
-                    done.set_result(result)
+                await _settle(done, self._in_thread(method, *args, **kwargs))
 
     def _flush_due(self) -> None:
         self._linger = None
