@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
+
+# A suite started in the background by a non-interactive shell (`cmd &`: a CI script, `nohup`) has SIGINT ignored,
+# and every child would inherit that: the tests that stop a child with Ctrl-C (a run, `serve-local`, the fake
+# endpoint) then hang. A handler of our own is not inherited across exec, so the children get the default, as from
+# a terminal; and the suite itself can be interrupted again.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "gpo"
 
