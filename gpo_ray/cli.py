@@ -47,12 +47,17 @@ def _common_task_args(p: argparse.ArgumentParser) -> None:
                    help="paper: every setting as the official GPO code runs it (your file and flags still win)")
 
 
-def _optimize_args(p: argparse.ArgumentParser) -> None:
+def _endpoint_args(p: argparse.ArgumentParser) -> None:
+    """Which endpoints and models the roles use; each role keeps its own sampling settings (config.ROLE_DEFAULTS)."""
     p.add_argument("--base-url", help="OpenAI-compatible endpoint for both roles (default: the embedded local model)")
     p.add_argument("--model", help="model name at --base-url")
     p.add_argument("--api-key-env", help="NAME of the environment variable holding the API key")
     p.add_argument("--optimizer-base-url", help="endpoint for the optimizer role only")
     p.add_argument("--optimizer-model", help="model for the optimizer role only")
+
+
+def _optimize_args(p: argparse.ArgumentParser) -> None:
+    _endpoint_args(p)
     p.add_argument("--run-dir", type=Path,
                    help="where checkpoints and results go (default: runs/<time>-<id>, e.g. runs/20261201-151500-a1b2)")
     p.add_argument("--address", help="Ray cluster address ('auto' joins a running one; default RAY_ADDRESS or a new local cluster)")
@@ -80,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plan", help="print steps, edit budgets and estimated LLM calls/tokens per task (or per "
                                     "variant of a sweep's grid)")
     _common_task_args(p)
+    _endpoint_args(p)
     p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     p.add_argument("--show-meta-prompt", action="store_true",
                    help="print each task's step-1 optimizer request as it would be sent")
@@ -177,7 +183,7 @@ def _load_grid(args: argparse.Namespace):
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from gpo_ray.config import load_config
+    from gpo_ray.config import load_config, sampling_settings
     from gpo_ray.core.plan import SCORE_PLACEHOLDER, plan_task, step1_meta_prompt
     from gpo_ray.tasks.registry import resolve_tasks
 
@@ -190,14 +196,17 @@ def cmd_plan(args: argparse.Namespace) -> int:
                   task_max_tokens=config.task_model.max_tokens or 256)
         for t in tasks
     ]
+    sampling = sampling_settings(config)
     if getattr(args, "show_meta_prompt", False):
         structured = config.optimizer_model.uses_structured_output
         metas = {t.name: step1_meta_prompt(t, config.optimizer, structured=structured) for t in tasks}
         if args.json:
-            print(json.dumps({"score_placeholder": SCORE_PLACEHOLDER, "meta_prompts": metas}, indent=2))
+            print(json.dumps({"score_placeholder": SCORE_PLACEHOLDER, "sampling": sampling, "meta_prompts": metas},
+                             indent=2))
             return 0
         print(f"The step-1 optimizer request per task, as it will be sent ({config.optimizer.candidates} times per "
               f"step); {SCORE_PLACEHOLDER} stands for the initial prompt's eval score, known once the run starts.")
+        print(describe_sampling(sampling))
         for name, meta in metas.items():
             print(f"\n===== {name} =====\n{meta}")
         return 0
@@ -205,7 +214,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         total = {k: sum(getattr(p, k) for p in plans)
                  for k in ("optimizer_calls", "task_model_calls", "second_turn_calls", "optimizer_tokens",
                            "task_model_tokens", "feedback_calls", "summarize_calls", "feedback_scoring_calls")}
-        print(json.dumps({"tasks": {p.task: p.to_dict() for p in plans}, "total": total}, indent=2))
+        print(json.dumps({"sampling": sampling, "tasks": {p.task: p.to_dict() for p in plans}, "total": total},
+                         indent=2))
         return 0
     from rich.console import Console
     from rich.table import Table
@@ -227,7 +237,16 @@ def cmd_plan(args: argparse.Namespace) -> int:
                   + (f" ({second:,} of them second turns)" if (second := sum(p.second_turn_calls for p in plans)) else "")
                   + ", about "
                   f"{sum(p.optimizer_tokens + p.task_model_tokens for p in plans):,} tokens (completions at max_tokens)")
+    console.print(describe_sampling(sampling), highlight=False)
     return 0
+
+
+def describe_sampling(sampling: dict[str, dict[str, Any]]) -> str:
+    """"sampling: optimizer_model gpt-4o-mini at temperature 1.0, max_tokens 256; task_model ..." (None: no cap)."""
+    def one(role: str, s: dict[str, Any]) -> str:
+        cap = "no max_tokens" if s["max_tokens"] is None else f"max_tokens {s['max_tokens']}"
+        return f"{role} {s['model'] or '(model not named)'} at temperature {s['temperature']}, {cap}"
+    return "sampling: " + "; ".join(one(role, s) for role, s in sampling.items())
 
 
 def _included(*parts: tuple[int, str]) -> str:
@@ -247,12 +266,15 @@ def _plan_grid(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     table = Table(title="gpo-ray plan (sweep)")
-    for col in ("variant", "seeds", "tasks", "optimizer calls", "task calls", "tokens (est.)"):
+    for col in ("variant", "seeds", "tasks", "optimizer calls", "task calls", "tokens (est.)",
+                "optimizer temp/max", "task temp/max"):
         table.add_column(col, overflow="fold")
     for v in plan.variants:
         table.add_row(v.variant, str(v.seeds), str(len(v.tasks)), f"{v.total('optimizer_calls'):,}",
                       f"{v.total('task_model_calls'):,}",
-                      f"{v.total('optimizer_tokens') + v.total('task_model_tokens'):,}")
+                      f"{v.total('optimizer_tokens') + v.total('task_model_tokens'):,}",
+                      *(f"{v.sampling[r]['temperature']} / {v.sampling[r]['max_tokens']}"
+                        for r in ("optimizer_model", "task_model")))
     console = Console()
     console.print(table)
     console.print(f"total: {plan.total('optimizer_calls'):,} optimizer calls, {plan.total('task_model_calls'):,} "

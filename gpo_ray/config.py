@@ -44,7 +44,10 @@ class HedgeSettings(_Frozen):
 
 
 class LLMRoleConfig(_Frozen):
-    """One LLM role (optimizer or task model). No base_url and no endpoints means the embedded local model."""
+    """One LLM role (optimizer or task model). No base_url and no endpoints means the embedded local model.
+
+    The sampling defaults below are only the class's own; inside a RunConfig each role starts from its own
+    (ROLE_DEFAULTS), whatever else a user writes in the role's block."""
 
     base_url: str | None = None
     endpoints: list[EndpointSpec] = Field(
@@ -453,8 +456,49 @@ PRESETS: dict[str, dict[str, Any]] = {
                                 "rouge_l": "paper"},  # evaluation/metrics.py
         },
         "optimizer_model": {"temperature": 1.0, "max_tokens": 512, "structured_output": False},
+        "task_model": {"temperature": 0.0, "max_tokens": 256},  # the scorer's call_scorer: greedy, 256 tokens
     }
 }
+
+
+# Each role's own sampling settings: the optimizer samples diverse candidates (GPO draws 8 per step at 1.0), the task
+# model answers greedily with its replies capped. A role block that names only an endpoint, a model or a key keeps
+# them: RunConfig lays a user's role block (dict or LLMRoleConfig, only the fields set) over these, then the preset.
+ROLE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "task_model": {"temperature": 0.0, "max_tokens": 256},
+    "optimizer_model": {"temperature": 1.0, "max_tokens": 256},
+}
+ROLES = tuple(ROLE_DEFAULTS)
+
+
+def _role_fields_given(value: Any) -> Any:
+    """A role as the fields a user gave: an LLMRoleConfig built in code counts only the fields set on it."""
+    if isinstance(value, LLMRoleConfig):
+        return value.model_dump(exclude_unset=True)
+    return value
+
+
+def layered_config(data: dict[str, Any]) -> dict[str, Any]:
+    """The role defaults, then the preset, then what the user gave. In a role's block an explicit null wins (e.g.
+    `max_tokens: null`, no cap); elsewhere null means not given, as for CLI flags."""
+    data = {k: (_role_fields_given(v) if k in ROLES else v) for k, v in data.items()}
+    preset = PRESETS.get(data["preset"], {}) if isinstance(data.get("preset"), str) else {}
+    out = deep_merge(preset, {k: v for k, v in data.items() if k not in ROLES})
+    for role in ROLES:
+        given = data.get(role, {})
+        if not isinstance(given, dict):  # not a mapping: let validation say so
+            out[role] = given
+            continue
+        out[role] = {**ROLE_DEFAULTS[role], **preset.get(role, {}), **given}
+    return out
+
+
+def sampling_settings(config: RunConfig) -> dict[str, dict[str, Any]]:
+    """What each role's requests are sampled with, as sent (results.json, `gpo-ray plan`)."""
+    return {role: {"model": getattr(config, role).model or ("embedded" if getattr(config, role).is_embedded else None),
+                   "temperature": getattr(config, role).temperature,
+                   "max_tokens": getattr(config, role).max_tokens}
+            for role in ROLES}
 
 
 class RunConfig(_Frozen):
@@ -464,8 +508,8 @@ class RunConfig(_Frozen):
     tasks: list[str] = Field(min_length=1, description="task names or globs, e.g. bbh/navigate, mmlu/*")
     data_dir: Path | None = None
     task_sources: list[TaskSource] = []
-    task_model: LLMRoleConfig = LLMRoleConfig(temperature=0.0, max_tokens=256)
-    optimizer_model: LLMRoleConfig = LLMRoleConfig(temperature=1.0, max_tokens=256)
+    task_model: LLMRoleConfig = LLMRoleConfig(**ROLE_DEFAULTS["task_model"])
+    optimizer_model: LLMRoleConfig = LLMRoleConfig(**ROLE_DEFAULTS["optimizer_model"])
     optimizer: OptimizerSettings = OptimizerSettings()
     cluster: ClusterSettings = ClusterSettings()
     budget: BudgetSettings = BudgetSettings()
@@ -476,10 +520,8 @@ class RunConfig(_Frozen):
 
     @model_validator(mode="before")
     @classmethod
-    def _apply_preset(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("preset"), str) and data["preset"] in PRESETS:
-            return deep_merge(PRESETS[data["preset"]], data)
-        return data
+    def _role_defaults_and_preset(cls, data: Any) -> Any:
+        return layered_config(data) if isinstance(data, dict) else data
 
     @model_validator(mode="after")
     def _paper_style_needs_markers(self) -> RunConfig:

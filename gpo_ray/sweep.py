@@ -30,7 +30,7 @@ from gpo_ray.api import (
     setup_logs,
     start_actors,
 )
-from gpo_ray.config import RunConfig
+from gpo_ray.config import RunConfig, sampling_settings
 from gpo_ray.core.evaluation import task_model_params
 from gpo_ray.core.plan import TaskPlan, has_second_turn, plan_task
 from gpo_ray.errors import RunInterrupted
@@ -201,6 +201,7 @@ class VariantPlan:
     variant: str
     seeds: int
     tasks: list[TaskPlan]  # one seed's plan per task (every seed costs the same)
+    sampling: dict[str, dict[str, Any]]  # per role: model, temperature, max_tokens (config.sampling_settings)
 
     def total(self, key: str) -> int:
         return self.seeds * sum(getattr(p, key) for p in self.tasks)
@@ -217,7 +218,7 @@ class GridPlan:
     def to_dict(self) -> dict[str, Any]:
         keys = ("optimizer_calls", "task_model_calls", "second_turn_calls", "optimizer_tokens", "task_model_tokens")
         return {
-            "variants": {v.variant: {"seeds": v.seeds, **{k: v.total(k) for k in keys},
+            "variants": {v.variant: {"seeds": v.seeds, "sampling": v.sampling, **{k: v.total(k) for k in keys},
                                      "tasks": {p.task: p.to_dict() for p in v.tasks}} for v in self.variants},
             "total": {k: self.total(k) for k in keys},
             "shared_task_model_calls": self.shared_task_model_calls,
@@ -236,7 +237,8 @@ def plan_grid(grid: Grid) -> GridPlan:
     for run in runs:
         c = run.config
         if run.variant not in plans:
-            plans[run.variant] = VariantPlan(run.variant, len(grid.seeds), [_plan(t, c) for t in tasks])
+            plans[run.variant] = VariantPlan(run.variant, len(grid.seeds), [_plan(t, c) for t in tasks],
+                                             sampling_settings(c))
         for task in tasks:
             key, calls = _initial_scoring(task, c)
             shared += calls if key in seen else 0

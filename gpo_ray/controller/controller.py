@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from gpo_ray.config import RunConfig
+from gpo_ray.config import RunConfig, sampling_settings
 from gpo_ray.controller.pools import EvaluatorPool, RefinerPool
 from gpo_ray.controller.progress import ProgressReporter
 from gpo_ray.controller.services import ActorServices, Evaluators, Refiners, retrieval_of
@@ -230,8 +230,8 @@ class Controller:
 
     # persistence ----------------------------------------------------------------
     def results_document(self, status: RunStatus) -> dict[str, Any]:
-        return {"status": status, "run_dir": str(self.run_dir.path), "tasks": dict(self.task_entries),
-                "usage": self.usage, "timing": self.clock.timing()}
+        return {"status": status, "run_dir": str(self.run_dir.path), "sampling": sampling_settings(self.config),
+                "tasks": dict(self.task_entries), "usage": self.usage, "timing": self.clock.timing()}
 
     def results_text(self, status: RunStatus) -> str:
         """results_document as `json.dumps(..., indent=2, ensure_ascii=False)` writes it, with each task's entry
@@ -247,7 +247,7 @@ class Controller:
                 cached = self._entry_text[name] = (entry, value(entry, 2))
             tasks.append(f"    {json.dumps(name, ensure_ascii=False)}: {cached[1]}")
         doc = self.results_document(status)
-        head = [f"  {json.dumps(k)}: {value(doc[k], 1)}" for k in ("status", "run_dir")]
+        head = [f"  {json.dumps(k)}: {value(doc[k], 1)}" for k in ("status", "run_dir", "sampling")]
         tail = [f"  {json.dumps(k)}: {value(doc[k], 1)}" for k in ("usage", "timing")]
         body = "{\n" + ",\n".join(tasks) + "\n  }" if tasks else "{}"
         return "{\n" + ",\n".join([*head, f'  "tasks": {body}', *tail]) + "\n}"

@@ -351,7 +351,8 @@ class FakeLLMServer:
         if self.config.record_timeline:
             stats.timeline.append((served_from, time.monotonic(), reply.role))
         if self.config.record_requests:
-            stats.requests_log.append({"role": reply.role, "text": str(messages[-1].get("content") or ""),
+            stats.requests_log.append({"role": reply.role, "model": body.get("model"),
+                                       "text": str(messages[-1].get("content") or ""),
                                        "temperature": body.get("temperature"), "max_tokens": body.get("max_tokens")})
         stats.prompt_tokens += reply.usage.prompt_tokens
         stats.completion_tokens += reply.usage.completion_tokens

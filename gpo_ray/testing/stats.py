@@ -35,7 +35,7 @@ class ServerStats:
         self.embedding_requests = 0
         self.oversized_bytes_sent = 0  # of [[fault:oversized]] bodies: what the client read (or the kernel took)
         self.timeline: list[tuple[float, float, str]] = []  # (service start, end, role), monotonic seconds
-        self.requests_log: list[dict] = []  # record_requests: role, text (last message), temperature, max_tokens
+        self.requests_log: list[dict] = []  # record_requests: role, model, text (last message), temperature, max_tokens
 
     def as_dict(self) -> dict[str, Any]:
         return {
