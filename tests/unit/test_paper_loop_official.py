@@ -32,7 +32,7 @@ FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "paper_loop_official.
 
 
 def _ex(i: int) -> Example:
-    return Example(input=f"q{i}", answer=f"a{i}")
+    return Example(input=f"q{i}", answers=(f"a{i}",), id=str(i))
 
 
 def _sized(name: str, train: int, eval_: int, test: int, fmt: int) -> Task:
@@ -168,9 +168,9 @@ async def test_the_loop_stays_on_the_initial_prompt_at_0_when_every_candidate_sc
     first, second = result.steps
     assert result.initial_eval_score == 1.0
     assert (first.prompt, first.eval_score) == ("Let's think step by step.", 0.0)  # the official quirk
-    # step 2: the three are repeated (earlier score 0); the initial prompt is not "chosen before" (the slip) and
-    # still first in the ranking, at 0.0
-    assert (second.prompt, second.eval_score) == ("Let's think step by step.", 0.0)
+    # step 2: the three are repeated (earlier score 0) and rank after the current prompt, which step 1 chose: the
+    # first free one is A.
+    assert (second.prompt, second.eval_score) == ("A.", 0.0)
     assert second.counts["reused_score"] == 3 and second.counts["scoring_calls"] == 0
 
 
@@ -224,8 +224,9 @@ async def test_trace_scores_are_recorded_per_step_and_counted_by_plan():
     d = result.to_dict()
     assert {"train_score", "test_score"} <= set(d["steps"][0])
     plan = plan_task(task, settings, optimizer_max_tokens=512, task_max_tokens=256)
-    repeated = sum(s.counts.get("reused_score", 0) for s in result.steps)
-    assert calls == plan.task_model_calls - repeated * len(task.eval)  # a repeated candidate costs nothing
+    # plan counts every candidate new; a repeated or duplicate one is not scored (the scripted optimizer repeats)
+    not_scored = plan.steps * settings.candidates * len(task.eval) - sum(s.counts["scoring_calls"] for s in result.steps)
+    assert calls == plan.task_model_calls - not_scored
     steps = plan.steps
     assert plan.trace_scoring_calls == sum(len(official_train_batch(task.train, t, batch_size=4))
                                            for t in range(1, steps + 1)) + (steps + 1) * len(task.test)
@@ -250,3 +251,24 @@ def test_paper_selection_needs_eval_scores():
 
     with pytest.raises(ConfigError, match="selection paper"):
         load_config(overrides={"tasks": ["t"], "optimizer": {"selection": "paper", "candidate_scoring": "eval"}})
+
+
+async def test_the_second_turn_names_the_option_on_the_official_line():
+    from gpo_ray.core.evaluation import score_example
+
+    seen: list[str] = []
+
+    class Recording:
+        async def complete(self, request: ChatRequest) -> ChatResponse:
+            seen.append(request.messages[-1].content)
+            return ChatResponse("(A)")
+
+    case = next(c for c in FIXTURE["end_choice"] if c["instruction_pos"] == "Q_end" and c["prompt"].count("\n") == 2)
+    for end_choice, expected in (("paper", case["official"]), ("question", "(E)")):
+        seen.clear()
+        params = TaskModelParams(answer_extraction="second_turn", end_choice=end_choice)
+        example = Example(input=case["question"], answers=("(A)",))
+        await score_example(Recording(), case["prompt"], example, metric=MetricKind.MULTIPLE_CHOICE, params=params,
+                            task="bbh/date_understanding")
+        assert seen[-1] == f"Therefore, summarize your answer with an option among (A) and {expected}."
+    assert case["official"] == "(B)"
