@@ -213,7 +213,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.json:
         total = {k: sum(getattr(p, k) for p in plans)
                  for k in ("optimizer_calls", "task_model_calls", "second_turn_calls", "optimizer_tokens",
-                           "task_model_tokens", "feedback_calls", "summarize_calls", "feedback_scoring_calls")}
+                           "task_model_tokens", "feedback_calls", "summarize_calls", "feedback_scoring_calls",
+                           "trace_scoring_calls")}
         print(json.dumps({"sampling": sampling, "tasks": {p.task: p.to_dict() for p in plans}, "total": total},
                          indent=2))
         return 0
@@ -228,7 +229,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
                       f"{p.optimizer_calls:,}" + _included((p.feedback_calls, "feedback"),
                                                            (p.summarize_calls, "summarize")),
                       f"{p.task_model_calls:,}" + _included((p.second_turn_calls, "second turns"),
-                                                            (p.feedback_scoring_calls, "feedback scoring")),
+                                                            (p.feedback_scoring_calls, "feedback scoring"),
+                                                            (p.trace_scoring_calls, "trace scoring")),
                       f"{p.optimizer_tokens + p.task_model_tokens:,}")
     console = Console()
     console.print(table)

@@ -280,8 +280,10 @@ class OptimizerSettings(_Frozen):
         default="score_ascending",
         description="retrieved prompts shown by score ascending, or as the official selection method returns them",
     )
-    format_example_sampling: Literal["first", "seeded"] = Field(
-        default="first", description="the first format_examples of format.jsonl, or a seeded draw (the paper)"
+    format_example_sampling: Literal["first", "seeded", "paper"] = Field(
+        default="first",
+        description="the first format_examples of format.jsonl, a seeded draw, or paper: the official code's own draw "
+        "(numpy's legacy RNG seeded with `seed`, after the task's train/eval/test permutations), for the task run alone",
     )
     repeated_candidates: Literal["drop", "keep_score"] = Field(
         default="drop",
@@ -303,6 +305,31 @@ class OptimizerSettings(_Frozen):
         "gradient_name feedback)",
     )
     momentum: MomentumSettings = MomentumSettings()
+    candidate_extraction: Literal["own", "paper"] = Field(
+        default="own",
+        description="own: gpo-ray's extraction (last <START>, normalised, checked); paper: the official extract_text + "
+        "polish_sentence (first <START>, first <END>, strip, no **, first letter upper-cased; nothing rejected)",
+    )
+    selection: Literal["own", "paper"] = Field(
+        default="own",
+        description="own: the best candidate not chosen before (ties: smaller edit, then text); paper: the official "
+        "ranking (current prompt at 0.0, repeated candidates, new ones; stable sort) and its rule, slip included",
+    )
+    new_candidate_order: Literal["seeded", "generated"] = Field(
+        default="seeded",
+        description="selection paper: the new candidates' order in the ranking, which breaks their ties (the official "
+        "list(set(...)) follows the string hash seed): a shuffle seeded by seed, task and step, or generation order",
+    )
+    trace_scores: bool = Field(
+        default=False,
+        description="also score the current prompt on each step's training batch (official file-order slices) and "
+        "each step's chosen prompt on the test split, as the official code logs them; recorded per step",
+    )
+    end_choice: Literal["question", "paper"] = Field(
+        default="question",
+        description="second turn of multiple-choice tasks: the last option from the question's last line, or paper: "
+        "from the line the official code reads (the first turn's second-to-last line with placement end)",
+    )
 
     @field_validator("meta_prompt")
     @classmethod
@@ -329,6 +356,10 @@ class OptimizerSettings(_Frozen):
         if self.momentum.content == "none" and self.momentum.update == "summarize":
             raise ValueError("momentum.update summarize needs something to summarize: momentum.content prompts or "
                              "feedback")
+        if self.selection == "paper" and (self.candidate_scoring != "eval" or self.repeated_candidates != "keep_score"
+                                          or self.adaptive_evaluation.enabled):
+            raise ValueError("selection paper ranks eval scores as the official code does: it needs candidate_scoring: "
+                             "eval, repeated_candidates: keep_score and no adaptive_evaluation")
         if not self.budget_in_prompt and self.edit_enforcement == "strict":
             raise ValueError("edit_enforcement strict re-asks for over-budget candidates: it needs budget_in_prompt: true")
         return self
@@ -426,6 +457,11 @@ _FINGERPRINT_NEUTRAL_DEFAULTS = {
     "budget_in_prompt": True,
     "direction": "none",
     "momentum": MomentumSettings().model_dump(),
+    "candidate_extraction": "own",
+    "selection": "own",
+    "new_candidate_order": "seeded",
+    "trace_scores": False,
+    "end_choice": "question",
 }
 
 # Role settings that say how calls are sent, not what is asked: outside the fingerprint, so a resume may change them.
@@ -442,7 +478,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "initial_prompt": "Let's think step by step.",  # INITIAL_INSTRUCTION
             "placement": "end",  # INSTRUCTION_POS Q_end
             "format_examples": 3,  # FORMAT_DATA_NUM
-            "format_example_sampling": "seeded",  # np.random.choice(format_num_examples, 3), sorted
+            "format_example_sampling": "paper",  # np.random.seed(0), the split permutations, choice(format_num, 3)
             "retrieval": "relevance",  # MOMENTUM_SELECTION_NAME relavance
             "retrieval_k": 3,  # MOMENTUM_SELECTION_NUM
             "retrieval_order": "as_selected",  # k_update.py shows the selection's order
@@ -450,6 +486,11 @@ PRESETS: dict[str, dict[str, Any]] = {
             "edit_enforcement": "soft",  # w_lr only asks
             "candidate_scoring": "eval",  # optimize.py scores new prompts on the eval split
             "repeated_candidates": "keep_score",  # instruction_score_dict
+            "candidate_extraction": "paper",  # optimize.py extract_text + eval_utils.polish_sentence
+            "selection": "paper",  # optimize.py current_instruction2score, sorted, prev_best_instruction
+            "new_candidate_order": "seeded",  # list(set(new)): hash-seed order, a seeded shuffle here
+            "trace_scores": True,  # train_log on each batch, test_log for each step's prompt
+            "end_choice": "paper",  # eval_utils.py: conv[0]["content"].split("\n")[-2]
             "meta_prompt_style": "paper",  # generate_without_gradient.py, k_update.py, w_lr.py
             "answer_extraction": "second_turn",  # eval_utils.py: get_second_round_prompt for chat scorers
             "metric_variants": {"multiple_choice": "paper", "exact_match": "paper", "numeric": "paper",

@@ -97,13 +97,13 @@ class RunClock:
 
 
 def partial_task_result(records: Sequence[StepResult]) -> dict[str, Any]:
-    """A task's entry in results.json while it is still running (best so far, no test scores yet)."""
+    """A task's entry in results.json while it is still running (best so far; test scores only as traced)."""
     first = records[0]
     best = select_best([TrajectoryEntry(r.prompt, r.eval_score, r.step) for r in records])
     return {
         "initial_prompt": first.prompt,
         "initial_eval_score": first.eval_score,
-        "initial_test_score": None,
+        "initial_test_score": first.test_score,  # known while running with optimizer.trace_scores
         "best_prompt": best.prompt,
         "best_eval_score": best.score,
         "best_test_score": None,

@@ -15,6 +15,7 @@ from gpo_ray.tasks.placement import build_task_messages
 from gpo_ray.tasks.second_turn import (
     SECOND_TURN_MAX_TOKENS,
     answer_for_parsing,
+    paper_end_choice,
     second_turn_text,
 )
 from gpo_ray.tasks.types import Example
@@ -33,6 +34,9 @@ class TaskModelParams:
     answer_extraction: str = "single"
     # metric kind value -> variant ("default" or "paper"), as in OptimizerSettings.metric_variants.
     metric_variants: tuple[tuple[str, str], ...] = ()
+    # "question": a multiple-choice second turn names the question's last option; "paper": the option on the line the
+    # official code reads (tasks/second_turn.py: paper_end_choice).
+    end_choice: str = "question"
 
     def variant_for(self, metric: MetricKind) -> str:
         return dict(self.metric_variants).get(MetricKind(metric).value, "default")
@@ -48,6 +52,7 @@ def task_model_params(config: RunConfig) -> TaskModelParams:
         seed=opt.seed,
         answer_extraction=opt.answer_extraction,
         metric_variants=tuple(sorted((MetricKind(k).value, v) for k, v in opt.metric_variants.items())),
+        end_choice=opt.end_choice,
     )
 
 
@@ -79,7 +84,11 @@ async def _answer(
     first = task_request(prompt, example, params)
     reply = await llm.complete(first)
     if params.answer_extraction == "second_turn":
-        text = second_turn_text(task, metric, example.input)
+        choice = None
+        if params.end_choice == "paper":
+            user = next(m.content for m in first.messages if m.role == "user")
+            choice = paper_end_choice(user, placement_end=PromptPlacement(params.placement) is PromptPlacement.END)
+        text = second_turn_text(task, metric, example.input, choice=choice)
         if text is not None:
             second = await llm.complete(second_turn_request(first, reply.text, text, params))
             return answer_for_parsing(second.text), second.text

@@ -167,6 +167,21 @@ def extract_candidate(text: str, *, structured: bool) -> tuple[str | None, str]:
     return candidate, how
 
 
+def extract_paper_candidate(text: str) -> str:
+    """A candidate as the official GPO code takes it (optimize.py extract_text, then eval_utils.polish_sentence):
+    the text from the first "<START>" (else the reply's start) to the first "<END>" (else its end), markers matched
+    case-sensitively, stripped; then "**" removed and, when longer than one character, the first character
+    upper-cased. Nothing is rejected: an empty candidate stays empty."""
+    start = text.index("<START>") + len("<START>") if "<START>" in text else 0
+    end = text.index("<END>") if "<END>" in text else len(text)
+    sentence = text[start:end].strip()
+    if sentence:
+        sentence = sentence.replace("**", "")
+        if len(sentence) > 1:
+            sentence = sentence[0].upper() + sentence[1:]
+    return sentence
+
+
 class CandidateFilter:
     """Admits each candidate prompt once: never one already tried, nor a repeat within this step.
 
@@ -175,8 +190,12 @@ class CandidateFilter:
     recorded with `reject`), which the controller reports per step.
     """
 
-    def __init__(self, tried: Iterable[str]) -> None:
-        self._seen = {prompt_key(p) for p in tried}
+    def __init__(self, tried: Iterable[str], *, paper: bool = False) -> None:
+        # paper (candidate_extraction paper): exact text is the identity and nothing is rejected, as optimize.py does
+        # with its md5 of the polished text.
+        self._paper = paper
+        self._key = (lambda p: p) if paper else prompt_key
+        self._seen = {self._key(p) for p in tried}
         self._counts: dict[str, int] = {"admitted": 0, "duplicate": 0}
 
     @property
@@ -192,11 +211,11 @@ class CandidateFilter:
 
     def admit(self, candidate: str) -> bool:
         """True (and remember it) when candidate is usable and new; False otherwise."""
-        reason = rejection_reason(candidate)
+        reason = None if self._paper else rejection_reason(candidate)
         if reason is not None:
             self._tally(f"rejected:{reason}")
             return False
-        key = prompt_key(candidate)
+        key = self._key(candidate)
         if key in self._seen:
             self._tally("duplicate")
             return False

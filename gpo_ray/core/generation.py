@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from gpo_ray.core.batches import stable_seed
 from gpo_ray.core.edit_distance import within_budget
-from gpo_ray.core.extraction import CandidateFilter, extract_candidate
+from gpo_ray.core.extraction import CandidateFilter, extract_candidate, extract_paper_candidate
 from gpo_ray.core.meta_prompt import CANDIDATE_JSON_SCHEMA, DEFAULT_TEMPLATE, MetaPromptTemplate, build_meta_prompt
 from gpo_ray.core.paper_meta_prompt import build_paper_meta_prompt
 from gpo_ray.core.types import TrajectoryEntry
@@ -46,6 +46,7 @@ class GenerationRequest:
     budget_in_prompt: bool = True  # optimizer.budget_in_prompt
     gradient: str | None = None  # optimizer.direction feedback: the problems shown (core/variants.py)
     previous: TrajectoryEntry | None = None  # optimizer.momentum summarize over prompts: the carried prompt
+    extraction: str = "own"  # "own" | "paper" (optimizer.candidate_extraction)
 
 
 def meta_prompt_for(request: GenerationRequest) -> str:
@@ -116,7 +117,8 @@ async def generate_candidates(llm: LLMClient, request: GenerationRequest) -> Gen
     meta = meta_prompt_for(request)
     accepted: list[str] = []
     counts: Counter[str] = Counter()
-    gate = CandidateFilter(request.tried)
+    paper = request.extraction == "paper"
+    gate = CandidateFilter(request.tried, paper=paper)
     rounds = 1 + (request.max_rerequests if request.enforcement == "strict" else 0)
     for round_no in range(rounds):
         missing = request.n - len(accepted)
@@ -139,7 +141,10 @@ async def generate_candidates(llm: LLMClient, request: GenerationRequest) -> Gen
             )
         )
         for reply in replies:
-            candidate, how = extract_candidate(reply.text, structured=request.structured)
+            if paper:
+                candidate, how = extract_paper_candidate(reply.text), "paper"
+            else:
+                candidate, how = extract_candidate(reply.text, structured=request.structured)
             counts[f"extracted:{how}" if candidate is not None else how] += 1
             if candidate is None:
                 continue

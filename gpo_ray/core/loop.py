@@ -34,9 +34,10 @@ from gpo_ray.core.evaluation import mean
 from gpo_ray.core.extraction import prompt_key
 from gpo_ray.core.generation import GenerationRequest, GenerationResult, OptimizerTextRequest
 from gpo_ray.core.meta_prompt import DEFAULT_TEMPLATE, MetaPromptTemplate
+from gpo_ray.core.paper_draws import official_format_indices, official_train_batch
 from gpo_ray.core.results import StepResult, TaskResult
 from gpo_ray.core.schedule import EditBudgetSchedule, total_steps
-from gpo_ray.core.selection import select_best, select_next
+from gpo_ray.core.selection import paper_new_order, paper_ranking, paper_select, select_best, select_next
 from gpo_ray.core.types import ScoredCandidate, TrajectoryEntry
 from gpo_ray.core.variants import (
     FEEDBACK,
@@ -100,11 +101,16 @@ def train_examples(task: Task, settings: OptimizerSettings) -> tuple[Example, ..
 
 def format_examples_for(task: Task, settings: OptimizerSettings) -> tuple[Example, ...]:
     """The format exemplars the meta-prompt shows: the first `format_examples`, or (`format_example_sampling:
-    seeded`, the paper's format_data_num) that many drawn without replacement by a seeded RNG, in file order."""
+    seeded`, the paper's format_data_num) that many drawn without replacement by a seeded RNG, in file order, or
+    (`paper`) the official code's own draw for this task run alone (core/paper_draws.py), over the full splits."""
     pool = task.format_examples
     n = min(settings.format_examples, len(pool))
     if settings.format_example_sampling == "first":
         return tuple(pool[:n])
+    if settings.format_example_sampling == "paper":
+        sizes = (len(task.train), len(task.eval), len(task.test), len(pool))
+        (indices,) = official_format_indices([sizes], n, seed=settings.seed)
+        return tuple(pool[i] for i in indices)
     rng = random.Random(stable_seed(settings.seed, task.name, "format_examples"))
     return tuple(pool[i] for i in sorted(rng.sample(range(len(pool)), n)))
 
@@ -139,10 +145,21 @@ class GPOTaskLoop:
         self.test_examples = task.test[: settings.test_limit] if settings.test_limit else task.test
         self.format_examples = format_examples_for(task, settings)
         self._earlier_scores: dict[str, float] = {}  # repeated_candidates keep_score: prompt_key -> eval score
+        # selection paper (the official optimize.py state): every prompt generated at an earlier step (its md5 set)
+        # and the latest eval score of each prompt scored (instruction_score_dict), by exact text.
+        self._paper_generated: set[str] = set()
+        self._paper_scores: dict[str, float] = {}
         self.log = structlog.get_logger().bind(task=task.name)
 
     def _note_candidates(self, record: StepResult, tried: set[str]) -> None:
         """A step's candidates are not proposed again (`drop`), or come back with their eval score (`keep_score`)."""
+        if self.settings.selection == "paper":
+            if record.step == 0:
+                self._paper_scores[record.prompt] = record.eval_score
+            for c in record.candidates:
+                self._paper_generated.add(c.prompt)
+                self._paper_scores[c.prompt] = c.score
+            return
         if self.settings.repeated_candidates != "keep_score":
             tried.update(c.prompt for c in record.candidates)
             return
@@ -154,13 +171,43 @@ class GPOTaskLoop:
         (scores,) = await self.services.score(self.task, [prompt], self.eval_examples)
         return mean(scores)
 
+    @property
+    def _traces_test(self) -> bool:
+        return self.settings.trace_scores and self.settings.evaluate_test and bool(self.test_examples)
+
+    async def _trace_test_score(self, prompt: str) -> float | None:
+        """trace_scores: a prompt's test score, as the official loop logs each step's prompt (test_log)."""
+        if not self._traces_test:
+            return None
+        (scores,) = await self.services.score(self.task, [prompt], self.test_examples)
+        return mean(scores)
+
+    async def _trace_test(self, prompt: str, kept: dict, counts: dict[str, int]) -> None:
+        """trace_scores: the step's prompt on the test split, into the step record's fields and counts."""
+        test_score = await self._trace_test_score(prompt)
+        if test_score is not None:
+            kept["test_score"] = test_score
+            counts["trace_scoring_calls"] = counts.get("trace_scoring_calls", 0) + len(self.test_examples)
+
+    async def _trace_train_score(self, t: int, prompt: str) -> tuple[float | None, int]:
+        """trace_scores: the current prompt on the step's training batch as the official loop slices it (train_log);
+        the score and the number of examples."""
+        if not self.settings.trace_scores:
+            return None, 0
+        batch = official_train_batch(self.train_examples, t, batch_size=self.settings.batch_size)
+        if not batch:
+            return None, 0
+        (scores,) = await self.services.score(self.task, [prompt], batch)
+        return mean(scores), len(batch)
+
     async def run(self, *, completed: Sequence[StepResult] = ()) -> TaskResult:
         """Run (or continue, given the completed steps of an interrupted run) to the end."""
         s = self.settings
         records = sorted(completed, key=lambda r: r.step)
         if not records:
             initial = StepResult(
-                step=0, edit_budget=0, prompt=s.initial_prompt, eval_score=await self._eval_score(s.initial_prompt)
+                step=0, edit_budget=0, prompt=s.initial_prompt, eval_score=await self._eval_score(s.initial_prompt),
+                test_score=await self._trace_test_score(s.initial_prompt),
             )
             await self.services.step_done(self.task, initial)
             records = [initial]
@@ -267,7 +314,15 @@ class GPOTaskLoop:
         log = self.log.bind(step=t)
         current = trajectory[-1].prompt
         budget = self.schedule.budget(t)
+        train_score, traced = await self._trace_train_score(t, current)  # optimize.py logs it before generating
         shown, kept, extra_counts = await self._direction_and_momentum(t, trajectory, records)
+        if traced:
+            kept["train_score"] = train_score
+            extra_counts["trace_scoring_calls"] = traced
+        paper = s.selection == "paper"
+        current_score = trajectory[-1].score
+        if paper:  # optimize.py shows instruction_score_dict's score, not the one the step was recorded with
+            current_score = self._paper_scores.get(current, current_score)
         generated = await self.services.generate(
             GenerationRequest(
                 task=self.task.name,
@@ -276,7 +331,7 @@ class GPOTaskLoop:
                 format_examples=self.format_examples,
                 edit_budget=budget,
                 n=s.candidates,
-                tried=tuple(sorted(tried)),
+                tried=() if paper else tuple(sorted(tried)),
                 placement=s.placement,
                 structured=self.structured,
                 enforcement=s.edit_enforcement,
@@ -286,12 +341,15 @@ class GPOTaskLoop:
                 max_tokens=self.optimizer_max_tokens,
                 template=self.template,
                 style=s.meta_prompt_style,
-                current_score=trajectory[-1].score,
+                current_score=current_score,
                 update=s.update,
                 budget_in_prompt=s.budget_in_prompt,
+                extraction=s.candidate_extraction,
                 **shown,
             )
         )
+        if paper:
+            return await self._paper_step(t, current, budget, generated, trajectory, kept, extra_counts)
         reused: list[ScoredCandidate] = []
         if s.candidate_scoring == "eval":
             fresh = list(generated.candidates)
@@ -328,6 +386,7 @@ class GPOTaskLoop:
         if chosen is None:
             # No usable candidate this step: stay on the current prompt (recorded, so resume is exact).
             log.warning("no_candidate", counts=counts)
+            await self._trace_test(current, kept, counts)
             return StepResult(
                 step=t, edit_budget=budget, prompt=current, eval_score=trajectory[-1].score,
                 candidates=tuple(scored), counts=counts, **kept,
@@ -336,10 +395,41 @@ class GPOTaskLoop:
         eval_score = chosen.score if s.candidate_scoring == "eval" else await self._eval_score(chosen.prompt)
         log.info("step_done", edit_budget=budget, candidates=len(scored), chosen_score=chosen.score,
                  eval_score=eval_score)
+        await self._trace_test(chosen.prompt, kept, counts)
         return StepResult(
             step=t, edit_budget=budget, prompt=chosen.prompt, eval_score=eval_score,
             candidates=tuple(scored), counts=counts, **kept,
         )
+
+    async def _paper_step(
+        self, t: int, current: str, budget: int, generated: GenerationResult, trajectory: list[TrajectoryEntry],
+        kept: dict, extra_counts: dict[str, int],
+    ) -> StepResult:
+        """selection paper: optimize.py's step after generation. A candidate generated at an earlier step competes
+        with its latest eval score; the others (the initial prompt too, until it was generated once) are scored on
+        the eval split; the ranking and the rule are core/selection.py's paper_ranking and paper_select."""
+        s = self.settings
+        repeated = [p for p in generated.candidates if p in self._paper_generated]
+        new = paper_new_order([p for p in generated.candidates if p not in self._paper_generated],
+                              order=s.new_candidate_order, seed=s.seed, task=self.task.name, step=t)
+        reused = [ScoredCandidate(prompt=p, score=self._paper_scores[p], edit_distance=word_edit_distance(current, p),
+                                  examples=len(self.eval_examples)) for p in repeated]
+        scored: list[ScoredCandidate] = []
+        if new:
+            per_prompt = await self.services.score(self.task, new, self.eval_examples)
+            scored = [ScoredCandidate(prompt=p, score=mean(sc), edit_distance=word_edit_distance(current, p),
+                                      examples=len(sc)) for p, sc in zip(new, per_prompt, strict=True)]
+        ranking = paper_ranking(current, [(c.prompt, c.score) for c in reused], [(c.prompt, c.score) for c in scored])
+        prompt, score = paper_select(ranking, chosen_before=[e.prompt for e in trajectory if e.step >= 1])
+        counts = {**generated.counts, "scoring_calls": len(new) * len(self.eval_examples),
+                  "scoring_calls_full": len(new) * len(self.eval_examples), **extra_counts}
+        if reused:
+            counts["reused_score"] = len(reused)
+        self.log.info("step_done", step=t, edit_budget=budget, candidates=len(scored) + len(reused),
+                      chosen_score=score, stayed=prompt == current)
+        await self._trace_test(prompt, kept, counts)
+        return StepResult(step=t, edit_budget=budget, prompt=prompt, eval_score=score,
+                          candidates=tuple(scored + reused), counts=counts, **kept)
 
     async def _score_on_eval(
         self, t: int, current: str, prompts: Sequence[str], trajectory: list[TrajectoryEntry]
@@ -381,7 +471,12 @@ class GPOTaskLoop:
         best = select_best(trajectory)
         initial = trajectory[0]
         initial_test = best_test = None
-        if self.settings.evaluate_test and self.test_examples:
+        by_step = {r.step: r for r in records}
+        traced = (by_step[0].test_score, by_step[best.step].test_score) if best.step in by_step and 0 in by_step else None
+        if self._traces_test and traced is not None and None not in traced:
+            # trace_scores scored every trajectory prompt on the test split already.
+            initial_test, best_test = traced
+        elif self.settings.evaluate_test and self.test_examples:
             prompts = [initial.prompt] if best.prompt == initial.prompt else [initial.prompt, best.prompt]
             scores = await self.services.score(self.task, prompts, self.test_examples)
             initial_test = mean(scores[0])

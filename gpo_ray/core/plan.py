@@ -8,7 +8,9 @@ them and `second_turn_calls` says how many of them there are.
 The design-space variants (core/variants.py) add, and the totals include: with `direction: feedback`, one feedback
 call per step (`feedback_calls`) and the current prompt's scoring on the step's training batch
 (`feedback_scoring_calls`, second turns included); with `momentum.update: summarize`, one summarize call per step
-from the second on (`summarize_calls`).
+from the second on (`summarize_calls`). With `trace_scores`, the current prompt on each step's training batch and
+every trajectory prompt on the test split (`trace_scoring_calls`, second turns included), in place of the initial and
+best prompts' test scoring at the end.
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ class TaskPlan:
     feedback_calls: int = 0  # optimizer calls, included in optimizer_calls
     summarize_calls: int = 0  # optimizer calls, included in optimizer_calls
     feedback_scoring_calls: int = 0  # task-model calls, included in task_model_calls (second turns too)
+    # trace_scores: the current prompt on each step's training batch and every trajectory prompt (the initial one
+    # too) on the test split; these replace the initial and best prompts' final test scoring. In task_model_calls.
+    trace_scoring_calls: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -111,7 +116,12 @@ def plan_task(
                     else settings.candidates * n_eval)
     else:
         per_step = settings.candidates * min(settings.batch_size, len(train_examples(task, settings))) + n_eval
-    scored = n_eval + steps * per_step + 2 * n_test  # (prompt, example) pairs scored
+    trace_scored = 0
+    if settings.trace_scores:
+        trace_scored = sum(step_batch_sizes(len(train_examples(task, settings)), batch_size=settings.batch_size,
+                                            steps=steps)) + (steps + 1) * n_test
+    final_test = 0 if settings.trace_scores else 2 * n_test
+    scored = n_eval + steps * per_step + final_test + trace_scored  # (prompt, example) pairs scored
     second_turn = has_second_turn(task, settings)
     second_turns = scored if second_turn else 0
     task_calls = scored + second_turns
@@ -159,6 +169,7 @@ def plan_task(
         feedback_calls=feedback_calls,
         summarize_calls=summarize_calls,
         feedback_scoring_calls=feedback_scoring_calls,
+        trace_scoring_calls=trace_scored * (2 if second_turn else 1),
     )
 
 

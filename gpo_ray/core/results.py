@@ -25,6 +25,10 @@ class StepResult:
     # prompt with momentum_score). In the checkpoint, so a resumed run goes on from it without asking again.
     momentum: str | None = None
     momentum_score: float | None = None
+    # optimizer.trace_scores: the current prompt's score on the step's training batch (before the step) and the
+    # chosen prompt's on the test split (step 0: the initial prompt's), as the official code logs them.
+    train_score: float | None = None
+    test_score: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -36,7 +40,7 @@ class StepResult:
             "counts": dict(self.counts),
         }
         # Only when set: a default run's records keep their shape.
-        for key in ("feedback", "momentum", "momentum_score"):
+        for key in ("feedback", "momentum", "momentum_score", "train_score", "test_score"):
             if getattr(self, key) is not None:
                 d[key] = getattr(self, key)
         return d
@@ -53,6 +57,8 @@ class StepResult:
             feedback=None if d.get("feedback") is None else str(d["feedback"]),
             momentum=None if d.get("momentum") is None else str(d["momentum"]),
             momentum_score=None if d.get("momentum_score") is None else float(d["momentum_score"]),
+            train_score=None if d.get("train_score") is None else float(d["train_score"]),
+            test_score=None if d.get("test_score") is None else float(d["test_score"]),
         )
 
 

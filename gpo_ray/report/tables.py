@@ -16,7 +16,7 @@ STEP_COLUMNS = ("step", "edit budget", "edit distance", "eval score", "candidate
                 "extra calls")
 # The design-space variants' extra calls a step records (core/variants.py), as the report names them.
 EXTRA_CALLS = (("feedback_calls", "feedback"), ("feedback_scoring_calls", "feedback scoring"),
-               ("summarize_calls", "summarize"))
+               ("summarize_calls", "summarize"), ("trace_scoring_calls", "trace scoring"))
 
 
 def score(x: float | None) -> str:

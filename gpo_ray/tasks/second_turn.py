@@ -70,14 +70,29 @@ def end_choice(question: str) -> str:
     return found.group(0) if found else last
 
 
-def second_turn_text(task_name: str, metric: MetricKind, question: str) -> str | None:
-    """The user turn that asks for the final answer, or None when the task gets no second turn."""
+def paper_end_choice(first_turn: str, *, placement_end: bool) -> str:
+    """The last option as the official code reads it with `end_choice: paper`: from the first turn's text (question
+    and prompt), its second-to-last line when the prompt follows the question (Q_end), else its last line (Q_begin);
+    so with a prompt of several lines, a line of the prompt. The first bracketed letter of that line, else the line.
+    (A one-line first turn with Q_end makes the official code raise IndexError; here it reads that line.)"""
+    lines = first_turn.split("\n")
+    line = lines[-2] if placement_end and len(lines) >= 2 else lines[-1]
+    found = BRACKETED.search(line)
+    return found.group(0) if found else line
+
+
+def second_turn_text(
+    task_name: str, metric: MetricKind, question: str, *, choice: str | None = None
+) -> str | None:
+    """The user turn that asks for the final answer, or None when the task gets no second turn. `choice`: the last
+    option to name for a multiple-choice task (end_choice paper), else found in the question (`end_choice`)."""
     family, _, sub = task_name.partition("/")
+    last = choice
     if family == "bbh":
         if sub in _BBH_FIXED:
             return _BBH_FIXED[sub]
         if sub in BBH_CHOICE_TASKS:
-            return OPTION_AMONG.format(end_choice=end_choice(question))
+            return OPTION_AMONG.format(end_choice=last if last is not None else end_choice(question))
     elif family == "mmlu":
         return MMLU
     elif task_name == "wsc":
@@ -88,7 +103,7 @@ def second_turn_text(task_name: str, metric: MetricKind, question: str) -> str |
         return None
     metric = MetricKind(metric)
     if metric is MetricKind.MULTIPLE_CHOICE:
-        return OPTION_AMONG.format(end_choice=end_choice(question))
+        return OPTION_AMONG.format(end_choice=last if last is not None else end_choice(question))
     if metric is MetricKind.NUMERIC:
         return NUMBER
     return None

@@ -75,9 +75,15 @@ def test_paper_preset_sends_the_official_text(tmp_path):
         fresh = len(step.candidates) - step.counts.get("reused_score", 0)
         assert step.counts["scoring_calls"] == fresh * len(task.eval)
         assert all(c.examples == len(task.eval) for c in step.candidates)
-    # Scoring as the plan counts it: the initial prompt on eval, each step's candidates on eval, initial and best on
-    # test; every example asked twice (the second turn for the final answer). The plan counts 8 new candidates a step.
-    first_turns = len(task.eval) + sum(s.counts["scoring_calls"] for s in result.steps) + 2 * len(task.test)
+    # Scoring as the plan counts it: the initial prompt on eval and on test, each step's candidates on eval, and the
+    # traces (trace_scores): the current prompt on each step's training batch, the step's prompt on test; every
+    # example asked twice (the second turn for the final answer). The plan counts 8 new candidates a step.
+    assert all(s.train_score is not None and s.test_score is not None for s in result.steps)
+    assert result.initial_test_score is not None
+    traced = [s.counts["trace_scoring_calls"] for s in result.steps]
+    assert traced == [4 + len(task.test)] * 2  # batches of 4 (file order), the test split
+    first_turns = (len(task.eval) + len(task.test) + sum(s.counts["scoring_calls"] for s in result.steps)
+                   + sum(traced))
     received = [r for r in log if r["role"] != "optimizer"]
     assert len(received) == 2 * first_turns == results.usage["task_model"]["requests"]
     assert [len(s.candidates) - s.counts.get("reused_score", 0) for s in result.steps] == [8, 8]

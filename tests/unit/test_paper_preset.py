@@ -25,7 +25,7 @@ def test_preset_sets_the_official_configuration():
     c = load_config(overrides={"tasks": ["example/arithmetic"], "preset": "paper"})
     o = c.optimizer
     assert (o.meta_prompt_style, o.retrieval_order, o.format_example_sampling, o.repeated_candidates) == (
-        "paper", "as_selected", "seeded", "keep_score")
+        "paper", "as_selected", "paper", "keep_score")
     assert (o.candidate_scoring, o.initial_prompt, o.candidates, o.format_examples) == (
         "eval", "Let's think step by step.", 8, 3)
     assert (o.retrieval, o.retrieval_k, o.epochs, o.batch_size) == ("relevance", 3, 3, 8)
@@ -138,7 +138,8 @@ class TwoCandidates:
 @pytest.mark.parametrize("repeated", ["keep_score", "drop"])
 async def test_a_candidate_proposed_again_keeps_its_earlier_score(repeated):
     task = _task()
-    settings = _paper_settings(candidates=2, repeated_candidates=repeated, retrieval="recency")
+    # gpo-ray's own selection rule with the keep_score reuse (the paper rule: test_paper_loop_official.py)
+    settings = _paper_settings(candidates=2, repeated_candidates=repeated, retrieval="recency", selection="own")
     services = InProcessServices(optimizer_llm=TwoCandidates(), task_llm=ScriptedLLM(task_model_config()),
                                  embed=_hashed_bow, task_params=TaskModelParams())
     result = await GPOTaskLoop(task, settings=settings, services=services, structured=False).run()
@@ -170,8 +171,10 @@ def test_plan_gives_the_papers_call_counts_for_a_bbh_task(shared_data_dir, capsy
     plan = json.loads(capsys.readouterr().out)["tasks"]["bbh/navigate"]
     assert (plan["train"], plan["eval"], plan["steps"]) == (48, 48, 18)
     assert plan["optimizer_calls"] == 18 * 8
-    # the initial prompt on eval, 8 candidates on the 48 eval examples a step, initial and best on test; each
-    # example asked twice (the second turn for the final answer)
-    first_turns = 48 + 18 * 8 * 48 + 2 * plan["test"]
+    # the initial prompt on eval, 8 candidates on the 48 eval examples a step, the current prompt on each step's
+    # batch of 8 and every trajectory prompt on test (trace_scores: the initial and 18 steps'); each example asked
+    # twice (the second turn for the final answer)
+    first_turns = 48 + 18 * 8 * 48 + 18 * 8 + 19 * plan["test"]
     assert plan["second_turn_calls"] == first_turns
+    assert plan["trace_scoring_calls"] == 2 * (18 * 8 + 19 * plan["test"])
     assert plan["task_model_calls"] == 2 * first_turns
