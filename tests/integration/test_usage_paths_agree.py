@@ -27,18 +27,14 @@ import pytest
 from gpo_ray.api import optimize
 from gpo_ray.config import RunConfig
 from gpo_ray.controller import warm_start
-from gpo_ray.report.run_view import read_run
-from gpo_ray.report.tables import usage_rows
 from gpo_ray.runtime.run_dir import task_file_name
 from gpo_ray.testing import ThreadedFake
 from tests.integration.test_e2e_optimize import fake_config, make_config
 from tests.integration.test_e2e_paper_preset import paper_config
 from tests.integration.test_metrics_ray import scrape_all_nodes, total
+from tests.integration.usage_checks import assert_files_agree_with_the_endpoint, driver_events
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
-
-# The fake's reply roles of each of the run's roles.
-ENDPOINT_ROLES = {"optimizer": ("optimizer", "feedback", "summarize"), "task_model": ("task",)}
 
 
 def unique_run_dir(tmp_path: Path, what: str) -> Path:
@@ -53,30 +49,6 @@ def one_task_config(tmp_path: Path, base_url: str, **optimizer) -> RunConfig:
 
 def read(run_dir: Path) -> tuple[dict, dict]:
     return (json.loads((run_dir / "usage.json").read_text()), json.loads((run_dir / "results.json").read_text()))
-
-
-def driver_events(run_dir: Path, event: str) -> list[dict]:
-    lines = (run_dir / "logs" / "driver.jsonl").read_text().splitlines()
-    return [e for e in map(json.loads, lines) if e.get("event") == event]
-
-
-def assert_files_agree_with_the_endpoint(run_dir: Path, endpoint: dict) -> dict:
-    """usage.json == results.json's usage == the report's table, and == what the endpoint received. Returns usage."""
-    usage, results = read(run_dir)
-    assert results["usage"] == usage
-    assert driver_events(run_dir, "usage_counter_reset") == [], "no actor restarted: nothing may be carried over"
-    for role, fake_roles in ENDPOINT_ROLES.items():
-        u = usage[role]
-        assert u["requests"] == sum(endpoint["roles"].get(r, 0) for r in fake_roles), role
-        assert u["retries"] == 0 and u["errors"] == {}, role
-        assert u["calls"] == u["requests"] + u["cache_hits"], f"{role}: a call is a request or a cache hit, once"
-    assert sum(u["prompt_tokens"] for u in usage.values()) == endpoint["prompt_tokens"]
-    assert sum(u["completion_tokens"] for u in usage.values()) == endpoint["completion_tokens"]
-    rows = {row[0].split(" ")[0]: row for row in usage_rows(read_run(run_dir, resolve_data=False))}
-    for role, u in usage.items():
-        assert rows[role][1:3] == [f"{u['calls']:,}", f"{u['requests']:,}"], role
-        assert rows[role][6] == f"{u['cache_hits']:,}", role
-    return usage
 
 
 def assert_metrics_agree(run_dir: Path, usage: dict) -> None:
