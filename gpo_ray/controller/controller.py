@@ -51,7 +51,11 @@ def counts_went_down(now: dict[str, Any], before: dict[str, Any]) -> bool:
 
 
 class UsageAcrossRestarts:
-    """Each actor's usage over all the processes Ray ran it in (see Controller.refresh_usage)."""
+    """Each actor's usage over all the processes Ray ran it in (see Controller.refresh_usage).
+
+    Answers must come in the order they were asked: an actor's answer lower than the one before is read as a restart,
+    so an older answer taken after a newer one would carry the newer one over twice (refresh_usage runs one at a
+    time for this)."""
 
     def __init__(self, *, log: Any) -> None:
         self._log = log
