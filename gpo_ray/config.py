@@ -410,8 +410,10 @@ class ClusterSettings(_Frozen):
 
 
 class BudgetSettings(_Frozen):
-    max_calls: int | None = Field(default=None, gt=0, description="stop after this many LLM calls in all")
-    max_tokens: int | None = Field(default=None, gt=0, description="stop after this many tokens in all")
+    max_calls: int | None = Field(default=None, gt=0, description="stop after this many LLM requests in all "
+                                  "(usage.json `requests`: retries count, cache hits are free)")
+    max_tokens: int | None = Field(default=None, gt=0, description="stop after this many tokens in all "
+                                   "(what the endpoint reported: cache hits are free)")
 
 
 class EmbedderConfig(_Frozen):

@@ -51,7 +51,11 @@ def counts_went_down(now: dict[str, Any], before: dict[str, Any]) -> bool:
 
 
 class UsageAcrossRestarts:
-    """Each actor's usage over all the processes Ray ran it in (see Controller.refresh_usage)."""
+    """Each actor's usage over all the processes Ray ran it in (see Controller.refresh_usage).
+
+    Answers must come in the order they were asked: an actor's answer lower than the one before is read as a restart,
+    so an older answer taken after a newer one would carry the newer one over twice (refresh_usage runs one at a
+    time for this)."""
 
     def __init__(self, *, log: Any) -> None:
         self._log = log
@@ -170,6 +174,8 @@ class Controller:
         self.records: dict[str, list[StepResult]] = {}
         self.log = structlog.get_logger()
         self._across_restarts = UsageAcrossRestarts(log=self.log)
+        # One usage refresh at a time (see refresh_usage): answers are then taken in the order they were asked.
+        self._usage_lock = asyncio.Lock()
         self._write_lock = asyncio.Lock()
         self.clock = RunClock(self._previous_results().get("timing"))
         # Made here, in the driver process, once Ray is up (or handed in: a warm start's, held until Ray is up);
@@ -206,16 +212,25 @@ class Controller:
         answer is kept: an actor that does not answer (being restarted) still counts what it last reported, and
         one whose counts went down was restarted, so its last answer is carried over and its new counts add to it
         (a counter reset, as Prometheus's rate() reads one). What a killed process counted after its last answer,
-        at most STATE_INTERVAL_S of calls, is lost; the logs have each failed attempt."""
-        args = () if self.shared is None else (self.shared.account,)  # a sweep's sub-run: its own account's usage
-        opt = await asyncio.gather(*(h.usage.remote(*args) for h in self.refiner_handles), return_exceptions=True)
-        task = await asyncio.gather(*(h.usage.remote(*args) for h in self.evaluator_handles), return_exceptions=True)
-        before = self.usage_before
-        self.usage = {
-            role: sum_usage([before.get(role, {}), *self._across_restarts.counts(role, answers)])
-            for role, answers in ((Role.OPTIMIZER, opt), (Role.TASK_MODEL, task))
-        }
-        return self.usage
+        at most STATE_INTERVAL_S of calls, is lost; the logs have each failed attempt.
+
+        Refreshes run one at a time. Several callers refresh (the every-second keeper, the deferred state write, a
+        budget's per-step check, the run's end); two at once could take their answers in the opposite order to
+        the one they asked in, and an actor's older, lower answer taken after a newer one looked like a restart:
+        the newer answer was carried over and counted twice (issue 23: usage.json said 39 optimizer calls where
+        the endpoint and the exported metrics saw 36, and a run alone 21 where its sweep twin said 18)."""
+        async with self._usage_lock:
+            args = () if self.shared is None else (self.shared.account,)  # a sweep's sub-run: its account's usage
+            opt = await asyncio.gather(*(h.usage.remote(*args) for h in self.refiner_handles),
+                                       return_exceptions=True)
+            task = await asyncio.gather(*(h.usage.remote(*args) for h in self.evaluator_handles),
+                                        return_exceptions=True)
+            before = self.usage_before
+            self.usage = {
+                role: sum_usage([before.get(role, {}), *self._across_restarts.counts(role, answers)])
+                for role, answers in ((Role.OPTIMIZER, opt), (Role.TASK_MODEL, task))
+            }
+            return self.usage
 
     def total_calls(self) -> int:
         return sum(int(u.get("requests", 0)) for u in self.usage.values())

@@ -17,6 +17,7 @@ from gpo_ray.api import optimize
 from gpo_ray.testing import ThreadedFake
 
 from tests.integration.test_e2e_optimize import fake_config, make_config
+from tests.integration.usage_checks import assert_files_agree_with_the_endpoint
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
@@ -85,8 +86,11 @@ def test_a_run_exports_its_gpo_metrics_matching_its_usage_and_results(tmp_path):
         run = f"metrics-{uuid.uuid4().hex[:8]}"  # the run tag: unique, other tests' runs share this cluster
         config = config.model_copy(update={"run_dir": tmp_path / run})
         optimize(config)
+        endpoint = fake.stats()  # this test's own endpoint: only this run's requests
 
-    usage = json.loads((config.run_dir / "usage.json").read_text())
+    # The paths agree: usage.json with the endpoint (issue 23: it once counted an actor's calls twice), and below the
+    # exported metrics with usage.json.
+    usage = assert_files_agree_with_the_endpoint(config.run_dir, endpoint)
     results = json.loads((config.run_dir / "results.json").read_text())
     assert usage["optimizer"]["requests"] > 0 and usage["task_model"]["requests"] > 0
     want = expected_series(run, usage, results)

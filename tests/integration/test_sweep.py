@@ -25,6 +25,7 @@ from gpo_ray.runtime.run_dir import task_file_name
 from gpo_ray.sweep import resume_sweep, sweep
 from gpo_ray.testing import ThreadedFake
 from tests.integration.test_e2e_optimize import fake_config, make_config
+from tests.integration.usage_checks import ENDPOINT_ROLES, assert_files_agree_with_the_endpoint
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
@@ -38,21 +39,33 @@ def base_config(root, base_url: str) -> dict:
     return config
 
 
+def endpoint_settings(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fake")
+    return fake_config(make_config(root, "http://placeholder/v1")).model_copy(update={"latency_s": 0.02})
+
+
 @pytest.fixture(scope="module")
 def endpoint(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fake")
-    cfg = fake_config(make_config(root, "http://placeholder/v1")).model_copy(update={"latency_s": 0.02})
-    with ThreadedFake(cfg) as fake:
+    with ThreadedFake(endpoint_settings(tmp_path_factory)) as fake:
         yield fake
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(endpoint, tmp_path_factory):
+def uninterrupted(tmp_path_factory):
+    """The sweep on an endpoint of its own: whatever other tests leave behind (a killed driver's last requests) never
+    reaches the counts it is compared with."""
     root = tmp_path_factory.mktemp("sweep")
-    grid = grid_from_dict({"base": base_config(root, endpoint.base_url), "axes": AXES, "seeds": SEEDS}, folder=root)
-    endpoint.reset()
-    results = sweep(grid, sweep_dir=root / "sweep")
-    return results, endpoint.stats()["requests"], root
+    with ThreadedFake(endpoint_settings(tmp_path_factory)) as own:
+        grid = grid_from_dict({"base": base_config(root, own.base_url), "axes": AXES, "seeds": SEEDS}, folder=root)
+        results = sweep(grid, sweep_dir=root / "sweep")
+        stats = own.stats()
+    return results, stats, root
+
+
+def on_endpoint(config, base_url: str):
+    """The config with both roles sent to `base_url` (what is asked is unchanged)."""
+    return config.model_copy(update={role: getattr(config, role).model_copy(update={"base_url": base_url})
+                                     for role in ("task_model", "optimizer_model")})
 
 
 def checkpoint_steps(run_dir, task: str) -> list[int]:
@@ -60,27 +73,39 @@ def checkpoint_steps(run_dir, task: str) -> list[int]:
     return [json.loads(line)["step"] for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def test_sweep_equals_its_variants_run_one_by_one_with_fewer_endpoint_requests(uninterrupted, endpoint,
+def test_sweep_equals_its_variants_run_one_by_one_with_fewer_endpoint_requests(uninterrupted, tmp_path_factory,
                                                                               tmp_path):
-    results, sweep_requests, root = uninterrupted
+    results, sweep_stats, root = uninterrupted
+    sweep_requests = sweep_stats["requests"]
     assert len(results.runs) == 8 and results.status == "completed"
+    assert not usage_resets(root / "sweep" / "logs" / "driver.jsonl"), "no actor restarted: nothing carried over"
     alone_requests = 0
     for name, run in results.runs.items():
-        config = run_config_of(root / "sweep" / "runs" / name)
-        config = config.model_copy(update={"run_dir": tmp_path / name})  # its own cache in its own directory
-        endpoint.reset()
-        alone = optimize(config)
-        alone_requests += endpoint.stats()["requests"]
+        # Each run alone on a fresh endpoint of its own, with its own cache in its own directory.
+        with ThreadedFake(endpoint_settings(tmp_path_factory)) as fresh:
+            config = on_endpoint(run_config_of(root / "sweep" / "runs" / name), fresh.base_url)
+            alone = optimize(config.model_copy(update={"run_dir": tmp_path / name}))
+            stats = fresh.stats()
+        alone_requests += stats["requests"]
+        assert_files_agree_with_the_endpoint(alone.run_dir, stats)
         assert run.tasks == alone.tasks, f"{name}: the sweep changed what the run found"
+        # What a variant asked for is counted whoever sent it first (and whatever the cache answered): its calls
+        # equal those of the run alone.
         for role in ("optimizer", "task_model"):
             assert run.usage[role]["calls"] == alone.usage[role]["calls"], (name, role)
         assert len(run.tasks) == 3
     assert sweep_requests < alone_requests, (sweep_requests, alone_requests)
-    # Each sub-run's usage counts what it asked for; the requests sent add up to what the endpoint saw.
-    assert sum(r.usage["task_model"]["requests"] + r.usage["optimizer"]["requests"]
-               for r in results.runs.values()) == sweep_requests
-    # What a variant asked for is counted whoever sent it first: its calls equal those of the run alone.
+    # Each sub-run's usage counts what it asked for; the requests sent add up to what the endpoint saw, per role.
+    for role, fake_roles in ENDPOINT_ROLES.items():
+        assert sum(r.usage[role]["requests"] for r in results.runs.values()) == sum(
+            sweep_stats["roles"].get(r, 0) for r in fake_roles), role
+    assert sum(r.usage[role]["prompt_tokens"] + r.usage[role]["completion_tokens"]
+               for r in results.runs.values() for role in ENDPOINT_ROLES) == sweep_stats["total_tokens"]
     print(f"endpoint requests: sweep {sweep_requests}, the 8 runs one by one {alone_requests}")
+
+
+def usage_resets(log_file) -> list[str]:
+    return [line for line in log_file.read_text().splitlines() if '"usage_counter_reset"' in line]
 
 
 def run_config_of(run_dir):
