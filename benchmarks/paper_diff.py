@@ -47,7 +47,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIMS = Path(__file__).resolve().parent / "paper_diff_shims"
-DEFAULT_DATA = Path("/work/shared/datasets/gpo")
+DEFAULT_DATA = Path(os.environ.get("GPO_SHARED_DATA") or ROOT.parent / "shared" / "datasets" / "gpo")
 DEPS_DIR = Path(tempfile.gettempdir()) / "gpo-paper-diff-deps"
 # Pure-Python packages the official code imports that gpo-ray's venv lacks (installed with --no-deps into DEPS_DIR).
 OFFICIAL_DEPS = ("absl-py", "rouge", "pandas", "python-dateutil", "pytz", "tzdata", "six")
@@ -55,6 +55,7 @@ PROBE = "Does the sun rise from the north? Just answer yes or no."
 OPTIMIZER_MODEL = "gpt-3.5-turbo"  # GPO.sh's OPTIMIZER; gpo-ray's config names the same model
 TASK_MODEL = "fake-task-model"
 EPS = 1e-9
+OFFICIAL_TIMEOUT_S = 3600  # its retry loops never give up on an endpoint that is gone
 
 # Request fields that differ by design (the comparison lines the two sides up through them).
 BY_DESIGN = {
@@ -476,7 +477,7 @@ def run_official(*, official: Path, base_url: str, task: str, epochs: int, out: 
     started = time.monotonic()
     with open(out / "official.log", "w") as log:
         proc = subprocess.run([python, "src/optimization/main.py", *args], cwd=work, env=env, stdout=log,
-                              stderr=subprocess.STDOUT)
+                              stderr=subprocess.STDOUT, timeout=OFFICIAL_TIMEOUT_S)
     if proc.returncode != 0:
         raise SystemExit(f"the official loop failed (exit {proc.returncode}); see {out / 'official.log'}")
     found = sorted(work.glob(f"outputs/optimization-results/*/result_by_instruction/{sub}/results_dict.json"))
