@@ -57,6 +57,13 @@ TASK_MODEL = "fake-task-model"
 EPS = 1e-9
 OFFICIAL_TIMEOUT_S = 3600  # its retry loops never give up on an endpoint that is gone
 
+# Known causes of request-field differences: (field, official value, gpo-ray value) -> cause.
+FIELD_CAUSES = {
+    ("max_tokens", 256, None): "the task model's max_tokens: a config that names the task model's endpoint rebuilds "
+                               "the role from LLMRoleConfig's field defaults (None), and the preset does not set it "
+                               "(issue 23's first defect); the official scorer sends 256",
+}
+
 # Request fields that differ by design (the comparison lines the two sides up through them).
 BY_DESIGN = {
     "n": "the official loop asks n=8 per call and reads choices[0]; gpo-ray sends 8 seeded single calls "
@@ -177,7 +184,8 @@ def index_optimizer(records: Sequence[dict[str, Any]], seed_table: dict[int, tup
 
 def diff_optimizer_requests(cmp: Comparison, official: dict[tuple[int, int], dict[str, Any]],
                             ours: dict[tuple[int, int], dict[str, Any]],
-                            step_causes: dict[int, str] | None = None) -> None:
+                            step_causes: dict[int, str] | None = None,
+                            format_examples: Sequence[dict[str, Any]] | None = None) -> None:
     """Each (step, index): the messages, then temperature, max_tokens and model; n and seed are by design."""
     step_causes = step_causes or {}
     for slot in sorted(set(official) | set(ours)):
@@ -194,8 +202,14 @@ def diff_optimizer_requests(cmp: Comparison, official: dict[tuple[int, int], dic
         fields = [k for k in ("temperature", "max_tokens", "model") if ba.get(k) != bb.get(k)]
         cmp.tally("optimizer requests", same_text and not fields)
         if not same_text:
-            cmp.add("optimizer request text", where, first_difference(message_text(ba), message_text(bb)),
-                    step_causes.get(step, ""))
+            cause = step_causes.get(step, "")
+            if format_examples is not None:
+                ia = format_indices_in(message_text(ba), format_examples)
+                ib = format_indices_in(message_text(bb), format_examples)
+                if ia != ib:
+                    cause = "; ".join(filter(None, (f"format exemplars: official {ia} (numpy's legacy draw after "
+                                                    f"np.random.seed(0)), gpo-ray {ib}", cause)))
+            cmp.add("optimizer request text", where, first_difference(message_text(ba), message_text(bb)), cause)
         for k in fields:
             cmp.add(f"optimizer request {k}", where, f"official {ba.get(k)!r}, gpo-ray {bb.get(k)!r}")
         reply_a, reply_b = (a.get("replies") or [""])[0], (b.get("replies") or [""])[0]
@@ -219,6 +233,7 @@ def diff_steps(cmp: Comparison, official: Sequence[StepView], ours: Sequence[Ste
     a_by, b_by = {s.step: s for s in official}, {s.step: s for s in ours}
     causes: dict[int, str] = {}
     diverged: int | None = None
+    chosen_before: set[str] = set()
     for t in sorted(set(a_by) | set(b_by)):
         a, b = a_by.get(t), b_by.get(t)
         if diverged is not None:
@@ -237,8 +252,13 @@ def diff_steps(cmp: Comparison, official: Sequence[StepView], ours: Sequence[Ste
             if same:
                 continue
             if sa is None or sb is None:
+                cause = causes.get(t, "")
+                if not cause and sa is not None and prompt in chosen_before:
+                    cause = ("a prompt chosen at an earlier step proposed again: the official ranking lists it with "
+                             "its earlier eval score (it cannot be chosen again); gpo-ray's keep_score leaves "
+                             "trajectory prompts out")
                 cmp.add("candidate", f"step {t}", f"scored by {'official' if sa is not None else 'gpo-ray'} only: "
-                        f"{prompt!r} ({sa if sa is not None else sb})", causes.get(t, ""))
+                        f"{prompt!r} ({sa if sa is not None else sb})", cause)
             else:
                 cmp.add("candidate score", f"step {t}", f"{prompt!r}: official {sa}, gpo-ray {sb}", causes.get(t, ""))
         same_choice = a.chosen == b.chosen
@@ -251,6 +271,7 @@ def diff_steps(cmp: Comparison, official: Sequence[StepView], ours: Sequence[Ste
                                            "gpo-ray: its own rule)" if tie else ""))
             if diverged is None:
                 diverged = t
+        chosen_before.add(a.chosen)
     return causes
 
 
@@ -303,10 +324,38 @@ def diff_task_requests(cmp: Comparison, official: Sequence[dict[str, Any]], ours
         cmp.add("task requests on one side", f"{split} split, {turn}",
                 f"{n} sent by {side} only, prompt {prompt!r}", cause)
     for (turn, k, va, vb), n in sorted(fields.items(), key=str):
-        cmp.add(f"task request {k}", turn, f"official {va!r}, gpo-ray {vb!r} on {n} requests sent by both")
+        cause = FIELD_CAUSES.get((k, va, vb), "")
+        cmp.add(f"task request {k}", turn, f"official {va!r}, gpo-ray {vb!r} on {n} requests sent by both", cause)
     for (turn, na, nb), n in sorted(repeats.items()):
         cmp.notes.append(f"{n} task requests ({turn}) sent {na}x by the official loop and {nb}x by gpo-ray "
                          "(the same request again: its reply is the same)")
+
+
+def group_differences(differences: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Differences that say the same thing in several places, as one: "step 2, samples 0-7"."""
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    for d in differences:
+        groups.setdefault((d["what"], d["detail"], d["cause"]), []).append(d["where"])
+    out = []
+    for (what, detail, cause), wheres in groups.items():
+        samples: dict[str, list[int]] = {}
+        rest: list[str] = []
+        for w in wheres:
+            m = re.fullmatch(r"(step \d+), sample (\d+)", w)
+            if m:
+                samples.setdefault(m.group(1), []).append(int(m.group(2)))
+            else:
+                rest.append(w)
+        parts = []
+        for step, idx in samples.items():
+            idx.sort()
+            contiguous = idx == list(range(idx[0], idx[-1] + 1))
+            parts.append(f"{step}, sample {idx[0]}" if len(idx) == 1 else
+                         f"{step}, samples {idx[0]}-{idx[-1]}" if contiguous else
+                         f"{step}, samples {', '.join(map(str, idx))}")
+        out.append({"what": what, "where": "; ".join(parts + rest), "detail": detail, "cause": cause,
+                    "count": len(wheres)})
+    return out
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -317,8 +366,9 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += ["", "| compared | total | identical | differing |", "|---|---:|---:|---:|"]
     for cat, c in report["counts"].items():
         lines.append(f"| {cat} | {c['compared']} | {c['identical']} | {c['compared'] - c['identical']} |")
-    lines += ["", f"## Differences: {len(report['differences'])}", ""]
-    for d in report["differences"]:
+    grouped = group_differences(report["differences"])
+    lines += ["", f"## Differences: {len(report['differences'])} (in {len(grouped)} groups)", ""]
+    for d in grouped:
         lines.append(f"- **{d['what']}** @ {d['where']}: {d['detail']}" + (f" - *cause: {d['cause']}*"
                                                                             if d["cause"] else ""))
     if not report["differences"]:
@@ -328,6 +378,29 @@ def render_markdown(report: dict[str, Any]) -> str:
     if report["notes"]:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in report["notes"]]
     return "\n".join(lines) + "\n"
+
+
+def task_group_causes(official: Sequence[StepView], ours: Sequence[StepView], step_causes: dict[int, str],
+                      initial: str) -> dict[tuple[str, str], str]:
+    """Why task requests of a (split, prompt) may be sent by one side only: calls the preset does not make, or a
+    candidate only one side had (after a divergent choice)."""
+    causes: dict[tuple[str, str], str] = {}
+    for v in official:
+        prev = initial if v.step == 1 else next((w.chosen for w in official if w.step == v.step - 1), "")
+        causes.setdefault(("train", prev), f"the official loop scores the current prompt on step {v.step}'s training "
+                          "batch (train_log); the preset does not make that call")
+        causes.setdefault(("test", v.chosen), f"the official loop scores step {v.step}'s choice on the test split "
+                          "(test_log); the preset does not make that call")
+    for v in ours:
+        causes.setdefault(("test", v.chosen), "gpo-ray scores its best prompt on the test split at the end; the "
+                          "official loop never chose it" + (f" ({step_causes[v.step]})" if v.step in step_causes
+                                                            else ""))
+    for side in (official, ours):
+        for v in side:
+            for p in v.scores:
+                if v.step in step_causes:
+                    causes.setdefault(("eval", p), f"a candidate of step {v.step} ({step_causes[v.step]})")
+    return causes
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -690,27 +763,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     off_views = official_steps(off["results"], slots_a, steps_per_epoch)
     step_causes = diff_steps(cmp, off_views, gpo_views)
     # Causes of optimizer-text differences: the step's state differs once an earlier choice did.
-    diff_optimizer_requests(cmp, slots_a, slots_b, step_causes)
-    first_b = slots_b.get((1, 0))
-    first_a = slots_a.get((1, 0))
+    diff_optimizer_requests(cmp, slots_a, slots_b, step_causes, files["format"])
+    first_a, first_b = slots_a.get((1, 0)), slots_b.get((1, 0))
     if first_a and first_b:
-        ia = format_indices_in(message_text(first_a["body"]), files["format"])
-        ib = format_indices_in(message_text(first_b["body"]), files["format"])
-        cmp.notes.append(f"format exemplars shown: official {ia}, gpo-ray {ib}")
-        if ia != ib:
-            for d in cmp.differences:
-                if d.what == "optimizer request text" and d.where.startswith("step 1,") and not d.cause:
-                    d.cause = f"format exemplars: official indices {ia} (numpy legacy draw), gpo-ray {ib}"
+        cmp.notes.append(f"format exemplars shown: official {format_indices_in(message_text(first_a['body']), files['format'])}"
+                         f", gpo-ray {format_indices_in(message_text(first_b['body']), files['format'])}")
     questions = {ex["input"].strip(): split for split in ("test", "eval", "train") for ex in files[split]}
-    group_causes: dict[tuple[str, str], str] = {}
-    for v in off_views:
-        group_causes.setdefault(("test", v.chosen), f"the official loop scores step {v.step}'s chosen prompt on the "
-                                "test split (test_log); this preset does not make that call")
-        prev = initial if v.step == 1 else next((w.chosen for w in off_views if w.step == v.step - 1), "")
-        group_causes.setdefault(("train", prev), f"the official loop scores the current prompt on step {v.step}'s "
-                                "training batch (train_log); this preset does not make that call")
-    group_causes.setdefault(("test", initial), "both score the initial prompt on test; a request here on one "
-                            "side only differs in its text")
+    group_causes = task_group_causes(off_views, gpo_views, step_causes, initial)
     task_a = [r for r in records_a if classify(r).startswith("task_")]
     task_b = [r for r in records_b if classify(r).startswith("task_")]
     diff_task_requests(cmp, task_a, task_b, questions, group_causes)
