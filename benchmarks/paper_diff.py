@@ -616,7 +616,8 @@ _SET_ORDER = "import json,sys; print(json.dumps([list(set(x)) for x in json.load
 
 
 def set_orders(lists: list[list[str]], hash_seed: int, python: str = sys.executable) -> list[list[str]]:
-    out = subprocess.run([python, "-I", "-S", "-c", _SET_ORDER], input=json.dumps(lists), text=True,
+    # Not -I or -E: those make Python ignore PYTHONHASHSEED. A bare environment and -S -s keep it quick.
+    out = subprocess.run([python, "-S", "-s", "-c", _SET_ORDER], input=json.dumps(lists), text=True,
                          capture_output=True, env={"PYTHONHASHSEED": str(hash_seed)}, check=True)
     return json.loads(out.stdout)
 

@@ -133,3 +133,9 @@ def test_gpo_sh_flags_are_read_and_only_task_and_epochs_replaced():
 def test_format_indices_are_found_by_their_inputs():
     fmt = [{"input": "alpha"}, {"input": "beta"}, {"input": "gamma"}]
     assert pd.format_indices_in("x gamma y alpha", fmt) == [0, 2]
+
+
+def test_set_orders_follow_the_hash_seed_given():
+    items = [[f"prompt {i}" for i in range(12)]]
+    assert pd.set_orders(items, 5) == pd.set_orders(items, 5)
+    assert any(pd.set_orders(items, s) != pd.set_orders(items, 5) for s in range(6, 10))
