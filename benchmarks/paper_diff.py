@@ -358,6 +358,11 @@ def group_differences(differences: Sequence[dict[str, Any]]) -> list[dict[str, A
     return out
 
 
+def is_consequence(cause: str) -> bool:
+    """A difference that follows from an earlier divergent choice (its cause says so)."""
+    return "follows from step" in cause
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     lines = [f"# Paper preset vs the official loop: {report['task']}, {report['epochs']} epoch(s)"
              f"{' (aligned)' if report['align'] else ''}", ""]
@@ -367,7 +372,12 @@ def render_markdown(report: dict[str, Any]) -> str:
     for cat, c in report["counts"].items():
         lines.append(f"| {cat} | {c['compared']} | {c['identical']} | {c['compared'] - c['identical']} |")
     grouped = group_differences(report["differences"])
-    lines += ["", f"## Differences: {len(report['differences'])} (in {len(grouped)} groups)", ""]
+    roots = [d for d in grouped if not is_consequence(d["cause"])]
+    lines += ["", f"## Differences: {len(report['differences'])} (in {len(grouped)} groups)", "",
+              f"Root differences (not following from an earlier divergent choice): {len(roots)} group(s)", ""]
+    for d in roots:
+        lines.append(f"- **{d['what']}** @ {d['where']}" + (f": *{d['cause']}*" if d["cause"] else ""))
+    lines += ["", "All of them:", ""]
     for d in grouped:
         lines.append(f"- **{d['what']}** @ {d['where']}: {d['detail']}" + (f" - *cause: {d['cause']}*"
                                                                             if d["cause"] else ""))

@@ -114,6 +114,7 @@ def test_the_report_lists_counts_differences_and_what_is_by_design():
               "counts": cmp.counts, "differences": [pd.asdict(d) for d in cmp.differences], "notes": ["n"]}
     md = pd.render_markdown(report)
     assert "(aligned)" in md and "| choices | 2 | 1 | 1 |" in md
+    assert "Root differences (not following from an earlier divergent choice): 1 group(s)" in md
     assert "**choice** @ step 2: official 'a', gpo-ray 'b' - *cause: a tie*" in md
     assert "`n`" in md and "`seed`" in md
     json.dumps(report)
