@@ -392,21 +392,30 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 def task_group_causes(official: Sequence[StepView], ours: Sequence[StepView], step_causes: dict[int, str],
                       initial: str) -> dict[tuple[str, str], str]:
-    """Why task requests of a (split, prompt) may be sent by one side only: calls the preset does not make, or a
-    candidate only one side had (after a divergent choice)."""
+    """Why task requests of a (split, prompt) may be sent by one side only: calls one side does not make, or a
+    prompt only one side had after a divergent choice (step_causes: the steps after it)."""
+    diverged = min(step_causes) - 1 if step_causes else None
+    follows = f"follows from step {diverged}'s different choice"
+
+    def after(step: int) -> bool:  # the prompt of this call exists only since the divergent choice
+        return diverged is not None and step >= diverged
+
     causes: dict[tuple[str, str], str] = {}
-    for v in official:
-        prev = initial if v.step == 1 else next((w.chosen for w in official if w.step == v.step - 1), "")
-        causes.setdefault(("train", prev), f"the official loop scores the current prompt on step {v.step}'s training "
-                          "batch (train_log); the preset does not make that call")
-        causes.setdefault(("test", v.chosen), f"the official loop scores step {v.step}'s choice on the test split "
-                          "(test_log); the preset does not make that call")
-    for v in ours:
+    for side, views in (("the official loop", official), ("gpo-ray", ours)):
+        prompts = [initial] + [v.chosen for v in views]
+        for v in views:
+            current = prompts[v.step - 1] if v.step - 1 < len(prompts) else ""
+            causes.setdefault(("train", current), follows if after(v.step - 1) else
+                              f"{side} scores the current prompt on step {v.step}'s training batch (official "
+                              "train_log); the other side does not make that call")
+            causes.setdefault(("test", v.chosen), follows if after(v.step) else
+                              f"{side} scores step {v.step}'s choice on the test split (official test_log); the "
+                              "other side does not make that call")
+    for v in ours:  # without trace scoring, gpo-ray scores its best prompt on test at the end
         causes.setdefault(("test", v.chosen), "gpo-ray scores its best prompt on the test split at the end; the "
-                          "official loop never chose it" + (f" ({step_causes[v.step]})" if v.step in step_causes
-                                                            else ""))
-    for side in (official, ours):
-        for v in side:
+                          "official loop never chose it" + (f" ({follows})" if after(v.step) else ""))
+    for views in (official, ours):
+        for v in views:
             for p in v.scores:
                 if v.step in step_causes:
                     causes.setdefault(("eval", p), f"a candidate of step {v.step} ({step_causes[v.step]})")
@@ -793,6 +802,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = {
         "task": args.task, "epochs": args.epochs, "align": args.align,
         "setup": {
+            "harness command": "python -m benchmarks.paper_diff " + " ".join(map(shlex.quote, argv if argv is not None
+                                                                               else sys.argv[1:])),
             "official command": (out / "official-command.txt").read_text().strip(),
             "official copy": str(official),
             "gpo-ray checkout": str(args.gpo_ray.resolve()),

@@ -140,3 +140,15 @@ def test_set_orders_follow_the_hash_seed_given():
     items = [[f"prompt {i}" for i in range(12)]]
     assert pd.set_orders(items, 5) == pd.set_orders(items, 5)
     assert any(pd.set_orders(items, s) != pd.set_orders(items, 5) for s in range(6, 10))
+
+
+def test_task_groups_get_the_cause_of_their_calls():
+    official = [pd.StepView(1, 50, {"a": 0.5, "b": 0.5}, "a"), pd.StepView(2, 40, {"c": 0.6}, "c")]
+    ours = [pd.StepView(1, 50, {"a": 0.5, "b": 0.5}, "b"), pd.StepView(2, 40, {"d": 0.6}, "d")]
+    cmp = pd.Comparison()
+    step_causes = pd.diff_steps(cmp, official, ours)
+    causes = pd.task_group_causes(official, ours, step_causes, "init")
+    assert "training batch" in causes["train", "init"] and "step 1's" in causes["train", "init"]
+    assert causes["test", "a"] == causes["test", "b"] == causes["train", "b"] == causes["eval", "d"].split(" (")[1][:-1]
+    assert causes["test", "b"] == "follows from step 1's different choice"
+    assert pd.is_consequence(causes["train", "a"])
