@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import difflib
 import json
 import os
 import random
@@ -207,8 +206,9 @@ def diff_optimizer_requests(cmp: Comparison, official: dict[tuple[int, int], dic
                 ia = format_indices_in(message_text(ba), format_examples)
                 ib = format_indices_in(message_text(bb), format_examples)
                 if ia != ib:
-                    cause = "; ".join(filter(None, (f"format exemplars: official {ia} (numpy's legacy draw after "
-                                                    f"np.random.seed(0)), gpo-ray {ib}", cause)))
+                    exemplars = (f"format exemplars: official {ia} (numpy's legacy draw after np.random.seed(0)), "
+                                 f"gpo-ray {ib}")
+                    cause = "; ".join(filter(None, (exemplars, cause)))
             cmp.add("optimizer request text", where, first_difference(message_text(ba), message_text(bb)), cause)
         for k in fields:
             cmp.add(f"optimizer request {k}", where, f"official {ba.get(k)!r}, gpo-ray {bb.get(k)!r}")
@@ -364,8 +364,9 @@ def is_consequence(cause: str) -> bool:
 
 
 def render_markdown(report: dict[str, Any]) -> str:
-    lines = [f"# Paper preset vs the official loop: {report['task']}, {report['epochs']} epoch(s)"
-             f"{' (aligned)' if report['align'] else ''}", ""]
+    title = (f"# Paper preset vs the official loop: {report['task']}, {report['epochs']} epoch(s)"
+             f"{' (aligned)' if report['align'] else ''}")
+    lines = [title, ""]
     for k, v in report["setup"].items():
         lines.append(f"- {k}: {v}")
     lines += ["", "| compared | total | identical | differing |", "|---|---:|---:|---:|"]
@@ -479,7 +480,7 @@ def make_fake(files: dict[str, list[dict[str, Any]]]) -> Any:
 def parse_gpo_sh(text: str) -> tuple[dict[str, str], list[tuple[str, str]]]:
     """GPO.sh's variables and its `--flag=$VAR` arguments to main.py, in order."""
     variables: dict[str, str] = {}
-    for m in re.finditer(r"^([A-Z_]+)=(.*)$", text, flags=re.M):
+    for m in re.finditer(r"^([A-Z_]+)=(.*)$", text, flags=re.MULTILINE):
         value = shlex.split(m.group(2)) if m.group(2).strip() else [""]
         variables[m.group(1)] = value[0] if value else ""
     flags = [(m.group(1), m.group(2)) for m in re.finditer(r"--([a-z_]+)=\"?\$([A-Z_]+)\"?", text)]
@@ -501,7 +502,7 @@ def ensure_official_deps(python: str) -> Path:
     DEPS_DIR.mkdir(parents=True, exist_ok=True)
     missing = [p for p in OFFICIAL_DEPS if subprocess.run(
         [python, "-c", f"import importlib.util,sys; sys.exit(importlib.util.find_spec({_module_of(p)!r}) is None)"],
-        capture_output=True).returncode != 0]
+        check=False, capture_output=True).returncode != 0]
     if missing:
         subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--target", str(DEPS_DIR), *missing],
                        check=True)
@@ -537,7 +538,8 @@ def run_gpo_ray(*, gpo_root: Path, base_url: str, task: str, epochs: int, data_d
     env = dict(os.environ, PYTHONPATH=str(gpo_root), RAY_DEDUP_LOGS="0")
     started = time.monotonic()
     with open(out / "gpo-ray.log", "w") as log:
-        proc = subprocess.run([python, "-m", "gpo_ray", "optimize", str(cfg_yaml), "--quiet"], cwd=out, env=env,
+        proc = subprocess.run([python, "-m", "gpo_ray", "optimize", str(cfg_yaml), "--quiet"], check=False, cwd=out,
+                              env=env,
                               stdout=log, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
         raise SystemExit(f"gpo-ray's run failed (exit {proc.returncode}); see {out / 'gpo-ray.log'}")
@@ -568,7 +570,7 @@ def run_official(*, official: Path, base_url: str, task: str, epochs: int, out: 
         f"PYTHONHASHSEED={hash_seed} python src/optimization/main.py " + " ".join(map(shlex.quote, args)) + "\n")
     started = time.monotonic()
     with open(out / "official.log", "w") as log:
-        proc = subprocess.run([python, "src/optimization/main.py", *args], cwd=work, env=env, stdout=log,
+        proc = subprocess.run([python, "src/optimization/main.py", *args], check=False, cwd=work, env=env, stdout=log,
                               stderr=subprocess.STDOUT, timeout=OFFICIAL_TIMEOUT_S)
     if proc.returncode != 0:
         raise SystemExit(f"the official loop failed (exit {proc.returncode}); see {out / 'official.log'}")
@@ -769,8 +771,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         fake_b.close()
     for name, records in (("requests-official.jsonl", records_a), ("requests-gpo-ray.jsonl", records_b)):
         with open(out / name, "w") as f:
-            for r in records:
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
 
     cmp = Comparison()
     opt_a = [r for r in records_a if classify(r) == "optimizer"]

@@ -19,7 +19,7 @@ def _align_format_draw() -> None:
 
     original = np.random.choice
 
-    def choice(a, size=None, replace=True, p=None):  # noqa: ANN001 (numpy's signature)
+    def choice(a, size=None, replace=True, p=None):
         drawn = original(a, size=size, replace=replace, p=p)  # the RNG advances as it would
         # The split permutations draw all of range(n); the exemplar draw is the one that draws fewer.
         if isinstance(a, int) and not replace and size is not None and size == len(indices) and size < a:

@@ -29,7 +29,7 @@ class AuthenticationError(OpenAIError):
     pass
 
 
-class PermissionError(OpenAIError):  # noqa: A001 (the SDK's own name)
+class PermissionError(OpenAIError):
     pass
 
 
