@@ -1,0 +1,2 @@
+def word_tokenize(text, *args, **kwargs):
+    raise NotImplementedError("not used by the official optimization loop")
