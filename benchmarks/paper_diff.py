@@ -44,6 +44,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gpo_ray.core.extraction import extract_paper_candidate
+
 ROOT = Path(__file__).resolve().parent.parent
 SHIMS = Path(__file__).resolve().parent / "paper_diff_shims"
 DEFAULT_DATA = Path(os.environ.get("GPO_SHARED_DATA") or ROOT.parent / "shared" / "datasets" / "gpo")
@@ -75,20 +77,6 @@ BY_DESIGN = {
 # ----------------------------------------------------------------------------------------------------------------
 # Pure parts: the official extraction and choice rule (re-stated, not copied), request matching, the diff, the report.
 # ----------------------------------------------------------------------------------------------------------------
-
-
-def official_extract(raw: str) -> str:
-    """What the official loop makes of an optimizer reply: the text between the first <START> and the first <END>
-    (either missing: from the start / to the end), stripped; then its polish: '**' removed, the first letter upper
-    case (when longer than one character)."""
-    start = raw.index("<START>") + len("<START>") if "<START>" in raw else 0
-    end = raw.index("<END>") if "<END>" in raw else len(raw)
-    s = raw[start:end].strip()
-    if s:
-        s = s.replace("**", "")
-        if len(s) > 1:
-            s = s[0].upper() + s[1:]
-    return s
 
 
 def official_choice(current: str, step_scores: Sequence[tuple[str, float]], chosen_before: Iterable[str]) -> str:
@@ -618,7 +606,7 @@ def official_steps(results: dict[str, Any], slots: dict[tuple[int, int], dict[st
         chosen[e * steps_per_epoch + s + 1] = entry[0]
     views = []
     for t in sorted(chosen):
-        generated = [official_extract((slots[(t, i)].get("replies") or [""])[0])
+        generated = [extract_paper_candidate((slots[(t, i)].get("replies") or [""])[0])
                      for i in range(len([k for k in slots if k[0] == t]))]
         scores = {p: new_scores[p] for p in new_by_step.get(t, []) if p in new_scores}
         for p in generated:
@@ -653,7 +641,7 @@ def official_lists(gpo: Sequence[StepView], slots: dict[tuple[int, int], dict[st
     current = initial
     for view in gpo:
         n = len([k for k in slots if k[0] == view.step])
-        generated = [official_extract((slots[(view.step, i)].get("replies") or [""])[0]) for i in range(n)]
+        generated = [extract_paper_candidate((slots[(view.step, i)].get("replies") or [""])[0]) for i in range(n)]
         repeated, new = [], []
         for p in generated:
             if p in seen:

@@ -167,13 +167,14 @@ def extract_candidate(text: str, *, structured: bool) -> tuple[str | None, str]:
     return candidate, how
 
 
-def extract_paper_candidate(text: str) -> str:
+def extract_paper_candidate(text: str, *, start_marker: str = "<START>", end_marker: str = "<END>") -> str:
     """A candidate as the official GPO code takes it (optimize.py extract_text, then eval_utils.polish_sentence):
     the text from the first "<START>" (else the reply's start) to the first "<END>" (else its end), markers matched
     case-sensitively, stripped; then "**" removed and, when longer than one character, the first character
-    upper-cased. Nothing is rejected: an empty candidate stays empty."""
-    start = text.index("<START>") + len("<START>") if "<START>" in text else 0
-    end = text.index("<END>") if "<END>" in text else len(text)
+    upper-cased. Nothing is rejected: an empty candidate stays empty. The official feedback replies are read the
+    same way (core/variants.py)."""
+    start = text.index(start_marker) + len(start_marker) if start_marker in text else 0
+    end = text.index(end_marker) if end_marker in text else len(text)
     sentence = text[start:end].strip()
     if sentence:
         sentence = sentence.replace("**", "")

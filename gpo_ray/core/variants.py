@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gpo_ray.config import MetaPromptTemplate
+from gpo_ray.core.extraction import extract_paper_candidate
 from gpo_ray.core.meta_prompt import (
     CURRENT_PROMPT_CLOSE,
     CURRENT_PROMPT_OPEN,
@@ -67,16 +68,8 @@ def wrong_examples(batch: Sequence[Example], graded: Sequence[tuple[float, str]]
 
 
 def extract_reply(raw: str, start: str = "<START>", end: str = "<END>") -> str:
-    """optimize.py's extract_text then eval_utils.polish_sentence: the text after the first <START> (else from the
-    beginning) up to the first <END> (else to the end), stripped, "**" removed, the first letter capitalised."""
-    begin = raw.index(start) + len(start) if start in raw else 0
-    stop = raw.index(end) if end in raw else len(raw)
-    text = raw[begin:stop].strip()
-    if text:
-        text = text.replace("**", "")
-        if len(text) > 1:
-            text = text[0].upper() + text[1:]
-    return text
+    """optimize.py's extract_text then eval_utils.polish_sentence, as for candidates (core/extraction.py)."""
+    return extract_paper_candidate(raw, start_marker=start, end_marker=end)
 
 
 def select_feedback(

@@ -18,14 +18,6 @@ def _user(text):
     return [{"role": "user", "content": text}]
 
 
-def test_official_extract_takes_the_first_markers_and_polishes():
-    assert pd.official_extract("x <START> **think** first <END> y <START>two<END>") == "Think first"
-    assert pd.official_extract("no markers at all ") == "No markers at all"
-    assert pd.official_extract("<START>a<END>") == "a"  # one character: not capitalised
-    assert pd.official_extract("<START>  <END>") == ""
-    assert pd.official_extract("<START>line one\nline two") == "Line one\nline two"
-
-
 def test_official_choice_is_a_stable_sort_with_the_current_prompt_at_zero_and_never_an_earlier_choice():
     # Ties keep the order given (repeated ones, then list(set(...)) order).
     assert pd.official_choice("cur", [("b", 0.5), ("a", 0.5)], []) == "b"
