@@ -20,7 +20,13 @@ import structlog
 from gpo_ray.config import EndpointSpec, LLMRoleConfig, RunConfig
 from gpo_ray.core.evaluation import task_model_params
 from gpo_ray.core.results import TaskResult
-from gpo_ray.errors import ConfigError, RunFailed, RunInterrupted, error_line
+from gpo_ray.errors import (
+    ConfigError,
+    MetricErrorsExceeded,
+    RunFailed,
+    RunInterrupted,
+    error_line,
+)
 from gpo_ray.llm.errors import LLMError
 from gpo_ray.logs import configure_logging, library_logs, secret_values
 from gpo_ray.observability.metrics import metrics_for, run_metrics_context
@@ -34,6 +40,11 @@ from gpo_ray.runtime.processes import process_alive
 from gpo_ray.runtime.ray_address import ClusterUnreachable, check_ray_address
 from gpo_ray.runtime.run_dir import RunDirectory, default_run_dir
 from gpo_ray.runtime.signals import sigterm_handler_kept
+from gpo_ray.tasks.metric_functions import (
+    check_metric_hashes,
+    python_metrics,
+    with_metric_hashes,
+)
 from gpo_ray.tasks.registry import resolve_tasks
 from gpo_ray.vocabulary import NodeResource, RunStatus
 
@@ -269,6 +280,9 @@ def failures_named(resume_hint: str, *, event: str = "run_failed") -> Iterator[N
     except LocalServerDied as e:
         log.error(event, error=str(e), kind="local_server_died")
         raise LocalServerDied(f"{e}; {resume_hint}") from None
+    except MetricErrorsExceeded as e:
+        log.error(event, error=str(e), kind="metric_errors")
+        raise MetricErrorsExceeded(f"{e}; {resume_hint}") from None
     except Exception as e:
         cause = llm_error_in(e)
         if cause is None:
@@ -379,6 +393,8 @@ def warm_start_applies(config: RunConfig) -> bool:
 
     if not config.cluster.warm_start or any(s.resource for s in config.task_model.all_endpoints()):
         return False
+    if python_metrics(config):
+        return False  # a Python metric runs in the evaluator actors, never in the driver
     if any(r.requests_per_minute or r.tokens_per_minute for r in (config.task_model, config.optimizer_model)):
         return False  # a run-wide rate limit is granted by the limiter actor: the driver would score outside it
     return ray.is_initialized() or ray_target(config.cluster.address)[0] == "local"
@@ -498,8 +514,9 @@ def optimize(config: RunConfig, *, output: str = "quiet", embedder_factory: Any 
     """Run GPO on the config's tasks; the Python twin of `gpo-ray optimize`."""
     if config.run_dir is None:
         config = config.model_copy(update={"run_dir": default_run_dir()})
-    # Validate the data and the tracking wanted before anything is written or started.
+    # Validate the data, the metrics and the tracking wanted before anything is written or started.
     resolve_tasks(config.tasks, data_dir=config.data_dir, sources=config.task_sources)
+    config = with_metric_hashes(config)  # a Python metric that cannot be imported stops here
     check_tracking(config)
     check_cluster(config.cluster.address)
     run_dir = RunDirectory(config.run_dir)
@@ -514,6 +531,7 @@ def resume(run_path: Path, *, address: str | None = None, output: str = "quiet",
     """Continue a run from its last completed step, with the config it was started with."""
     run_dir = RunDirectory(run_path)
     config = run_dir.load_config()
+    check_metric_hashes(config)  # a Python metric that cannot be imported, or was changed, stops here
     # Refuse damaged or foreign checkpoints (and missing data) before anything is started or written.
     for task in resolve_tasks(config.tasks, data_dir=config.data_dir, sources=config.task_sources):
         run_dir.completed_steps(task.name, fingerprint=config.fingerprint())
