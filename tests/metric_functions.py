@@ -26,3 +26,7 @@ def fails_when_flagged(example: dict, reply: str) -> bool:
 
 def half_right(example: dict, reply: str) -> float:
     return 0.5
+
+
+def out_of_range(example: dict, reply: str) -> float:
+    return 1.5

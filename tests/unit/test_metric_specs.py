@@ -12,7 +12,12 @@ from gpo_ray.config import ChecksMetric, PythonMetric, TaskSource, load_config
 from gpo_ray.errors import ConfigError, InputError
 from gpo_ray.tasks.loaders import load_generic_jsonl
 from gpo_ray.tasks.metric_functions import load_metric_function, source_hash
-from gpo_ray.tasks.metric_specs import MetricError, example_fields, judge_reply, judgement_of
+from gpo_ray.tasks.metric_specs import (
+    MetricError,
+    example_fields,
+    judge_reply,
+    judgement_of,
+)
 from gpo_ray.tasks.types import Example
 from gpo_ray.vocabulary import MetricKind
 
@@ -174,3 +179,44 @@ def test_jsonl_columns_beyond_input_and_answer_reach_the_example(tmp_path) -> No
     assert example_fields(task.eval[0]) == {"lang": "en", "id": "eval:0", "input": "Refund please",
                                             "answer": "refund", "answers": ["refund"]}
     assert task.eval[1].extra == "" and task.eval[0] == Example("Refund please", ("refund",), "eval:0")
+
+
+# --- the metric in the run's fingerprint ----------------------------------------------------------------------------
+
+
+def _config_scored_by(function: str, tmp_path):
+    from gpo_ray.config import RunConfig
+
+    return RunConfig.model_validate({"tasks": ["t"], "task_sources": [
+        {"name": "t", "format": "jsonl", "path": str(tmp_path), "metric": {"kind": "python", "function": function}}]})
+
+
+def test_the_metric_and_its_source_are_in_the_fingerprint(tmp_path, monkeypatch) -> None:
+    from gpo_ray.tasks.metric_functions import check_metric_hashes, with_metric_hashes
+
+    (tmp_path / "my_metric.py").write_text("def score(example, reply):\n    return 1.0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    started = with_metric_hashes(_config_scored_by("my_metric:score", tmp_path))
+    assert started.task_sources[0].metric.source_hash == source_hash("my_metric:score")
+    assert started.fingerprint() != _config_scored_by("my_metric:score", tmp_path).fingerprint()
+    assert started.fingerprint() != with_metric_hashes(_config_scored_by("tests.metric_functions:half_right",
+                                                                         tmp_path)).fingerprint()
+    check_metric_hashes(started)  # unchanged: resumes
+    (tmp_path / "my_metric.py").write_text("def score(example, reply):\n    return 0.0\n")
+    with pytest.raises(InputError) as e:
+        check_metric_hashes(started)
+    assert str(e.value).startswith(
+        f"metric function 'my_metric:score' of task 't' changed since the run started (source hash "
+        f"{started.task_sources[0].metric.source_hash}, now ")
+    assert str(e.value).endswith("resuming would mix two metrics in one trajectory; put the function back as it "
+                                 "was, or start a new run")
+
+
+def test_a_built_in_metric_keeps_the_fingerprint_of_earlier_runs(tmp_path) -> None:
+    from gpo_ray.config import RunConfig
+    from gpo_ray.tasks.metric_functions import with_metric_hashes
+
+    config = RunConfig.model_validate({"tasks": ["t"], "task_sources": [
+        {"name": "t", "format": "jsonl", "path": str(tmp_path), "metric": "numeric"}]})
+    assert with_metric_hashes(config) is config
+    assert config.public_dict()["task_sources"][0]["metric"] == "numeric"
