@@ -42,6 +42,7 @@ from gpo_ray.runtime.run_dir import RunDirectory, default_run_dir
 from gpo_ray.runtime.signals import sigterm_handler_kept
 from gpo_ray.tasks.metric_functions import (
     check_metric_hashes,
+    metric_files,
     python_metrics,
     with_metric_hashes,
 )
@@ -201,6 +202,19 @@ def _endpoint_groups(ep: Endpoint, count: int) -> list[tuple[list[str], str | No
     return [([s.base_url], s.resource) for s in specs]
 
 
+def shipped_modules(files: list[str]) -> dict[str, Any]:
+    """A runtime_env whose py_modules are `files`, uploaded to the cluster now: an actor's own runtime_env takes
+    only URIs (local paths are for the job's, given to ray.init, and a run may join a session already started).
+    Uses the upload ray.init itself calls (ray._private.runtime_env.py_modules, Ray 2.60)."""
+    from ray._private.runtime_env.py_modules import upload_py_modules_if_needed
+
+    try:
+        return upload_py_modules_if_needed({"py_modules": list(files)}, include_gitignore=False,
+                                           scratch_dir=os.getcwd())
+    except Exception as e:  # noqa: BLE001 - Ray's RuntimeEnvSetupError, or a file it will not take
+        raise RunFailed(f"cannot ship the metric files {', '.join(files)} to the cluster: {error_line(e)}") from None
+
+
 def start_actors(config: RunConfig, *, home: Path, cache_dir: Path, opt: Endpoint, task: Endpoint,
                  embedder_factory: Any = None, with_evaluators: bool = True, tasks: int = 1) -> RunActors:
     """The memory actor (its Chroma in `home`/chroma), the refiners and the evaluators (their response cache in
@@ -237,8 +251,11 @@ def start_actors(config: RunConfig, *, home: Path, cache_dir: Path, opt: Endpoin
         return {"name": f"gpo-{role}-{run_id}-{driver}-{i}", "namespace": MEMORY_NAMESPACE}
 
     driver = secrets.token_hex(3)
+    # Metric files (`function: path/to/file.py:name`) reach every node's evaluators, where Python metrics run.
+    files = metric_files(config)
+    shipped: dict[str, Any] = {"runtime_env": shipped_modules(files)} if files else {}
     evaluators = [
-        EvaluatorActor.options(**ACTOR_OPTIONS, **named("evaluator", i),
+        EvaluatorActor.options(**ACTOR_OPTIONS, **named("evaluator", i), **shipped,
                                **node_options(res or NodeResource.EVALUATOR, available=available,
                                               required=res is not None))
         .remote(config.task_model, base_url=urls, model=task.model, cache_dir=cache, params=params,

@@ -455,7 +455,8 @@ class PythonMetric(_Frozen):
     feedback). It runs in the evaluator actors."""
 
     kind: Literal["python"]
-    function: str = Field(description="package.module:name")
+    function: str = Field(description="package.module:name, or path/to/file.py:name (in a config file, relative to "
+                          "it): the file is shipped to every node's evaluators (Ray runtime_env py_modules)")
     source_hash: str | None = Field(
         default=None, description="set when a run starts (tasks/metric_functions.py): a resume with a changed "
         "function says so instead of mixing two metrics in one trajectory",
@@ -466,8 +467,12 @@ class PythonMetric(_Frozen):
     def _module_and_name(cls, v: str) -> str:
         import re
 
-        if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", v):
-            raise ValueError(f"{v!r} must be 'package.module:name'")
+        module, _, name = v.rpartition(":")
+        if module.endswith(".py"):
+            if not re.fullmatch(r"[A-Za-z_]\w*", Path(module).stem) or not re.fullmatch(r"[A-Za-z_]\w*", name):
+                raise ValueError(f"{v!r} must be 'path/to/file.py:name', the file's name a Python identifier")
+        elif not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", v):
+            raise ValueError(f"{v!r} must be 'package.module:name' or 'path/to/file.py:name'")
         return v
 
 
@@ -771,6 +776,11 @@ def anchor_paths(data: dict[str, Any], *, folder: Path, source: Path) -> dict[st
         for i, src in enumerate(sources):
             if isinstance(src, dict) and "path" in src:
                 src["path"] = anchored(src["path"], f"task_sources.{i}.path")
+            metric = src.get("metric") if isinstance(src, dict) else None
+            if isinstance(metric, dict) and metric.get("kind") == "python" and isinstance(metric.get("function"), str):
+                file, sep, name = metric["function"].rpartition(":")
+                if sep and file.endswith(".py"):  # a metric file beside the config
+                    metric["function"] = f"{anchored(file, f'task_sources.{i}.metric.function')}:{name}"
     return data
 
 

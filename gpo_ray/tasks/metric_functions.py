@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import inspect
+import sys
 from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from gpo_ray.config import PythonMetric
@@ -19,12 +23,54 @@ if TYPE_CHECKING:
     from gpo_ray.config import RunConfig
 
 
+def metric_file(function: str) -> Path | None:
+    """The file of a metric given as "path/to/file.py:name" (None for "package.module:name")."""
+    module, _, _ = function.rpartition(":")
+    return Path(module) if module.endswith(".py") else None
+
+
+def metric_files(config: RunConfig) -> list[str]:
+    """The metric files of a run's tasks, as absolute paths: what the evaluators' runtime_env ships (py_modules)."""
+    files = {str(path.resolve()) for _, m in python_metrics(config) if (path := metric_file(m.function)) is not None}
+    return sorted(files)
+
+
+def _import(function: str) -> ModuleType:
+    """The function's module. A metric file is imported by its name where Ray's runtime_env shipped it (py_modules
+    puts it on the worker's path), else from its path."""
+    file = metric_file(function)
+    if file is None:
+        return importlib.import_module(function.rpartition(":")[0])
+    try:
+        module = importlib.import_module(file.stem)
+    except ModuleNotFoundError as e:
+        if e.name != file.stem:
+            raise
+    else:
+        if Path(getattr(module, "__file__", "") or "").name == file.name:
+            return module
+    if not file.is_file():
+        raise FileNotFoundError(f"no such file: {file}")
+    # Kept under a key of its own: a file named like an installed module must not replace it in sys.modules.
+    key = f"gpo_ray.metric_file:{file.resolve()}"
+    if key in sys.modules:
+        return sys.modules[key]
+    spec = importlib.util.spec_from_file_location(file.stem, file)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {file}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules[key] = module
+    return module
+
+
 def load_metric_function(function: str, *, task: str = "") -> Callable[..., Any]:
-    """The callable `function` ("package.module:name") names; InputError when it cannot be imported or called."""
-    module_name, _, name = function.partition(":")
+    """The callable `function` ("package.module:name" or "path/to/file.py:name") names; InputError when it cannot be
+    imported or called."""
+    module_name, _, name = function.rpartition(":")
     where = f"metric function {function!r}" + (f" of task {task!r}" if task else "")
     try:
-        module = importlib.import_module(module_name)
+        module = _import(function)
     except Exception as e:  # noqa: BLE001 - a broken module raises anything while it is imported
         raise InputError(f"{where} cannot be imported: {type(e).__name__}: {error_line(e)}") from None
     found = getattr(module, name, None)
@@ -39,6 +85,9 @@ def source_hash(function: str, *, task: str = "") -> str:
     """A hash of the source of the module that defines the function (a helper it calls is part of the metric too);
     of the function alone when the module's source cannot be read."""
     found = load_metric_function(function, task=task)
+    file = metric_file(function)
+    if file is not None:
+        return hashlib.sha256(file.read_bytes()).hexdigest()[:16]
     module = inspect.getmodule(found)
     try:
         text = inspect.getsource(module) if module is not None else inspect.getsource(found)

@@ -161,3 +161,23 @@ def test_metric_errors_are_counted_then_stop_the_run_and_resume_finishes_after_t
     again = json.loads((tmp_path / "run" / "results.json").read_text())
     assert again["status"] == "completed" and len(again["tasks"]["sums/a"]["steps"]) == 2
     assert again["tasks"]["sums/a"]["best_test_score"] is not None
+
+
+def test_a_metric_file_beside_the_config_is_shipped_to_the_evaluators(tmp_path):
+    """The file is on no worker's path (tmp_path is not on PYTHONPATH): the evaluators import the copy Ray's runtime_env
+    (py_modules) unpacked for them, and the metric says where it ran in its feedback."""
+    write_sums(tmp_path / "data" / "a", seed=1)
+    (tmp_path / "ticket_metric.py").write_text(
+        "def score(example, reply):\n"
+        "    right = reply.rstrip('.').split()[-1] == example['answer']\n"
+        "    return (1.0, None) if right else (0.0, 'scored in ' + __file__)\n")
+    sources = [{"name": "sums/a", "path": "data/a", "metric": {"kind": "python", "function": "ticket_metric.py:score"}}]
+    with ThreadedFake(fake_for(tmp_path, record_requests=True)) as fake:
+        config_path = write_config(tmp_path, fake.base_url, sources, optimizer={"direction": "feedback"})
+        assert main(["optimize", config_path, "--quiet"]) == 0
+        log = fake.requests_log()
+    shown = {line.split("What the metric found: scored in ")[1].split("\n")[0]
+             for r in log if r["role"] == "feedback" for line in [r["text"]] if "scored in " in line}
+    assert shown, "some example was wrong and its feedback reached the optimizer"
+    assert all(p.endswith("/ticket_metric.py") and p != str(tmp_path / "ticket_metric.py") for p in shown), shown
+    assert all("runtime_resources" in p for p in shown), shown

@@ -220,3 +220,27 @@ def test_a_built_in_metric_keeps_the_fingerprint_of_earlier_runs(tmp_path) -> No
         {"name": "t", "format": "jsonl", "path": str(tmp_path), "metric": "numeric"}]})
     assert with_metric_hashes(config) is config
     assert config.public_dict()["task_sources"][0]["metric"] == "numeric"
+
+
+# --- a metric file given by path ----------------------------------------------------------------------------------
+
+
+def test_a_metric_file_beside_the_config_is_found_from_the_config_and_imported_by_path(tmp_path) -> None:
+    from gpo_ray.tasks.metric_functions import metric_files
+
+    (tmp_path / "json.py").write_text("def score(example, reply):\n    return 0.25, 'from the file'\n")
+    (tmp_path / "run.yaml").write_text(
+        "tasks: [t]\n"
+        "task_sources: [{name: t, format: jsonl, path: data, metric: {kind: python, function: 'json.py:score'}}]\n")
+    config = load_config(tmp_path / "run.yaml")
+    metric = config.task_sources[0].metric
+    assert metric.function == f"{tmp_path / 'json.py'}:score"
+    assert metric_files(config) == [str(tmp_path / "json.py")]
+    function = load_metric_function(metric.function)
+    assert judge_reply(metric, EX, "x", function=function) == judge_reply(metric, EX, "x", function=function)
+    assert function({}, "x") == (0.25, "from the file")
+    assert json.dumps({"a": 1}) == '{"a": 1}'  # the standard library's json is still json
+    assert len(source_hash(metric.function)) == 16
+    with pytest.raises(InputError, match=r"cannot be imported: FileNotFoundError: no such file: .*gone\.py$"):
+        load_metric_function(f"{tmp_path / 'gone.py'}:score")
+    assert "the file's name a Python identifier" in config_error({"kind": "python", "function": "my-metric.py:score"})
