@@ -141,6 +141,7 @@ class GPOTaskLoop:
         self.max_metric_errors = max_metric_errors
         self._metric_errors = 0  # since this loop started (a resume counts afresh)
         self._metric_errors_in_step = 0
+        self._step_now: int | None = 0  # the step being run: metric errors are logged with it
         self.settings = settings
         self.services = services
         self.structured = structured
@@ -182,8 +183,8 @@ class GPOTaskLoop:
             if isinstance(value, MetricFailure):
                 self._metric_errors += 1
                 self._metric_errors_in_step += 1
-                self.log.warning("metric_error", metric=value.metric, example=value.example_id, error=value.error,
-                                 metric_errors=self._metric_errors)
+                self.log.warning("metric_error", step=self._step_now, metric=value.metric, example=value.example_id,
+                                 error=value.error, metric_errors=self._metric_errors)
                 if self.max_metric_errors is not None and self._metric_errors > self.max_metric_errors:
                     raise MetricErrorsExceeded(
                         f"metric {value.metric} of task {self.task.name} failed on {self._metric_errors} examples "
@@ -256,6 +257,7 @@ class GPOTaskLoop:
                 status = RunStatus.BUDGET_EXHAUSTED
                 self.log.warning("budget_exhausted", step=t)
                 break
+            self._step_now = t
             record = self._with_metric_errors(await self._step(t, trajectory, tried, records))
             await self.services.step_done(self.task, record)
             records.append(record)
@@ -507,6 +509,7 @@ class GPOTaskLoop:
         return scored, [scored[i] for i in sorted(full)], outcome.calls, outcome.full_calls
 
     async def _finish(self, records: list[StepResult], trajectory: list[TrajectoryEntry], status: str) -> TaskResult:
+        self._step_now = None  # the test split's scoring, after the last step
         best = select_best(trajectory)
         initial = trajectory[0]
         initial_test = best_test = None
