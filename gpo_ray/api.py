@@ -22,6 +22,7 @@ from gpo_ray.core.evaluation import task_model_params
 from gpo_ray.core.results import TaskResult
 from gpo_ray.errors import (
     ConfigError,
+    InputError,
     MetricErrorsExceeded,
     RunFailed,
     RunInterrupted,
@@ -303,9 +304,29 @@ def failures_named(resume_hint: str, *, event: str = "run_failed") -> Iterator[N
     except Exception as e:
         cause = llm_error_in(e)
         if cause is None:
-            raise
+            unimportable = metric_import_error_in(e)
+            if unimportable is None:
+                raise
+            log.error(event, error=str(unimportable), kind="metric_import")
+            raise InputError(f"on an evaluator: {unimportable}; {resume_hint}") from None
         log.error(event, error=str(cause), kind=cause.kind)
         raise RunFailed(f"{cause}; {resume_hint}") from None
+
+
+def metric_import_error_in(exc: BaseException) -> InputError | None:
+    """A metric function an evaluator could not import (tasks/metric_functions.py), as it comes from the actor."""
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [exc]
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        cause = getattr(e, "cause", None)
+        if isinstance(e, InputError) and str(e).startswith("metric function ") and not isinstance(cause, BaseException):
+            return e
+        stack += [cause if isinstance(cause, BaseException) else None, e.__cause__, e.__context__]
+    return None
 
 
 def llm_error_in(exc: BaseException) -> LLMError | None:

@@ -181,3 +181,21 @@ def test_a_metric_file_beside_the_config_is_shipped_to_the_evaluators(tmp_path):
     assert shown, "some example was wrong and its feedback reached the optimizer"
     assert all(p.endswith("/ticket_metric.py") and p != str(tmp_path / "ticket_metric.py") for p in shown), shown
     assert all("runtime_resources" in p for p in shown), shown
+
+
+def test_a_metric_only_the_driver_can_import_stops_the_run_with_one_line(tmp_path, capsys, monkeypatch):
+    """Importable where the run starts (on the driver's path), not on the evaluators' nodes: the first scoring stops
+    the run with one line naming the function, its run directory kept for a resume once the module is installed."""
+    (tmp_path / "mods").mkdir()
+    (tmp_path / "mods" / "driver_only_metric.py").write_text("def score(example, reply):\n    return 1.0\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "mods"))  # the shared cluster's workers started without it
+    write_sums(tmp_path / "data" / "a", seed=1)
+    sources = [{"name": "sums/a", "path": str(tmp_path / "data" / "a"),
+                "metric": {"kind": "python", "function": "driver_only_metric:score"}}]
+    with ThreadedFake(fake_for(tmp_path)) as fake:
+        assert main(["optimize", write_config(tmp_path, fake.base_url, sources), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("gpo-ray: error: on an evaluator: metric function 'driver_only_metric:score' cannot be imported: "
+                   "ModuleNotFoundError: No module named 'driver_only_metric'; completed steps are saved, "
+                   f"`gpo-ray resume {tmp_path / 'run'}` continues\n")
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["status"] == "stopped"
