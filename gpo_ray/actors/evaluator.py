@@ -43,7 +43,8 @@ class ScoreItem:
 
     @property
     def key(self) -> tuple:
-        return (metric_key(self.metric), self.task, self.prompt, self.example.input, self.example.answers)
+        return (metric_key(self.metric), self.task, self.prompt, self.example.input, self.example.answers,
+                self.example.extra)
 
 
 class Evaluator(WhereAmI):

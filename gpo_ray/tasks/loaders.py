@@ -214,7 +214,7 @@ def _example_from_record(
         looked = " or ".join(f"'{f}'" for f in answer_fields)
         raise DataError(f"{where}: missing answer field {looked}")
     answers = _answers(record[field], where=where, field=field)
-    others = {k: v for k, v in record.items() if k not in (input_field, field)}
+    others = {k: v for k, v in record.items() if k != input_field}  # the answer column too, as written
     extra = json.dumps(others, ensure_ascii=False, sort_keys=True) if others else ""
     return Example(input=question, answers=answers, id=example_id, extra=extra)
 

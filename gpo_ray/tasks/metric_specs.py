@@ -61,8 +61,8 @@ def metric_key(metric: MetricKind | MetricSpec) -> str:
 
 
 def example_fields(example: Example) -> dict[str, Any]:
-    """What a Python metric gets as `example`: the data file's other columns, then id, input, answer (the first
-    reference) and answers (all of them)."""
+    """What a Python metric gets as `example`: the data file's columns but the input (the answer's under its own
+    name, as written), then id, input, answer (the first reference, as text) and answers (all of them)."""
     fields = dict(json.loads(example.extra)) if example.extra else {}
     fields.update(id=example.id, input=example.input, answer=example.answer, answers=list(example.answers))
     return fields

@@ -176,9 +176,10 @@ def test_jsonl_columns_beyond_input_and_answer_reach_the_example(tmp_path) -> No
                                                                                  "labels": ["refund", "bug"]}]}})
     task = load_generic_jsonl(source)
     assert isinstance(task.metric, ChecksMetric)
-    assert example_fields(task.eval[0]) == {"lang": "en", "id": "eval:0", "input": "Refund please",
+    assert example_fields(task.eval[0]) == {"label": "refund", "lang": "en", "id": "eval:0", "input": "Refund please",
                                             "answer": "refund", "answers": ["refund"]}
-    assert task.eval[1].extra == "" and task.eval[0] == Example("Refund please", ("refund",), "eval:0")
+    assert example_fields(task.eval[1])["label"] == "bug" and task.eval[0] == Example("Refund please", ("refund",),
+                                                                                       "eval:0")
 
 
 # --- the metric in the run's fingerprint ----------------------------------------------------------------------------
