@@ -41,6 +41,10 @@ def _import(function: str) -> ModuleType:
     file = metric_file(function)
     if file is None:
         return importlib.import_module(function.rpartition(":")[0])
+    # Kept under a key of its own: a file named like an installed module must not replace it in sys.modules.
+    key = f"gpo_ray.metric_file:{file.resolve()}"
+    if key in sys.modules:  # imported from its path before (this is asked once per scored example)
+        return sys.modules[key]
     try:
         module = importlib.import_module(file.stem)
     except ModuleNotFoundError as e:
@@ -51,10 +55,6 @@ def _import(function: str) -> ModuleType:
             return module
     if not file.is_file():
         raise FileNotFoundError(f"no such file: {file}")
-    # Kept under a key of its own: a file named like an installed module must not replace it in sys.modules.
-    key = f"gpo_ray.metric_file:{file.resolve()}"
-    if key in sys.modules:
-        return sys.modules[key]
     spec = importlib.util.spec_from_file_location(file.stem, file)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import {file}")
