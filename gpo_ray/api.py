@@ -20,7 +20,14 @@ import structlog
 from gpo_ray.config import EndpointSpec, LLMRoleConfig, RunConfig
 from gpo_ray.core.evaluation import task_model_params
 from gpo_ray.core.results import TaskResult
-from gpo_ray.errors import ConfigError, RunFailed, RunInterrupted, error_line
+from gpo_ray.errors import (
+    ConfigError,
+    InputError,
+    MetricErrorsExceeded,
+    RunFailed,
+    RunInterrupted,
+    error_line,
+)
 from gpo_ray.llm.errors import LLMError
 from gpo_ray.logs import configure_logging, library_logs, secret_values
 from gpo_ray.observability.metrics import metrics_for, run_metrics_context
@@ -34,6 +41,12 @@ from gpo_ray.runtime.processes import process_alive
 from gpo_ray.runtime.ray_address import ClusterUnreachable, check_ray_address
 from gpo_ray.runtime.run_dir import RunDirectory, default_run_dir
 from gpo_ray.runtime.signals import sigterm_handler_kept
+from gpo_ray.tasks.metric_functions import (
+    check_metric_hashes,
+    metric_files,
+    python_metrics,
+    with_metric_hashes,
+)
 from gpo_ray.tasks.registry import resolve_tasks
 from gpo_ray.vocabulary import NodeResource, RunStatus
 
@@ -190,6 +203,19 @@ def _endpoint_groups(ep: Endpoint, count: int) -> list[tuple[list[str], str | No
     return [([s.base_url], s.resource) for s in specs]
 
 
+def shipped_modules(files: list[str]) -> dict[str, Any]:
+    """A runtime_env whose py_modules are `files`, uploaded to the cluster now: an actor's own runtime_env takes
+    only URIs (local paths are for the job's, given to ray.init, and a run may join a session already started).
+    Uses the upload ray.init itself calls (ray._private.runtime_env.py_modules, Ray 2.60)."""
+    from ray._private.runtime_env.py_modules import upload_py_modules_if_needed
+
+    try:
+        return upload_py_modules_if_needed({"py_modules": list(files)}, include_gitignore=False,
+                                           scratch_dir=os.getcwd())
+    except Exception as e:  # noqa: BLE001 - Ray's RuntimeEnvSetupError, or a file it will not take
+        raise RunFailed(f"cannot ship the metric files {', '.join(files)} to the cluster: {error_line(e)}") from None
+
+
 def start_actors(config: RunConfig, *, home: Path, cache_dir: Path, opt: Endpoint, task: Endpoint,
                  embedder_factory: Any = None, with_evaluators: bool = True, tasks: int = 1) -> RunActors:
     """The memory actor (its Chroma in `home`/chroma), the refiners and the evaluators (their response cache in
@@ -226,8 +252,11 @@ def start_actors(config: RunConfig, *, home: Path, cache_dir: Path, opt: Endpoin
         return {"name": f"gpo-{role}-{run_id}-{driver}-{i}", "namespace": MEMORY_NAMESPACE}
 
     driver = secrets.token_hex(3)
+    # Metric files (`function: path/to/file.py:name`) reach every node's evaluators, where Python metrics run.
+    files = metric_files(config)
+    shipped: dict[str, Any] = {"runtime_env": shipped_modules(files)} if files else {}
     evaluators = [
-        EvaluatorActor.options(**ACTOR_OPTIONS, **named("evaluator", i),
+        EvaluatorActor.options(**ACTOR_OPTIONS, **named("evaluator", i), **shipped,
                                **node_options(res or NodeResource.EVALUATOR, available=available,
                                               required=res is not None))
         .remote(config.task_model, base_url=urls, model=task.model, cache_dir=cache, params=params,
@@ -269,12 +298,35 @@ def failures_named(resume_hint: str, *, event: str = "run_failed") -> Iterator[N
     except LocalServerDied as e:
         log.error(event, error=str(e), kind="local_server_died")
         raise LocalServerDied(f"{e}; {resume_hint}") from None
+    except MetricErrorsExceeded as e:
+        log.error(event, error=str(e), kind="metric_errors")
+        raise MetricErrorsExceeded(f"{e}; {resume_hint}") from None
     except Exception as e:
         cause = llm_error_in(e)
         if cause is None:
-            raise
+            unimportable = metric_import_error_in(e)
+            if unimportable is None:
+                raise
+            log.error(event, error=str(unimportable), kind="metric_import")
+            raise InputError(f"on an evaluator: {unimportable}; {resume_hint}") from None
         log.error(event, error=str(cause), kind=cause.kind)
         raise RunFailed(f"{cause}; {resume_hint}") from None
+
+
+def metric_import_error_in(exc: BaseException) -> InputError | None:
+    """A metric function an evaluator could not import (tasks/metric_functions.py), as it comes from the actor."""
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [exc]
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        cause = getattr(e, "cause", None)
+        if isinstance(e, InputError) and str(e).startswith("metric function ") and not isinstance(cause, BaseException):
+            return e
+        stack += [cause if isinstance(cause, BaseException) else None, e.__cause__, e.__context__]
+    return None
 
 
 def llm_error_in(exc: BaseException) -> LLMError | None:
@@ -379,6 +431,8 @@ def warm_start_applies(config: RunConfig) -> bool:
 
     if not config.cluster.warm_start or any(s.resource for s in config.task_model.all_endpoints()):
         return False
+    if python_metrics(config):
+        return False  # a Python metric runs in the evaluator actors, never in the driver
     if any(r.requests_per_minute or r.tokens_per_minute for r in (config.task_model, config.optimizer_model)):
         return False  # a run-wide rate limit is granted by the limiter actor: the driver would score outside it
     return ray.is_initialized() or ray_target(config.cluster.address)[0] == "local"
@@ -498,8 +552,9 @@ def optimize(config: RunConfig, *, output: str = "quiet", embedder_factory: Any 
     """Run GPO on the config's tasks; the Python twin of `gpo-ray optimize`."""
     if config.run_dir is None:
         config = config.model_copy(update={"run_dir": default_run_dir()})
-    # Validate the data and the tracking wanted before anything is written or started.
+    # Validate the data, the metrics and the tracking wanted before anything is written or started.
     resolve_tasks(config.tasks, data_dir=config.data_dir, sources=config.task_sources)
+    config = with_metric_hashes(config)  # a Python metric that cannot be imported stops here
     check_tracking(config)
     check_cluster(config.cluster.address)
     run_dir = RunDirectory(config.run_dir)
@@ -514,6 +569,7 @@ def resume(run_path: Path, *, address: str | None = None, output: str = "quiet",
     """Continue a run from its last completed step, with the config it was started with."""
     run_dir = RunDirectory(run_path)
     config = run_dir.load_config()
+    check_metric_hashes(config)  # a Python metric that cannot be imported, or was changed, stops here
     # Refuse damaged or foreign checkpoints (and missing data) before anything is started or written.
     for task in resolve_tasks(config.tasks, data_dir=config.data_dir, sources=config.task_sources):
         run_dir.completed_steps(task.name, fingerprint=config.fingerprint())

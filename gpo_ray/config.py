@@ -10,10 +10,12 @@ import json
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Discriminator as _Discriminator
+from pydantic import Tag as _Tag
 
 from gpo_ray.errors import ConfigError, error_line
 from gpo_ray.vocabulary import MetricKind, PromptPlacement
@@ -188,6 +190,8 @@ class MetaPromptTemplate:
     )
     feedback_examples_intro: str = "These are the examples it got wrong, with the model's answer and the correct one:"
     feedback_entry: str = "Question: {question}\nModel's answer: {prediction}\nCorrect answer: {answer}"
+    # After an entry, when the task's metric (a spec) said what was wrong with the answer.
+    feedback_metric: str = "What the metric found: {feedback}"
     feedback_none: str = "(none: the model answered every example correctly)"
     feedback_instruction: str = (
         "Compare the model's answers with the correct ones and explain what in the prompt led the model to "
@@ -365,6 +369,126 @@ class OptimizerSettings(_Frozen):
         return self
 
 
+# --- a task's own metric (tasks/metric_specs.py scores these; README "Your own metric") ------------------------------
+
+
+class _Check(_Frozen):
+    weight: float = Field(default=1.0, gt=0, description="its share of the checks' weighted mean")
+
+
+class ContainsCheck(_Check):
+    """The reply contains `text`."""
+
+    check: Literal["contains"]
+    text: str = Field(min_length=1)
+    case_sensitive: bool = False
+
+
+class RegexCheck(_Check):
+    """The reply matches `pattern` somewhere (re.search)."""
+
+    check: Literal["regex"]
+    pattern: str = Field(min_length=1)
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        import re
+
+        try:
+            re.compile(v)
+        except re.error as e:
+            raise ValueError(f"not a valid regular expression: {e}") from None
+        return v
+
+
+class JsonCheck(_Check):
+    """The reply is JSON (alone, or in a ```json fence); optionally valid against `schema`, optionally with `fields`
+    equal to the reference's (the reference parsed as JSON). Scores the share of those fields that are equal."""
+
+    check: Literal["json"]
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema", description="a JSON Schema the reply meets")
+    fields: tuple[str, ...] = ()
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, serialize_by_alias=True)
+
+    @field_validator("schema_")
+    @classmethod
+    def _is_a_schema(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is not None:
+            import jsonschema
+
+            try:
+                jsonschema.validators.validator_for(v).check_schema(v)
+            except jsonschema.SchemaError as e:
+                raise ValueError(f"not a valid JSON Schema: {e.message}") from None
+        return v
+
+
+class OneOfCheck(_Check):
+    """The reply (stripped of spaces, quotes and final punctuation) is one of `labels`."""
+
+    check: Literal["one_of"]
+    labels: tuple[str, ...] = Field(min_length=1)
+    case_sensitive: bool = False
+
+
+class SimilarityCheck(_Check):
+    """How close the reply is to the reference: rapidfuzz's ratio, 0..1 (the best over several references)."""
+
+    check: Literal["similarity"]
+
+
+MetricCheck = Annotated[ContainsCheck | RegexCheck | JsonCheck | OneOfCheck | SimilarityCheck,
+                        _Discriminator("check")]
+
+
+class ChecksMetric(_Frozen):
+    """Built-in checks that need no code; the score is their weighted mean."""
+
+    kind: Literal["checks"]
+    checks: tuple[MetricCheck, ...] = Field(min_length=1)
+
+
+class PythonMetric(_Frozen):
+    """A metric of your own: `function(example, reply)` returns a score in [0, 1] (a bool counts) or (score,
+    feedback). It runs in the evaluator actors."""
+
+    kind: Literal["python"]
+    function: str = Field(description="package.module:name, or path/to/file.py:name (in a config file, relative to "
+                          "it): the file is shipped to every node's evaluators (Ray runtime_env py_modules)")
+    source_hash: str | None = Field(
+        default=None, description="set when a run starts (tasks/metric_functions.py): a resume with a changed "
+        "function says so instead of mixing two metrics in one trajectory",
+    )
+
+    @field_validator("function")
+    @classmethod
+    def _module_and_name(cls, v: str) -> str:
+        import re
+
+        module, _, name = v.rpartition(":")
+        if module.endswith(".py"):
+            if not re.fullmatch(r"[A-Za-z_]\w*", Path(module).stem) or not re.fullmatch(r"[A-Za-z_]\w*", name):
+                raise ValueError(f"{v!r} must be 'path/to/file.py:name', the file's name a Python identifier")
+        elif not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", v):
+            raise ValueError(f"{v!r} must be 'package.module:name' or 'path/to/file.py:name'")
+        return v
+
+
+MetricSpec = Annotated[PythonMetric | ChecksMetric, _Discriminator("kind")]
+
+
+def _built_in_or_spec(value: Any) -> str:
+    """A mapping (or a model) is a spec, anything else a built-in kind: an error then names what was meant."""
+    return "spec" if isinstance(value, (dict, PythonMetric, ChecksMetric)) else "built_in"
+
+
+# What a task source's `metric` may be: a built-in kind (vocabulary.MetricKind) or a spec.
+TaskMetric = Annotated[Annotated[MetricKind, _Tag("built_in")] | Annotated[MetricSpec, _Tag("spec")],
+                       _Discriminator(_built_in_or_spec)]
+
+
 class TaskSource(_Frozen):
     """A user's own task: GPO folder layout, generic JSONL, or the official BIG-Bench-Hard JSON."""
 
@@ -373,7 +497,10 @@ class TaskSource(_Frozen):
     path: Path
     input_field: str = "input"
     answer_field: str = "target"
-    metric: MetricKind | None = Field(default=None, description="None infers it from the name and answers")
+    metric: TaskMetric | None = Field(
+        default=None, description="a built-in kind, a spec ({kind: python, ...} or {kind: checks, ...}), or None to "
+        "infer a built-in kind from the name and answers",
+    )
     # bbh_json has no splits: train/eval sizes carve it (rest is test), shuffled with split_seed.
     train_size: int = Field(default=48, ge=1)
     eval_size: int = Field(default=48, ge=1)
@@ -414,6 +541,11 @@ class BudgetSettings(_Frozen):
                                   "(usage.json `requests`: retries count, cache hits are free)")
     max_tokens: int | None = Field(default=None, gt=0, description="stop after this many tokens in all "
                                    "(what the endpoint reported: cache hits are free)")
+    max_metric_errors: int | None = Field(
+        default=10, ge=0,
+        description="a task's examples its metric may fail to score (raised, or no score in [0, 1]) before the run "
+        "stops; each scores 0 and counts as metric_error. Counted from the run's (or resume's) start; None: no limit",
+    )
 
 
 class EmbedderConfig(_Frozen):
@@ -644,6 +776,11 @@ def anchor_paths(data: dict[str, Any], *, folder: Path, source: Path) -> dict[st
         for i, src in enumerate(sources):
             if isinstance(src, dict) and "path" in src:
                 src["path"] = anchored(src["path"], f"task_sources.{i}.path")
+            metric = src.get("metric") if isinstance(src, dict) else None
+            if isinstance(metric, dict) and metric.get("kind") == "python" and isinstance(metric.get("function"), str):
+                file, sep, name = metric["function"].rpartition(":")
+                if sep and file.endswith(".py"):  # a metric file beside the config
+                    metric["function"] = f"{anchored(file, f'task_sources.{i}.metric.function')}:{name}"
     return data
 
 

@@ -29,6 +29,11 @@ class RunFailed(GpoError):
     exit_code = 1
 
 
+class MetricErrorsExceeded(RunFailed):
+    """A task's metric failed on more examples than budget.max_metric_errors allows. Completed steps are kept: a
+    resume continues once the metric or the data is fixed."""
+
+
 def error_line(error: BaseException, *, last: bool = False) -> str:
     """An error as the one line a message quotes: its first line (the headline), or with `last` its last one
     (the exception line of a traceback carried as text, as a Ray-wrapped error is); its type's name when it

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from gpo_ray.observability.metrics import metrics_for, run_metrics_context
 from gpo_ray.observability.tracking import check_tracking, open_tracker
 from gpo_ray.runtime.run_dir import default_run_dir
 from gpo_ray.runtime.sweep_dir import SweepDirectory
+from gpo_ray.tasks.metric_functions import check_metric_hashes, with_metric_hashes
 from gpo_ray.tasks.registry import resolve_tasks
 from gpo_ray.tasks.types import Task
 from gpo_ray.vocabulary import Role, RunStatus
@@ -82,8 +83,9 @@ def sweep(grid: Grid, *, sweep_dir: Path | None = None, output: str = "quiet", e
     path = Path(sweep_dir or grid.base.get("run_dir") or default_run_dir())
     runs = grid.sub_runs(path)
     first = runs[0].config
-    # Validate the data and the tracking wanted before anything is written or started.
+    # Validate the data, the metrics and the tracking wanted before anything is written or started.
     resolve_tasks(first.tasks, data_dir=first.data_dir, sources=first.task_sources)
+    runs = [replace(r, config=with_metric_hashes(r.config)) for r in runs]  # a metric that cannot be imported stops
     check_tracking(first)
     check_cluster(first.cluster.address)
     directory = SweepDirectory(path)
@@ -102,6 +104,7 @@ def resume_sweep(path: Path, *, address: str | None = None, output: str = "quiet
     # Refuse damaged or foreign checkpoints (and missing data) before anything is started or written.
     for run in runs:
         c = run.config
+        check_metric_hashes(c)
         for task in resolve_tasks(c.tasks, data_dir=c.data_dir, sources=c.task_sources):
             directory.run_dir(run.name).completed_steps(task.name, fingerprint=c.fingerprint())
     check_tracking(runs[0].config)

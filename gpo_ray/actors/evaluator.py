@@ -1,7 +1,8 @@
 """Evaluator actor: a thin Ray shell that scores (prompt, example) items against the task LLM.
 
 Scores are cached per (metric, prompt, example) in the actor, and LLM replies on disk, so an item
-retried after a crash or asked twice costs no second generation. The sub-runs of a sweep share these actors: each
+retried after a crash or asked twice costs no second generation. A task's Python metric runs here, where the replies
+arrive; an example it could not score comes back as a `MetricFailure` (not cached: a repeat reports it again). The sub-runs of a sweep share these actors: each
 call may name how the task model is asked (`params`) and whose usage it is (`account`); an account's scores are
 its own, so what another sub-run already scored reaches it as response-cache hits, counted for it.
 """
@@ -16,26 +17,34 @@ import ray
 
 from gpo_ray.actors.introspection import WhereAmI
 from gpo_ray.config import LLMRoleConfig
-from gpo_ray.core.evaluation import TaskModelParams, grade_example, score_example
+from gpo_ray.core.evaluation import (
+    Metric,
+    MetricFailure,
+    TaskModelParams,
+    grade_example,
+    score_example,
+)
 from gpo_ray.llm.accounting import CURRENT_ACCOUNT, AccountedCounters
 from gpo_ray.llm.cache import ResponseCache
 from gpo_ray.llm.run_limits import PermitSource
 from gpo_ray.llm.stack import build_client
 from gpo_ray.observability.metrics import MetricsContext, llm_usage_listener
+from gpo_ray.tasks.metric_specs import metric_key
 from gpo_ray.tasks.types import Example
-from gpo_ray.vocabulary import MetricKind, Role
+from gpo_ray.vocabulary import Role
 
 
 @dataclass(frozen=True)
 class ScoreItem:
     prompt: str
     example: Example
-    metric: MetricKind
+    metric: Metric
     task: str = ""  # the task's name: which second turn it gets (answer_extraction: second_turn)
 
     @property
     def key(self) -> tuple:
-        return (self.metric.value, self.task, self.prompt, self.example.input, self.example.answers)
+        return (metric_key(self.metric), self.task, self.prompt, self.example.input, self.example.answers,
+                self.example.extra)
 
 
 class Evaluator(WhereAmI):
@@ -61,33 +70,37 @@ class Evaluator(WhereAmI):
         self.slots = asyncio.Semaphore(max_in_flight)
         self.scores: dict[tuple, float] = {}
 
-    async def _one(self, item: ScoreItem, params: TaskModelParams, account: str | None) -> float:
+    async def _one(self, item: ScoreItem, params: TaskModelParams, account: str | None) -> float | MetricFailure:
         key = (account, params, *item.key)
         if key in self.scores:
             return self.scores[key]
         async with self.slots:
             value = await score_example(self.llm, item.prompt, item.example, metric=item.metric, params=params,
                                         task=item.task)
-        self.scores[key] = value
+        if not isinstance(value, MetricFailure):
+            self.scores[key] = value
         return value
 
     async def score(self, items: list[ScoreItem], params: TaskModelParams | None = None,
-                    account: str | None = None) -> list[float]:
+                    account: str | None = None) -> list[float | MetricFailure]:
         CURRENT_ACCOUNT.set(account)  # this call's task (and the tasks gathered below) count for `account`
         params = params or self.params
         return list(await asyncio.gather(*(self._one(i, params, account) for i in items)))
 
-    async def _one_with_prediction(self, item: ScoreItem, params: TaskModelParams, account: str | None) -> tuple[float, str]:
+    async def _one_with_prediction(self, item: ScoreItem, params: TaskModelParams, account: str | None
+                                   ) -> tuple[float | MetricFailure, str, str | None]:
         # Not from the score cache: the answer is needed too (a repeat is a response-cache hit, not a model call).
         async with self.slots:
-            value, prediction = await grade_example(self.llm, item.prompt, item.example, metric=item.metric,
-                                                    params=params, task=item.task)
-        self.scores[(account, params, *item.key)] = value
-        return value, prediction
+            graded = await grade_example(self.llm, item.prompt, item.example, metric=item.metric, params=params,
+                                         task=item.task)
+        if not isinstance(graded[0], MetricFailure):
+            self.scores[(account, params, *item.key)] = graded[0]
+        return graded
 
     async def score_with_predictions(self, items: list[ScoreItem], params: TaskModelParams | None = None,
-                                     account: str | None = None) -> list[tuple[float, str]]:
-        """Scores with the model's answers as the feedback request shows them (the feedback direction)."""
+                                     account: str | None = None) -> list[tuple[float | MetricFailure, str, str | None]]:
+        """Scores with the model's answers as the feedback request shows them and the metric's feedback (the
+        feedback direction)."""
         CURRENT_ACCOUNT.set(account)
         params = params or self.params
         return list(await asyncio.gather(*(self._one_with_prediction(i, params, account) for i in items)))

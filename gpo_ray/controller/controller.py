@@ -399,7 +399,8 @@ class Controller:
                                      task=task.name)
                 loop = GPOTaskLoop(task, settings=self.config.optimizer, services=services,
                                    structured=self.structured, optimizer_temperature=opt_role.temperature,
-                                   optimizer_max_tokens=opt_role.max_tokens)
+                                   optimizer_max_tokens=opt_role.max_tokens,
+                                   max_metric_errors=self.config.budget.max_metric_errors)
                 result = await loop.run(completed=done)
                 await services.settle(task.name)  # the task's last memory write (a failed one stops the run)
                 self.task_entries[task.name] = result.to_dict()

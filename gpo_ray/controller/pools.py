@@ -19,11 +19,10 @@ import structlog
 
 from gpo_ray.actors.evaluator import ScoreItem
 from gpo_ray.controller.fair import FairScheduler
-from gpo_ray.core.evaluation import TaskModelParams
+from gpo_ray.core.evaluation import Metric, MetricFailure, TaskModelParams
 from gpo_ray.core.generation import GenerationRequest, GenerationResult, OptimizerTextRequest, meta_prompt_for
 from gpo_ray.observability.metrics import Metrics, NullMetrics
 from gpo_ray.tasks.types import Example
-from gpo_ray.vocabulary import MetricKind
 
 log = structlog.get_logger()
 
@@ -107,21 +106,23 @@ class EvaluatorPool:
         return [s for chunk in results for s in chunk]
 
     async def score(
-        self, task: str, metric: MetricKind, prompts: Sequence[str], examples: Sequence[Example], *,
+        self, task: str, metric: Metric, prompts: Sequence[str], examples: Sequence[Example], *,
         params: TaskModelParams | None = None, account: str | None = None,
-    ) -> list[list[float]]:
+    ) -> list[list[float | MetricFailure]]:
         items = [ScoreItem(p, ex, metric, task) for p in prompts for ex in examples]
         flat = await self._run_items(task, "score", items, params=params, account=account)
         n = len(examples)
         return [flat[i * n : (i + 1) * n] for i in range(len(prompts))]
 
     async def score_with_predictions(
-        self, task: str, metric: MetricKind, prompt: str, examples: Sequence[Example], *,
+        self, task: str, metric: Metric, prompt: str, examples: Sequence[Example], *,
         params: TaskModelParams | None = None, account: str | None = None,
-    ) -> list[tuple[float, str]]:
-        """Per example (score, the model's answer as shown): the feedback direction's scoring of the current prompt."""
+    ) -> list[tuple[float | MetricFailure, str, str | None]]:
+        """Per example (score, the model's answer as shown, the metric's feedback): the feedback direction's scoring of
+        the current prompt."""
         items = [ScoreItem(prompt, ex, metric, task) for ex in examples]
-        return [(float(score), str(answer)) for score, answer in
+        return [(score if isinstance(score, MetricFailure) else float(score), str(answer), feedback)
+                for score, answer, feedback in
                 await self._run_items(task, "score_with_predictions", items, params=params, account=account)]
 
     def _outstanding(self, delta: int) -> None:
@@ -142,13 +143,13 @@ class EvaluatorPoolView:
         self.account = account
 
     async def score(
-        self, task: str, metric: MetricKind, prompts: Sequence[str], examples: Sequence[Example]
-    ) -> list[list[float]]:
+        self, task: str, metric: Metric, prompts: Sequence[str], examples: Sequence[Example]
+    ) -> list[list[float | MetricFailure]]:
         return await self.pool.score(task, metric, prompts, examples, params=self.params, account=self.account)
 
     async def score_with_predictions(
-        self, task: str, metric: MetricKind, prompt: str, examples: Sequence[Example]
-    ) -> list[tuple[float, str]]:
+        self, task: str, metric: Metric, prompt: str, examples: Sequence[Example]
+    ) -> list[tuple[float | MetricFailure, str, str | None]]:
         return await self.pool.score_with_predictions(task, metric, prompt, examples, params=self.params,
                                                       account=self.account)
 

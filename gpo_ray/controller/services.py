@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from gpo_ray.config import OptimizerSettings
 from gpo_ray.core.edit_distance import word_edit_distance
+from gpo_ray.core.evaluation import MetricFailure
 from gpo_ray.core.generation import GenerationRequest, GenerationResult, OptimizerTextRequest
 from gpo_ray.core.results import StepResult
 from gpo_ray.core.retrieval import retrieve_unselected, selects
@@ -65,7 +66,7 @@ class Evaluators(Protocol):
     """The evaluator pool, or a sweep sub-run's view of the shared one (controller/pools.py)."""
 
     async def score(self, task: str, metric: Any, prompts: Sequence[str], examples: Sequence[Example]
-                    ) -> list[list[float]]: ...
+                    ) -> list[list[float | MetricFailure]]: ...
 
 
 # What a task's memory write gives back: (the step it stored, the retrieval asked with it, what that retrieved),
@@ -125,12 +126,13 @@ class ActorServices:
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         return await self.refiners.generate(request)
 
-    async def score(self, task: Task, prompts: Sequence[str], examples: Sequence[Example]) -> list[list[float]]:
+    async def score(self, task: Task, prompts: Sequence[str], examples: Sequence[Example]
+                    ) -> list[list[float | MetricFailure]]:
         return await self.evaluators.score(task.name, task.metric, prompts, examples)
 
     async def score_with_predictions(
         self, task: Task, prompt: str, examples: Sequence[Example]
-    ) -> list[tuple[float, str]]:
+    ) -> list[tuple[float | MetricFailure, str, str | None]]:
         return await self.evaluators.score_with_predictions(task.name, task.metric, prompt, examples)
 
     async def ask_optimizer(self, request: OptimizerTextRequest) -> str:

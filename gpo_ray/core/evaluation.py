@@ -1,4 +1,8 @@
-"""Scoring a prompt on examples with the task model: the same code in-process and in evaluator actors."""
+"""Scoring a prompt on examples with the task model: the same code in-process and in evaluator actors.
+
+A task's metric is a built-in kind (tasks/metrics.py) or a spec (tasks/metric_specs.py). A spec's metric that cannot
+score a reply gives that example a `MetricFailure` instead of a score: the loop counts it and scores it 0.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,10 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gpo_ray.config import RunConfig
+from gpo_ray.config import ChecksMetric, PythonMetric, RunConfig
 from gpo_ray.llm.protocol import ChatMessage, ChatRequest, LLMClient
+from gpo_ray.tasks.metric_functions import load_metric_function
+from gpo_ray.tasks.metric_specs import Judgement, MetricError, judge_reply, metric_name
 from gpo_ray.tasks.metrics import extract_answer, score
 from gpo_ray.tasks.paper_metrics import flags as paper_flags
 from gpo_ray.tasks.paper_metrics import normalize as paper_normalize
@@ -20,6 +26,32 @@ from gpo_ray.tasks.second_turn import (
 )
 from gpo_ray.tasks.types import Example
 from gpo_ray.vocabulary import MetricKind, PromptPlacement
+
+Metric = MetricKind | PythonMetric | ChecksMetric
+
+
+@dataclass(frozen=True)
+class MetricFailure:
+    """An example the metric could not score (it raised, or returned no score in [0, 1]): it scores 0 and is counted
+    as a metric error (core/loop.py), with what failed and where."""
+
+    example_id: str
+    metric: str  # metric_name: the function, or "checks"
+    error: str  # one line
+
+    score = 0.0
+
+
+def judge(metric: Metric, reply: str, example: Example, *, variant: str = "default", task: str = ""
+          ) -> Judgement | MetricFailure:
+    """One reply's score (and a spec metric's feedback), or the metric's failure on it."""
+    if isinstance(metric, (PythonMetric, ChecksMetric)):
+        function = load_metric_function(metric.function) if isinstance(metric, PythonMetric) else None
+        try:
+            return judge_reply(metric, example, reply, function=function)
+        except MetricError as e:
+            return MetricFailure(example_id=example.id, metric=metric_name(metric), error=str(e))
+    return Judgement(float(score(metric, reply, example, variant=variant, task=task)))
 
 
 @dataclass(frozen=True)
@@ -38,7 +70,9 @@ class TaskModelParams:
     # official code reads (tasks/second_turn.py: paper_end_choice).
     end_choice: str = "question"
 
-    def variant_for(self, metric: MetricKind) -> str:
+    def variant_for(self, metric: Metric) -> str:
+        if not isinstance(metric, str):  # a spec has no variants
+            return "default"
         return dict(self.metric_variants).get(MetricKind(metric).value, "default")
 
 
@@ -78,7 +112,7 @@ def second_turn_request(
 
 
 async def _answer(
-    llm: LLMClient, prompt: str, example: Example, *, metric: MetricKind, params: TaskModelParams, task: str
+    llm: LLMClient, prompt: str, example: Example, *, metric: Metric, params: TaskModelParams, task: str
 ) -> tuple[str, str | None]:
     """The answer to parse, and the raw second-turn reply where there was one."""
     first = task_request(prompt, example, params)
@@ -100,13 +134,14 @@ async def score_example(
     prompt: str,
     example: Example,
     *,
-    metric: MetricKind,
+    metric: Metric,
     params: TaskModelParams,
     task: str = "",
-) -> float:
+) -> float | MetricFailure:
     """One example's score; with second-turn extraction, two task-model calls where the task has a second turn."""
     answer, _ = await _answer(llm, prompt, example, metric=metric, params=params, task=task)
-    return float(score(metric, answer, example, variant=params.variant_for(metric), task=task))
+    verdict = judge(metric, answer, example, variant=params.variant_for(metric), task=task)
+    return verdict if isinstance(verdict, MetricFailure) else verdict.score
 
 
 async def grade_example(
@@ -114,25 +149,31 @@ async def grade_example(
     prompt: str,
     example: Example,
     *,
-    metric: MetricKind,
+    metric: Metric,
     params: TaskModelParams,
     task: str = "",
-) -> tuple[float, str]:
-    """One example's score and the model's answer as the feedback request shows it (the same calls as a score)."""
+) -> tuple[float | MetricFailure, str, str | None]:
+    """One example's score, the model's answer as the feedback request shows it, and the metric's feedback (a spec's;
+    None for the built-in kinds): the same calls as a score."""
     answer, second_reply = await _answer(llm, prompt, example, metric=metric, params=params, task=task)
     variant = params.variant_for(metric)
-    value = float(score(metric, answer, example, variant=variant, task=task))
-    return value, shown_prediction(metric, answer, example, second_reply=second_reply, variant=variant, task=task)
+    verdict = judge(metric, answer, example, variant=variant, task=task)
+    shown = shown_prediction(metric, answer, example, second_reply=second_reply, variant=variant, task=task)
+    if isinstance(verdict, MetricFailure):
+        return verdict, shown, None
+    return verdict.score, shown, verdict.feedback
 
 
 def shown_prediction(
-    metric: MetricKind, answer: str, example: Example, *, second_reply: str | None, variant: str, task: str = ""
+    metric: Metric, answer: str, example: Example, *, second_reply: str | None, variant: str, task: str = ""
 ) -> str:
     """The model's answer as feedback_gradient.py shows it: the raw second-turn reply where there was one
     (raw_answer_second_round), else the answer as parsed: the official normalisation (variant paper; ROUGE-L: the
     stripped reply) or gpo-ray's extraction (default; the stripped reply when nothing could be extracted)."""
     if second_reply is not None:
         return second_reply
+    if not isinstance(metric, str):  # a spec reads the reply as it is
+        return answer.strip()
     metric = MetricKind(metric)
     if variant == "paper":
         if metric is MetricKind.ROUGE_L:
@@ -147,10 +188,10 @@ async def score_examples(
     prompt: str,
     examples: Sequence[Example],
     *,
-    metric: MetricKind,
+    metric: Metric,
     params: TaskModelParams,
     task: str = "",
-) -> list[float]:
+) -> list[float | MetricFailure]:
     """Per-example scores in example order. Concurrency is bounded by the client's limit layer."""
     return list(
         await asyncio.gather(
@@ -164,11 +205,11 @@ async def grade_examples(
     prompt: str,
     examples: Sequence[Example],
     *,
-    metric: MetricKind,
+    metric: Metric,
     params: TaskModelParams,
     task: str = "",
-) -> list[tuple[float, str]]:
-    """Per-example (score, shown answer) in example order: what the feedback direction needs."""
+) -> list[tuple[float | MetricFailure, str, str | None]]:
+    """Per-example (score, shown answer, metric feedback) in example order: what the feedback direction needs."""
     return list(
         await asyncio.gather(
             *(grade_example(llm, prompt, ex, metric=metric, params=params, task=task) for ex in examples)

@@ -30,7 +30,7 @@ from gpo_ray.config import OptimizerSettings
 from gpo_ray.core.adaptive import eval_order, successive_halving
 from gpo_ray.core.batches import batch_for_step, stable_seed
 from gpo_ray.core.edit_distance import word_edit_distance
-from gpo_ray.core.evaluation import mean
+from gpo_ray.core.evaluation import MetricFailure, mean
 from gpo_ray.core.extraction import prompt_key
 from gpo_ray.core.generation import GenerationRequest, GenerationResult, OptimizerTextRequest
 from gpo_ray.core.meta_prompt import DEFAULT_TEMPLATE, MetaPromptTemplate
@@ -50,8 +50,9 @@ from gpo_ray.core.variants import (
     summarize_prompts_request_for,
     wrong_examples,
 )
+from gpo_ray.errors import MetricErrorsExceeded
 from gpo_ray.tasks.types import Example, Task
-from gpo_ray.vocabulary import RunStatus
+from gpo_ray.vocabulary import MetricKind, RunStatus
 
 
 class TaskServices(Protocol):
@@ -63,14 +64,16 @@ class TaskServices(Protocol):
 
     async def generate(self, request: GenerationRequest) -> GenerationResult: ...
 
-    async def score(self, task: Task, prompts: Sequence[str], examples: Sequence[Example]) -> list[list[float]]:
-        """Per prompt, per example scores in [0, 1]."""
+    async def score(self, task: Task, prompts: Sequence[str], examples: Sequence[Example]
+                    ) -> list[list[float | MetricFailure]]:
+        """Per prompt, per example scores in [0, 1], or the metric's failure on the example."""
         ...
 
     async def score_with_predictions(
         self, task: Task, prompt: str, examples: Sequence[Example]
-    ) -> list[tuple[float, str]]:
-        """Per example (score, the model's answer as shown): direction feedback's wrong examples."""
+    ) -> list[tuple[float | MetricFailure, str, str | None]]:
+        """Per example (score, the model's answer as shown, the metric's feedback): direction feedback's wrong
+        examples."""
         ...
 
     async def ask_optimizer(self, request: OptimizerTextRequest) -> str:
@@ -131,8 +134,14 @@ class GPOTaskLoop:
         structured: bool,
         optimizer_temperature: float = 1.0,
         optimizer_max_tokens: int | None = None,
+        max_metric_errors: int | None = None,
     ) -> None:
         self.task = task
+        # Examples the metric could not score: this many are scored 0 and counted, one more stops the run (None: never).
+        self.max_metric_errors = max_metric_errors
+        self._metric_errors = 0  # since this loop started (a resume counts afresh)
+        self._metric_errors_in_step = 0
+        self._step_now: int | None = 0  # the step being run: metric errors are logged with it
         self.settings = settings
         self.services = services
         self.structured = structured
@@ -167,8 +176,34 @@ class GPOTaskLoop:
             if c.examples is None or c.examples == len(self.eval_examples):
                 self._earlier_scores.setdefault(prompt_key(c.prompt), c.score)
 
+    def _settle(self, values: Sequence[float | MetricFailure]) -> list[float]:
+        """Scores with each metric failure scored 0, logged and counted; past max_metric_errors the run stops."""
+        scores = []
+        for value in values:
+            if isinstance(value, MetricFailure):
+                self._metric_errors += 1
+                self._metric_errors_in_step += 1
+                self.log.warning("metric_error", step=self._step_now, metric=value.metric, example=value.example_id,
+                                 error=value.error, metric_errors=self._metric_errors)
+                if self.max_metric_errors is not None and self._metric_errors > self.max_metric_errors:
+                    raise MetricErrorsExceeded(
+                        f"metric {value.metric} of task {self.task.name} failed on {self._metric_errors} examples "
+                        f"(more than budget.max_metric_errors {self.max_metric_errors}), the last on example "
+                        f"{value.example_id or '?'}: {value.error}")
+                value = value.score
+            scores.append(float(value))
+        return scores
+
+    async def _score(self, prompts: Sequence[str], examples: Sequence[Example]) -> list[list[float]]:
+        return [self._settle(values) for values in await self.services.score(self.task, prompts, examples)]
+
+    def _with_metric_errors(self, record: StepResult) -> StepResult:
+        """The step's record with the metric errors counted while it ran (`metric_error`), when there were any."""
+        errors, self._metric_errors_in_step = self._metric_errors_in_step, 0
+        return replace(record, counts={**record.counts, "metric_error": errors}) if errors else record
+
     async def _eval_score(self, prompt: str) -> float:
-        (scores,) = await self.services.score(self.task, [prompt], self.eval_examples)
+        (scores,) = await self._score([prompt], self.eval_examples)
         return mean(scores)
 
     @property
@@ -179,7 +214,7 @@ class GPOTaskLoop:
         """trace_scores: a prompt's test score, as the official loop logs each step's prompt (test_log)."""
         if not self._traces_test:
             return None
-        (scores,) = await self.services.score(self.task, [prompt], self.test_examples)
+        (scores,) = await self._score([prompt], self.test_examples)
         return mean(scores)
 
     async def _trace_test(self, prompt: str, kept: dict, counts: dict[str, int]) -> None:
@@ -197,7 +232,7 @@ class GPOTaskLoop:
         batch = official_train_batch(self.train_examples, t, batch_size=self.settings.batch_size)
         if not batch:
             return None, 0
-        (scores,) = await self.services.score(self.task, [prompt], batch)
+        (scores,) = await self._score([prompt], batch)
         return mean(scores), len(batch)
 
     async def run(self, *, completed: Sequence[StepResult] = ()) -> TaskResult:
@@ -209,6 +244,7 @@ class GPOTaskLoop:
                 step=0, edit_budget=0, prompt=s.initial_prompt, eval_score=await self._eval_score(s.initial_prompt),
                 test_score=await self._trace_test_score(s.initial_prompt),
             )
+            initial = self._with_metric_errors(initial)
             await self.services.step_done(self.task, initial)
             records = [initial]
         trajectory = [TrajectoryEntry(r.prompt, r.eval_score, r.step) for r in records]
@@ -221,7 +257,8 @@ class GPOTaskLoop:
                 status = RunStatus.BUDGET_EXHAUSTED
                 self.log.warning("budget_exhausted", step=t)
                 break
-            record = await self._step(t, trajectory, tried, records)
+            self._step_now = t
+            record = self._with_metric_errors(await self._step(t, trajectory, tried, records))
             await self.services.step_done(self.task, record)
             records.append(record)
             trajectory.append(TrajectoryEntry(record.prompt, record.eval_score, t))
@@ -241,7 +278,11 @@ class GPOTaskLoop:
         s = self.settings
         batch = batch_for_step(self.train_examples, t, batch_size=s.batch_size, seed=s.seed)
         graded = await self.services.score_with_predictions(self.task, current, batch) if batch else []
-        wrong = wrong_examples(batch, graded)
+        scores = self._settle([g[0] for g in graded])
+        # A built-in metric's wrong examples score 0 (the official rule); a spec's score below 1 (it may give partial
+        # credit, and says what was missing).
+        wrong = wrong_examples(batch, [(sc, *g[1:]) for sc, g in zip(scores, graded, strict=True)],
+                               below=None if isinstance(self.task.metric, MetricKind) else 1.0)
         text = feedback_request_for(style=s.meta_prompt_style, current_prompt=current, wrong=wrong,
                                     template=self.template)
         feedback = await self._ask(t, FEEDBACK, text)
@@ -368,7 +409,7 @@ class GPOTaskLoop:
             batch = batch_for_step(self.train_examples, t, batch_size=s.batch_size, seed=s.seed)
             scored = []
             if generated.candidates:
-                per_prompt = await self.services.score(self.task, generated.candidates, batch)
+                per_prompt = await self._score(generated.candidates, batch)
                 scored = [
                     ScoredCandidate(prompt=p, score=mean(sc), edit_distance=word_edit_distance(current, p),
                                     examples=len(sc))
@@ -416,7 +457,7 @@ class GPOTaskLoop:
                                   examples=len(self.eval_examples)) for p in repeated]
         scored: list[ScoredCandidate] = []
         if new:
-            per_prompt = await self.services.score(self.task, new, self.eval_examples)
+            per_prompt = await self._score(new, self.eval_examples)
             scored = [ScoredCandidate(prompt=p, score=mean(sc), edit_distance=word_edit_distance(current, p),
                                       examples=len(sc)) for p, sc in zip(new, per_prompt, strict=True)]
         ranking = paper_ranking(current, [(c.prompt, c.score) for c in reused], [(c.prompt, c.score) for c in scored])
@@ -447,7 +488,7 @@ class GPOTaskLoop:
         ordered = [examples[i] for i in order]
 
         async def score_range(which: Sequence[int], start: int, stop: int) -> list[list[float]]:
-            return await self.services.score(self.task, [eligible[i] for i in which], ordered[start:stop])
+            return await self._score([eligible[i] for i in which], ordered[start:stop])
 
         outcome = await successive_halving(
             len(eligible), len(examples), score_range,
@@ -468,6 +509,7 @@ class GPOTaskLoop:
         return scored, [scored[i] for i in sorted(full)], outcome.calls, outcome.full_calls
 
     async def _finish(self, records: list[StepResult], trajectory: list[TrajectoryEntry], status: str) -> TaskResult:
+        self._step_now = None  # the test split's scoring, after the last step
         best = select_best(trajectory)
         initial = trajectory[0]
         initial_test = best_test = None
@@ -478,7 +520,7 @@ class GPOTaskLoop:
             initial_test, best_test = traced
         elif self.settings.evaluate_test and self.test_examples:
             prompts = [initial.prompt] if best.prompt == initial.prompt else [initial.prompt, best.prompt]
-            scores = await self.services.score(self.task, prompts, self.test_examples)
+            scores = await self._score(prompts, self.test_examples)
             initial_test = mean(scores[0])
             best_test = mean(scores[-1])
         return TaskResult(

@@ -132,9 +132,12 @@ def build_paper_meta_prompt(
 
 def build_paper_feedback_request(*, current_prompt: str, wrong: Sequence[WrongExample]) -> str:
     """feedback_gradient.py's request: the current prompt and the training batch's wrong examples, in the order
-    given (an empty list gives the official text with no examples, which the official code sends too)."""
+    given (an empty list gives the official text with no examples, which the official code sends too). A metric spec's
+    feedback on an example (beyond the paper) follows it; the built-in metrics give none, so the text is the paper's."""
     errors = "\n\n".join(
-        T.FEEDBACK_ERROR.format(question=w.question, prediction=w.prediction, answer=w.answer) for w in wrong
+        T.FEEDBACK_ERROR.format(question=w.question, prediction=w.prediction, answer=w.answer)
+        + (T.METRIC_FEEDBACK.format(feedback=w.feedback) if w.feedback else "")
+        for w in wrong
     )
     return T.FEEDBACK_REQUEST.format(prompt=current_prompt, errors=errors)
 

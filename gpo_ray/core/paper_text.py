@@ -106,6 +106,8 @@ FEEDBACK_REQUEST = (
     "Wrap the reason with <START> and <END>."
 )
 FEEDBACK_ERROR = "Question: {question}\nWrong prediction: {prediction}\nGround truth answer: {answer}"
+# Not in the official code: a metric spec's feedback on the example, after FEEDBACK_ERROR (gpo-ray's own metrics).
+METRIC_FEEDBACK = "\nMetric feedback: {feedback}"
 
 # GENG / EDG: the feedback block, after the current prompt.
 GRADIENT_BLOCK = "Below are the problems with this prompt.\n\n{gradient}\n\n"

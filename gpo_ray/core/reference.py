@@ -11,7 +11,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from gpo_ray.config import OptimizerSettings
-from gpo_ray.core.evaluation import TaskModelParams, grade_examples, score_examples
+from gpo_ray.core.evaluation import (
+    MetricFailure,
+    TaskModelParams,
+    grade_examples,
+    score_examples,
+)
 from gpo_ray.core.generation import (
     GenerationRequest,
     GenerationResult,
@@ -64,7 +69,8 @@ class InProcessServices:
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         return await generate_candidates(self.optimizer_llm, request)
 
-    async def score(self, task: Task, prompts: Sequence[str], examples: Sequence[Example]) -> list[list[float]]:
+    async def score(self, task: Task, prompts: Sequence[str], examples: Sequence[Example]
+                    ) -> list[list[float | MetricFailure]]:
         return list(
             await asyncio.gather(
                 *(score_examples(self.task_llm, p, examples, metric=task.metric, params=self.task_params, task=task.name)
@@ -74,7 +80,7 @@ class InProcessServices:
 
     async def score_with_predictions(
         self, task: Task, prompt: str, examples: Sequence[Example]
-    ) -> list[tuple[float, str]]:
+    ) -> list[tuple[float | MetricFailure, str, str | None]]:
         return await grade_examples(self.task_llm, prompt, examples, metric=task.metric, params=self.task_params,
                                     task=task.name)
 

@@ -29,3 +29,4 @@ class WrongExample:
     question: str
     prediction: str  # what the task model answered (core/evaluation.py: shown_prediction)
     answer: str  # the reference answer
+    feedback: str | None = None  # what the metric said was wrong (a spec's feedback); None for the built-in kinds

@@ -56,14 +56,17 @@ def _block(open_tag: str, text: str, close_tag: str) -> str:
     return f"{open_tag}\n{text}\n{close_tag}"
 
 
-def wrong_examples(batch: Sequence[Example], graded: Sequence[tuple[float, str]]) -> list[WrongExample]:
-    """The examples scored 0 (feedback_gradient.py: accuracy == 0.0), in batch order, with the model's answer."""
+def wrong_examples(batch: Sequence[Example], graded: Sequence[tuple], *, below: float | None = None
+                   ) -> list[WrongExample]:
+    """The examples scored 0 (feedback_gradient.py: accuracy == 0.0), or with `below` scored below it, in batch order,
+    with the model's answer and, where `graded` carries it as a third item, the metric's feedback."""
     if len(batch) != len(graded):
         raise ValueError(f"got {len(graded)} grades for {len(batch)} examples")
     return [
-        WrongExample(question=ex.input, prediction=prediction, answer=ex.answer)
-        for ex, (score, prediction) in zip(batch, graded, strict=True)
-        if score == 0.0
+        WrongExample(question=ex.input, prediction=prediction, answer=ex.answer,
+                     feedback=rest[0] if rest else None)
+        for ex, (score, prediction, *rest) in zip(batch, graded, strict=True)
+        if (score == 0.0 if below is None else score < below)
     ]
 
 
@@ -123,7 +126,8 @@ def build_feedback_request(
             question=clip_text(w.question, template.max_input_chars),
             prediction=clip_text(w.prediction, template.max_answer_chars),
             answer=clip_text(w.answer, template.max_answer_chars),
-        )
+        ) + ("\n" + template.feedback_metric.format(feedback=clip_text(w.feedback, template.max_answer_chars))
+             if w.feedback else "")
         for w in wrong
     ]
     listed = "\n\n".join(entries) if entries else template.feedback_none.format()

@@ -16,8 +16,9 @@ from typing import Any
 
 import structlog
 
-from gpo_ray.config import TaskSource
+from gpo_ray.config import TaskMetric, TaskSource
 from gpo_ray.errors import DataError
+from gpo_ray.tasks.metric_specs import metric_name
 from gpo_ray.tasks.types import Example, Task
 from gpo_ray.vocabulary import MetricKind
 
@@ -78,7 +79,7 @@ def load_jsonl_split(
     return tuple(examples)
 
 
-def load_gpo_folder(path: Path, *, name: str, metric: MetricKind | None = None) -> Task:
+def load_gpo_folder(path: Path, *, name: str, metric: TaskMetric | None = None) -> Task:
     """A task folder in the GPO paper's layout; `metric=None` infers it from the name and answers."""
     return _load_split_folder(path, name=name, metric=metric, input_field="input", answer_field=None)
 
@@ -152,7 +153,7 @@ def _load_split_folder(
     path: Path,
     *,
     name: str,
-    metric: MetricKind | None,
+    metric: TaskMetric | None,
     input_field: str,
     answer_field: str | None,
 ) -> Task:
@@ -213,7 +214,9 @@ def _example_from_record(
         looked = " or ".join(f"'{f}'" for f in answer_fields)
         raise DataError(f"{where}: missing answer field {looked}")
     answers = _answers(record[field], where=where, field=field)
-    return Example(input=question, answers=answers, id=example_id)
+    others = {k: v for k, v in record.items() if k != input_field}  # the answer column too, as written
+    extra = json.dumps(others, ensure_ascii=False, sort_keys=True) if others else ""
+    return Example(input=question, answers=answers, id=example_id, extra=extra)
 
 
 def _answers(value: Any, *, where: str, field: str) -> tuple[str, ...]:
@@ -253,13 +256,14 @@ def _json_type(value: Any) -> str:
 
 
 def _renumber(examples: Sequence[Example], prefix: str) -> tuple[Example, ...]:
-    return tuple(Example(input=e.input, answers=e.answers, id=f"{prefix}:{i}") for i, e in enumerate(examples))
+    return tuple(Example(input=e.input, answers=e.answers, id=f"{prefix}:{i}", extra=e.extra)
+                 for i, e in enumerate(examples))
 
 
 def _log_loaded(task: Task, path: Path) -> None:
     structlog.get_logger().bind(task=task.name, path=str(path)).debug(
         "task loaded",
-        metric=task.metric.value,
+        metric=metric_name(task.metric),
         train=len(task.train),
         eval=len(task.eval),
         test=len(task.test),

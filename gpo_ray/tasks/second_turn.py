@@ -85,7 +85,10 @@ def second_turn_text(
     task_name: str, metric: MetricKind, question: str, *, choice: str | None = None
 ) -> str | None:
     """The user turn that asks for the final answer, or None when the task gets no second turn. `choice`: the last
-    option to name for a multiple-choice task (end_choice paper), else found in the question (`end_choice`)."""
+    option to name for a multiple-choice task (end_choice paper), else found in the question (`end_choice`). A task
+    scored by a metric spec (python, checks) has none: its metric reads the reply as it is."""
+    if not isinstance(metric, str):  # MetricKind is a str; a spec is not
+        return None
     family, _, sub = task_name.partition("/")
     last = choice
     if family == "bbh":

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from gpo_ray.config import ChecksMetric, PythonMetric
 from gpo_ray.vocabulary import MetricKind
 
 
@@ -12,6 +13,8 @@ class Example:
     input: str
     answers: tuple[str, ...]  # one reference, or several (WebNLG)
     id: str = ""  # stable within a task split, e.g. "eval:17"
+    # The data file's other columns as a JSON object's text (a Python metric gets them); "" when there are none.
+    extra: str = field(default="", compare=False)
 
     @property
     def answer(self) -> str:
@@ -21,7 +24,7 @@ class Example:
 @dataclass(frozen=True)
 class Task:
     name: str  # e.g. "bbh/navigate"
-    metric: MetricKind
+    metric: MetricKind | PythonMetric | ChecksMetric  # a built-in kind or a task source's spec
     train: tuple[Example, ...]
     eval: tuple[Example, ...]
     test: tuple[Example, ...]
