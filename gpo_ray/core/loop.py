@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import structlog
@@ -124,6 +124,15 @@ def schedule_for(task: Task, settings: OptimizerSettings) -> EditBudgetSchedule:
     return EditBudgetSchedule.from_config(settings.schedule, total_steps=steps)
 
 
+
+@dataclass(frozen=True)
+class TracedBatch:
+    """trace_scores: the step's training batch as the official loop slices it, and (direction feedback) each
+    example's (score, shown answer, metric feedback)."""
+
+    examples: list[Example]
+    graded: list[tuple] | None
+
 class GPOTaskLoop:
     def __init__(
         self,
@@ -224,16 +233,23 @@ class GPOTaskLoop:
             kept["test_score"] = test_score
             counts["trace_scoring_calls"] = counts.get("trace_scoring_calls", 0) + len(self.test_examples)
 
-    async def _trace_train_score(self, t: int, prompt: str) -> tuple[float | None, int]:
-        """trace_scores: the current prompt on the step's training batch as the official loop slices it (train_log);
-        the score and the number of examples."""
+    async def _trace_train_score(self, t: int, prompt: str) -> tuple[float | None, TracedBatch | None]:
+        """trace_scores: the current prompt on the step's training batch as the official loop slices it (train_log):
+        its mean score, and the batch with its graded replies. With direction feedback those replies are what the
+        feedback is asked from, as optimize.py computes its feedback from this same batch's results."""
         if not self.settings.trace_scores:
-            return None, 0
+            return None, None
         batch = official_train_batch(self.train_examples, t, batch_size=self.settings.batch_size)
         if not batch:
-            return None, 0
-        (scores,) = await self._score([prompt], batch)
-        return mean(scores), len(batch)
+            return None, None
+        if self.settings.direction == "feedback":
+            graded = await self.services.score_with_predictions(self.task, prompt, batch)
+            scores = self._settle([g[0] for g in graded])
+            graded = [(sc, *g[1:]) for sc, g in zip(scores, graded, strict=True)]
+        else:
+            (scores,) = await self._score([prompt], batch)
+            graded = None
+        return mean(scores), TracedBatch(examples=list(batch), graded=graded)
 
     async def run(self, *, completed: Sequence[StepResult] = ()) -> TaskResult:
         """Run (or continue, given the completed steps of an interrupted run) to the end."""
@@ -273,20 +289,25 @@ class GPOTaskLoop:
         ))
         return extract_reply(raw)
 
-    async def _feedback(self, t: int, current: str, counts: dict[str, int]) -> str:
-        """direction feedback: the current prompt on the step's training batch, then the optimizer's reasons."""
+    async def _feedback(self, t: int, current: str, counts: dict[str, int], *, traced: TracedBatch | None) -> str:
+        """direction feedback: the current prompt on the step's training batch, then the optimizer's reasons. With
+        trace_scores the traced batch's replies serve (no second scoring: `plan` counts none)."""
         s = self.settings
-        batch = batch_for_step(self.train_examples, t, batch_size=s.batch_size, seed=s.seed)
-        graded = await self.services.score_with_predictions(self.task, current, batch) if batch else []
-        scores = self._settle([g[0] for g in graded])
+        if traced is not None and traced.graded is not None:
+            batch, graded, scoring_calls = traced.examples, traced.graded, 0
+        else:
+            batch = batch_for_step(self.train_examples, t, batch_size=s.batch_size, seed=s.seed)
+            graded = await self.services.score_with_predictions(self.task, current, batch) if batch else []
+            scores = self._settle([g[0] for g in graded])
+            graded = [(sc, *g[1:]) for sc, g in zip(scores, graded, strict=True)]
+            scoring_calls = len(batch)
         # A built-in metric's wrong examples score 0 (the official rule); a spec's score below 1 (it may give partial
         # credit, and says what was missing).
-        wrong = wrong_examples(batch, [(sc, *g[1:]) for sc, g in zip(scores, graded, strict=True)],
-                               below=None if isinstance(self.task.metric, MetricKind) else 1.0)
+        wrong = wrong_examples(batch, graded, below=None if isinstance(self.task.metric, MetricKind) else 1.0)
         text = feedback_request_for(style=s.meta_prompt_style, current_prompt=current, wrong=wrong,
                                     template=self.template)
         feedback = await self._ask(t, FEEDBACK, text)
-        counts.update(feedback_calls=1, feedback_scoring_calls=len(batch), feedback_wrong_examples=len(wrong))
+        counts.update(feedback_calls=1, feedback_scoring_calls=scoring_calls, feedback_wrong_examples=len(wrong))
         self.log.info("feedback", step=t, wrong=len(wrong), examples=len(batch))
         return feedback
 
@@ -302,7 +323,8 @@ class GPOTaskLoop:
         return join_feedback(select_feedback(history, strategy=s.retrieval, k=s.retrieval_k, vectors=vectors))
 
     async def _direction_and_momentum(
-        self, t: int, trajectory: list[TrajectoryEntry], records: Sequence[StepResult]
+        self, t: int, trajectory: list[TrajectoryEntry], records: Sequence[StepResult], *,
+        traced: TracedBatch | None = None,
     ) -> tuple[dict, dict, dict[str, int]]:
         """What the meta-prompt shows of the direction and the past (GenerationRequest fields), what the step record
         keeps of them (StepResult fields), and the extra calls made."""
@@ -315,7 +337,7 @@ class GPOTaskLoop:
         counts: dict[str, int] = {}
         feedback = None
         if s.direction == "feedback":
-            feedback = await self._feedback(t, current.prompt, counts)
+            feedback = await self._feedback(t, current.prompt, counts, traced=traced)
             kept["feedback"] = feedback
             shown["gradient"] = feedback
         if m.content == "prompts" and m.update == "retrieve":
@@ -356,10 +378,10 @@ class GPOTaskLoop:
         current = trajectory[-1].prompt
         budget = self.schedule.budget(t)
         train_score, traced = await self._trace_train_score(t, current)  # optimize.py logs it before generating
-        shown, kept, extra_counts = await self._direction_and_momentum(t, trajectory, records)
-        if traced:
+        shown, kept, extra_counts = await self._direction_and_momentum(t, trajectory, records, traced=traced)
+        if traced is not None:
             kept["train_score"] = train_score
-            extra_counts["trace_scoring_calls"] = traced
+            extra_counts["trace_scoring_calls"] = len(traced.examples)
         paper = s.selection == "paper"
         current_score = trajectory[-1].score
         if paper:  # optimize.py shows instruction_score_dict's score, not the one the step was recorded with

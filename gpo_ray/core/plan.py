@@ -10,7 +10,8 @@ call per step (`feedback_calls`) and the current prompt's scoring on the step's 
 (`feedback_scoring_calls`, second turns included); with `momentum.update: summarize`, one summarize call per step
 from the second on (`summarize_calls`). With `trace_scores`, the current prompt on each step's training batch and
 every trajectory prompt on the test split (`trace_scoring_calls`, second turns included), in place of the initial and
-best prompts' test scoring at the end.
+best prompts' test scoring at the end; the feedback direction then reads that traced batch's replies (the official
+loop computes its feedback from them), so `feedback_scoring_calls` is 0.
 """
 
 from __future__ import annotations
@@ -129,8 +130,9 @@ def plan_task(
     feedback_scored = 0
     if settings.direction == "feedback":
         feedback_calls = steps
-        feedback_scored = sum(step_batch_sizes(len(train_examples(task, settings)), batch_size=settings.batch_size,
-                                               steps=steps))
+        # With trace_scores the feedback reads the traced training batch's replies (as optimize.py does): no extra.
+        feedback_scored = 0 if settings.trace_scores else sum(
+            step_batch_sizes(len(train_examples(task, settings)), batch_size=settings.batch_size, steps=steps))
         feedback_scoring_calls = feedback_scored * (2 if second_turn else 1)
     if settings.momentum.update == "summarize":
         summarize_calls = max(0, steps - 1)

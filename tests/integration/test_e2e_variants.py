@@ -60,12 +60,18 @@ def test_variant_makes_the_planned_extra_calls_and_records_them(tmp_path, style,
     assert by_role["optimizer"] == plan.optimizer_calls - plan.feedback_calls - plan.summarize_calls == 16
     assert by_role["task"] == plan.task_model_calls == results.usage["task_model"]["requests"]
     assert results.usage["optimizer"]["requests"] == plan.optimizer_calls
-    assert plan.feedback_scoring_calls == (8 * (2 if style == "paper" else 1) if direction == "feedback" else 0)
+    # The paper preset traces the current prompt on each step's training batch (trace_scores) and, as the official
+    # loop, asks its feedback from those replies: no scoring of its own.
+    traced = s.trace_scores
+    assert traced == (style == "paper")
+    feedback_scored = 8 if direction == "feedback" and not traced else 0
+    assert plan.feedback_scoring_calls == feedback_scored * (2 if style == "paper" else 1)
+    assert plan.trace_scoring_calls == (2 * (8 + 3 * len(task.test)) if traced else 0)  # 2 batches of 4, 3 prompts
 
     # Per step in the results: the extra calls, the feedback, the carried summary.
     assert [st.counts.get("feedback_calls", 0) for st in steps] == [int(direction == "feedback")] * 2
     assert [st.counts.get("summarize_calls", 0) for st in steps] == [0, int(update == "summarize")]
-    assert sum(st.counts.get("feedback_scoring_calls", 0) for st in steps) == (8 if direction == "feedback" else 0)
+    assert sum(st.counts.get("feedback_scoring_calls", 0) for st in steps) == feedback_scored
     assert all((st.feedback is not None) == (direction == "feedback") for st in steps)
     assert all((st.momentum is not None) == (update == "summarize") for st in steps)
 
