@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
-from gpo_ray.vocabulary import MetricKind
+from gpo_ray.vocabulary import MetricKind, PromptPlacement
 
 
 @dataclass(frozen=True)
 class Example:
     input: str
-    answers: tuple[str, ...]  # one reference, or several (WebNLG)
-    id: str = ""  # stable within a task split, e.g. "eval:17"
+    answers: tuple[str, ...]  # one reference, several (WebNLG), or none (a task scored by a judge or a function)
+    id: str = ""  # stable within a task split, e.g. "eval:17", or the source's id_field
+    # The row's columns as read (table sources): what a user's metric function may look at beside the answer. Not
+    # part of equality or hashing (values may be lists), nor of any cache key.
+    fields: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def answer(self) -> str:
@@ -27,3 +32,4 @@ class Task:
     test: tuple[Example, ...]
     format_examples: tuple[Example, ...] = ()
     few_shot_examples: tuple[Example, ...] = ()
+    placement: PromptPlacement | None = None  # where this task's prompt goes; None: the run's optimizer.placement
