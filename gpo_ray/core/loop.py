@@ -50,8 +50,9 @@ from gpo_ray.core.variants import (
     summarize_prompts_request_for,
     wrong_examples,
 )
+from gpo_ray.errors import ConfigError
 from gpo_ray.tasks.types import Example, Task
-from gpo_ray.vocabulary import RunStatus
+from gpo_ray.vocabulary import PromptPlacement, RunStatus
 
 
 class TaskServices(Protocol):
@@ -95,6 +96,16 @@ def template_for(settings: OptimizerSettings) -> MetaPromptTemplate:
     return replace(DEFAULT_TEMPLATE, **settings.meta_prompt)
 
 
+def settings_for_task(task: Task, settings: OptimizerSettings) -> OptimizerSettings:
+    """The run's settings as one task sees them: with its own prompt placement where its task source sets one."""
+    if task.placement is None or PromptPlacement(task.placement) is PromptPlacement(settings.placement):
+        return settings
+    if settings.meta_prompt_style == "paper" and PromptPlacement(task.placement) is PromptPlacement.SYSTEM:
+        raise ConfigError(f"task '{task.name}': placement system, but meta_prompt_style paper has no system "
+                          "placement (the official code has Q_end, Q_begin)")
+    return settings.model_copy(update={"placement": PromptPlacement(task.placement)})
+
+
 def train_examples(task: Task, settings: OptimizerSettings) -> tuple[Example, ...]:
     return tuple(task.train[: settings.train_limit] if settings.train_limit else task.train)
 
@@ -133,7 +144,7 @@ class GPOTaskLoop:
         optimizer_max_tokens: int | None = None,
     ) -> None:
         self.task = task
-        self.settings = settings
+        self.settings = settings = settings_for_task(task, settings)
         self.services = services
         self.structured = structured
         self.optimizer_temperature = optimizer_temperature
