@@ -97,7 +97,7 @@ def _source_loader(source: TaskSource) -> TaskLoader:
     if source.format in ("jsonl", "csv", "parquet", "hf"):
         return lambda: load_table_source(source)
     if source.format == "bbh_json":
-        return lambda: load_bbh_json(source)
+        return lambda: _with_placement(load_bbh_json(source), source)
     return lambda: _with_placement(load_gpo_folder(source.path, name=source.name, metric=source.metric), source)
 
 

@@ -17,6 +17,7 @@ from gpo_ray.core.reference import InProcessServices
 from gpo_ray.errors import ConfigError, DataError
 from gpo_ray.llm.protocol import ChatRequest, ChatResponse
 from gpo_ray.tasks.loaders import examples_from_table, load_table_source
+from gpo_ray.tasks.metrics import score
 from gpo_ray.tasks.registry import resolve_tasks
 from gpo_ray.tasks.tables import read_csv
 from gpo_ray.tasks.types import Task
@@ -164,6 +165,9 @@ def test_several_reference_columns_make_a_json_answer_and_stay_in_fields(tmp_pat
     assert json.loads(example.answer) == {"team": "tech", "priority": "2"}
     assert list(json.loads(example.answer)) == ["team", "priority"]  # in the order given
     assert (example.fields["team"], example.fields["priority"]) == ("tech", "2")
+    # The documented choice: exact_match compares the reply with that object (spacing aside).
+    assert score(MetricKind.EXACT_MATCH, '{"team":"tech","priority":"2"}', example) == 1.0
+    assert score(MetricKind.EXACT_MATCH, '{"team": "billing", "priority": "2"}', example) == 0.0
 
 
 def test_no_reference_gives_examples_without_answers_and_a_builtin_metric_says_it_needs_one(tmp_path: Path) -> None:
@@ -347,9 +351,13 @@ def test_new_settings_at_their_defaults_leave_the_fingerprint_as_it_was(tmp_path
 
 def test_registry_resolves_table_sources_with_their_placement(tmp_path: Path) -> None:
     folder = write_split_folder(tmp_path / "t")
-    sources = [source(folder, placement="system"), source(folder, name="parked", format="csv")]
-    (triage,) = resolve_tasks(["triage"], data_dir=None, sources=sources)
-    assert triage.placement is PromptPlacement.SYSTEM
+    bbh = tmp_path / "nav.json"
+    bbh.write_text(json.dumps({"examples": [{"input": f"q{i}", "target": "Yes"} for i in range(5)]}), encoding="utf-8")
+    sources = [source(folder, placement="system"), source(folder, name="parked", format="csv"),
+               TaskSource(name="nav", format="bbh_json", path=bbh, train_size=2, eval_size=2, placement="beginning")]
+    nav, parked, triage = resolve_tasks(["triage", "nav", "parked"], data_dir=None, sources=sources)
+    assert (triage.placement, nav.placement, parked.placement) == (PromptPlacement.SYSTEM,
+                                                                   PromptPlacement.BEGINNING, None)
 
 
 # --- where the prompt goes -------------------------------------------------------------------
