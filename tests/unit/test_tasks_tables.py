@@ -399,3 +399,57 @@ def test_a_tasks_placement_reaches_the_loop_settings_and_paper_style_refuses_sys
     paper = OptimizerSettings(meta_prompt_style="paper")
     with pytest.raises(ConfigError, match=r"task 'triage': placement system, but meta_prompt_style paper"):
         settings_for_task(system, paper)
+
+
+class RecordingEvaluators:
+    """The evaluator pool's shape: keeps the keyword arguments of every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict] = []
+
+    async def score(self, task, metric, prompts, examples, **kwargs):
+        self.calls.append(kwargs)
+        return [[1.0] * len(examples) for _ in prompts]
+
+    async def score_with_predictions(self, task, metric, prompt, examples, **kwargs):
+        self.calls.append(kwargs)
+        return [(1.0, "tech")] * len(examples)
+
+
+async def test_actor_services_send_a_tasks_own_placement_and_leave_the_others_alone(tmp_path: Path) -> None:
+    from gpo_ray.controller.services import ActorServices
+
+    run_params = TaskModelParams(placement=PromptPlacement.END, temperature=0.0)
+    evaluators = RecordingEvaluators()
+    services = ActorServices(memory=None, refiners=None, evaluators=evaluators,  # type: ignore[arg-type]
+                             on_step=None, should_stop=lambda: False, run_dir="/runs/x",  # type: ignore[arg-type]
+                             task_params=run_params)
+    placed = load_table_source(source(write_split_folder(tmp_path / "t"), placement="system"))
+    same = Task("same", MetricKind.EXACT_MATCH, (), placed.eval, (), placement=PromptPlacement.END)
+    plain = Task("plain", MetricKind.EXACT_MATCH, (), placed.eval, ())
+    await services.score(placed, ["p"], placed.eval)
+    await services.score_with_predictions(placed, "p", placed.eval)
+    await services.score(same, ["p"], placed.eval)
+    await services.score(plain, ["p"], placed.eval)
+    system_params = TaskModelParams(placement=PromptPlacement.SYSTEM, temperature=0.0)
+    assert evaluators.calls == [{"params": system_params}, {"params": system_params}, {}, {}]
+
+
+async def test_a_sweep_views_params_give_way_to_a_tasks_own() -> None:
+    from gpo_ray.controller.pools import EvaluatorPoolView
+
+    class Pool:
+        def __init__(self) -> None:
+            self.params: list[TaskModelParams] = []
+
+        async def score(self, task, metric, prompts, examples, *, params, account):
+            self.params.append(params)
+            return [[]]
+
+    pool = Pool()
+    sub_run = TaskModelParams(placement=PromptPlacement.BEGINNING)
+    view = EvaluatorPoolView(pool, params=sub_run, account="a")  # type: ignore[arg-type]
+    own = TaskModelParams(placement=PromptPlacement.SYSTEM)
+    await view.score("t", MetricKind.EXACT_MATCH, ["p"], [])
+    await view.score("t", MetricKind.EXACT_MATCH, ["p"], [], params=own)
+    assert pool.params == [sub_run, own]
