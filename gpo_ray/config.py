@@ -490,21 +490,80 @@ TaskMetric = Annotated[Annotated[MetricKind, _Tag("built_in")] | Annotated[Metri
 
 
 class TaskSource(_Frozen):
-    """A user's own task: GPO folder layout, generic JSONL, or the official BIG-Bench-Hard JSON."""
+    """A user's own task: GPO folder layout, JSONL, CSV, Parquet, a Hugging Face dataset, or the official
+    BIG-Bench-Hard JSON. Tables come as a folder of named splits or one table carved by a seeded shuffle."""
 
     name: str = Field(min_length=1)
-    format: Literal["gpo", "jsonl", "bbh_json"] = "gpo"
-    path: Path
+    format: Literal["gpo", "jsonl", "csv", "parquet", "hf", "bbh_json"] = "gpo"
+    # A file (carved), a folder of split files (train.csv, eval.csv, test.csv), or a `save_to_disk` folder (hf).
+    # Settings added after the first release are left out of the dump at their default (`exclude_if`), so a run's
+    # fingerprint, and with it `resume`, is what it was before they existed.
+    path: Path | None = Field(default=None, exclude_if=lambda v: v is None)
+    dataset: str | None = Field(default=None, exclude_if=lambda v: v is None,
+                                description="format hf: a Hugging Face hub name, read with datasets.load_dataset")
+    subset: str | None = Field(default=None, exclude_if=lambda v: v is None,
+                               description="format hf: the hub dataset's configuration name")
+    splits: dict[Literal["train", "eval", "test"], str] | None = Field(
+        default=None, exclude_if=lambda v: v is None,
+        description="train/eval/test -> the file stem in a folder or the Hugging Face split name; all three",
+    )
     input_field: str = "input"
-    answer_field: str = "target"
+    input_template: str | None = Field(default=None, exclude_if=lambda v: v is None,
+                                       description='str.format over columns, e.g. "Ticket: {subject}\\n{body}"')
+    # None: a task without references (a judge or a function metric scores it).
+    answer_field: str | None = "target"
+    answer_fields: list[str] | None = Field(
+        default=None, exclude_if=lambda v: v is None, min_length=1,
+        description="several reference columns: each kept in the example's fields, the answer is a JSON object",
+    )
+    id_field: str | None = Field(default=None, exclude_if=lambda v: v is None,
+                                 description="the column holding each example's id; default the split and row")
+    placement: PromptPlacement | None = Field(default=None, exclude_if=lambda v: v is None,
+                                              description="where this task's prompt goes; default optimizer.placement")
     metric: TaskMetric | None = Field(
         default=None, description="a built-in kind, a spec ({kind: python, ...} or {kind: checks, ...}), or None to "
         "infer a built-in kind from the name and answers",
     )
-    # bbh_json has no splits: train/eval sizes carve it (rest is test), shuffled with split_seed.
+    # One table has no splits: train/eval sizes carve it (rest is test), shuffled with split_seed.
     train_size: int = Field(default=48, ge=1)
     eval_size: int = Field(default=48, ge=1)
     split_seed: int = 0
+
+    @model_validator(mode="after")
+    def _source_is_consistent(self) -> TaskSource:
+        import string  # local: config.py's imports stay as they are
+
+        if self.format == "hf":
+            if (self.path is None) == (self.dataset is None):
+                raise ValueError("format hf needs one of path (a save_to_disk folder) or dataset (a hub name)")
+        elif self.path is None:
+            raise ValueError(f"format {self.format} needs path")
+        elif self.dataset is not None or self.subset is not None:
+            raise ValueError("dataset and subset are for format hf")
+        if self.splits is not None and set(self.splits) != {"train", "eval", "test"}:
+            raise ValueError("splits needs all of train, eval and test")
+        explicit_answer_field = "answer_field" in self.model_fields_set and self.answer_field is not None
+        if self.answer_fields is not None and explicit_answer_field:
+            raise ValueError("give answer_field or answer_fields, not both")
+        if self.input_template is not None:
+            try:
+                parsed = list(string.Formatter().parse(self.input_template))
+            except ValueError as e:
+                raise ValueError(f"input_template is not a str.format template: {e}") from None
+            names = [field for _, field, _, _ in parsed if field is not None]
+            if not names:
+                raise ValueError("input_template names no column: write {column} for each one it uses")
+            for field in names:
+                if not field or field.isdigit() or any(c in field for c in ".["):
+                    raise ValueError(f"input_template field {{{field}}} must be a column name")
+        return self
+
+    @property
+    def reference_fields(self) -> tuple[str, ...]:
+        """The columns that hold the reference: one, several, or none (`answer_field: null`)."""
+        if self.answer_fields is not None:
+            return tuple(self.answer_fields)
+        return () if self.answer_field is None else (self.answer_field,)
 
 
 class ClusterSettings(_Frozen):

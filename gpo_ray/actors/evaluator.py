@@ -16,7 +16,7 @@ from pathlib import Path
 import ray
 
 from gpo_ray.actors.introspection import WhereAmI
-from gpo_ray.config import LLMRoleConfig
+from gpo_ray.config import LLMRoleConfig, PythonMetric
 from gpo_ray.core.evaluation import (
     Metric,
     MetricFailure,
@@ -43,8 +43,9 @@ class ScoreItem:
 
     @property
     def key(self) -> tuple:
+        # A Python metric may read the example's other columns (Example.fields, not hashable): its id stands for them.
         return (metric_key(self.metric), self.task, self.prompt, self.example.input, self.example.answers,
-                self.example.extra)
+                self.example.id if isinstance(self.metric, PythonMetric) else "")
 
 
 class Evaluator(WhereAmI):

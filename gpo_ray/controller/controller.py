@@ -18,6 +18,7 @@ from gpo_ray.config import RunConfig, sampling_settings
 from gpo_ray.controller.pools import EvaluatorPool, RefinerPool
 from gpo_ray.controller.progress import ProgressReporter
 from gpo_ray.controller.services import ActorServices, Evaluators, Refiners, retrieval_of
+from gpo_ray.core.evaluation import task_model_params
 from gpo_ray.core.loop import GPOTaskLoop, schedule_for
 from gpo_ray.core.results import StepResult, TaskResult
 from gpo_ray.core.selection import select_best
@@ -380,7 +381,8 @@ class Controller:
         services = ActorServices(memory=self.memory, refiners=refiners, evaluators=evaluators,
                                  on_step=self._on_step, should_stop=self.budget_spent,
                                  run_dir=str(self.run_dir.path), retrieval=retrieval_of(self.config.optimizer),
-                                 memory_namespace=self.shared.memory_namespace if self.shared else "")
+                                 memory_namespace=self.shared.memory_namespace if self.shared else "",
+                                 task_params=task_model_params(self.config))
         opt_role = self.config.optimizer_model
         stopped = True
         usage_keeper = asyncio.create_task(self._keep_usage_current())

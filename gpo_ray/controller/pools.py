@@ -143,14 +143,18 @@ class EvaluatorPoolView:
         self.account = account
 
     async def score(
-        self, task: str, metric: Metric, prompts: Sequence[str], examples: Sequence[Example]
+        self, task: str, metric: Metric, prompts: Sequence[str], examples: Sequence[Example], *,
+        params: TaskModelParams | None = None,
     ) -> list[list[float | MetricFailure]]:
-        return await self.pool.score(task, metric, prompts, examples, params=self.params, account=self.account)
+        """`params`: a task's own (its placement); else the sub-run's."""
+        return await self.pool.score(task, metric, prompts, examples, params=params or self.params,
+                                     account=self.account)
 
     async def score_with_predictions(
-        self, task: str, metric: Metric, prompt: str, examples: Sequence[Example]
+        self, task: str, metric: Metric, prompt: str, examples: Sequence[Example], *,
+        params: TaskModelParams | None = None,
     ) -> list[tuple[float | MetricFailure, str, str | None]]:
-        return await self.pool.score_with_predictions(task, metric, prompt, examples, params=self.params,
+        return await self.pool.score_with_predictions(task, metric, prompt, examples, params=params or self.params,
                                                       account=self.account)
 
     async def close(self) -> None:

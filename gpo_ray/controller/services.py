@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gpo_ray.config import OptimizerSettings
 from gpo_ray.core.edit_distance import word_edit_distance
-from gpo_ray.core.evaluation import MetricFailure
+from gpo_ray.core.evaluation import MetricFailure, TaskModelParams
 from gpo_ray.core.generation import GenerationRequest, GenerationResult, OptimizerTextRequest
 from gpo_ray.core.results import StepResult
 from gpo_ray.core.retrieval import retrieve_unselected, selects
@@ -65,8 +65,8 @@ class Refiners(Protocol):
 class Evaluators(Protocol):
     """The evaluator pool, or a sweep sub-run's view of the shared one (controller/pools.py)."""
 
-    async def score(self, task: str, metric: Any, prompts: Sequence[str], examples: Sequence[Example]
-                    ) -> list[list[float | MetricFailure]]: ...
+    async def score(self, task: str, metric: Any, prompts: Sequence[str], examples: Sequence[Example], *,
+                    params: TaskModelParams | None = None) -> list[list[float | MetricFailure]]: ...
 
 
 # What a task's memory write gives back: (the step it stored, the retrieval asked with it, what that retrieved),
@@ -95,6 +95,7 @@ class ActorServices:
         run_dir: str,
         retrieval: Retrieval | None = None,
         memory_namespace: str = "",
+        task_params: TaskModelParams | None = None,
     ) -> None:
         self.memory = memory
         self.refiners = refiners
@@ -105,6 +106,8 @@ class ActorServices:
         # A sweep's sub-runs share one memory actor: each keeps its trajectories under its own prefix.
         self._memory_namespace = memory_namespace
         self._retrieval = retrieval
+        # The run's task-model parameters: a task whose source sets its own placement is scored with them changed.
+        self._task_params = task_params
         self._last_prompt: dict[str, str] = {}
         self._writes: dict[str, asyncio.Future[Written]] = {}  # task -> its last memory write (after the others)
 
@@ -126,14 +129,23 @@ class ActorServices:
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         return await self.refiners.generate(request)
 
+    def _placed(self, task: Task) -> dict[str, TaskModelParams]:
+        """The `params` of a task whose own placement differs from the run's; none for every other task, whose
+        evaluators use the run's."""
+        base = self._task_params
+        if task.placement is None or base is None or task.placement == base.placement:
+            return {}
+        return {"params": replace(base, placement=task.placement)}
+
     async def score(self, task: Task, prompts: Sequence[str], examples: Sequence[Example]
                     ) -> list[list[float | MetricFailure]]:
-        return await self.evaluators.score(task.name, task.metric, prompts, examples)
+        return await self.evaluators.score(task.name, task.metric, prompts, examples, **self._placed(task))
 
     async def score_with_predictions(
         self, task: Task, prompt: str, examples: Sequence[Example]
     ) -> list[tuple[float | MetricFailure, str, str | None]]:
-        return await self.evaluators.score_with_predictions(task.name, task.metric, prompt, examples)
+        return await self.evaluators.score_with_predictions(task.name, task.metric, prompt, examples,
+                                                            **self._placed(task))
 
     async def ask_optimizer(self, request: OptimizerTextRequest) -> str:
         return await self.refiners.ask(request)

@@ -50,9 +50,9 @@ from gpo_ray.core.variants import (
     summarize_prompts_request_for,
     wrong_examples,
 )
-from gpo_ray.errors import MetricErrorsExceeded
+from gpo_ray.errors import ConfigError, MetricErrorsExceeded
 from gpo_ray.tasks.types import Example, Task
-from gpo_ray.vocabulary import MetricKind, RunStatus
+from gpo_ray.vocabulary import MetricKind, PromptPlacement, RunStatus
 
 
 class TaskServices(Protocol):
@@ -96,6 +96,16 @@ class TaskServices(Protocol):
 def template_for(settings: OptimizerSettings) -> MetaPromptTemplate:
     """The meta-prompt template with the run's overrides (optimizer.meta_prompt)."""
     return replace(DEFAULT_TEMPLATE, **settings.meta_prompt)
+
+
+def settings_for_task(task: Task, settings: OptimizerSettings) -> OptimizerSettings:
+    """The run's settings as one task sees them: with its own prompt placement where its task source sets one."""
+    if task.placement is None or PromptPlacement(task.placement) is PromptPlacement(settings.placement):
+        return settings
+    if settings.meta_prompt_style == "paper" and PromptPlacement(task.placement) is PromptPlacement.SYSTEM:
+        raise ConfigError(f"task '{task.name}': placement system, but meta_prompt_style paper has no system "
+                          "placement (the official code has Q_end, Q_begin)")
+    return settings.model_copy(update={"placement": PromptPlacement(task.placement)})
 
 
 def train_examples(task: Task, settings: OptimizerSettings) -> tuple[Example, ...]:
@@ -151,7 +161,7 @@ class GPOTaskLoop:
         self._metric_errors = 0  # since this loop started (a resume counts afresh)
         self._metric_errors_in_step = 0
         self._step_now: int | None = 0  # the step being run: metric errors are logged with it
-        self.settings = settings
+        self.settings = settings = settings_for_task(task, settings)
         self.services = services
         self.structured = structured
         self.optimizer_temperature = optimizer_temperature

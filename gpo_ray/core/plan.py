@@ -25,6 +25,7 @@ from gpo_ray.core.generation import GenerationRequest, meta_prompt_for
 from gpo_ray.core.loop import (
     format_examples_for,
     schedule_for,
+    settings_for_task,
     template_for,
     train_examples,
 )
@@ -76,6 +77,7 @@ def step_batch_sizes(train_size: int, *, batch_size: int, steps: int) -> list[in
 def step1_meta_prompt(task: Task, settings: OptimizerSettings, *, structured: bool) -> str:
     """The step-1 optimizer request for `task` as the loop would send it, the initial prompt's score (not known
     before the run) shown as SCORE_PLACEHOLDER."""
+    settings = settings_for_task(task, settings)
     schedule = schedule_for(task, settings)
     trajectory = [TrajectoryEntry(settings.initial_prompt, SCORE_PLACEHOLDER, 0)]  # type: ignore[arg-type]
     shown: dict = {"retrieved": ()}
@@ -105,6 +107,7 @@ def plan_task(
     optimizer_max_tokens: int,
     task_max_tokens: int,
 ) -> TaskPlan:
+    settings = settings_for_task(task, settings)
     schedule = schedule_for(task, settings)
     steps = schedule.total_steps
     n_eval = min(len(task.eval), settings.eval_limit or len(task.eval))

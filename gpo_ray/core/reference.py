@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from gpo_ray.config import OptimizerSettings
@@ -69,11 +70,16 @@ class InProcessServices:
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         return await generate_candidates(self.optimizer_llm, request)
 
+    def _params(self, task: Task) -> TaskModelParams:
+        """The run's task-model parameters, with the task's own prompt placement where its source sets one."""
+        return self.task_params if task.placement is None else replace(self.task_params, placement=task.placement)
+
     async def score(self, task: Task, prompts: Sequence[str], examples: Sequence[Example]
                     ) -> list[list[float | MetricFailure]]:
         return list(
             await asyncio.gather(
-                *(score_examples(self.task_llm, p, examples, metric=task.metric, params=self.task_params, task=task.name)
+                *(score_examples(self.task_llm, p, examples, metric=task.metric, params=self._params(task),
+                                 task=task.name)
                   for p in prompts)
             )
         )
@@ -81,7 +87,7 @@ class InProcessServices:
     async def score_with_predictions(
         self, task: Task, prompt: str, examples: Sequence[Example]
     ) -> list[tuple[float | MetricFailure, str, str | None]]:
-        return await grade_examples(self.task_llm, prompt, examples, metric=task.metric, params=self.task_params,
+        return await grade_examples(self.task_llm, prompt, examples, metric=task.metric, params=self._params(task),
                                     task=task.name)
 
     async def ask_optimizer(self, request: OptimizerTextRequest) -> str:

@@ -47,7 +47,7 @@ def best_prompts_document(run: RunView) -> dict[str, Any]:
             continue
         prompts[name] = {
             "prompt": best.prompt,
-            "placement": run.placement,
+            "placement": run.placement_of(name),
             "eval_score": best.eval_score,
             "test_score": task.best_test_score,
             "step": best.step,

@@ -93,6 +93,13 @@ class RunView:
     def placement(self) -> str:
         return str(self.config.get("optimizer", {}).get("placement", "end"))
 
+    def placement_of(self, task: str) -> str:
+        """Where a task's prompt went: its task source's own placement, else the run's."""
+        for source in self.config.get("task_sources") or ():
+            if isinstance(source, dict) and source.get("name") == task and source.get("placement"):
+                return str(source["placement"])
+        return self.placement
+
     @property
     def candidate_scoring(self) -> str:
         return str(self.config.get("optimizer", {}).get("candidate_scoring", "train_batch"))

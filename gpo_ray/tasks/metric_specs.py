@@ -61,10 +61,11 @@ def metric_key(metric: MetricKind | MetricSpec) -> str:
 
 
 def example_fields(example: Example) -> dict[str, Any]:
-    """What a Python metric gets as `example`: the data file's columns but the input (the answer's under its own
+    """What a Python metric gets as `example`: the data row's columns as read (the answer's under its own
     name, as written), then id, input, answer (the first reference, as text) and answers (all of them)."""
-    fields = dict(json.loads(example.extra)) if example.extra else {}
-    fields.update(id=example.id, input=example.input, answer=example.answer, answers=list(example.answers))
+    fields = dict(example.fields)
+    fields.update(id=example.id, input=example.input, answer=example.answers[0] if example.answers else None,
+                  answers=list(example.answers))
     return fields
 
 

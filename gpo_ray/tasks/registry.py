@@ -8,6 +8,7 @@ with a list of names that do exist instead of after a cluster has started.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import fnmatch
 import re
@@ -16,7 +17,13 @@ from pathlib import Path
 
 from gpo_ray.config import TaskSource
 from gpo_ray.errors import DataError
-from gpo_ray.tasks.loaders import EXAMPLE_PREFIX, EXAMPLES_DIR, load_bbh_json, load_generic_jsonl, load_gpo_folder
+from gpo_ray.tasks.loaders import (
+    EXAMPLE_PREFIX,
+    EXAMPLES_DIR,
+    load_bbh_json,
+    load_gpo_folder,
+    load_table_source,
+)
 from gpo_ray.tasks.types import Task
 
 # Single-task benchmarks: name -> folder under data_dir.
@@ -87,11 +94,15 @@ def _folder_loader(path: Path, name: str) -> TaskLoader:
 
 
 def _source_loader(source: TaskSource) -> TaskLoader:
-    if source.format == "jsonl":
-        return lambda: load_generic_jsonl(source)
+    if source.format in ("jsonl", "csv", "parquet", "hf"):
+        return lambda: load_table_source(source)
     if source.format == "bbh_json":
-        return lambda: load_bbh_json(source)
-    return lambda: load_gpo_folder(source.path, name=source.name, metric=source.metric)
+        return lambda: _with_placement(load_bbh_json(source), source)
+    return lambda: _with_placement(load_gpo_folder(source.path, name=source.name, metric=source.metric), source)
+
+
+def _with_placement(task: Task, source: TaskSource) -> Task:
+    return task if source.placement is None else dataclasses.replace(task, placement=source.placement)
 
 
 def _example_tasks() -> dict[str, Path]:

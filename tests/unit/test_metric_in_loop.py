@@ -4,7 +4,6 @@ request; the built-in metrics' requests unchanged."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 
 import pytest
@@ -24,10 +23,10 @@ EXACT = PythonMetric(kind="python", function="tests.metric_functions:exact_numbe
 
 def _flagged_task(flag_file, metric=FLAGGED):
     task = _task()
-    extra = json.dumps({"flag_file": str(flag_file)})
+    fields = {"flag_file": str(flag_file)}
 
     def tagged(examples):
-        return tuple(replace(e, extra=extra) for e in examples)
+        return tuple(replace(e, fields=fields) for e in examples)
 
     return replace(task, metric=metric, train=tagged(task.train), eval=tagged(task.eval), test=tagged(task.test))
 

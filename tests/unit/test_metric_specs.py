@@ -112,7 +112,7 @@ def test_one_of_similarity_and_weights() -> None:
 def test_a_python_metric_gets_the_example_fields_and_may_give_feedback() -> None:
     spec = PythonMetric(kind="python", function="tests.metric_functions:exact_number")
     function = load_metric_function(spec.function)
-    ex = Example(input="2+3?", answers=("5",), id="eval:0", extra=json.dumps({"difficulty": "easy"}))
+    ex = Example(input="2+3?", answers=("5",), id="eval:0", fields={"difficulty": "easy"})
     assert example_fields(ex) == {"difficulty": "easy", "id": "eval:0", "input": "2+3?", "answer": "5",
                                   "answers": ["5"]}
     assert judge_reply(spec, ex, "The sum is 5.", function=function).score == 1.0
@@ -176,8 +176,8 @@ def test_jsonl_columns_beyond_input_and_answer_reach_the_example(tmp_path) -> No
                                                                                  "labels": ["refund", "bug"]}]}})
     task = load_generic_jsonl(source)
     assert isinstance(task.metric, ChecksMetric)
-    assert example_fields(task.eval[0]) == {"label": "refund", "lang": "en", "id": "eval:0", "input": "Refund please",
-                                            "answer": "refund", "answers": ["refund"]}
+    assert example_fields(task.eval[0]) == {"ticket": "Refund please", "label": "refund", "lang": "en", "id": "eval:0",
+                                            "input": "Refund please", "answer": "refund", "answers": ["refund"]}
     assert example_fields(task.eval[1])["label"] == "bug" and task.eval[0] == Example("Refund please", ("refund",),
                                                                                        "eval:0")
 

@@ -1,4 +1,4 @@
-"""Loading task data: the GPO folder layout, generic JSONL, the official BBH JSON file."""
+"""Loading task data: the GPO folder layout, generic JSONL, the official BBH JSON file (tables: test_tasks_tables.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gpo_ray.config import TaskSource
-from gpo_ray.errors import DataError
+from gpo_ray.errors import ConfigError, DataError
 from gpo_ray.tasks.loaders import load_bbh_json, load_generic_jsonl, load_gpo_folder, load_jsonl_split
 from gpo_ray.tasks.types import Example
 from gpo_ray.vocabulary import MetricKind
@@ -145,11 +145,19 @@ def test_generic_jsonl_uses_the_sources_field_names(tmp_path: Path) -> None:
     assert task.format_examples == ()
 
 
-def test_generic_jsonl_wrong_field_name_points_at_the_line(tmp_path: Path) -> None:
+def test_generic_jsonl_wrong_field_name_names_the_file_and_its_fields(tmp_path: Path) -> None:
     folder = write_task(tmp_path / "t")
     source = TaskSource(name="t", format="jsonl", path=folder, answer_field="label")
-    with pytest.raises(DataError, match=r"train\.jsonl:1: missing answer field 'label'"):
+    with pytest.raises(ConfigError, match=r"answer_field names column 'label', which .*train\.jsonl does not have "
+                                          r"\(its columns: input, target\)"):
         load_generic_jsonl(source)
+
+
+def test_generic_jsonl_line_without_the_field_points_at_the_line(tmp_path: Path) -> None:
+    folder = write_task(tmp_path / "t")
+    write_jsonl(folder / "train.jsonl", [{"input": "q", "target": "a"}, {"input": "q2"}])
+    with pytest.raises(DataError, match=r"train\.jsonl:2: missing column 'target' \(answer_field\)"):
+        load_generic_jsonl(TaskSource(name="t", format="jsonl", path=folder))
 
 
 # --- load_bbh_json ------------------------------------------------------------------------
