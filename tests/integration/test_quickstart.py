@@ -34,6 +34,7 @@ def _gpo_ray() -> list[str]:
 
 
 @needs_local_model
+@pytest.mark.timeout(960)  # the run's own 900 s limit below decides, not the suite's 600 s default
 def test_quickstart_runs_cleanly_and_does_not_get_worse(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     proc = subprocess.run(
