@@ -12,7 +12,12 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from gpo_ray.config import RunConfig, sampling_settings
-from gpo_ray.core.evaluation import MetricFailure, grade_example, mean, task_model_params
+from gpo_ray.core.evaluation import (
+    MetricFailure,
+    grade_example,
+    mean,
+    task_model_params,
+)
 from gpo_ray.core.loop import settings_for_task
 from gpo_ray.core.plan import TaskPlan, plan_task
 from gpo_ray.errors import DataError, RunFailed
