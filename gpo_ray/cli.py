@@ -311,7 +311,10 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(f"\n  [{e.id}] " + (f"metric error: {e.metric_error}" if e.metric_error is not None
                                       else f"score {e.score:.3f}"))
             print(f"    input:    {shortened(e.input)}")
-            print("    reply:    " + "\n              ".join(e.reply.splitlines() or [""]))
+            first, *more = e.reply.splitlines() or [""]
+            print(f"    reply:    {first}")
+            for line in more:
+                print(f"              {line}" if line.strip() else "")
             if e.answer.strip() != e.reply.strip():
                 print(f"    read as:  {shortened(e.answer)}")
             if e.feedback is not None:

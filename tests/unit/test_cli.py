@@ -84,3 +84,16 @@ def test_config_file_values_are_overridden_by_flags(tmp_path, capsys):
 def test_unknown_flag_is_an_argparse_error_with_exit_2():
     proc = run_cli("optimize", "--no-such-flag")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (["check", "--task", "example/arithmetic", "--examples", "0"], "gpo-ray: error: --examples 0: at least 1\n"),
+        (["check", "--task", "no/such-task"], "unknown task"),
+    ],
+)
+def test_check_bad_input_is_one_line_and_exit_2_before_any_call(argv, line, capsys):
+    assert main([*argv, "--base-url", "http://127.0.0.1:9/v1", "--model", "m"]) == 2
+    err = capsys.readouterr().err
+    assert line in err and err.count("\n") == 1
