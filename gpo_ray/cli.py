@@ -298,7 +298,11 @@ def _plan_grid(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from gpo_ray.check import check
     from gpo_ray.config import load_config
+    from gpo_ray.errors import ConfigError
 
+    if _grid_file(args.config):
+        raise ConfigError(f"{args.config} is a sweep's grid: `gpo-ray check` takes a run config (or --task); "
+                          "`gpo-ray plan GRID` shows what the grid costs")
     config = load_config(args.config, overrides=_strip_none(overrides_from_args(args)))
     result = check(config, examples=args.examples, split=args.split)
     if args.json:
