@@ -90,6 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show-meta-prompt", action="store_true",
                    help="print each task's step-1 optimizer request as it would be sent")
 
+    p = sub.add_parser("check", help="score the initial prompt on a few examples: each reply, score and the metric's "
+                                     "feedback, and what a full run would cost")
+    _common_task_args(p)
+    _endpoint_args(p)
+    p.add_argument("--examples", type=int, default=5, metavar="N", help="the first N examples of the split (default 5)")
+    p.add_argument("--split", choices=("train", "eval", "test"), default="eval", help="default eval")
+    p.add_argument("--json", action="store_true", help="one JSON object instead of text")
+
     p = sub.add_parser("optimize", help="optimize the prompts of one or more tasks")
     _common_task_args(p)
     _optimize_args(p)
@@ -287,6 +295,50 @@ def _plan_grid(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from gpo_ray.check import check
+    from gpo_ray.config import load_config
+    from gpo_ray.errors import ConfigError
+
+    if _grid_file(args.config):
+        raise ConfigError(f"{args.config} is a sweep's grid: `gpo-ray check` takes a run config (or --task); "
+                          "`gpo-ray plan GRID` shows what the grid costs")
+    config = load_config(args.config, overrides=_strip_none(overrides_from_args(args)))
+    result = check(config, examples=args.examples, split=args.split)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+        return 0
+    for t in result.tasks:
+        print(f"{t.task}: the initial prompt {t.prompt!r} on the first {len(t.examples)} {t.split} examples, "
+              f"scored by {t.metric}")
+        for e in t.examples:
+            print(f"\n  [{e.id}] " + (f"metric error: {e.metric_error}" if e.metric_error is not None
+                                      else f"score {e.score:.3f}"))
+            print(f"    input:    {shortened(e.input)}")
+            first, *more = e.reply.splitlines() or [""]
+            print(f"    reply:    {first}")
+            for line in more:
+                print(f"              {line}" if line.strip() else "")
+            if e.answer.strip() != e.reply.strip():
+                print(f"    read as:  {shortened(e.answer)}")
+            if e.feedback is not None:
+                print(f"    feedback: {one_line(e.feedback)}")
+        errors = f" ({t.metric_errors} metric errors, scored 0)" if t.metric_errors else ""
+        p = t.plan
+        print(f"\n  mean {t.mean:.3f} over {len(t.examples)} examples{errors}")
+        print(f"  a full run: {p.steps} steps, {p.optimizer_calls:,} optimizer calls, {p.task_model_calls:,} task-model "
+              f"calls, about {p.optimizer_tokens + p.task_model_tokens:,} tokens (`gpo-ray plan` for the details)\n")
+    print(f"this check: {result.task_model_requests} task-model requests")
+    print(describe_sampling(result.sampling))
+    return 0
+
+
+def shortened(text: str, limit: int = 100) -> str:
+    """A text as one printable line of at most `limit` characters."""
+    line = one_line(" ".join(text.split()))
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
 def _output_mode(args: argparse.Namespace) -> str:
     return "quiet" if getattr(args, "quiet", False) else "json" if getattr(args, "json_logs", False) else "console"
 
@@ -437,7 +489,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 1
 
 
-COMMANDS = {"plan": cmd_plan, "optimize": cmd_optimize, "sweep": cmd_sweep, "resume": cmd_resume, "report": cmd_report,
+COMMANDS = {"plan": cmd_plan, "check": cmd_check, "optimize": cmd_optimize, "sweep": cmd_sweep, "resume": cmd_resume, "report": cmd_report,
             "export": cmd_export, "fake-llm": cmd_fake_llm, "serve-local": cmd_serve_local,
             "doctor": cmd_doctor}
 

@@ -84,3 +84,24 @@ def test_config_file_values_are_overridden_by_flags(tmp_path, capsys):
 def test_unknown_flag_is_an_argparse_error_with_exit_2():
     proc = run_cli("optimize", "--no-such-flag")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (["check", "--task", "example/arithmetic", "--examples", "0"], "gpo-ray: error: --examples 0: at least 1\n"),
+        (["check", "--task", "no/such-task"], "unknown task"),
+    ],
+)
+def test_check_bad_input_is_one_line_and_exit_2_before_any_call(argv, line, capsys):
+    assert main([*argv, "--base-url", "http://127.0.0.1:9/v1", "--model", "m"]) == 2
+    err = capsys.readouterr().err
+    assert line in err and err.count("\n") == 1
+
+
+def test_check_of_a_sweeps_grid_says_so_in_one_line(tmp_path, capsys):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("base: {tasks: [example/arithmetic]}\nvariants: {a: {}, b: {optimizer: {epochs: 2}}}\n")
+    assert main(["check", str(grid)]) == 2
+    assert capsys.readouterr().err == (f"gpo-ray: error: {grid} is a sweep's grid: `gpo-ray check` takes a run config "
+                                       "(or --task); `gpo-ray plan GRID` shows what the grid costs\n")

@@ -1,0 +1,156 @@
+"""`gpo-ray check` as a user runs it against the fake endpoint, no Ray: the initial prompt on the first examples of a
+split, scored by a Python function and by checks. The printed replies, scores and feedback are the metric applied by
+hand to the replies the endpoint gives; the cost is `plan`'s; a function that cannot be imported is optimize's line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from pathlib import Path
+
+import yaml
+
+from gpo_ray.cli import main
+from gpo_ray.config import ChecksMetric, load_config
+from gpo_ray.core.evaluation import task_model_params, task_request
+from gpo_ray.core.plan import plan_task
+from gpo_ray.llm.accounting import UsageCounters
+from gpo_ray.llm.stack import build_client, close_client
+from gpo_ray.tasks.metric_functions import load_metric_function
+from gpo_ray.tasks.metric_specs import example_fields, judge_reply, judgement_of
+from gpo_ray.tasks.registry import resolve_tasks
+from gpo_ray.tasks.types import Example
+from gpo_ray.testing import FakeLLMConfig, ThreadedFake, answer_key_from_examples
+
+CHECKS = {"kind": "checks", "checks": [{"check": "regex", "pattern": r"answer is \d+"},
+                                       {"check": "contains", "text": "answer"},
+                                       {"check": "similarity", "weight": 2}]}
+
+
+def write_sums(folder: Path, *, seed: int) -> list[Example]:
+    rng = random.Random(seed)
+    folder.mkdir(parents=True)
+    examples = []
+    for split in ("train", "eval", "test"):
+        with open(folder / f"{split}.jsonl", "w") as f:
+            for _ in range(8):
+                a, b = rng.randint(2, 60), rng.randint(2, 60)
+                f.write(json.dumps({"input": f"What is {a} + {b}?", "target": str(a + b)}) + "\n")
+                examples.append(Example(f"What is {a} + {b}?", (str(a + b),)))
+    return examples
+
+
+def write_config(tmp_path: Path, base_url: str, metrics: dict[str, dict]) -> str:
+    config = {
+        "tasks": list(metrics),
+        "task_sources": [{"name": name, "format": "jsonl", "path": f"data/{name.split('/')[1]}", "metric": metric}
+                         for name, metric in metrics.items()],
+        "task_model": {"base_url": base_url, "model": "fake-llm", "max_tokens": 64, "timeout_s": 10},
+        "optimizer_model": {"base_url": base_url, "model": "fake-llm", "timeout_s": 10},
+        "optimizer": {"epochs": 1, "batch_size": 4, "candidates": 2, "initial_prompt": "Answer the question."},
+    }
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+def by_hand(config_path: str, base_url: str, task_name: str, split: str, n: int) -> list[dict]:
+    """The same requests sent again; their replies scored by the metric called directly."""
+    config = load_config(Path(config_path))
+    (task,) = [t for t in resolve_tasks(config.tasks, data_dir=None, sources=config.task_sources)
+               if t.name == task_name]
+    client = build_client(config.task_model, role_name="task_model", base_url=base_url, model="fake-llm", cache=None,
+                          counters=UsageCounters())
+    params = task_model_params(config)
+    examples = getattr(task, split)[:n]
+
+    async def replies() -> list[str]:
+        try:
+            return [(await client.complete(task_request(config.optimizer.initial_prompt, ex, params))).text
+                    for ex in examples]
+        finally:
+            await close_client(client)
+
+    out = []
+    for ex, reply in zip(examples, asyncio.run(replies()), strict=True):
+        if isinstance(task.metric, ChecksMetric):
+            verdict = judge_reply(task.metric, ex, reply)
+        else:
+            verdict = judgement_of(load_metric_function(task.metric.function)(example_fields(ex), reply))
+        out.append({"id": ex.id, "reply": reply, "score": verdict.score, "feedback": verdict.feedback})
+    return out
+
+
+def test_check_prints_each_reply_score_and_feedback_as_the_metric_gives_them(tmp_path, capsys):
+    examples = write_sums(tmp_path / "data" / "a", seed=1) + write_sums(tmp_path / "data" / "b", seed=2)
+    metrics = {"sums/a": {"kind": "python", "function": "tests.metric_functions:exact_number"}, "sums/b": CHECKS}
+    fake_config = FakeLLMConfig(base_accuracy=0.5, answer_key=answer_key_from_examples(examples))
+    with ThreadedFake(fake_config) as fake:
+        config_path = write_config(tmp_path, fake.base_url, metrics)
+        capsys.readouterr()  # the fake's start line
+        assert main(["check", config_path, "--examples", "6", "--json"]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        assert fake.stats()["requests"] == 12  # 6 examples x 2 tasks, nothing else
+        assert main(["check", config_path, "--examples", "3", "--split", "test"]) == 0
+        text = capsys.readouterr().out
+        expected = {name: by_hand(config_path, fake.base_url, name, "eval", 6) for name in metrics}
+        expected_test = {name: by_hand(config_path, fake.base_url, name, "test", 3) for name in metrics}
+
+    assert doc["usage"]["task_model"]["requests"] == 12
+    assert doc["sampling"]["task_model"] == {"model": "fake-llm", "temperature": 0.0, "max_tokens": 64}
+    config = load_config(Path(config_path))
+    tasks = {t.name: t for t in resolve_tasks(config.tasks, data_dir=None, sources=config.task_sources)}
+    for name in metrics:
+        got = doc["tasks"][name]
+        assert got["split"] == "eval" and got["prompt"] == "Answer the question."
+        assert [{k: e[k] for k in ("id", "reply", "score", "feedback")} for e in got["examples"]] == expected[name]
+        assert [e["input"] for e in got["examples"]] == [ex.input for ex in tasks[name].eval[:6]]
+        assert all(e["metric_error"] is None for e in got["examples"])
+        assert got["mean"] == sum(e["score"] for e in expected[name]) / 6
+        assert got["plan"] == plan_task(tasks[name], config.optimizer, optimizer_max_tokens=256,
+                                        task_max_tokens=64).to_dict()
+    assert doc["tasks"]["sums/a"]["metric"] == "tests.metric_functions:exact_number"
+    assert doc["tasks"]["sums/b"]["metric"] == "checks"
+    # The fake answers some right, some wrong: different scores and the metrics' own feedback are there to see.
+    for name in metrics:
+        assert len({e["score"] for e in expected[name]}) > 1, expected[name]
+    assert any((e["feedback"] or "").startswith("the last word should be the sum ") for e in expected["sums/a"])
+    assert any("% similar to the reference" in (e["feedback"] or "") for e in expected["sums/b"])
+
+    # The text: per example its id and score, the reply, the feedback; the mean, the run's cost, the sampling.
+    for name, rows in expected_test.items():
+        assert f"{name}: the initial prompt 'Answer the question.' on the first 3 test examples" in text
+        for row in rows:
+            assert f"  [{row['id']}] score {row['score']:.3f}\n" in text
+            assert f"    reply:    {row['reply'].splitlines()[0]}" in text
+            if row["feedback"]:
+                assert f"    feedback: {row['feedback']}\n" in text
+        assert f"  mean {sum(r['score'] for r in rows) / 3:.3f} over 3 examples" in text
+    plan = plan_task(tasks["sums/a"], config.optimizer, optimizer_max_tokens=256, task_max_tokens=64)
+    assert (f"  a full run: {plan.steps} steps, {plan.optimizer_calls:,} optimizer calls, "
+            f"{plan.task_model_calls:,} task-model calls") in text
+    assert "this check: 6 task-model requests\n" in text
+    assert text.endswith("sampling: task_model fake-llm at temperature 0.0, max_tokens 64; optimizer_model fake-llm "
+                         "at temperature 1.0, max_tokens 256\n")
+
+
+def test_a_metric_error_is_shown_for_its_example_and_scores_0(tmp_path, capsys):
+    write_sums(tmp_path / "data" / "a", seed=1)
+    metrics = {"sums/a": {"kind": "python", "function": "tests.metric_functions:out_of_range"}}
+    with ThreadedFake(FakeLLMConfig()) as fake:
+        assert main(["check", write_config(tmp_path, fake.base_url, metrics), "--examples", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("metric error: returned the score 1.5, outside [0, 1]") == 2
+    assert "  mean 0.000 over 2 examples (2 metric errors, scored 0)" in out
+
+
+def test_a_metric_that_cannot_be_imported_is_optimizes_one_line_before_any_call(tmp_path, capsys):
+    write_sums(tmp_path / "data" / "a", seed=1)
+    metrics = {"sums/a": {"kind": "python", "function": "my_metrics.scoring:score"}}
+    with ThreadedFake(FakeLLMConfig()) as fake:
+        assert main(["check", write_config(tmp_path, fake.base_url, metrics)]) == 2
+        assert fake.stats()["requests"] == 0
+    assert capsys.readouterr().err == (
+        "gpo-ray: error: metric function 'my_metrics.scoring:score' of task 'sums/a' cannot be imported: "
+        "ModuleNotFoundError: No module named 'my_metrics'\n")
