@@ -25,6 +25,7 @@ from gpo_ray.api import (
     check_cluster,
     endpoints_for,
     failures_named,
+    judge_endpoint,
     kill_actors,
     ray_session,
     setup_logs,
@@ -146,7 +147,8 @@ def _run_sweep(directory: SweepDirectory, runs: list[SubRun], *, output: str, em
           ray_session(first.cluster.address, output=output) as own_cluster):
         first = _sized_for_run(first, tasks=len(tasks) * len(runs), own_cluster=own_cluster)
         actors = start_actors(first, home=directory.path, cache_dir=directory.cache_dir, opt=opt, task=task_ep,
-                              embedder_factory=embedder_factory, tasks=len(tasks) * len(runs))
+                              embedder_factory=embedder_factory, tasks=len(tasks) * len(runs),
+                              judge=judge_endpoint(first, server))
         memory, refiners, evaluators = actors.memory_router, actors.refiners, actors.evaluators
         if on_actors_started is not None:
             on_actors_started(actors)
