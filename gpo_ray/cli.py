@@ -201,7 +201,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     tasks = resolve_tasks(config.tasks, data_dir=config.data_dir, sources=config.task_sources)
     plans = [
         plan_task(t, config.optimizer, optimizer_max_tokens=config.optimizer_model.max_tokens or 256,
-                  task_max_tokens=config.task_model.max_tokens or 256)
+                  task_max_tokens=config.task_model.max_tokens or 256,
+                  judge_max_tokens=config.judge_model.max_tokens or 256)
         for t in tasks
     ]
     sampling = sampling_settings(config)
@@ -222,7 +223,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         total = {k: sum(getattr(p, k) for p in plans)
                  for k in ("optimizer_calls", "task_model_calls", "second_turn_calls", "optimizer_tokens",
                            "task_model_tokens", "feedback_calls", "summarize_calls", "feedback_scoring_calls",
-                           "trace_scoring_calls")}
+                           "trace_scoring_calls", "judge_calls", "judge_tokens")}
         print(json.dumps({"sampling": sampling, "tasks": {p.task: p.to_dict() for p in plans}, "total": total},
                          indent=2))
         return 0
@@ -239,14 +240,16 @@ def cmd_plan(args: argparse.Namespace) -> int:
                       f"{p.task_model_calls:,}" + _included((p.second_turn_calls, "second turns"),
                                                             (p.feedback_scoring_calls, "feedback scoring"),
                                                             (p.trace_scoring_calls, "trace scoring")),
-                      f"{p.optimizer_tokens + p.task_model_tokens:,}")
+                      f"{p.optimizer_tokens + p.task_model_tokens + p.judge_tokens:,}")
     console = Console()
     console.print(table)
     console.print(f"total: {sum(p.optimizer_calls for p in plans):,} optimizer calls, "
                   f"{sum(p.task_model_calls for p in plans):,} task-model calls"
                   + (f" ({second:,} of them second turns)" if (second := sum(p.second_turn_calls for p in plans)) else "")
+                  + (f", {judged:,} judge calls" if (judged := sum(p.judge_calls for p in plans)) else "")
                   + ", about "
-                  f"{sum(p.optimizer_tokens + p.task_model_tokens for p in plans):,} tokens (completions at max_tokens)")
+                  f"{sum(p.optimizer_tokens + p.task_model_tokens + p.judge_tokens for p in plans):,} tokens "
+                  "(completions at max_tokens)")
     console.print(describe_sampling(sampling), highlight=False)
     return 0
 
@@ -282,7 +285,7 @@ def _plan_grid(args: argparse.Namespace) -> int:
     for v in plan.variants:
         table.add_row(v.variant, str(v.seeds), str(len(v.tasks)), f"{v.total('optimizer_calls'):,}",
                       f"{v.total('task_model_calls'):,}",
-                      f"{v.total('optimizer_tokens') + v.total('task_model_tokens'):,}",
+                      f"{v.total('optimizer_tokens') + v.total('task_model_tokens') + v.total('judge_tokens'):,}",
                       *(f"{v.sampling[r]['temperature']} / {v.sampling[r]['max_tokens']}"
                         for r in ("optimizer_model", "task_model")))
     console = Console()
@@ -390,7 +393,9 @@ def print_summary(results: Results) -> None:
                       f"{r.best_prompt!r}", soft_wrap=True)
     u = results.usage
     console.print(f"usage: optimizer {u.get(Role.OPTIMIZER, {}).get('requests', 0)} requests, task model "
-                  f"{u.get(Role.TASK_MODEL, {}).get('requests', 0)} requests; results in {results.run_dir / 'results.json'}")
+                  f"{u.get(Role.TASK_MODEL, {}).get('requests', 0)} requests"
+                  + (f", judge {u[Role.JUDGE].get('requests', 0)} requests" if Role.JUDGE in u else "")
+                  + f"; results in {results.run_dir / 'results.json'}")
 
 
 def print_sweep_summary(results: Any) -> None:

@@ -58,7 +58,8 @@ class SweepResults:
         """What the whole sweep asked of each role: every request was sent for exactly one sub-run."""
         from gpo_ray.controller.controller import sum_usage
 
-        return {role: sum_usage([r.usage.get(role, {}) for r in self.runs.values()]) for role in Role}
+        roles = [role for role in Role if role is not Role.JUDGE or any(role in r.usage for r in self.runs.values())]
+        return {role: sum_usage([r.usage.get(role, {}) for r in self.runs.values()]) for role in roles}
 
 
 class _SubRunProgress:
@@ -253,7 +254,8 @@ def plan_grid(grid: Grid) -> GridPlan:
 
 def _plan(task: Task, config: RunConfig) -> TaskPlan:
     return plan_task(task, config.optimizer, optimizer_max_tokens=config.optimizer_model.max_tokens or 256,
-                     task_max_tokens=config.task_model.max_tokens or 256)
+                     task_max_tokens=config.task_model.max_tokens or 256,
+                     judge_max_tokens=config.judge_model.max_tokens or 256)
 
 
 def _initial_scoring(task: Task, config: RunConfig) -> tuple[tuple, int]:
