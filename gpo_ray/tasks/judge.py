@@ -31,6 +31,10 @@ JUDGE_JSON_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
 }
 
+# The request's sections (the fake endpoint reads them back: gpo_ray/testing/scripted.py).
+REPLY_HEADING = "Reply to grade:\n"
+ASK_OPENING = "Grade the reply by the rubric with an integer score from "
+
 # A reply that cannot be read is asked for this many times in all before the example counts as a metric error.
 JUDGE_READ_ATTEMPTS = 3
 
@@ -57,13 +61,13 @@ def judge_request(metric: JudgeMetric, example: Example, reply: str, *, params: 
     if example.answers:
         label = "Reference answer" if len(example.answers) == 1 else "Reference answers"
         parts.append(f"{label}:\n" + "\n".join(example.answers))
-    parts.append(f"Reply to grade:\n{reply}")
+    parts.append(f"{REPLY_HEADING}{reply}")
     if params.structured:
-        ask = (f"Grade the reply by the rubric with an integer score from {low} (worst) to {high} (best). Answer "
+        ask = (f"{ASK_OPENING}{low} (worst) to {high} (best). Answer "
                'with JSON: {"score": <integer>, "reason": "<one or two sentences: what the reply gets wrong, or '
                'why it is good>"}.')
     else:
-        ask = (f"Grade the reply by the rubric with an integer score from {low} (worst) to {high} (best). Answer "
+        ask = (f"{ASK_OPENING}{low} (worst) to {high} (best). Answer "
                "in exactly two lines:\nScore: <integer>\nReason: <one or two sentences: what the reply gets wrong, "
                "or why it is good>")
     parts.append(ask)
