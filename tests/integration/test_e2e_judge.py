@@ -38,8 +38,13 @@ def _planned(config_path: str, capsys) -> dict:
 
 def test_the_judge_scores_the_run_as_planned_and_a_rerun_asks_it_nothing(tmp_path, capsys):
     write_sums(tmp_path / "data" / "a", seed=1)
-    with ThreadedFake(fake_for(tmp_path, record_requests=True)) as fake:
-        config_path = _judged_config(tmp_path, fake.base_url, optimizer={"direction": "feedback"})
+    # Every candidate is new and better (the fake's skill phrase): plan's count is exact (a best prompt that is the
+    # initial one would be scored on the test split once, not twice).
+    phrases = [f"Think step by step, check {i}." for i in range(200)]
+    fake_settings = fake_for(tmp_path, record_requests=True).model_copy(update={"optimizer_phrases": phrases})
+    with ThreadedFake(fake_settings) as fake:
+        config_path = _judged_config(tmp_path, fake.base_url,
+                                     optimizer={"direction": "feedback", "candidate_scoring": "eval"})
         plan = _planned(config_path, capsys)
         assert plan["sampling"]["judge_model"] == {"model": "fake-llm", "temperature": 0.0, "max_tokens": 200}
         judge_calls = plan["tasks"]["sums/a"]["judge_calls"]
@@ -69,7 +74,8 @@ def test_the_judge_scores_the_run_as_planned_and_a_rerun_asks_it_nothing(tmp_pat
     judged = [r for r in log if r["role"] == "judge"]
     assert all(r["temperature"] == 0.0 and r["max_tokens"] == 200 for r in judged)
     entry = doc["tasks"]["sums/a"]
-    assert 0 < entry["initial_eval_score"] < 1 and entry["best_eval_score"] >= entry["initial_eval_score"]
+    assert 0 < entry["initial_eval_score"] < entry["best_eval_score"]  # the judge's scores let the prompt climb
+    assert entry["best_prompt"] != entry["initial_prompt"]
     # The judge's reason is the metric's feedback, shown beside the wrong examples in the feedback request.
     feedback = [r["text"] for r in log if r["role"] == "feedback"]
     assert any("What the metric found: The reply does not give the reference answer." in t for t in feedback)
