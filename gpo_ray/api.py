@@ -566,7 +566,7 @@ def _sized_for_run(config: RunConfig, *, tasks: int, own_cluster: bool) -> RunCo
 def setup_logs(config: RunConfig, logs_dir: Path, output: str) -> None:
     configure_logging(mode=output, log_file=logs_dir / "driver.jsonl",
                       secrets=secret_values([config.task_model.api_key_env, config.optimizer_model.api_key_env,
-                                             config.cluster.chroma_token_env]))
+                                             config.judge_model.api_key_env, config.cluster.chroma_token_env]))
 
 
 def optimize(config: RunConfig, *, output: str = "quiet", embedder_factory: Any = None,

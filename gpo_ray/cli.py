@@ -49,7 +49,7 @@ def _common_task_args(p: argparse.ArgumentParser) -> None:
 
 def _endpoint_args(p: argparse.ArgumentParser) -> None:
     """Which endpoints and models the roles use; each role keeps its own sampling settings (config.ROLE_DEFAULTS)."""
-    p.add_argument("--base-url", help="OpenAI-compatible endpoint for both roles (default: the embedded local model)")
+    p.add_argument("--base-url", help="OpenAI-compatible endpoint for every role (default: the embedded local model)")
     p.add_argument("--model", help="model name at --base-url")
     p.add_argument("--api-key-env", help="NAME of the environment variable holding the API key")
     p.add_argument("--optimizer-base-url", help="endpoint for the optimizer role only")
@@ -153,6 +153,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "run_dir": str(g("run_dir")) if g("run_dir") else None,
         "task_model": both,
         "optimizer_model": opt,
+        "judge_model": dict(both),  # a judge metric's judge: the same endpoint unless the config names its own
         "optimizer": {"epochs": g("epochs"), "candidates": g("candidates"), "batch_size": g("batch_size"),
                       "seed": g("seed"), "answer_extraction": g("answer_extraction")},
         "cluster": {"address": g("address"), "num_refiners": g("refiners"), "num_evaluators": g("evaluators")},

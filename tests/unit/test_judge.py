@@ -198,3 +198,20 @@ def test_the_role_and_its_usage_name():
     assert Role.JUDGE == "judge"
     request = ChatRequest(messages=(ChatMessage("system", JUDGE_SYSTEM),))
     assert request.messages[0].content.startswith("You are an impartial judge.")
+
+
+def test_base_url_on_the_command_line_reaches_the_judge_too():
+    from gpo_ray.cli import build_parser, overrides_from_args
+
+    args = build_parser().parse_args(["plan", "--task", "x", "--base-url", "http://h:1/v1", "--model", "m"])
+    assert overrides_from_args(args)["judge_model"] == {"base_url": "http://h:1/v1", "model": "m", "api_key_env": None}
+
+
+def test_the_variants_of_a_sweep_share_one_judge(tmp_path):
+    from gpo_ray.grid import grid_from_dict
+
+    source = {"name": "mine", "path": "x.jsonl", "format": "jsonl", "metric": {"kind": "judge", "rubric": "polite"}}
+    grid = grid_from_dict({"base": {"tasks": ["mine"], "task_sources": [source]},
+                           "variants": {"a": {}, "b": {"judge_model": {"temperature": 0.5}}}}, folder=tmp_path)
+    with pytest.raises(ConfigError, match="judge_model differs from variant 'a'"):
+        grid.sub_runs(tmp_path / "sweep")
