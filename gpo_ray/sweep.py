@@ -222,7 +222,8 @@ class GridPlan:
         return sum(v.total(key) for v in self.variants)
 
     def to_dict(self) -> dict[str, Any]:
-        keys = ("optimizer_calls", "task_model_calls", "second_turn_calls", "optimizer_tokens", "task_model_tokens")
+        keys = ("optimizer_calls", "task_model_calls", "second_turn_calls", "optimizer_tokens", "task_model_tokens",
+                "judge_calls", "judge_tokens")
         return {
             "variants": {v.variant: {"seeds": v.seeds, "sampling": v.sampling, **{k: v.total(k) for k in keys},
                                      "tasks": {p.task: p.to_dict() for p in v.tasks}} for v in self.variants},
