@@ -81,7 +81,8 @@ class Evaluator(WhereAmI):
         self.llm = build_client(role, role_name=Role.TASK_MODEL, base_url=base_url, model=model, cache=cache,
                                 counters=self.counters, permits=permits)
         # The judge of a `kind: judge` metric: its own stack, cache folder and counters (usage.json's `judge`).
-        self.judge_counters = AccountedCounters(listener=llm_usage_listener(metrics, role=Role.JUDGE))
+        self.judge_counters = AccountedCounters(
+            listener=llm_usage_listener(metrics, role=Role.JUDGE) if judge is not None else None)
         self.judge: Judge | None = None
         if judge is not None:
             judge_cache = ResponseCache(Path(cache_dir) / Role.JUDGE) if cache_dir else None
