@@ -18,6 +18,7 @@ from gpo_ray.cli import main
 from gpo_ray.tasks.judge import JUDGE_READ_ATTEMPTS
 from gpo_ray.testing import ThreadedFake
 from tests.integration.test_e2e_metrics import fake_for, write_config, write_sums
+from tests.integration.usage_checks import assert_files_agree_with_the_endpoint
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
@@ -52,6 +53,8 @@ def test_the_judge_scores_the_run_as_planned_and_a_rerun_asks_it_nothing(tmp_pat
         assert main(["optimize", config_path, "--quiet"]) == 0
         log = fake.requests_log()
         seen = Counter(r["role"] for r in log)
+        # usage.json == results.json's usage == the report's usage table (a judge row) == what the endpoint saw.
+        assert_files_agree_with_the_endpoint(tmp_path / "run", fake.stats())
         usage = json.loads((tmp_path / "run" / "usage.json").read_text())
         doc = json.loads((tmp_path / "run" / "results.json").read_text())
 
