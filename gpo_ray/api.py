@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 
-from gpo_ray.config import EndpointSpec, LLMRoleConfig, RunConfig
+from gpo_ray.config import EndpointSpec, LLMRoleConfig, RunConfig, judge_metrics
 from gpo_ray.core.evaluation import task_model_params
 from gpo_ray.core.results import TaskResult
 from gpo_ray.errors import (
@@ -100,7 +100,8 @@ def endpoints_for(config: RunConfig, *, log_dir: Path) -> Iterator[tuple[Endpoin
     """(optimizer endpoint, task endpoint, structured output?, embedded server or None) - starting the embedded
     model if a role has no URL. Its log is appended to `log_dir/local-server.log`, where a resume adds to it and
     a death message can point."""
-    needs_local = config.optimizer_model.is_embedded or config.task_model.is_embedded
+    needs_local = (config.optimizer_model.is_embedded or config.task_model.is_embedded
+                   or (bool(judge_metrics(config)) and config.judge_model.is_embedded))
     server = None
     local: Endpoint | None = None
     try:
@@ -120,6 +121,19 @@ def endpoints_for(config: RunConfig, *, log_dir: Path) -> Iterator[tuple[Endpoin
     finally:
         if server is not None:
             server.stop()
+
+
+def judge_endpoint(config: RunConfig, server: Any) -> Endpoint | None:
+    """The judge model's servers in a run with a `kind: judge` metric (the embedded server when judge_model names
+    none: `server`, which endpoints_for started), else None."""
+    if not judge_metrics(config):
+        return None
+    role = config.judge_model
+    if role.is_embedded:
+        from gpo_ray.llm.local_server import MODEL_NAME
+
+        return Endpoint((EndpointSpec(base_url=server.base_url),), role.model or MODEL_NAME)
+    return Endpoint(tuple(role.all_endpoints()), role.model or "default")
 
 
 @contextlib.contextmanager
@@ -217,18 +231,20 @@ def shipped_modules(files: list[str]) -> dict[str, Any]:
 
 
 def start_actors(config: RunConfig, *, home: Path, cache_dir: Path, opt: Endpoint, task: Endpoint,
-                 embedder_factory: Any = None, with_evaluators: bool = True, tasks: int = 1) -> RunActors:
+                 embedder_factory: Any = None, with_evaluators: bool = True, tasks: int = 1,
+                 judge: Endpoint | None = None) -> RunActors:
     """The memory actor (its Chroma in `home`/chroma), the refiners and the evaluators (their response cache in
     `cache_dir` when config.cache) of a run directory, or of a sweep directory shared by its sub-runs; and the rate
     limiter they share when a role has requests or tokens per minute. No evaluators without `with_evaluators` (a
     run that scores in its driver, runtime/local_cluster.py)."""
     import ray
 
-    from gpo_ray.actors.evaluator import EvaluatorActor
+    from gpo_ray.actors.evaluator import EvaluatorActor, JudgeEndpoint
     from gpo_ray.actors.limiter import LimiterClient, limiter_name, start_rate_limiter
     from gpo_ray.actors.memory import MEMORY_NAMESPACE, wait_until_gone
     from gpo_ray.actors.memory_shards import start_memory_shards
     from gpo_ray.actors.refiner import RefinerActor
+    from gpo_ray.core.evaluation import judge_params
     from gpo_ray.memory.sharding import load_or_create_layout
 
     cache = str(cache_dir.resolve()) if config.cache else None
@@ -238,7 +254,8 @@ def start_actors(config: RunConfig, *, home: Path, cache_dir: Path, opt: Endpoin
     run_id = hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:16]
     # Requests/tokens per minute hold for the whole run: one limiter, which every actor's clients lease from.
     limiter = permits = None
-    if any(r.requests_per_minute or r.tokens_per_minute for r in (config.optimizer_model, config.task_model)):
+    if any(r.requests_per_minute or r.tokens_per_minute
+           for r in (config.optimizer_model, config.task_model, *([config.judge_model] if judge else []))):
         name = limiter_name(run_id)
         wait_until_gone(name)
         limiter, permits = start_rate_limiter(name), LimiterClient(name)
@@ -255,12 +272,16 @@ def start_actors(config: RunConfig, *, home: Path, cache_dir: Path, opt: Endpoin
     # Metric files (`function: path/to/file.py:name`) reach every node's evaluators, where Python metrics run.
     files = metric_files(config)
     shipped: dict[str, Any] = {"runtime_env": shipped_modules(files)} if files else {}
+    # A `kind: judge` metric is judged in the evaluators too, where the replies arrive.
+    judging = None if judge is None else JudgeEndpoint(config.judge_model, base_url=judge.urls, model=judge.model,
+                                                       params=judge_params(config))
     evaluators = [
         EvaluatorActor.options(**ACTOR_OPTIONS, **named("evaluator", i), **shipped,
                                **node_options(res or NodeResource.EVALUATOR, available=available,
                                               required=res is not None))
         .remote(config.task_model, base_url=urls, model=task.model, cache_dir=cache, params=params,
-                max_in_flight=config.cluster.evaluator_max_in_flight, metrics=metrics, permits=permits)
+                max_in_flight=config.cluster.evaluator_max_in_flight, metrics=metrics, permits=permits,
+                judge=judging)
         for i, (urls, res) in enumerate(_endpoint_groups(task, config.cluster.num_evaluators if with_evaluators
                                                          else 0))
     ]
@@ -397,7 +418,8 @@ def _execute(config: RunConfig, run_dir: RunDirectory, *, output: str, embedder_
               ray_session(config.cluster.address, output=output) as own_cluster):
             config = _sized_for_run(config, tasks=len(tasks), own_cluster=own_cluster)
             actors = start_actors(config, home=run_dir.path, cache_dir=run_dir.cache_dir, opt=opt, task=task_ep,
-                                  embedder_factory=embedder_factory, tasks=len(tasks))
+                                  embedder_factory=embedder_factory, tasks=len(tasks),
+                                  judge=judge_endpoint(config, server))
             memory, refiners, evaluators = actors.memory_router, actors.refiners, actors.evaluators
             if on_actors_started is not None:
                 on_actors_started(actors)
@@ -431,8 +453,8 @@ def warm_start_applies(config: RunConfig) -> bool:
 
     if not config.cluster.warm_start or any(s.resource for s in config.task_model.all_endpoints()):
         return False
-    if python_metrics(config):
-        return False  # a Python metric runs in the evaluator actors, never in the driver
+    if python_metrics(config) or judge_metrics(config):
+        return False  # a Python metric and the judge run in the evaluator actors, never in the driver
     if any(r.requests_per_minute or r.tokens_per_minute for r in (config.task_model, config.optimizer_model)):
         return False  # a run-wide rate limit is granted by the limiter actor: the driver would score outside it
     return ray.is_initialized() or ray_target(config.cluster.address)[0] == "local"
@@ -544,7 +566,7 @@ def _sized_for_run(config: RunConfig, *, tasks: int, own_cluster: bool) -> RunCo
 def setup_logs(config: RunConfig, logs_dir: Path, output: str) -> None:
     configure_logging(mode=output, log_file=logs_dir / "driver.jsonl",
                       secrets=secret_values([config.task_model.api_key_env, config.optimizer_model.api_key_env,
-                                             config.cluster.chroma_token_env]))
+                                             config.judge_model.api_key_env, config.cluster.chroma_token_env]))
 
 
 def optimize(config: RunConfig, *, output: str = "quiet", embedder_factory: Any = None,

@@ -7,14 +7,15 @@ and prints nothing (the CLI prints).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from gpo_ray.config import RunConfig, sampling_settings
+from gpo_ray.config import RunConfig, judge_metrics, sampling_settings
 from gpo_ray.core.evaluation import (
+    Judge,
     MetricFailure,
     grade_example,
+    judge_params,
     mean,
     task_model_params,
 )
@@ -75,10 +76,13 @@ class CheckResult:
     tasks: tuple[TaskCheck, ...]
     sampling: dict[str, dict[str, Any]]  # config.sampling_settings: each role's model, temperature, max_tokens
     task_model_requests: int  # what this check asked of the task model
+    judge_requests: int | None = None  # what it asked of the judge model (None: no task is scored by a judge)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"tasks": {t.task: t.to_dict() for t in self.tasks}, "sampling": self.sampling,
-                "usage": {Role.TASK_MODEL.value: {"requests": self.task_model_requests}}}
+        usage = {Role.TASK_MODEL.value: {"requests": self.task_model_requests}}
+        if self.judge_requests is not None:
+            usage[Role.JUDGE.value] = {"requests": self.judge_requests}
+        return {"tasks": {t.task: t.to_dict() for t in self.tasks}, "sampling": self.sampling, "usage": usage}
 
 
 class _LastReply:
@@ -102,8 +106,10 @@ def check_examples(task: Task, split: str, count: int) -> tuple[Example, ...]:
     return examples
 
 
-async def check_task(llm: LLMClient, task: Task, config: RunConfig, *, split: str, count: int) -> TaskCheck:
-    """The task's initial prompt on the first `count` examples of `split`, graded as the evaluators grade."""
+async def check_task(llm: LLMClient, task: Task, config: RunConfig, *, split: str, count: int,
+                     judge_with: Judge | None = None) -> TaskCheck:
+    """The task's initial prompt on the first `count` examples of `split`, graded as the evaluators grade (a judge
+    metric by `judge_with`, the judge model)."""
     settings = settings_for_task(task, config.optimizer)
     params = task_model_params(config)
     if task.placement is not None:  # a task source's own placement, as the controller scores it
@@ -113,7 +119,7 @@ async def check_task(llm: LLMClient, task: Task, config: RunConfig, *, split: st
     async def one(example: Example) -> CheckedExample:
         seen = _LastReply(llm)
         verdict, answer, feedback = await grade_example(seen, prompt, example, metric=task.metric, params=params,
-                                                        task=task.name)
+                                                        task=task.name, judge_with=judge_with)
         failed = isinstance(verdict, MetricFailure)
         return CheckedExample(id=example.id, input=example.input, reply=seen.text, answer=answer,
                               score=0.0 if failed else verdict, feedback=None if failed else feedback,
@@ -121,7 +127,8 @@ async def check_task(llm: LLMClient, task: Task, config: RunConfig, *, split: st
 
     examples = await asyncio.gather(*(one(ex) for ex in check_examples(task, split, count)))
     plan = plan_task(task, config.optimizer, optimizer_max_tokens=config.optimizer_model.max_tokens or 256,
-                     task_max_tokens=config.task_model.max_tokens or 256)
+                     task_max_tokens=config.task_model.max_tokens or 256,
+                     judge_max_tokens=config.judge_model.max_tokens or 256)
     return TaskCheck(task=task.name, metric=metric_name(task.metric), split=split, prompt=prompt,
                      examples=tuple(examples), plan=plan)
 
@@ -139,25 +146,41 @@ def check(config: RunConfig, *, examples: int = 5, split: str = "eval") -> Check
     for task in tasks:
         check_examples(task, split, examples)
     role = config.task_model
-    counters = UsageCounters()
+    judged = bool(judge_metrics(config))
+    counters, judge_counters = UsageCounters(), UsageCounters()
 
-    async def run(urls: Sequence[str], model: str) -> list[TaskCheck]:
-        llm = build_client(role, role_name=Role.TASK_MODEL, base_url=list(urls), model=model, cache=None,
-                           counters=counters)
+    def where(of: Any, local: str | None) -> tuple[list[str], str]:
+        from gpo_ray.llm.local_server import MODEL_NAME
+
+        if of.is_embedded:
+            return [local or ""], of.model or MODEL_NAME
+        return [e.base_url for e in of.all_endpoints()], of.model or "default"
+
+    async def run(local: str | None) -> list[TaskCheck]:
+        urls, model = where(role, local)
+        llm = build_client(role, role_name=Role.TASK_MODEL, base_url=urls, model=model, cache=None, counters=counters)
+        judge = None
+        if judged:  # the judge model, asked as the evaluators ask it (its own role and counters)
+            urls, model = where(config.judge_model, local)
+            judge = Judge(build_client(config.judge_model, role_name=Role.JUDGE, base_url=urls, model=model,
+                                       cache=None, counters=judge_counters), judge_params(config))
         try:
-            return [await check_task(llm, t, config, split=split, count=examples) for t in tasks]
+            return [await check_task(llm, t, config, split=split, count=examples, judge_with=judge) for t in tasks]
         finally:
             await close_client(llm)
+            if judge is not None:
+                await close_client(judge.llm)
 
     try:
-        if role.is_embedded:
-            from gpo_ray.llm.local_server import MODEL_NAME, LocalModelServer
+        if role.is_embedded or (judged and config.judge_model.is_embedded):
+            from gpo_ray.llm.local_server import LocalModelServer
 
             with LocalModelServer() as server:
-                checked = asyncio.run(server.run_while_serving(run([server.base_url], role.model or MODEL_NAME)))
+                checked = asyncio.run(server.run_while_serving(run(server.base_url)))
         else:
-            checked = asyncio.run(run([e.base_url for e in role.all_endpoints()], role.model or "default"))
+            checked = asyncio.run(run(None))
     except LLMError as e:
         raise RunFailed(f"the task model failed: {e}") from None
     requests = counters.snapshot().get("requests", 0)
-    return CheckResult(tasks=tuple(checked), sampling=sampling_settings(config), task_model_requests=requests)
+    return CheckResult(tasks=tuple(checked), sampling=sampling_settings(config), task_model_requests=requests,
+                       judge_requests=judge_counters.snapshot().get("requests", 0) if judged else None)

@@ -49,7 +49,7 @@ def _common_task_args(p: argparse.ArgumentParser) -> None:
 
 def _endpoint_args(p: argparse.ArgumentParser) -> None:
     """Which endpoints and models the roles use; each role keeps its own sampling settings (config.ROLE_DEFAULTS)."""
-    p.add_argument("--base-url", help="OpenAI-compatible endpoint for both roles (default: the embedded local model)")
+    p.add_argument("--base-url", help="OpenAI-compatible endpoint for every role (default: the embedded local model)")
     p.add_argument("--model", help="model name at --base-url")
     p.add_argument("--api-key-env", help="NAME of the environment variable holding the API key")
     p.add_argument("--optimizer-base-url", help="endpoint for the optimizer role only")
@@ -153,6 +153,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "run_dir": str(g("run_dir")) if g("run_dir") else None,
         "task_model": both,
         "optimizer_model": opt,
+        "judge_model": dict(both),  # a judge metric's judge: the same endpoint unless the config names its own
         "optimizer": {"epochs": g("epochs"), "candidates": g("candidates"), "batch_size": g("batch_size"),
                       "seed": g("seed"), "answer_extraction": g("answer_extraction")},
         "cluster": {"address": g("address"), "num_refiners": g("refiners"), "num_evaluators": g("evaluators")},
@@ -201,7 +202,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     tasks = resolve_tasks(config.tasks, data_dir=config.data_dir, sources=config.task_sources)
     plans = [
         plan_task(t, config.optimizer, optimizer_max_tokens=config.optimizer_model.max_tokens or 256,
-                  task_max_tokens=config.task_model.max_tokens or 256)
+                  task_max_tokens=config.task_model.max_tokens or 256,
+                  judge_max_tokens=config.judge_model.max_tokens or 256)
         for t in tasks
     ]
     sampling = sampling_settings(config)
@@ -222,7 +224,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         total = {k: sum(getattr(p, k) for p in plans)
                  for k in ("optimizer_calls", "task_model_calls", "second_turn_calls", "optimizer_tokens",
                            "task_model_tokens", "feedback_calls", "summarize_calls", "feedback_scoring_calls",
-                           "trace_scoring_calls")}
+                           "trace_scoring_calls", "judge_calls", "judge_tokens")}
         print(json.dumps({"sampling": sampling, "tasks": {p.task: p.to_dict() for p in plans}, "total": total},
                          indent=2))
         return 0
@@ -239,14 +241,16 @@ def cmd_plan(args: argparse.Namespace) -> int:
                       f"{p.task_model_calls:,}" + _included((p.second_turn_calls, "second turns"),
                                                             (p.feedback_scoring_calls, "feedback scoring"),
                                                             (p.trace_scoring_calls, "trace scoring")),
-                      f"{p.optimizer_tokens + p.task_model_tokens:,}")
+                      f"{p.optimizer_tokens + p.task_model_tokens + p.judge_tokens:,}")
     console = Console()
     console.print(table)
     console.print(f"total: {sum(p.optimizer_calls for p in plans):,} optimizer calls, "
                   f"{sum(p.task_model_calls for p in plans):,} task-model calls"
                   + (f" ({second:,} of them second turns)" if (second := sum(p.second_turn_calls for p in plans)) else "")
+                  + (f", {judged:,} judge calls" if (judged := sum(p.judge_calls for p in plans)) else "")
                   + ", about "
-                  f"{sum(p.optimizer_tokens + p.task_model_tokens for p in plans):,} tokens (completions at max_tokens)")
+                  f"{sum(p.optimizer_tokens + p.task_model_tokens + p.judge_tokens for p in plans):,} tokens "
+                  "(completions at max_tokens)")
     console.print(describe_sampling(sampling), highlight=False)
     return 0
 
@@ -282,7 +286,7 @@ def _plan_grid(args: argparse.Namespace) -> int:
     for v in plan.variants:
         table.add_row(v.variant, str(v.seeds), str(len(v.tasks)), f"{v.total('optimizer_calls'):,}",
                       f"{v.total('task_model_calls'):,}",
-                      f"{v.total('optimizer_tokens') + v.total('task_model_tokens'):,}",
+                      f"{v.total('optimizer_tokens') + v.total('task_model_tokens') + v.total('judge_tokens'):,}",
                       *(f"{v.sampling[r]['temperature']} / {v.sampling[r]['max_tokens']}"
                         for r in ("optimizer_model", "task_model")))
     console = Console()
@@ -328,7 +332,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"\n  mean {t.mean:.3f} over {len(t.examples)} examples{errors}")
         print(f"  a full run: {p.steps} steps, {p.optimizer_calls:,} optimizer calls, {p.task_model_calls:,} task-model "
               f"calls, about {p.optimizer_tokens + p.task_model_tokens:,} tokens (`gpo-ray plan` for the details)\n")
-    print(f"this check: {result.task_model_requests} task-model requests")
+    print(f"this check: {result.task_model_requests} task-model requests"
+          + (f", {result.judge_requests} judge requests" if result.judge_requests is not None else ""))
     print(describe_sampling(result.sampling))
     return 0
 
@@ -390,7 +395,9 @@ def print_summary(results: Results) -> None:
                       f"{r.best_prompt!r}", soft_wrap=True)
     u = results.usage
     console.print(f"usage: optimizer {u.get(Role.OPTIMIZER, {}).get('requests', 0)} requests, task model "
-                  f"{u.get(Role.TASK_MODEL, {}).get('requests', 0)} requests; results in {results.run_dir / 'results.json'}")
+                  f"{u.get(Role.TASK_MODEL, {}).get('requests', 0)} requests"
+                  + (f", judge {u[Role.JUDGE].get('requests', 0)} requests" if Role.JUDGE in u else "")
+                  + f"; results in {results.run_dir / 'results.json'}")
 
 
 def print_sweep_summary(results: Any) -> None:

@@ -476,12 +476,41 @@ class PythonMetric(_Frozen):
         return v
 
 
-MetricSpec = Annotated[PythonMetric | ChecksMetric, _Discriminator("kind")]
+class JudgeMetric(_Frozen):
+    """An LLM judge (the run's `judge_model` role) scores each reply by `rubric` on an integer scale [low, high],
+    normalised to [0, 1] as (score - low) / (high - low); its reason is the metric's feedback."""
+
+    kind: Literal["judge"]
+    rubric: str = Field(min_length=1, description="what a good reply is, in the judge's words")
+    scale: tuple[int, int] = Field(default=(1, 5), description="the judge's integer scale [low, high]; 1..5 by default")
+
+    @field_validator("scale", mode="before")
+    @classmethod
+    def _range(cls, v: Any) -> Any:
+        if isinstance(v, str):  # "1..5" as well as [1, 5]
+            low, sep, high = v.partition("..")
+            if not sep:
+                raise ValueError(f"{v!r} must be 'low..high' or [low, high]")
+            try:
+                return int(low), int(high)
+            except ValueError:
+                raise ValueError(f"{v!r} must be 'low..high' with integers") from None
+        return v
+
+    @field_validator("scale")
+    @classmethod
+    def _ordered(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if v[0] >= v[1]:
+            raise ValueError(f"scale {list(v)}: low must be below high")
+        return v
+
+
+MetricSpec = Annotated[PythonMetric | ChecksMetric | JudgeMetric, _Discriminator("kind")]
 
 
 def _built_in_or_spec(value: Any) -> str:
     """A mapping (or a model) is a spec, anything else a built-in kind: an error then names what was meant."""
-    return "spec" if isinstance(value, (dict, PythonMetric, ChecksMetric)) else "built_in"
+    return "spec" if isinstance(value, (dict, PythonMetric, ChecksMetric, JudgeMetric)) else "built_in"
 
 
 # What a task source's `metric` may be: a built-in kind (vocabulary.MetricKind) or a spec.
@@ -701,6 +730,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 ROLE_DEFAULTS: dict[str, dict[str, Any]] = {
     "task_model": {"temperature": 0.0, "max_tokens": 256},
     "optimizer_model": {"temperature": 1.0, "max_tokens": 256},
+    "judge_model": {"temperature": 0.0, "max_tokens": 200},  # a score and a reason: greedy, so a rerun agrees
 }
 ROLES = tuple(ROLE_DEFAULTS)
 
@@ -728,11 +758,17 @@ def layered_config(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def sampling_settings(config: RunConfig) -> dict[str, dict[str, Any]]:
-    """What each role's requests are sampled with, as sent (results.json, `gpo-ray plan`)."""
+    """What each role's requests are sampled with, as sent (results.json, `gpo-ray plan`); judge_model only in a run
+    that has a judge metric (elsewhere it sends nothing)."""
     return {role: {"model": getattr(config, role).model or ("embedded" if getattr(config, role).is_embedded else None),
                    "temperature": getattr(config, role).temperature,
                    "max_tokens": getattr(config, role).max_tokens}
-            for role in ROLES}
+            for role in used_roles(config)}
+
+
+def used_roles(config: RunConfig) -> tuple[str, ...]:
+    """The roles a run sends requests to: the task and optimizer models, and the judge where a metric is one."""
+    return tuple(r for r in ROLES if r != "judge_model" or judge_metrics(config))
 
 
 class RunConfig(_Frozen):
@@ -744,6 +780,8 @@ class RunConfig(_Frozen):
     task_sources: list[TaskSource] = []
     task_model: LLMRoleConfig = LLMRoleConfig(**ROLE_DEFAULTS["task_model"])
     optimizer_model: LLMRoleConfig = LLMRoleConfig(**ROLE_DEFAULTS["optimizer_model"])
+    judge_model: LLMRoleConfig = Field(default=LLMRoleConfig(**ROLE_DEFAULTS["judge_model"]),
+                                       description="the LLM judge of `kind: judge` metrics; unused otherwise")
     optimizer: OptimizerSettings = OptimizerSettings()
     cluster: ClusterSettings = ClusterSettings()
     budget: BudgetSettings = BudgetSettings()
@@ -785,13 +823,20 @@ class RunConfig(_Frozen):
         d.pop("tracking", None)
         if d.get("preset") is None:
             d.pop("preset", None)
-        for role in ("task_model", "optimizer_model"):
+        if not judge_metrics(self):  # added with the judge: runs without one keep their fingerprint
+            d.pop("judge_model", None)
+        for role in (r for r in ROLES if r in d):
             for how in _HOW_CALLS_ARE_SENT:  # not what is asked
                 d[role].pop(how, None)
         for key, default in _FINGERPRINT_NEUTRAL_DEFAULTS.items():
             if d["optimizer"].get(key) == default:
                 d["optimizer"].pop(key)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def judge_metrics(config: RunConfig) -> list[JudgeMetric]:
+    """The judge metrics of a run's own tasks (built-in tasks have none)."""
+    return [s.metric for s in config.task_sources if isinstance(s.metric, JudgeMetric)]
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

@@ -29,7 +29,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from gpo_ray.config import RunConfig, anchor_paths, deep_merge, format_validation_error, read_config_file
+from gpo_ray.config import (
+    RunConfig,
+    anchor_paths,
+    deep_merge,
+    format_validation_error,
+    judge_metrics,
+    read_config_file,
+)
 from gpo_ray.errors import ConfigError
 
 GRID_KEYS = ("base", "variants", "axes", "seeds")
@@ -223,6 +230,10 @@ def check_shared(runs: list[SubRun]) -> None:
                 raise ConfigError(
                     f"variant {run.variant!r}: {role}.{field} differs from variant {first.variant!r}'s; the variants "
                     f"of a sweep share one pool of {role} clients (only temperature and max_tokens may differ)")
+        if judge_metrics(first.config) and first.config.judge_model != run.config.judge_model:
+            # The judge is asked in the shared evaluators, with the first variant's client and sampling.
+            raise ConfigError(f"variant {run.variant!r}: judge_model differs from variant {first.variant!r}'s; the "
+                              "variants of a sweep share one judge")
         for key in SHARED_KEYS:
             if key != "run_dir" and getattr(first.config, key) != getattr(run.config, key):
                 raise ConfigError(f"variant {run.variant!r}: {key} differs from variant {first.variant!r}'s; it is "

@@ -25,6 +25,7 @@ from gpo_ray.api import (
     check_cluster,
     endpoints_for,
     failures_named,
+    judge_endpoint,
     kill_actors,
     ray_session,
     setup_logs,
@@ -57,7 +58,8 @@ class SweepResults:
         """What the whole sweep asked of each role: every request was sent for exactly one sub-run."""
         from gpo_ray.controller.controller import sum_usage
 
-        return {role: sum_usage([r.usage.get(role, {}) for r in self.runs.values()]) for role in Role}
+        roles = [role for role in Role if role is not Role.JUDGE or any(role in r.usage for r in self.runs.values())]
+        return {role: sum_usage([r.usage.get(role, {}) for r in self.runs.values()]) for role in roles}
 
 
 class _SubRunProgress:
@@ -146,7 +148,8 @@ def _run_sweep(directory: SweepDirectory, runs: list[SubRun], *, output: str, em
           ray_session(first.cluster.address, output=output) as own_cluster):
         first = _sized_for_run(first, tasks=len(tasks) * len(runs), own_cluster=own_cluster)
         actors = start_actors(first, home=directory.path, cache_dir=directory.cache_dir, opt=opt, task=task_ep,
-                              embedder_factory=embedder_factory, tasks=len(tasks) * len(runs))
+                              embedder_factory=embedder_factory, tasks=len(tasks) * len(runs),
+                              judge=judge_endpoint(first, server))
         memory, refiners, evaluators = actors.memory_router, actors.refiners, actors.evaluators
         if on_actors_started is not None:
             on_actors_started(actors)
@@ -219,7 +222,8 @@ class GridPlan:
         return sum(v.total(key) for v in self.variants)
 
     def to_dict(self) -> dict[str, Any]:
-        keys = ("optimizer_calls", "task_model_calls", "second_turn_calls", "optimizer_tokens", "task_model_tokens")
+        keys = ("optimizer_calls", "task_model_calls", "second_turn_calls", "optimizer_tokens", "task_model_tokens",
+                "judge_calls", "judge_tokens")
         return {
             "variants": {v.variant: {"seeds": v.seeds, "sampling": v.sampling, **{k: v.total(k) for k in keys},
                                      "tasks": {p.task: p.to_dict() for p in v.tasks}} for v in self.variants},
@@ -251,7 +255,8 @@ def plan_grid(grid: Grid) -> GridPlan:
 
 def _plan(task: Task, config: RunConfig) -> TaskPlan:
     return plan_task(task, config.optimizer, optimizer_max_tokens=config.optimizer_model.max_tokens or 256,
-                     task_max_tokens=config.task_model.max_tokens or 256)
+                     task_max_tokens=config.task_model.max_tokens or 256,
+                     judge_max_tokens=config.judge_model.max_tokens or 256)
 
 
 def _initial_scoring(task: Task, config: RunConfig) -> tuple[tuple, int]:

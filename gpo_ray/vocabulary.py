@@ -41,6 +41,7 @@ class Role(StrEnum):
 
     OPTIMIZER = "optimizer"
     TASK_MODEL = "task_model"
+    JUDGE = "judge"  # the LLM judge of a `kind: judge` metric (config role judge_model)
 
 
 class NodeResource(StrEnum):

@@ -18,6 +18,7 @@ import ray
 from gpo_ray.actors.introspection import WhereAmI
 from gpo_ray.config import LLMRoleConfig, PythonMetric
 from gpo_ray.core.evaluation import (
+    Judge,
     Metric,
     MetricFailure,
     TaskModelParams,
@@ -29,9 +30,20 @@ from gpo_ray.llm.cache import ResponseCache
 from gpo_ray.llm.run_limits import PermitSource
 from gpo_ray.llm.stack import build_client
 from gpo_ray.observability.metrics import MetricsContext, llm_usage_listener
+from gpo_ray.tasks.judge import JudgeParams
 from gpo_ray.tasks.metric_specs import metric_key
 from gpo_ray.tasks.types import Example
 from gpo_ray.vocabulary import Role
+
+
+@dataclass(frozen=True)
+class JudgeEndpoint:
+    """Where and how the judge model of a run with a `kind: judge` metric is asked (config.judge_model)."""
+
+    role: LLMRoleConfig
+    base_url: str | list[str]
+    model: str
+    params: JudgeParams
 
 
 @dataclass(frozen=True)
@@ -60,6 +72,7 @@ class Evaluator(WhereAmI):
         max_in_flight: int,
         metrics: MetricsContext | None = None,
         permits: PermitSource | None = None,
+        judge: JudgeEndpoint | None = None,
     ) -> None:
         self.announce_start("evaluator")
         # Metrics are made here, in the worker process; the counters feed them (usage.json and gpo_llm_* agree).
@@ -67,6 +80,15 @@ class Evaluator(WhereAmI):
         cache = ResponseCache(Path(cache_dir) / Role.TASK_MODEL) if cache_dir else None
         self.llm = build_client(role, role_name=Role.TASK_MODEL, base_url=base_url, model=model, cache=cache,
                                 counters=self.counters, permits=permits)
+        # The judge of a `kind: judge` metric: its own stack, cache folder and counters (usage.json's `judge`).
+        self.judge_counters = AccountedCounters(
+            listener=llm_usage_listener(metrics, role=Role.JUDGE) if judge is not None else None)
+        self.judge: Judge | None = None
+        if judge is not None:
+            judge_cache = ResponseCache(Path(cache_dir) / Role.JUDGE) if cache_dir else None
+            self.judge = Judge(build_client(judge.role, role_name=Role.JUDGE, base_url=judge.base_url,
+                                            model=judge.model, cache=judge_cache, counters=self.judge_counters,
+                                            permits=permits), judge.params)
         self.params = params
         self.slots = asyncio.Semaphore(max_in_flight)
         self.scores: dict[tuple, float] = {}
@@ -77,7 +99,7 @@ class Evaluator(WhereAmI):
             return self.scores[key]
         async with self.slots:
             value = await score_example(self.llm, item.prompt, item.example, metric=item.metric, params=params,
-                                        task=item.task)
+                                        task=item.task, judge_with=self.judge)
         if not isinstance(value, MetricFailure):
             self.scores[key] = value
         return value
@@ -93,7 +115,7 @@ class Evaluator(WhereAmI):
         # Not from the score cache: the answer is needed too (a repeat is a response-cache hit, not a model call).
         async with self.slots:
             graded = await grade_example(self.llm, item.prompt, item.example, metric=item.metric, params=params,
-                                         task=item.task)
+                                         task=item.task, judge_with=self.judge)
         if not isinstance(graded[0], MetricFailure):
             self.scores[(account, params, *item.key)] = graded[0]
         return graded
@@ -108,6 +130,10 @@ class Evaluator(WhereAmI):
 
     async def usage(self, account: str | None = None) -> dict:
         return self.counters.snapshot_of(account)
+
+    async def judge_usage(self, account: str | None = None) -> dict:
+        """The judge model's usage (empty counters in a run without a judge metric)."""
+        return self.judge_counters.snapshot_of(account)
 
 
 EvaluatorActor = ray.remote(Evaluator)

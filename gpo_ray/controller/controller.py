@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from gpo_ray.config import RunConfig, sampling_settings
+from gpo_ray.config import RunConfig, judge_metrics, sampling_settings
 from gpo_ray.controller.pools import EvaluatorPool, RefinerPool
 from gpo_ray.controller.progress import ProgressReporter
 from gpo_ray.controller.services import ActorServices, Evaluators, Refiners, retrieval_of
@@ -170,7 +170,9 @@ class Controller:
         self.total_steps = {t.name: schedule_for(t, config.optimizer).total_steps for t in self.tasks}
         # A resumed run counts on from what the interrupted one spent (usage.json), for reports and the budget.
         self.usage_before = self._previous_usage()
-        self.usage: dict[str, Any] = {role: dict(self.usage_before.get(role, {})) for role in Role}
+        # The judge is a role of its own only in a run with a judge metric (usage.json keeps its two roles otherwise).
+        self.roles = tuple(r for r in Role if r is not Role.JUDGE or judge_metrics(config))
+        self.usage: dict[str, Any] = {role: dict(self.usage_before.get(role, {})) for role in self.roles}
         self.task_entries: dict[str, dict[str, Any]] = {}
         self.records: dict[str, list[StepResult]] = {}
         self.log = structlog.get_logger()
@@ -226,10 +228,15 @@ class Controller:
                                        return_exceptions=True)
             task = await asyncio.gather(*(h.usage.remote(*args) for h in self.evaluator_handles),
                                         return_exceptions=True)
+            judged: list[Any] = []
+            if Role.JUDGE in self.roles:  # the judge is asked in the evaluators, counted there on its own
+                judged = await asyncio.gather(*(h.judge_usage.remote(*args) for h in self.evaluator_handles),
+                                              return_exceptions=True)
             before = self.usage_before
+            answered = {Role.OPTIMIZER: opt, Role.TASK_MODEL: task, Role.JUDGE: judged}
             self.usage = {
-                role: sum_usage([before.get(role, {}), *self._across_restarts.counts(role, answers)])
-                for role, answers in ((Role.OPTIMIZER, opt), (Role.TASK_MODEL, task))
+                role: sum_usage([before.get(role, {}), *self._across_restarts.counts(role, answered[role])])
+                for role in self.roles
             }
             return self.usage
 

@@ -10,8 +10,9 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gpo_ray.config import ChecksMetric, PythonMetric, RunConfig
+from gpo_ray.config import ChecksMetric, JudgeMetric, PythonMetric, RunConfig
 from gpo_ray.llm.protocol import ChatMessage, ChatRequest, LLMClient
+from gpo_ray.tasks.judge import JudgeParams, ask_judge
 from gpo_ray.tasks.metric_functions import load_metric_function
 from gpo_ray.tasks.metric_specs import Judgement, MetricError, judge_reply, metric_name
 from gpo_ray.tasks.metrics import extract_answer, score
@@ -27,7 +28,7 @@ from gpo_ray.tasks.second_turn import (
 from gpo_ray.tasks.types import Example
 from gpo_ray.vocabulary import MetricKind, PromptPlacement
 
-Metric = MetricKind | PythonMetric | ChecksMetric
+Metric = MetricKind | PythonMetric | ChecksMetric | JudgeMetric
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,28 @@ def judge(metric: Metric, reply: str, example: Example, *, variant: str = "defau
         except MetricError as e:
             return MetricFailure(example_id=example.id, metric=metric_name(metric), error=str(e))
     return Judgement(float(score(metric, reply, example, variant=variant, task=task)))
+
+
+@dataclass(frozen=True)
+class Judge:
+    """The judge model's client and how it is asked: what a `kind: judge` metric scores with."""
+
+    llm: LLMClient
+    params: JudgeParams
+
+
+async def verdict(metric: Metric, reply: str, example: Example, *, variant: str = "default", task: str = "",
+                  judge_with: Judge | None = None) -> Judgement | MetricFailure:
+    """`judge`, and for a judge metric the judge model's verdict (an unreadable reply, asked again and still
+    unreadable, is the example's MetricFailure)."""
+    if not isinstance(metric, JudgeMetric):
+        return judge(metric, reply, example, variant=variant, task=task)
+    if judge_with is None:
+        raise ValueError("a judge metric needs the judge model's client")
+    try:
+        return await ask_judge(judge_with.llm, metric, example, reply, params=judge_with.params)
+    except MetricError as e:
+        return MetricFailure(example_id=example.id, metric=metric_name(metric), error=str(e))
 
 
 @dataclass(frozen=True)
@@ -88,6 +111,12 @@ def task_model_params(config: RunConfig) -> TaskModelParams:
         metric_variants=tuple(sorted((MetricKind(k).value, v) for k, v in opt.metric_variants.items())),
         end_choice=opt.end_choice,
     )
+
+
+def judge_params(config: RunConfig) -> JudgeParams:
+    """How a run asks its judge model, from its configuration."""
+    j = config.judge_model
+    return JudgeParams(temperature=j.temperature, max_tokens=j.max_tokens, structured=j.uses_structured_output)
 
 
 def task_request(prompt: str, example: Example, params: TaskModelParams) -> ChatRequest:
@@ -137,11 +166,13 @@ async def score_example(
     metric: Metric,
     params: TaskModelParams,
     task: str = "",
+    judge_with: Judge | None = None,
 ) -> float | MetricFailure:
-    """One example's score; with second-turn extraction, two task-model calls where the task has a second turn."""
+    """One example's score; with second-turn extraction, two task-model calls where the task has a second turn (and
+    one judge call for a judge metric)."""
     answer, _ = await _answer(llm, prompt, example, metric=metric, params=params, task=task)
-    verdict = judge(metric, answer, example, variant=params.variant_for(metric), task=task)
-    return verdict if isinstance(verdict, MetricFailure) else verdict.score
+    said = await verdict(metric, answer, example, variant=params.variant_for(metric), task=task, judge_with=judge_with)
+    return said if isinstance(said, MetricFailure) else said.score
 
 
 async def grade_example(
@@ -152,16 +183,17 @@ async def grade_example(
     metric: Metric,
     params: TaskModelParams,
     task: str = "",
+    judge_with: Judge | None = None,
 ) -> tuple[float | MetricFailure, str, str | None]:
-    """One example's score, the model's answer as the feedback request shows it, and the metric's feedback (a spec's;
-    None for the built-in kinds): the same calls as a score."""
+    """One example's score, the model's answer as the feedback request shows it, and the metric's feedback (a spec's,
+    the judge's reason; None for the built-in kinds): the same calls as a score."""
     answer, second_reply = await _answer(llm, prompt, example, metric=metric, params=params, task=task)
     variant = params.variant_for(metric)
-    verdict = judge(metric, answer, example, variant=variant, task=task)
+    said = await verdict(metric, answer, example, variant=variant, task=task, judge_with=judge_with)
     shown = shown_prediction(metric, answer, example, second_reply=second_reply, variant=variant, task=task)
-    if isinstance(verdict, MetricFailure):
-        return verdict, shown, None
-    return verdict.score, shown, verdict.feedback
+    if isinstance(said, MetricFailure):
+        return said, shown, None
+    return said.score, shown, said.feedback
 
 
 def shown_prediction(
@@ -191,11 +223,13 @@ async def score_examples(
     metric: Metric,
     params: TaskModelParams,
     task: str = "",
+    judge_with: Judge | None = None,
 ) -> list[float | MetricFailure]:
     """Per-example scores in example order. Concurrency is bounded by the client's limit layer."""
     return list(
         await asyncio.gather(
-            *(score_example(llm, prompt, ex, metric=metric, params=params, task=task) for ex in examples)
+            *(score_example(llm, prompt, ex, metric=metric, params=params, task=task, judge_with=judge_with)
+              for ex in examples)
         )
     )
 
@@ -208,11 +242,13 @@ async def grade_examples(
     metric: Metric,
     params: TaskModelParams,
     task: str = "",
+    judge_with: Judge | None = None,
 ) -> list[tuple[float | MetricFailure, str, str | None]]:
     """Per-example (score, shown answer, metric feedback) in example order: what the feedback direction needs."""
     return list(
         await asyncio.gather(
-            *(grade_example(llm, prompt, ex, metric=metric, params=params, task=task) for ex in examples)
+            *(grade_example(llm, prompt, ex, metric=metric, params=params, task=task, judge_with=judge_with)
+              for ex in examples)
         )
     )
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from gpo_ray.config import OptimizerSettings
+from gpo_ray.config import JudgeMetric, OptimizerSettings
 from gpo_ray.core.adaptive import halving_calls
 from gpo_ray.core.batches import steps_per_epoch
 from gpo_ray.core.generation import GenerationRequest, meta_prompt_for
@@ -33,9 +33,10 @@ from gpo_ray.core.meta_prompt import build_meta_prompt
 from gpo_ray.core.paper_meta_prompt import SCORE_PLACEHOLDER
 from gpo_ray.core.retrieval import retrieve
 from gpo_ray.core.types import TrajectoryEntry
-from gpo_ray.llm.protocol import tokens_in_chars
+from gpo_ray.llm.protocol import CHARS_PER_TOKEN, tokens_in_chars
+from gpo_ray.tasks.judge import JudgeParams, judge_request
 from gpo_ray.tasks.second_turn import SECOND_TURN_MAX_TOKENS, second_turn_text
-from gpo_ray.tasks.types import Task
+from gpo_ray.tasks.types import Example, Task
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,10 @@ class TaskPlan:
     # trace_scores: the current prompt on each step's training batch and every trajectory prompt (the initial one
     # too) on the test split; these replace the initial and best prompts' final test scoring. In task_model_calls.
     trace_scoring_calls: int = 0
+    # A `kind: judge` metric: one judge call per scored example (feedback and trace scoring too), a role of its own;
+    # a judge reply that cannot be read is asked again (tasks/judge.py), not counted here.
+    judge_calls: int = 0
+    judge_tokens: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -106,6 +111,7 @@ def plan_task(
     *,
     optimizer_max_tokens: int,
     task_max_tokens: int,
+    judge_max_tokens: int = 200,
 ) -> TaskPlan:
     settings = settings_for_task(task, settings)
     schedule = schedule_for(task, settings)
@@ -156,6 +162,14 @@ def plan_task(
     )
     inputs = [e.input for e in task.train + task.eval + task.test] or [""]
     avg_input = sum(map(len, inputs)) / len(inputs) + len(settings.initial_prompt)
+    judge_calls = judge_tokens = 0
+    if isinstance(task.metric, JudgeMetric):
+        judge_calls = scored + feedback_scored
+        # The request as sent for a typical example, the reply to grade at the task model's cap.
+        sample = next(iter(task.eval + task.train + task.test), None)
+        asked = judge_request(task.metric, sample or Example(input="", answers=()), "x" * task_max_tokens * CHARS_PER_TOKEN,
+                              params=JudgeParams(max_tokens=judge_max_tokens))
+        judge_tokens = judge_calls * (tokens_in_chars(asked.prompt_chars, nearest=True) + judge_max_tokens)
     return TaskPlan(
         task=task.name,
         train=len(task.train),
@@ -175,6 +189,8 @@ def plan_task(
         summarize_calls=summarize_calls,
         feedback_scoring_calls=feedback_scoring_calls,
         trace_scoring_calls=trace_scored * (2 if second_turn else 1),
+        judge_calls=judge_calls,
+        judge_tokens=judge_tokens,
     )
 
 

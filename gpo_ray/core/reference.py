@@ -13,6 +13,7 @@ from typing import Any
 
 from gpo_ray.config import OptimizerSettings
 from gpo_ray.core.evaluation import (
+    Judge,
     MetricFailure,
     TaskModelParams,
     grade_examples,
@@ -44,8 +45,10 @@ class InProcessServices:
         embed: Callable[[Sequence[str]], Sequence[Sequence[float]]] | None,
         task_params: TaskModelParams,
         on_step: Callable[[Task, StepResult], Any] | None = None,
+        judge_with: Judge | None = None,
     ) -> None:
         self.optimizer_llm = optimizer_llm
+        self.judge_with = judge_with  # the judge model, for a task whose metric is `kind: judge`
         self.task_llm = task_llm
         self.embed_fn = embed
         self.task_params = task_params
@@ -79,7 +82,7 @@ class InProcessServices:
         return list(
             await asyncio.gather(
                 *(score_examples(self.task_llm, p, examples, metric=task.metric, params=self._params(task),
-                                 task=task.name)
+                                 task=task.name, judge_with=self.judge_with)
                   for p in prompts)
             )
         )
@@ -88,7 +91,7 @@ class InProcessServices:
         self, task: Task, prompt: str, examples: Sequence[Example]
     ) -> list[tuple[float | MetricFailure, str, str | None]]:
         return await grade_examples(self.task_llm, prompt, examples, metric=task.metric, params=self._params(task),
-                                    task=task.name)
+                                    task=task.name, judge_with=self.judge_with)
 
     async def ask_optimizer(self, request: OptimizerTextRequest) -> str:
         return await ask_optimizer(self.optimizer_llm, request)

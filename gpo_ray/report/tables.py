@@ -135,7 +135,8 @@ def run_facts(run: RunView) -> list[tuple[str, str]]:
         ("started", run.timing.started_at or "unknown"),
         ("last update", run.timing.updated_at or "unknown"),
         ("wall time", wall_time(run.timing)),
-        ("models", f"optimizer {model('optimizer_model')}, task {model('task_model')}"),
+        ("models", f"optimizer {model('optimizer_model')}, task {model('task_model')}"
+                   + (f", judge {model('judge_model')}" if "judge" in run.usage else "")),
     ]
     if opt:
         facts.append(("optimizer", f"epochs {opt.get('epochs')}, batch size {opt.get('batch_size')}, "

@@ -19,6 +19,7 @@ from gpo_ray.config import (
     ChecksMetric,
     ContainsCheck,
     JsonCheck,
+    JudgeMetric,
     MetricCheck,
     OneOfCheck,
     PythonMetric,
@@ -29,7 +30,7 @@ from gpo_ray.errors import error_line
 from gpo_ray.tasks.types import Example
 from gpo_ray.vocabulary import MetricKind
 
-MetricSpec = PythonMetric | ChecksMetric
+MetricSpec = PythonMetric | ChecksMetric | JudgeMetric
 
 
 @dataclass(frozen=True)
@@ -45,17 +46,19 @@ class MetricError(Exception):
 
 
 def metric_name(metric: MetricKind | MetricSpec) -> str:
-    """How logs and messages name a metric: the kind, the function, or "checks"."""
+    """How logs and messages name a metric: the kind, the function, "checks" or "judge"."""
     if isinstance(metric, PythonMetric):
         return metric.function
     if isinstance(metric, ChecksMetric):
         return "checks"
+    if isinstance(metric, JudgeMetric):
+        return "judge"
     return MetricKind(metric).value
 
 
 def metric_key(metric: MetricKind | MetricSpec) -> str:
     """A metric as a stable string, for score-cache keys (a spec holds dicts, which do not hash)."""
-    if isinstance(metric, (PythonMetric, ChecksMetric)):
+    if isinstance(metric, (PythonMetric, ChecksMetric, JudgeMetric)):
         return metric.model_dump_json(by_alias=True)
     return MetricKind(metric).value
 
@@ -81,6 +84,8 @@ def judge_reply(metric: MetricSpec, example: Example, reply: str, *,
         except Exception as e:  # the user's code: any failure is this example's metric error
             raise MetricError(f"{type(e).__name__}: {error_line(e)}") from e
         return judgement_of(value)
+    if isinstance(metric, JudgeMetric):
+        raise TypeError("a judge metric asks the judge model: tasks/judge.py ask_judge")
     return _judge_checks(metric, example, reply)
 
 

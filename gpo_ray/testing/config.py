@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -51,6 +51,11 @@ class FakeLLMConfig(BaseModel):
     skill_phrases: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_SKILL_PHRASES))
     base_accuracy: float = Field(default=0.5, ge=0.0, le=1.0)
     answer_key: dict[str, str] = {}
+    # The scripted judge (requests that open with tasks/judge.py's JUDGE_SYSTEM): the top score when the reply
+    # holds the reference answer, or any of `judge_phrases`; the bottom one, with the reason, otherwise. "unreadable":
+    # a reply with no score in it (the malformed-judge tests).
+    judge_phrases: list[str] = []
+    judge_replies: Literal["scored", "unreadable"] = "scored"
     embedding_dim: int = Field(default=64, gt=0, le=4096)
     record_timeline: bool = Field(default=False, description="keep (start, end, role) of every served request "
                                   "for GET /timeline (benchmarks: utilization per phase)")

@@ -11,6 +11,9 @@ They are told apart by the request content:
 - a *summarize* request (`optimizer.momentum.update: summarize`: the official real_time_update.py texts, or the own
   ones' <latest_prompt> / <current_problems> blocks) gets the current prompt with one of `optimizer_phrases` added,
   or "Still: " and the current problems;
+- a *judge* request (a `kind: judge` metric's: its system message is tasks/judge.py's JUDGE_SYSTEM) gets the top
+  score when the graded reply holds the reference answer (or a `judge_phrases` phrase), else the bottom one with a
+  reason; `judge_replies: unreadable` makes every judge reply one with no score (the malformed-judge tests);
 - every other request is a *task* request: the model looks the question up in `answer_key` (or solves
   simple arithmetic) and answers correctly with probability base_accuracy + the bonuses of the
   `skill_phrases` present in the request - decided by a hash, so the same request always gets the
@@ -192,6 +195,37 @@ def _json_reply(schema: Any, value: str, default_field: str) -> str:
     return json.dumps({name: value}, ensure_ascii=False)
 
 
+def judge_answer(request: ChatRequest, *, config: FakeLLMConfig) -> str | None:
+    """The scripted judge's reply to a judge request (its system message is tasks/judge.py's JUDGE_SYSTEM), or
+    None for any other request: top score when the graded reply holds a reference answer or a `judge_phrases`
+    phrase, bottom score and why not otherwise; JSON when the request carries a schema."""
+    from gpo_ray.tasks import judge
+
+    if not request.messages or request.messages[0].role != "system" or request.messages[0].content != judge.JUDGE_SYSTEM:
+        return None
+    if config.judge_replies == "unreadable":
+        return "I would rather not grade this one."
+    text = "\n".join(m.content for m in request.messages if m.role == "user")
+    scale = re.search(re.escape(judge.ASK_OPENING) + r"(-?\d+) \(worst\) to (-?\d+) \(best\)", text)
+    low, high = (int(scale.group(1)), int(scale.group(2))) if scale else (1, 5)
+    reply = _between(text, judge.REPLY_HEADING, "\n\n" + judge.ASK_OPENING) or ""
+    references = _between(text, "Reference answer:\n", "\n\n" + judge.REPLY_HEADING)
+    references = references or _between(text, "Reference answers:\n", "\n\n" + judge.REPLY_HEADING)
+    wanted = [r.strip() for r in (references or "").split("\n") if r.strip()]
+    lowered = reply.lower()
+    if any(re.search(rf"(?<!\w){re.escape(r.lower())}(?!\w)", lowered) for r in wanted):
+        score, reason = high, "The reply gives the reference answer."
+    elif any(p.lower() in lowered for p in config.judge_phrases):
+        score, reason = high, "The reply says what the rubric asks for."
+    elif config.judge_phrases:
+        score, reason = low, f"The reply does not say {config.judge_phrases[0]!r}."
+    else:
+        score, reason = low, "The reply does not give the reference answer."
+    if request.json_schema is not None:
+        return json.dumps({"score": score, "reason": reason})
+    return f"Score: {score}\nReason: {reason}"
+
+
 def hashed_embedding(text: str, dim: int) -> list[float]:
     """A normalised bag-of-words vector by hashing: similar texts get similar vectors, always the same ones."""
     vec = [0.0] * dim
@@ -207,7 +241,7 @@ def hashed_embedding(text: str, dim: int) -> list[float]:
 
 @dataclass(frozen=True)
 class ScriptedReply:
-    role: str  # "optimizer" | "feedback" | "summarize" | "task": which scripted model answered
+    role: str  # "optimizer" | "feedback" | "summarize" | "judge" | "task": which scripted model answered
     text: str
     finish_reason: str
     usage: Usage
@@ -235,9 +269,12 @@ class ScriptedLLM:
         full_text = "\n".join(m.content for m in request.messages)
         user_text = "\n".join(m.content for m in request.messages if m.role == "user")
         as_json = request.json_schema is not None
-        auxiliary = auxiliary_request(user_text)
-        current = current_prompt_of(user_text) if auxiliary is None else None
-        if auxiliary is not None:
+        judged = judge_answer(request, config=self.config)
+        auxiliary = auxiliary_request(user_text) if judged is None else None
+        current = current_prompt_of(user_text) if auxiliary is None and judged is None else None
+        if judged is not None:
+            role, text = "judge", judged
+        elif auxiliary is not None:
             kind, about = auxiliary
             if kind == "feedback":
                 role = "feedback"

@@ -154,3 +154,27 @@ def test_a_metric_that_cannot_be_imported_is_optimizes_one_line_before_any_call(
     assert capsys.readouterr().err == (
         "gpo-ray: error: metric function 'my_metrics.scoring:score' of task 'sums/a' cannot be imported: "
         "ModuleNotFoundError: No module named 'my_metrics'\n")
+
+
+def test_check_asks_the_judge_and_prints_its_score_and_reason(tmp_path: Path, capsys):
+    """A judge metric: one judge request per checked example, the judge's reason as the feedback (no Ray)."""
+    examples = write_sums(tmp_path / "data" / "a", seed=1)
+    fake = FakeLLMConfig(base_accuracy=0.5, answer_key=answer_key_from_examples(examples))
+    judge = {"kind": "judge", "rubric": "The reply gives the correct sum.", "scale": "0..10"}
+    with ThreadedFake(fake) as server:
+        path = write_config(tmp_path, server.base_url, {"sums/a": judge})
+        data = yaml.safe_load(Path(path).read_text())
+        data["judge_model"] = {"base_url": server.base_url, "model": "fake-llm", "timeout_s": 10}
+        Path(path).write_text(yaml.safe_dump(data))
+        capsys.readouterr()  # the fake's start line
+        assert main(["check", path, "--json"]) == 0
+        roles = server.stats()["roles"]
+    doc = json.loads(capsys.readouterr().out)
+    checked = doc["tasks"]["sums/a"]
+    assert doc["usage"] == {"task_model": {"requests": 5}, "judge": {"requests": 5}} and roles["judge"] == 5
+    assert checked["metric"] == "judge" and checked["plan"]["judge_calls"] > 0
+    for e in checked["examples"]:
+        right = e["score"] == 1.0
+        assert e["score"] in (0.0, 1.0) and e["feedback"] == (
+            "The reply gives the reference answer." if right else "The reply does not give the reference answer.")
+    assert doc["sampling"]["judge_model"]["model"] == "fake-llm"

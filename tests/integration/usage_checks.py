@@ -11,7 +11,7 @@ from gpo_ray.report.run_view import read_run
 from gpo_ray.report.tables import usage_rows
 
 # The fake's reply roles of each of the run's roles.
-ENDPOINT_ROLES = {"optimizer": ("optimizer", "feedback", "summarize"), "task_model": ("task",)}
+ENDPOINT_ROLES = {"optimizer": ("optimizer", "feedback", "summarize"), "task_model": ("task",), "judge": ("judge",)}
 
 
 def driver_events(run_dir: Path, event: str) -> list[dict]:
@@ -26,6 +26,9 @@ def assert_files_agree_with_the_endpoint(run_dir: Path, endpoint: dict) -> dict:
     assert results["usage"] == usage
     assert driver_events(run_dir, "usage_counter_reset") == [], "no actor restarted: nothing may be carried over"
     for role, fake_roles in ENDPOINT_ROLES.items():
+        if role == "judge" and role not in usage:  # a run without a judge metric has no judge role
+            assert endpoint["roles"].get("judge", 0) == 0
+            continue
         u = usage[role]
         assert u["requests"] == sum(endpoint["roles"].get(r, 0) for r in fake_roles), role
         assert u["retries"] == 0 and u["errors"] == {}, role

@@ -55,7 +55,9 @@ def test_a_task_metric_is_a_built_in_kind_or_a_spec() -> None:
     ({"kind": "python", "function": "no_colon"}, "'no_colon' must be 'package.module:name'"),
     ({"kind": "checks", "checks": [{"check": "regex", "pattern": "("}]}, "not a valid regular expression"),
     ({"kind": "checks", "checks": [{"check": "json", "schema": {"type": "nah"}}]}, "not a valid JSON Schema"),
-    ({"kind": "judge"}, "does not match any of the expected tags: 'python', 'checks'"),
+    ({"kind": "judge"}, "judge.rubric: Field required"),
+    ({"kind": "judge", "rubric": "polite", "scale": [5, 1]}, "low must be below high"),
+    ({"kind": "grader"}, "does not match any of the expected tags: 'python', 'checks', 'judge'"),
     ({"kind": "checks", "checks": []}, "at least 1 item"),
 ])
 def test_a_bad_spec_is_one_config_line(metric: object, said: str) -> None:
