@@ -334,8 +334,9 @@ def failures_named(resume_hint: str, *, event: str = "run_failed") -> Iterator[N
         raise RunFailed(f"{cause}; {resume_hint}") from None
 
 
-def metric_import_error_in(exc: BaseException) -> InputError | None:
-    """A metric function an evaluator could not import (tasks/metric_functions.py), as it comes from the actor."""
+def _root_cause(exc: BaseException, matches: Callable[[BaseException], bool]) -> BaseException | None:
+    """The first exception behind `exc` (its causes and contexts, and RayTaskError.cause when it comes wrapped from
+    an actor) that `matches` and is not itself a wrapper of another."""
     seen: set[int] = set()
     stack: list[BaseException | None] = [exc]
     while stack:
@@ -344,26 +345,22 @@ def metric_import_error_in(exc: BaseException) -> InputError | None:
             continue
         seen.add(id(e))
         cause = getattr(e, "cause", None)
-        if isinstance(e, InputError) and str(e).startswith("metric function ") and not isinstance(cause, BaseException):
+        if matches(e) and not isinstance(cause, BaseException):
             return e
         stack += [cause if isinstance(cause, BaseException) else None, e.__cause__, e.__context__]
     return None
+
+
+def metric_import_error_in(exc: BaseException) -> InputError | None:
+    """A metric function an evaluator could not import (tasks/metric_functions.py), as it comes from the actor."""
+    found = _root_cause(exc, lambda e: isinstance(e, InputError) and str(e).startswith("metric function "))
+    return found if isinstance(found, InputError) else None
 
 
 def llm_error_in(exc: BaseException) -> LLMError | None:
     """The LLM error behind an exception, also when it comes wrapped from an actor (RayTaskError.cause)."""
-    seen: set[int] = set()
-    stack: list[BaseException | None] = [exc]
-    while stack:
-        e = stack.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        cause = getattr(e, "cause", None)
-        if isinstance(e, LLMError) and not isinstance(cause, BaseException):
-            return e
-        stack += [cause if isinstance(cause, BaseException) else None, e.__cause__, e.__context__]
-    return None
+    found = _root_cause(exc, lambda e: isinstance(e, LLMError))
+    return found if isinstance(found, LLMError) else None
 
 
 def kill_actors(handles: list[Any], *, timeout_s: float = 10.0) -> None:

@@ -27,7 +27,10 @@ from gpo_ray.tasks.tables import (
     TABLE_SUFFIXES,
     Row,
     Table,
+    json_limit,
+    json_type,
     read_hf_dataset,
+    read_jsonl,
     read_table_file,
 )
 from gpo_ray.tasks.types import Example, Task
@@ -55,39 +58,11 @@ def load_jsonl_split(
     because silently dropping examples would change the score the user sees.
     """
     answer_fields = (answer_field,) if answer_field is not None else _DEFAULT_ANSWER_FIELDS
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory, expected a .jsonl file") from None
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not UTF-8 text") from None
-    except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror or type(e).__name__})") from None
-
-    examples: list[Example] = []
-    # Split on "\n" only: str.splitlines() also breaks at U+2028 and friends, which JSON strings
-    # may hold unescaped (MMLU/management has one).
-    for line_number, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{line_number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
-        except (ValueError, RecursionError) as e:
-            raise DataError(f"{where}: cannot read the JSON ({_json_limit(e)})") from None
-        example = _example_from_record(
-            record,
-            where=where,
-            input_field=input_field,
-            answer_fields=answer_fields,
-            example_id=f"{id_prefix}:{len(examples)}",
-        )
-        examples.append(example)
-    return tuple(examples)
+    return tuple(
+        _example_from_record(row.values, where=row.where, input_field=input_field, answer_fields=answer_fields,
+                             example_id=f"{id_prefix}:{i}")
+        for i, row in enumerate(read_jsonl(path, expected="a .jsonl file").rows)
+    )
 
 
 def load_gpo_folder(path: Path, *, name: str, metric: TaskMetric | None = None) -> Task:
@@ -119,7 +94,7 @@ def load_bbh_json(source: TaskSource) -> Task:
     except json.JSONDecodeError as e:
         raise DataError(f"{path}:{e.lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
     except (ValueError, RecursionError) as e:
-        raise DataError(f"{path}: cannot read the JSON ({_json_limit(e)})") from None
+        raise DataError(f"{path}: cannot read the JSON ({json_limit(e)})") from None
     if not isinstance(data, dict) or not isinstance(data.get("examples"), list):
         raise DataError(f"{path}: expected a JSON object with an \"examples\" list (the BIG-Bench-Hard format)")
 
@@ -403,12 +378,12 @@ def _example_from_record(
     example_id: str,
 ) -> Example:
     if not isinstance(record, dict):
-        raise DataError(f"{where}: expected a JSON object, got {_json_type(record)}")
+        raise DataError(f"{where}: expected a JSON object, got {json_type(record)}")
     if input_field not in record:
         raise DataError(f"{where}: missing field '{input_field}'")
     question = record[input_field]
     if not isinstance(question, str):
-        raise DataError(f"{where}: field '{input_field}' must be a string, got {_json_type(question)}")
+        raise DataError(f"{where}: field '{input_field}' must be a string, got {json_type(question)}")
     if not question.strip():
         raise DataError(f"{where}: field '{input_field}' is empty")
     field = next((f for f in answer_fields if f in record), None)
@@ -440,19 +415,8 @@ def _one_answer(value: Any, *, where: str, field: str) -> str:
             raise DataError(f"{where}: field '{field}' is empty")
         return value
     raise DataError(
-        f"{where}: field '{field}' must be a string, a number or a list of strings, got {_json_type(value)}"
+        f"{where}: field '{field}' must be a string, a number or a list of strings, got {json_type(value)}"
     )
-
-
-def _json_limit(e: BaseException) -> str:
-    """Valid JSON that Python will not read: an integer of thousands of digits, or nesting past the recursion limit."""
-    return "nested too deeply" if isinstance(e, RecursionError) else "a number with too many digits"
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(type(value), "a number")
 
 
 def _renumber(examples: Sequence[Example], prefix: str) -> tuple[Example, ...]:

@@ -49,7 +49,7 @@ def read_table_file(path: Path, table_format: str) -> Table:
 
 def read_csv(path: Path) -> Table:
     """A CSV file with a header row (stdlib csv: quoted fields may hold commas and new lines)."""
-    reader = csv.reader(io.StringIO(_read_text(path), newline=""))
+    reader = csv.reader(io.StringIO(read_text_file(path), newline=""))
     try:
         header = next(reader, None)
         if header is None:
@@ -69,11 +69,13 @@ def read_csv(path: Path) -> Table:
     return Table(str(path), columns, tuple(rows))
 
 
-def read_jsonl(path: Path) -> Table:
-    """One JSON object per line; blank lines are skipped."""
+def read_jsonl(path: Path, *, expected: str = "a file") -> Table:
+    """One JSON object per line; blank lines are skipped; any other bad line stops the load with
+    "<file>:<line>: <problem>", because silently dropping examples would change the score the user sees."""
     rows: list[Row] = []
-    # Split on "\n" only: str.splitlines() also breaks at U+2028, which JSON strings may hold unescaped.
-    for line_number, line in enumerate(_read_text(path).split("\n"), start=1):
+    # Split on "\n" only: str.splitlines() also breaks at U+2028 and friends, which JSON strings may hold unescaped
+    # (MMLU/management has one).
+    for line_number, line in enumerate(read_text_file(path, expected=expected).split("\n"), start=1):
         if not line.strip():
             continue
         where = f"{path}:{line_number}"
@@ -81,13 +83,25 @@ def read_jsonl(path: Path) -> Table:
             record = json.loads(line)
         except json.JSONDecodeError as e:
             raise DataError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
-        except (ValueError, RecursionError):
-            raise DataError(f"{where}: cannot read the JSON (a number with too many digits, or nested too deeply)") from None
+        except (ValueError, RecursionError) as e:
+            raise DataError(f"{where}: cannot read the JSON ({json_limit(e)})") from None
         if not isinstance(record, dict):
-            raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
+            raise DataError(f"{where}: expected a JSON object, got {json_type(record)}")
         rows.append(Row(where, len(rows) + 1, record))
     columns = tuple(rows[0].values) if rows else ()
     return Table(str(path), columns, tuple(rows))
+
+
+def json_limit(e: BaseException) -> str:
+    """Valid JSON that Python will not read: an integer of thousands of digits, or nesting past the recursion limit."""
+    return "nested too deeply" if isinstance(e, RecursionError) else "a number with too many digits"
+
+
+def json_type(value: Any) -> str:
+    """A JSON value's type as an error message says it ("a list", "null")."""
+    if value is None:
+        return "null"
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(type(value), "a number")
 
 
 def read_parquet(path: Path) -> Table:
@@ -150,13 +164,14 @@ def _check_header(path: Path, columns: tuple[str, ...]) -> None:
         seen.add(name)
 
 
-def _read_text(path: Path) -> str:
+def read_text_file(path: Path, *, expected: str = "a file") -> str:
+    """A data file's text (a UTF-8 byte-order mark dropped); anything unreadable is one DataError naming it."""
     try:
         return path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except IsADirectoryError:
-        raise DataError(f"{path}: is a directory, expected a file") from None
+        raise DataError(f"{path}: is a directory, expected {expected}") from None
     except UnicodeDecodeError:
         raise DataError(f"{path}: not UTF-8 text") from None
     except OSError as e:
