@@ -330,8 +330,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         errors = f" ({t.metric_errors} metric errors, scored 0)" if t.metric_errors else ""
         p = t.plan
         print(f"\n  mean {t.mean:.3f} over {len(t.examples)} examples{errors}")
+        judge = f", {p.judge_calls:,} judge calls" if p.judge_calls else ""
         print(f"  a full run: {p.steps} steps, {p.optimizer_calls:,} optimizer calls, {p.task_model_calls:,} task-model "
-              f"calls, about {p.optimizer_tokens + p.task_model_tokens:,} tokens (`gpo-ray plan` for the details)\n")
+              f"calls{judge}, about {p.optimizer_tokens + p.task_model_tokens + p.judge_tokens:,} tokens "
+              "(`gpo-ray plan` for the details)\n")
     print(f"this check: {result.task_model_requests} task-model requests"
           + (f", {result.judge_requests} judge requests" if result.judge_requests is not None else ""))
     print(describe_sampling(result.sampling))
