@@ -33,7 +33,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _common_task_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", nargs="?", type=Path, help="run config (YAML or TOML)")
+    p.add_argument("config", nargs="?", type=Path,
+                   help="run config (YAML or TOML), or example:NAME for a shipped example (gpo-ray examples)")
     p.add_argument("--task", action="append", dest="tasks", metavar="NAME",
                    help="task name or glob (bbh/navigate, mmlu/*, gsm8k, example/reviews); repeatable")
     p.add_argument("--data-dir", type=Path, help="folder with the GPO benchmarks (BIG-Bench-Hard/, MMLU/, ...)")
@@ -122,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path)
     p.add_argument("--format", choices=EXPORT_FORMATS, help="json or yaml (default: from --output's suffix, else json)")
     p.add_argument("--output", type=Path, help="file to write (default: stdout)")
+
+    p = sub.add_parser("examples", help="list the shipped examples (run one as example:NAME), or copy one to start "
+                                        "your own task from")
+    p.add_argument("--copy", nargs=2, metavar=("NAME", "DIR"), help="copy example NAME's folder to DIR (a new folder)")
 
     p = sub.add_parser("fake-llm", help="serve the deterministic fake OpenAI-compatible endpoint (tests, benchmarks)")
     p.add_argument("--host", default="127.0.0.1")
@@ -470,6 +475,29 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_examples(args: argparse.Namespace) -> int:
+    import shutil
+
+    from gpo_ray.errors import ConfigError
+    from gpo_ray.examples import example_config, shipped_examples, summary
+
+    if args.copy is None:
+        for name, config in shipped_examples().items():
+            print(f"example:{name:<10} {summary(config)}")
+            print(f"{'':18} {config}")
+        print("\nrun one: gpo-ray check example:NAME, gpo-ray optimize example:NAME; "
+              "start your own from a copy: gpo-ray examples --copy NAME DIR")
+        return 0
+    name, target = args.copy
+    source = example_config(name).parent
+    destination = Path(target)
+    if destination.exists():
+        raise ConfigError(f"{destination} exists: --copy writes a new folder")
+    shutil.copytree(source, destination, ignore=shutil.ignore_patterns("__pycache__"))
+    print(f"copied example {name} to {destination}: gpo-ray check {destination / source.name}.yaml")
+    return 0
+
+
 def cmd_fake_llm(args: argparse.Namespace) -> int:
     from gpo_ray.errors import ConfigError
     from gpo_ray.testing.server import LOOPBACK_HOSTS, run_fake_llm
@@ -499,6 +527,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"plan": cmd_plan, "check": cmd_check, "optimize": cmd_optimize, "sweep": cmd_sweep, "resume": cmd_resume, "report": cmd_report,
+            "examples": cmd_examples,
             "export": cmd_export, "fake-llm": cmd_fake_llm, "serve-local": cmd_serve_local,
             "doctor": cmd_doctor}
 

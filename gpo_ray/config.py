@@ -799,6 +799,11 @@ class RunConfig(_Frozen):
     def _paper_style_needs_markers(self) -> RunConfig:
         if self.optimizer.meta_prompt_style == "paper" and self.optimizer_model.uses_structured_output:
             raise ValueError("meta_prompt_style paper asks for <START>/<END>: set optimizer_model.structured_output: false")
+        if self.optimizer.meta_prompt_style == "paper":
+            for source in self.task_sources:
+                if not source.reference_fields:
+                    raise ValueError(f"meta_prompt_style paper shows each example's answer, and task '{source.name}' "
+                                     "has none (answer_field: null): use meta_prompt_style own for it")
         return self
 
     @model_validator(mode="after")
@@ -840,7 +845,12 @@ def judge_metrics(config: RunConfig) -> list[JudgeMetric]:
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
-    """Read YAML or TOML into a dict; a broken file becomes a ConfigError naming it."""
+    """Read YAML or TOML into a dict; a broken file becomes a ConfigError naming it. `example:NAME` is a shipped
+    example's config (gpo_ray/examples/)."""
+    if str(path).startswith("example:") and not path.exists():
+        from gpo_ray.examples import example_config  # local: the examples folder is data beside the schema
+
+        path = example_config(str(path))
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:

@@ -19,6 +19,7 @@ The answer is the trajectory prompt with the best eval score (ties: the earliest
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -32,12 +33,22 @@ from gpo_ray.core.batches import batch_for_step, stable_seed
 from gpo_ray.core.edit_distance import word_edit_distance
 from gpo_ray.core.evaluation import MetricFailure, mean
 from gpo_ray.core.extraction import prompt_key
-from gpo_ray.core.generation import GenerationRequest, GenerationResult, OptimizerTextRequest
+from gpo_ray.core.generation import (
+    GenerationRequest,
+    GenerationResult,
+    OptimizerTextRequest,
+)
 from gpo_ray.core.meta_prompt import DEFAULT_TEMPLATE, MetaPromptTemplate
 from gpo_ray.core.paper_draws import official_format_indices, official_train_batch
-from gpo_ray.core.results import StepResult, TaskResult
+from gpo_ray.core.results import GradedExample, StepResult, TaskResult, lowest_scored
 from gpo_ray.core.schedule import EditBudgetSchedule, total_steps
-from gpo_ray.core.selection import paper_new_order, paper_ranking, paper_select, select_best, select_next
+from gpo_ray.core.selection import (
+    paper_new_order,
+    paper_ranking,
+    paper_select,
+    select_best,
+    select_next,
+)
 from gpo_ray.core.types import ScoredCandidate, TrajectoryEntry
 from gpo_ray.core.variants import (
     FEEDBACK,
@@ -143,6 +154,7 @@ class TracedBatch:
     examples: list[Example]
     graded: list[tuple] | None
 
+
 class GPOTaskLoop:
     def __init__(
         self,
@@ -216,6 +228,12 @@ class GPOTaskLoop:
     async def _score(self, prompts: Sequence[str], examples: Sequence[Example]) -> list[list[float]]:
         return [self._settle(values) for values in await self.services.score(self.task, prompts, examples)]
 
+    async def _graded(self, prompt: str, examples: Sequence[Example]) -> list[tuple[float, str, str | None]]:
+        """Per example (score, the reply as shown, the metric's feedback), metric failures settled as scores are."""
+        graded = await self.services.score_with_predictions(self.task, prompt, examples)
+        scores = self._settle([g[0] for g in graded])
+        return [(sc, *g[1:]) for sc, g in zip(scores, graded, strict=True)]
+
     def _with_metric_errors(self, record: StepResult) -> StepResult:
         """The step's record with the metric errors counted while it ran (`metric_error`), when there were any."""
         errors, self._metric_errors_in_step = self._metric_errors_in_step, 0
@@ -253,9 +271,8 @@ class GPOTaskLoop:
         if not batch:
             return None, None
         if self.settings.direction == "feedback":
-            graded = await self.services.score_with_predictions(self.task, prompt, batch)
-            scores = self._settle([g[0] for g in graded])
-            graded = [(sc, *g[1:]) for sc, g in zip(scores, graded, strict=True)]
+            graded = await self._graded(prompt, batch)
+            scores = [g[0] for g in graded]
         else:
             (scores,) = await self._score([prompt], batch)
             graded = None
@@ -307,9 +324,7 @@ class GPOTaskLoop:
             batch, graded, scoring_calls = traced.examples, traced.graded, 0
         else:
             batch = batch_for_step(self.train_examples, t, batch_size=s.batch_size, seed=s.seed)
-            graded = await self.services.score_with_predictions(self.task, current, batch) if batch else []
-            scores = self._settle([g[0] for g in graded])
-            graded = [(sc, *g[1:]) for sc, g in zip(scores, graded, strict=True)]
+            graded = await self._graded(current, batch) if batch else []
             scoring_calls = len(batch)
         # A built-in metric's wrong examples score 0 (the official rule); a spec's score below 1 (it may give partial
         # credit, and says what was missing).
@@ -545,11 +560,20 @@ class GPOTaskLoop:
         best = select_best(trajectory)
         initial = trajectory[0]
         initial_test = best_test = None
+        lowest: tuple[GradedExample, ...] = ()
         by_step = {r.step: r for r in records}
         traced = (by_step[0].test_score, by_step[best.step].test_score) if best.step in by_step and 0 in by_step else None
         if self._traces_test and traced is not None and None not in traced:
             # trace_scores scored every trajectory prompt on the test split already.
             initial_test, best_test = traced
+        elif self.settings.evaluate_test and self.test_examples and not isinstance(self.task.metric, MetricKind):
+            # A metric of the user's own says why a reply fell short: the best prompt's replies are kept graded.
+            graded, initial_scores = await asyncio.gather(
+                self._graded(best.prompt, self.test_examples),
+                self._score([initial.prompt], self.test_examples) if best.prompt != initial.prompt else _none())
+            best_test = mean([g[0] for g in graded])
+            initial_test = best_test if initial_scores is None else mean(initial_scores[0])
+            lowest = lowest_scored(self.test_examples, graded)
         elif self.settings.evaluate_test and self.test_examples:
             prompts = [initial.prompt] if best.prompt == initial.prompt else [initial.prompt, best.prompt]
             scores = await self._score(prompts, self.test_examples)
@@ -566,4 +590,9 @@ class GPOTaskLoop:
             best_step=best.step,
             steps=tuple(records[1:]),
             status=status,
+            lowest_test_examples=lowest,
         )
+
+
+async def _none() -> None:
+    return None

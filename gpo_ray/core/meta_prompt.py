@@ -72,8 +72,15 @@ def render_example(
         PromptPlacement.SYSTEM: template.example_system,
     }[PromptPlacement(placement)]
     question = shape.format(input=clip_text(example.input, template.max_input_chars))
+    if not example.answers:  # a task without references: the input alone shows the format
+        return question
     answer = template.example_answer.format(answer=clip_text(example.answer, template.max_answer_chars))
     return f"{question}\n{answer}"
+
+
+def without_answer(entry: str) -> str:
+    """A template's entry without its lines that show the reference answer: for a task that has none."""
+    return "\n".join(line for line in entry.split("\n") if "{answer}" not in line)
 
 
 def build_meta_prompt(

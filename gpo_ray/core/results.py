@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -62,6 +63,39 @@ class StepResult:
         )
 
 
+# How many of the best prompt's lowest-scored test examples a result keeps, and how much of their text.
+SHOWN_EXAMPLES = 5
+SHOWN_CHARS = 400
+
+
+@dataclass(frozen=True)
+class GradedExample:
+    """One test example as the best prompt fared on it: what a report shows beside a metric of the user's own."""
+
+    example_id: str | None
+    input: str
+    reply: str
+    score: float
+    feedback: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.example_id, "input": self.input, "reply": self.reply, "score": self.score,
+                "feedback": self.feedback}
+
+
+def lowest_scored(examples: Sequence[Any], graded: Sequence[tuple[float, str, str | None]], *,
+                  keep: int = SHOWN_EXAMPLES) -> tuple[GradedExample, ...]:
+    """The `keep` lowest-scored examples (ties: data order), texts shortened to SHOWN_CHARS."""
+    order = sorted(range(len(graded)), key=lambda i: (graded[i][0], i))[:keep]
+    return tuple(GradedExample(example_id=examples[i].id, input=_shortened(examples[i].input),
+                               reply=_shortened(graded[i][1]), score=graded[i][0], feedback=graded[i][2])
+                 for i in order)
+
+
+def _shortened(text: str) -> str:
+    return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 1] + "…"
+
+
 @dataclass(frozen=True)
 class TaskResult:
     task: str
@@ -74,9 +108,12 @@ class TaskResult:
     best_step: int
     steps: tuple[StepResult, ...]
     status: str = RunStatus.COMPLETED  # or RunStatus.BUDGET_EXHAUSTED
+    # A metric of the user's own (a spec): the best prompt's lowest-scored test examples, with the reply and what
+    # the metric said. Empty for the built-in metrics, whose results keep their shape.
+    lowest_test_examples: tuple[GradedExample, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "initial_prompt": self.initial_prompt,
             "initial_eval_score": self.initial_eval_score,
             "initial_test_score": self.initial_test_score,
@@ -87,3 +124,6 @@ class TaskResult:
             "status": self.status,
             "steps": [s.to_dict() for s in self.steps],
         }
+        if self.lowest_test_examples:
+            d["lowest_test_examples"] = [g.to_dict() for g in self.lowest_test_examples]
+        return d

@@ -28,5 +28,5 @@ class WrongExample:
 
     question: str
     prediction: str  # what the task model answered (core/evaluation.py: shown_prediction)
-    answer: str  # the reference answer
+    answer: str | None  # the reference answer; None for a task without one (a judge or a function decides)
     feedback: str | None = None  # what the metric said was wrong (a spec's feedback); None for the built-in kinds

@@ -29,6 +29,7 @@ from gpo_ray.core.meta_prompt import (
     DEFAULT_TEMPLATE,
     clip_text,
     format_score,
+    without_answer,
 )
 from gpo_ray.core.paper_meta_prompt import (
     build_paper_feedback_request,
@@ -63,7 +64,7 @@ def wrong_examples(batch: Sequence[Example], graded: Sequence[tuple], *, below: 
     if len(batch) != len(graded):
         raise ValueError(f"got {len(graded)} grades for {len(batch)} examples")
     return [
-        WrongExample(question=ex.input, prediction=prediction, answer=ex.answer,
+        WrongExample(question=ex.input, prediction=prediction, answer=ex.answers[0] if ex.answers else None,
                      feedback=rest[0] if rest else None)
         for ex, (score, prediction, *rest) in zip(batch, graded, strict=True)
         if (score == 0.0 if below is None else score < below)
@@ -122,10 +123,10 @@ def build_feedback_request(
 ) -> str:
     """gpo-ray's own wording of the feedback request (direction feedback, meta_prompt_style own)."""
     entries = [
-        template.feedback_entry.format(
+        (template.feedback_entry if w.answer is not None else without_answer(template.feedback_entry)).format(
             question=clip_text(w.question, template.max_input_chars),
             prediction=clip_text(w.prediction, template.max_answer_chars),
-            answer=clip_text(w.answer, template.max_answer_chars),
+            answer=clip_text(w.answer or "", template.max_answer_chars),
         ) + ("\n" + template.feedback_metric.format(feedback=clip_text(w.feedback, template.max_answer_chars))
              if w.feedback else "")
         for w in wrong

@@ -10,9 +10,12 @@ from html import escape
 
 from gpo_ray.report.run_view import RunView, TaskView, section_ids
 from gpo_ray.report.tables import (
+    GRADED_COLUMNS,
+    GRADED_HEADING,
     STEP_COLUMNS,
     TASK_COLUMNS,
     USAGE_COLUMNS,
+    graded_rows,
     run_facts,
     score,
     step_rows,
@@ -102,8 +105,10 @@ def _task_section(task: TaskView, *, section_id: str, plot: bytes | None) -> str
         "<details><summary>Steps</summary>",
         html_table(STEP_COLUMNS, step_rows(task)),
         "</details>",
-        "</section>",
     ]
+    if task.lowest_test_examples:
+        out += [f"<h3>{escape(GRADED_HEADING)}</h3>", html_table(GRADED_COLUMNS, graded_rows(task))]
+    out.append("</section>")
     return "\n".join(out)
 
 

@@ -9,9 +9,12 @@ from collections.abc import Sequence
 
 from gpo_ray.report.run_view import RunView, TaskView, section_ids
 from gpo_ray.report.tables import (
+    GRADED_COLUMNS,
+    GRADED_HEADING,
     STEP_COLUMNS,
     TASK_COLUMNS,
     USAGE_COLUMNS,
+    graded_rows,
     run_facts,
     score,
     step_rows,
@@ -83,6 +86,9 @@ def _task_section(task: TaskView, *, section_id: str) -> str:
         "**Steps:**", "",
         md_table(STEP_COLUMNS, [list(map(md_escape, r)) for r in step_rows(task)]),
     ]
+    if task.lowest_test_examples:
+        out += ["", f"**{GRADED_HEADING}:**", "",
+                md_table(GRADED_COLUMNS, [list(map(md_escape, r)) for r in graded_rows(task)])]
     return "\n".join(out)
 
 

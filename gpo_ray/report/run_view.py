@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 
 from gpo_ray.core.edit_distance import word_edit_distance
-from gpo_ray.core.results import StepResult
+from gpo_ray.core.results import GradedExample, StepResult
 from gpo_ray.core.selection import select_best
 from gpo_ray.core.types import TrajectoryEntry
 from gpo_ray.errors import GpoError, InputError
@@ -52,6 +52,8 @@ class TaskView:
     initial_test_score: float | None = None
     best_test_score: float | None = None
     best_step: int | None = None
+    # A metric of the user's own: the best prompt's lowest-scored test examples (results.json lowest_test_examples).
+    lowest_test_examples: tuple[GradedExample, ...] = ()
 
     @property
     def steps_done(self) -> int:
@@ -245,7 +247,22 @@ def _task_view(name: str, records: list[StepResult], entry: dict[str, Any], sche
         initial_test_score=_score_or_none(entry.get("initial_test_score")),
         best_test_score=_score_or_none(entry.get("best_test_score")),
         best_step=best_step,
+        lowest_test_examples=_graded_examples(entry.get("lowest_test_examples")) if finished else (),
     )
+
+
+def _graded_examples(raw: Any) -> tuple[GradedExample, ...]:
+    """results.json's lowest_test_examples; entries that do not read as one are left out."""
+    out = []
+    for item in raw if isinstance(raw, list) else []:
+        score = _score_or_none(item.get("score")) if isinstance(item, dict) else None
+        if score is None:
+            continue
+        feedback = item.get("feedback")
+        out.append(GradedExample(example_id=None if item.get("id") is None else str(item["id"]),
+                                 input=str(item.get("input", "")), reply=str(item.get("reply", "")), score=score,
+                                 feedback=None if feedback is None else str(feedback)))
+    return tuple(out)
 
 
 def _score_or_none(x: Any) -> float | None:

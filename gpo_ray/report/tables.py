@@ -15,6 +15,7 @@ USAGE_COLUMNS = ("role", "calls", "requests", "prompt tokens", "completion token
 STEP_COLUMNS = ("step", "edit budget", "edit distance", "eval score", "candidates", "candidate min / median / max",
                 "extra calls")
 # The design-space variants' extra calls a step records (core/variants.py), as the report names them.
+GRADED_COLUMNS = ("example", "score", "input", "reply", "metric's feedback")
 EXTRA_CALLS = (("feedback_calls", "feedback"), ("feedback_scoring_calls", "feedback scoring"),
                ("summarize_calls", "summarize"), ("trace_scoring_calls", "trace scoring"))
 
@@ -151,3 +152,12 @@ def run_facts(run: RunView) -> list[tuple[str, str]]:
         facts.append(("edit budget", f"{sched.get('kind')} {sched.get('initial')} → {sched.get('final')} words"
                                      + (f", warmup {sched['warmup_steps']}" if sched.get("warmup_steps") else "")))
     return facts
+
+
+def graded_rows(task: TaskView) -> list[list[str]]:
+    """The best prompt's lowest-scored test examples, as a metric of the user's own graded them."""
+    return [[g.example_id or "–", score(g.score), g.input, g.reply, g.feedback or "–"]
+            for g in task.lowest_test_examples]
+
+
+GRADED_HEADING = "The best prompt's lowest-scored test examples"

@@ -22,6 +22,7 @@ from gpo_ray.core.variants import (
     build_summarize_feedback_request,
     build_summarize_prompts_request,
     extract_reply,
+    wrong_examples,
 )
 from gpo_ray.errors import ConfigError
 from gpo_ray.llm.protocol import ChatRequest
@@ -65,6 +66,23 @@ def test_own_feedback_request_for_a_fixed_state() -> None:
     none_wrong = build_feedback_request(current_prompt="p", wrong=[])
     assert "<wrong_examples>\n(none: the model answered every example correctly)\n</wrong_examples>" in none_wrong
 
+
+def test_a_task_without_references_shows_no_answer_and_the_paper_style_refuses_it() -> None:
+    """answer_field: null (a judge or a function decides): the requests show inputs, replies and what the metric said,
+    never an empty "Correct answer" line; the paper's meta-prompts, which show each answer, say so at once."""
+    no_reference = Example(input="My lamp arrived broken.", answers=(), id="M-1")
+    (wrong,) = wrong_examples([no_reference], [(0.0, "Sorry.", "The reply does not name the refund policy.")])
+    assert wrong.answer is None
+    text = build_feedback_request(current_prompt="Reply to the customer.", wrong=[wrong])
+    assert ("<wrong_examples>\nQuestion: My lamp arrived broken.\nModel's answer: Sorry.\n"
+            "What the metric found: The reply does not name the refund policy.\n</wrong_examples>") in text
+    shown = build_meta_prompt(current_prompt="Reply.", retrieved=[], format_examples=[no_reference], edit_budget=5,
+                              placement=PromptPlacement.END, structured=False)
+    assert "My lamp arrived broken." in shown and "Answer:" not in shown.split("My lamp arrived broken.")[1][:40]
+    source = {"name": "support/replies", "format": "jsonl", "path": "x.jsonl", "answer_field": None,
+              "metric": {"kind": "judge", "rubric": "polite"}}
+    with pytest.raises(ConfigError, match="task 'support/replies' has none"):
+        load_config(overrides={"tasks": ["support/replies"], "task_sources": [source], "preset": "paper"})
 
 def test_own_summarize_requests_for_fixed_states() -> None:
     prompts = build_summarize_prompts_request(previous=TrajectoryEntry("Carried prompt.", 0.5, 1),

@@ -19,6 +19,7 @@ README = PACKAGE.parent / "README.md"
 # Lowest first. Rooms on one floor do not import each other.
 FLOORS: tuple[tuple[str, ...], ...] = (
     ("errors", "vocabulary", "logs"),  # the ground: what every floor may say
+    ("examples",),  # shipped example folders (config, data, metric), named example:NAME where a config is read
     ("config",),
     ("grid",),  # a sweep's grid: variants of a run config, validated at the edge
     ("llm",),  # the layered client, the embedder, local and fake endpoints
