@@ -3,9 +3,10 @@ wherever a config file is read (`gpo-ray optimize example:orders`), listed and c
 
 - orders: order messages -> a JSON object, scored by a Python function with a JSON Schema (orders/orders_metric.py)
 - replies: customer messages -> a support reply, scored by an LLM judge with a rubric
+- triage: support tickets (CSV) -> a team, scored by a Python function with feedback (README "Your own task")
 
 The quickstart's task (`example/reviews`, examples/quickstart.yaml) is a built-in task folder instead
-(gpo_ray/tasks/examples/). The data files come from generate.py; a test checks that regenerating changes nothing.
+(gpo_ray/tasks/examples/). The orders and replies data come from generate.py; a test checks that regenerating changes nothing.
 """
 
 from __future__ import annotations

@@ -48,7 +48,8 @@ def test_regenerating_the_example_data_changes_nothing(tmp_path, monkeypatch):
 def test_the_examples_are_listed_named_and_copied(tmp_path, capsys):
     assert main(["examples"]) == 0
     listed = capsys.readouterr().out
-    assert "example:orders" in listed and "example:replies" in listed and "JSON Schema" not in listed.split("\n")[0][:8]
+    assert [line.split()[0] for line in listed.splitlines() if line.startswith("example:")] == [
+        "example:orders", "example:replies", "example:triage"]
     config = load_config(Path("example:orders"))
     (task,) = resolve_tasks(config.tasks, data_dir=None, sources=config.task_sources)
     assert (len(task.train), len(task.eval), len(task.test)) == (16, 16, 28)
@@ -65,7 +66,7 @@ def test_the_examples_are_listed_named_and_copied(tmp_path, capsys):
     assert main(["examples", "--copy", "orders", str(tmp_path / "mine")]) == 2  # never over a folder
     assert "exists" in capsys.readouterr().err
     assert main(["plan", "example:nope"]) == 2
-    assert "no shipped example 'nope'; there are: orders, replies" in capsys.readouterr().err
+    assert "no shipped example 'nope'; there are: orders, replies, triage" in capsys.readouterr().err
 
 
 def _fake_for(name: str) -> FakeLLMConfig:

@@ -1,4 +1,4 @@
-"""The README's "Your own task" walkthrough, as shipped in examples/triage/: its config validates, its CSV is carved
+"""The README's "Your own task" walkthrough, as shipped in gpo_ray/examples/triage/ (example:triage): its config validates, its CSV is carved
 into the splits it says, and its metric scores and explains as the README shows."""
 
 from __future__ import annotations
@@ -8,10 +8,11 @@ from pathlib import Path
 
 from gpo_ray.cli import main
 from gpo_ray.config import load_config
+from gpo_ray.examples import EXAMPLES_HOME
 from gpo_ray.tasks.metric_functions import load_metric_function
 from gpo_ray.tasks.registry import resolve_tasks
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "triage"
+EXAMPLE = EXAMPLES_HOME / "triage"
 
 
 def test_the_shipped_triage_task_loads_as_the_readme_says():
