@@ -9,7 +9,6 @@ prints one JSON report.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import importlib.util
 import json
@@ -20,12 +19,8 @@ from pathlib import Path
 from ray.cluster_utils import Cluster
 
 from gpo_ray.cli import main as gpo_ray
-from gpo_ray.config import load_config
-from gpo_ray.core.evaluation import task_model_params, task_request
-from gpo_ray.llm.accounting import UsageCounters
-from gpo_ray.llm.stack import build_client
-from gpo_ray.tasks.registry import resolve_tasks
 from gpo_ray.testing import FakeLLMConfig, ThreadedFake, answer_key_from_examples
+from tests.by_hand import replies_by_hand, task_of
 
 MODULE = "node_scored_metric"  # importable nowhere: not installed, not in the repo, its folder on no path
 
@@ -92,16 +87,9 @@ def write_config(user: Path, base_url: str, run_dir: Path) -> Path:
 
 def eval_score_by_hand(config_path: Path, base_url: str, prompt: str) -> float:
     """The prompt's eval score: the same requests sent again, the replies scored by `by_hand`."""
-    config = load_config(config_path)
-    (task,) = resolve_tasks(config.tasks, data_dir=None, sources=config.task_sources)
-    client = build_client(config.task_model, role_name="task_model", base_url=base_url, model="fake-llm", cache=None,
-                          counters=UsageCounters())
-    params = task_model_params(config)
-
-    async def replies() -> list[str]:
-        return [(await client.complete(task_request(prompt, ex, params))).text for ex in task.eval]
-
-    scores = [by_hand(ex.answers[0], reply) for ex, reply in zip(task.eval, asyncio.run(replies()), strict=True)]
+    task = task_of(config_path)
+    replies = replies_by_hand(config_path, base_url, prompt, list(task.eval))
+    scores = [by_hand(ex.answers[0], reply) for ex, reply in zip(task.eval, replies, strict=True)]
     return sum(scores) / len(scores)
 
 

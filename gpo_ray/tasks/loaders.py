@@ -32,6 +32,7 @@ from gpo_ray.tasks.tables import (
     read_hf_dataset,
     read_jsonl,
     read_table_file,
+    read_text_file,
 )
 from gpo_ray.tasks.types import Example, Task
 from gpo_ray.vocabulary import MetricKind
@@ -83,14 +84,9 @@ def load_bbh_json(source: TaskSource) -> Task:
     on every machine, which keeps runs comparable and resumable.
     """
     path = source.path
+    text = read_text_file(path, expected="a BIG-Bench-Hard .json file")
     try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except FileNotFoundError:
-        raise DataError(f"task '{source.name}': file not found: {path}") from None
-    except IsADirectoryError:
-        raise DataError(f"task '{source.name}': {path} is a directory, expected a BIG-Bench-Hard .json file") from None
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not UTF-8 text") from None
+        data = json.loads(text)
     except json.JSONDecodeError as e:
         raise DataError(f"{path}:{e.lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
     except (ValueError, RecursionError) as e:

@@ -4,7 +4,6 @@ hand to the replies the endpoint gives; the cost is `plan`'s; a function that ca
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 from pathlib import Path
@@ -12,16 +11,12 @@ from pathlib import Path
 import yaml
 
 from gpo_ray.cli import main
-from gpo_ray.config import ChecksMetric, load_config
-from gpo_ray.core.evaluation import task_model_params, task_request
+from gpo_ray.config import load_config
 from gpo_ray.core.plan import plan_task
-from gpo_ray.llm.accounting import UsageCounters
-from gpo_ray.llm.stack import build_client, close_client
-from gpo_ray.tasks.metric_functions import load_metric_function
-from gpo_ray.tasks.metric_specs import example_fields, judge_reply, judgement_of
 from gpo_ray.tasks.registry import resolve_tasks
 from gpo_ray.tasks.types import Example
 from gpo_ray.testing import FakeLLMConfig, ThreadedFake, answer_key_from_examples
+from tests.by_hand import replies_by_hand, task_of, verdict_by_hand
 
 CHECKS = {"kind": "checks", "checks": [{"check": "regex", "pattern": r"answer is \d+"},
                                        {"check": "contains", "text": "answer"},
@@ -57,27 +52,12 @@ def write_config(tmp_path: Path, base_url: str, metrics: dict[str, dict]) -> str
 
 def by_hand(config_path: str, base_url: str, task_name: str, split: str, n: int) -> list[dict]:
     """The same requests sent again; their replies scored by the metric called directly."""
-    config = load_config(Path(config_path))
-    (task,) = [t for t in resolve_tasks(config.tasks, data_dir=None, sources=config.task_sources)
-               if t.name == task_name]
-    client = build_client(config.task_model, role_name="task_model", base_url=base_url, model="fake-llm", cache=None,
-                          counters=UsageCounters())
-    params = task_model_params(config)
+    task = task_of(config_path, task_name)
     examples = getattr(task, split)[:n]
-
-    async def replies() -> list[str]:
-        try:
-            return [(await client.complete(task_request(config.optimizer.initial_prompt, ex, params))).text
-                    for ex in examples]
-        finally:
-            await close_client(client)
-
+    prompt = load_config(Path(config_path)).optimizer.initial_prompt
     out = []
-    for ex, reply in zip(examples, asyncio.run(replies()), strict=True):
-        if isinstance(task.metric, ChecksMetric):
-            verdict = judge_reply(task.metric, ex, reply)
-        else:
-            verdict = judgement_of(load_metric_function(task.metric.function)(example_fields(ex), reply))
+    for ex, reply in zip(examples, replies_by_hand(config_path, base_url, prompt, examples), strict=True):
+        verdict = verdict_by_hand(task, ex, reply)
         out.append({"id": ex.id, "reply": reply, "score": verdict.score, "feedback": verdict.feedback})
     return out
 

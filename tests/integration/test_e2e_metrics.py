@@ -6,24 +6,16 @@ line, and a resume after the fix finishes it."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
-from pathlib import Path
 
 import pytest
 import yaml
 
 from gpo_ray.cli import main
-from gpo_ray.config import ChecksMetric, load_config
-from gpo_ray.core.evaluation import task_model_params, task_request
-from gpo_ray.llm.accounting import UsageCounters
-from gpo_ray.llm.stack import build_client
-from gpo_ray.tasks.metric_functions import load_metric_function
-from gpo_ray.tasks.metric_specs import example_fields, judge_reply
-from gpo_ray.tasks.registry import resolve_tasks
 from gpo_ray.tasks.types import Example
 from gpo_ray.testing import FakeLLMConfig, ThreadedFake, answer_key_from_examples
+from tests.by_hand import replies_by_hand, task_of, verdict_by_hand
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
@@ -73,23 +65,9 @@ def fake_for(tmp_path, **extra) -> FakeLLMConfig:
 
 def scored_by_hand(config_path: str, base_url: str, task_name: str, prompt: str) -> float:
     """The prompt's eval score: the same requests sent again, their replies scored by the metric directly."""
-    config = load_config(Path(config_path))
-    (task,) = [t for t in resolve_tasks(config.tasks, data_dir=None, sources=config.task_sources)
-               if t.name == task_name]
-    client = build_client(config.task_model, role_name="task_model", base_url=base_url, model="fake-llm", cache=None,
-                          counters=UsageCounters())
-    params = task_model_params(config)
-
-    async def replies() -> list[str]:
-        return [(await client.complete(task_request(prompt, ex, params))).text for ex in task.eval]
-
-    scores = []
-    for ex, reply in zip(task.eval, asyncio.run(replies()), strict=True):
-        if isinstance(task.metric, ChecksMetric):
-            scores.append(judge_reply(task.metric, ex, reply).score)
-        else:
-            value = load_metric_function(task.metric.function)(example_fields(ex), reply)
-            scores.append(float(value[0] if isinstance(value, tuple) else value))
+    task = task_of(config_path, task_name)
+    replies = replies_by_hand(config_path, base_url, prompt, list(task.eval))
+    scores = [verdict_by_hand(task, ex, reply).score for ex, reply in zip(task.eval, replies, strict=True)]
     return sum(scores) / len(scores)
 
 
