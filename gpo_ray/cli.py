@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from gpo_ray.errors import GpoError, RunInterrupted
+from gpo_ray.loopback import LOOPBACK_HOST, is_loopback
 from gpo_ray.vocabulary import Role
 
 if TYPE_CHECKING:
@@ -129,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--copy", nargs=2, metavar=("NAME", "DIR"), help="copy example NAME's folder to DIR (a new folder)")
 
     p = sub.add_parser("fake-llm", help="serve the deterministic fake OpenAI-compatible endpoint (tests, benchmarks)")
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default=LOOPBACK_HOST)
     p.add_argument("--port", type=int, default=8787)
     p.add_argument("--config", type=Path, help="fake endpoint behaviour (YAML/JSON)")
 
@@ -500,11 +501,11 @@ def cmd_examples(args: argparse.Namespace) -> int:
 
 def cmd_fake_llm(args: argparse.Namespace) -> int:
     from gpo_ray.errors import ConfigError
-    from gpo_ray.testing.server import LOOPBACK_HOSTS, run_fake_llm
+    from gpo_ray.testing.server import run_fake_llm
 
-    if args.host not in LOOPBACK_HOSTS:
+    if not is_loopback(args.host):
         raise ConfigError(f"--host {args.host!r}: the fake endpoint listens on loopback only "
-                          f"({', '.join(sorted(LOOPBACK_HOSTS))})")
+                          f"(e.g. {LOOPBACK_HOST}, ::1, localhost)")
     run_fake_llm(host=args.host, port=args.port, config_path=args.config)
     return 0
 
