@@ -48,7 +48,7 @@ from gpo_ray.tasks.metric_functions import (
     with_metric_hashes,
 )
 from gpo_ray.tasks.registry import resolve_tasks
-from gpo_ray.vocabulary import NodeResource, RunStatus
+from gpo_ray.vocabulary import NodeResource, Role, RunStatus
 
 # Actors only wait on I/O: they take no CPU slot, so a 2-core machine never deadlocks on placement.
 ACTOR_OPTIONS: dict[str, Any] = {"num_cpus": 0, "max_restarts": 4, "max_task_retries": 4}
@@ -487,7 +487,7 @@ def _execute_warm(config: RunConfig, run_dir: RunDirectory, tasks: list[Any], *,
                                        cache_dir=str(run_dir.cache_dir.resolve()) if config.cache else None,
                                        params=task_model_params(config),
                                        max_in_flight=config.cluster.evaluator_max_in_flight,
-                                       metrics=metrics_context, role_name="task_model")
+                                       metrics=metrics_context, role_name=Role.TASK_MODEL)
             generation = in_process_generation(config.optimizer_model, base_url=opt.urls, model=opt.model,
                                                cache_dir=str(run_dir.cache_dir.resolve()) if config.cache else None,
                                                metrics=metrics_context, role_name="optimizer")

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from gpo_ray.errors import GpoError, RunInterrupted
-from gpo_ray.vocabulary import Role
+from gpo_ray.loopback import LOOPBACK_HOST, is_loopback
+from gpo_ray.vocabulary import ConfigRole, Role
 
 if TYPE_CHECKING:
     from gpo_ray.api import Results
@@ -129,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--copy", nargs=2, metavar=("NAME", "DIR"), help="copy example NAME's folder to DIR (a new folder)")
 
     p = sub.add_parser("fake-llm", help="serve the deterministic fake OpenAI-compatible endpoint (tests, benchmarks)")
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default=LOOPBACK_HOST)
     p.add_argument("--port", type=int, default=8787)
     p.add_argument("--config", type=Path, help="fake endpoint behaviour (YAML/JSON)")
 
@@ -293,7 +294,7 @@ def _plan_grid(args: argparse.Namespace) -> int:
                       f"{v.total('task_model_calls'):,}",
                       f"{v.total('optimizer_tokens') + v.total('task_model_tokens') + v.total('judge_tokens'):,}",
                       *(f"{v.sampling[r]['temperature']} / {v.sampling[r]['max_tokens']}"
-                        for r in ("optimizer_model", "task_model")))
+                        for r in (ConfigRole.OPTIMIZER_MODEL, ConfigRole.TASK_MODEL)))
     console = Console()
     console.print(table)
     console.print(f"total: {plan.total('optimizer_calls'):,} optimizer calls, {plan.total('task_model_calls'):,} "
@@ -479,12 +480,17 @@ def cmd_examples(args: argparse.Namespace) -> int:
     import shutil
 
     from gpo_ray.errors import ConfigError
-    from gpo_ray.examples import example_config, shipped_examples, summary
+    from gpo_ray.examples import (
+        CONFIG_PREFIX,
+        example_config,
+        shipped_examples,
+        summary,
+    )
 
     if args.copy is None:
         for name, config in shipped_examples().items():
-            print(f"example:{name:<10} {summary(config)}")
-            print(f"{'':18} {config}")
+            print(f"{CONFIG_PREFIX}{name:<10} {summary(config)}")
+            print(f"{'':{len(CONFIG_PREFIX) + 10}} {config}")
         print("\nrun one: gpo-ray check example:NAME, gpo-ray optimize example:NAME; "
               "start your own from a copy: gpo-ray examples --copy NAME DIR")
         return 0
@@ -500,11 +506,11 @@ def cmd_examples(args: argparse.Namespace) -> int:
 
 def cmd_fake_llm(args: argparse.Namespace) -> int:
     from gpo_ray.errors import ConfigError
-    from gpo_ray.testing.server import LOOPBACK_HOSTS, run_fake_llm
+    from gpo_ray.testing.server import run_fake_llm
 
-    if args.host not in LOOPBACK_HOSTS:
+    if not is_loopback(args.host):
         raise ConfigError(f"--host {args.host!r}: the fake endpoint listens on loopback only "
-                          f"({', '.join(sorted(LOOPBACK_HOSTS))})")
+                          f"(e.g. {LOOPBACK_HOST}, ::1, localhost)")
     run_fake_llm(host=args.host, port=args.port, config_path=args.config)
     return 0
 

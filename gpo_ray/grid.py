@@ -38,6 +38,7 @@ from gpo_ray.config import (
     read_config_file,
 )
 from gpo_ray.errors import ConfigError
+from gpo_ray.vocabulary import ConfigRole
 
 GRID_KEYS = ("base", "variants", "axes", "seeds")
 # Shared by every sub-run (the actors and the grid's columns): a variant must not set them.
@@ -223,7 +224,7 @@ def check_shared(runs: list[SubRun]) -> None:
     """Every sub-run must be servable by the same actors: same roles' endpoints and clients, same shared settings."""
     first = runs[0]
     for run in runs[1:]:
-        for role in ("task_model", "optimizer_model"):
+        for role in (ConfigRole.TASK_MODEL, ConfigRole.OPTIMIZER_MODEL):
             a, b = role_connection(first.config, role), role_connection(run.config, role)
             if a != b:
                 field = next(k for k in a if a.get(k) != b.get(k))

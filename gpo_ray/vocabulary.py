@@ -44,6 +44,15 @@ class Role(StrEnum):
     JUDGE = "judge"  # the LLM judge of a `kind: judge` metric (config role judge_model)
 
 
+class ConfigRole(StrEnum):
+    """A run config's role blocks (RunConfig's fields of the same names): which endpoint and model a role's requests
+    go to, sampled how. Each sends as the Role of the same line: optimizer_model as optimizer, judge_model as judge."""
+
+    TASK_MODEL = "task_model"
+    OPTIMIZER_MODEL = "optimizer_model"
+    JUDGE_MODEL = "judge_model"  # asked only in a run with a `kind: judge` metric
+
+
 class NodeResource(StrEnum):
     """Ray custom resources that say where which actor may run (ray_cluster.yaml and deploy/ put them on nodes)."""
 

@@ -100,8 +100,8 @@ def results_json_cost(run_dir: Path) -> dict[str, Any]:
     rewrite after one task's step, written atomically (fsync included)."""
     from types import SimpleNamespace
 
+    from gpo_ray.atomic import write_text_atomic
     from gpo_ray.controller.controller import Controller
-    from gpo_ray.runtime.run_dir import write_text_atomic
 
     path = run_dir / "results.json"
     doc = json.loads(path.read_text())

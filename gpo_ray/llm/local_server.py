@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
-import ipaddress
 import os
 import signal
 import socket
@@ -33,6 +32,7 @@ from typing import TypeVar
 import structlog
 
 from gpo_ray.errors import InputError, RunFailed
+from gpo_ray.loopback import LOOPBACK_HOST, is_loopback
 
 log = structlog.get_logger()
 
@@ -153,15 +153,6 @@ def _require_llama_cpp() -> None:
         )
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
@@ -235,7 +226,7 @@ class LocalModelServer:
         self,
         *,
         model_path: Path | str | None = None,
-        host: str = "127.0.0.1",
+        host: str = LOOPBACK_HOST,
         port: int = 0,
         n_ctx: int = 2048,
         n_threads: int | None = None,
@@ -245,7 +236,7 @@ class LocalModelServer:
         model_alias: str = MODEL_NAME,
         verbose: bool = False,
     ):
-        if not _is_loopback(host):
+        if not is_loopback(host):
             raise InputError(f"the embedded model server only listens on loopback, not {host!r}")
         if not 0 <= port <= 65535:
             raise InputError(f"port must be 0 (pick a free one) or 1-65535, got {port}")
@@ -468,7 +459,7 @@ class LocalModelServer:
         await asyncio.to_thread(self.stop)
 
 
-def serve_forever(*, port: int, log_path: Path, host: str = "127.0.0.1") -> None:
+def serve_forever(*, port: int, log_path: Path, host: str = LOOPBACK_HOST) -> None:
     """`gpo-ray serve-local`: run the embedded model in the foreground until Ctrl-C.
 
     Its log (appended to `log_path`) outlives it; a server that dies is named in one line (`LocalServerDied`).

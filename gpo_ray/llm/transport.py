@@ -33,6 +33,7 @@ from gpo_ray.llm.errors import (
     StalledResponse,
 )
 from gpo_ray.llm.protocol import ChatRequest, ChatResponse, Usage, tokens_in_chars
+from gpo_ray.loopback import url_is_loopback
 
 NO_KEY = "not-needed"  # local servers (llama.cpp, vLLM) accept any key; the SDK insists on one
 _KEYLIKE = re.compile(r"\b(?:sk|pk|rk)-[A-Za-z0-9_\-*.]{4,}|\bBearer\s+\S+", re.IGNORECASE)
@@ -57,13 +58,6 @@ def read_api_key(api_key_env: str | None) -> str:
     if not value:
         raise MissingAPIKey(f"the environment variable {api_key_env} (named by api_key_env) is not set or empty")
     return value
-
-
-def _is_loopback(url: str) -> bool:
-    from urllib.parse import urlparse
-
-    host = (urlparse(url).hostname or "").lower()
-    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 class _ChatTransport:
@@ -239,7 +233,7 @@ class OpenAITransport(_ChatTransport):
 
         if self._client is None:
             http_client = None
-            if _is_loopback(self.endpoint):
+            if url_is_loopback(self.endpoint):
                 # A proxy from the environment must not capture requests to a server on this machine.
                 http_client = openai.DefaultAsyncHttpxClient(trust_env=False, timeout=self.timeout_s)
             self._client = openai.AsyncOpenAI(
@@ -284,7 +278,7 @@ class HTTPTransport(_ChatTransport):
             self._client = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0),
                 timeout=aiohttp.ClientTimeout(total=self.timeout_s),
-                trust_env=not _is_loopback(self.endpoint),
+                trust_env=not url_is_loopback(self.endpoint),
                 headers={"Authorization": f"Bearer {self._api_key}"},
             )
         return self._client

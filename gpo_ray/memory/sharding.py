@@ -13,13 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 
+from gpo_ray.atomic import write_text_atomic
 from gpo_ray.errors import InputError
 
 log = structlog.get_logger()
@@ -84,20 +83,8 @@ def load_or_create_layout(run_path: Path, *, run_id: str, wanted: int | None, ta
         return MemoryLayout(shards=shards, run_id=run_id)
     legacy = (Path(run_path) / "chroma").is_dir()
     shards = 1 if legacy else (wanted or default_shards(tasks))
-    _write_json_atomic(path, {"version": LAYOUT_VERSION, "shards": shards, "hash": "sha256(task) mod shards"})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"version": LAYOUT_VERSION, "shards": shards, "hash": "sha256(task) mod shards"}
+    write_text_atomic(path, json.dumps(record))
     log.info("memory_layout_created", shards=shards, legacy_store=legacy)
     return MemoryLayout(shards=shards, run_id=run_id)
-
-
-def _write_json_atomic(path: Path, data: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

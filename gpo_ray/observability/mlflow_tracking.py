@@ -24,11 +24,11 @@ from typing import Any
 
 import structlog
 
+from gpo_ray.atomic import write_json_atomic
 from gpo_ray.config import RunConfig, TrackingSettings
 from gpo_ray.core.results import StepResult
 from gpo_ray.errors import error_line
 from gpo_ray.observability.metrics import Metrics
-from gpo_ray.runtime.run_dir import write_json_atomic
 from gpo_ray.vocabulary import RunStatus
 
 TRACKING_FILE = "tracking.json"  # in the run directory: {"mlflow": {"run_id": ..., "experiment_id": ...}}

@@ -7,17 +7,16 @@ warning; damage anywhere else, or a checkpoint from another config, is refused.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import structlog
 
+from gpo_ray.atomic import write_json_atomic, write_text_atomic
 from gpo_ray.config import RunConfig
 from gpo_ray.core.results import StepResult
 from gpo_ray.errors import InputError, RunFailed
@@ -32,27 +31,6 @@ def default_run_dir() -> Path:
 
 def task_file_name(task: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "__", task) + ".jsonl"
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write to a temp file in the same folder, fsync, rename: readers never see half a file. OSError on failure,
-    with the temp file removed."""
-    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False))
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """`write_json_atomic` for text already serialised."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 class RunDirectory:

@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gpo_ray.atomic import write_json_atomic
 from gpo_ray.config import RunConfig
 from gpo_ray.errors import InputError
 from gpo_ray.grid import Grid, SubRun
-from gpo_ray.runtime.run_dir import RunDirectory, write_json_atomic
+from gpo_ray.runtime.run_dir import RunDirectory
 
 SWEEP_FILE = "sweep.json"
 SWEEP_VERSION = 1

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from gpo_ray.errors import ConfigError
 from gpo_ray.llm.protocol import ChatMessage, ChatRequest, approx_tokens
+from gpo_ray.loopback import LOOPBACK_HOST, is_loopback
 from gpo_ray.testing.config import FakeLLMConfig
 from gpo_ray.testing.faults import (
     REPLY_SHAPING_FAULTS,
@@ -35,8 +36,6 @@ from gpo_ray.testing.faults import (
 from gpo_ray.testing.hashing import request_fingerprint, unit_interval
 from gpo_ray.testing.scripted import ScriptedLLM
 from gpo_ray.testing.stats import ServerStats
-
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def chat_request(body: dict[str, Any]) -> ChatRequest:
@@ -98,8 +97,8 @@ class FakeLLMServer:
     def reset(self) -> None:
         self._stats = ServerStats()
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        if host not in LOOPBACK_HOSTS:
+    async def start(self, host: str = LOOPBACK_HOST, port: int = 0) -> str:
+        if not is_loopback(host):
             raise ValueError(f"the fake LLM server binds to loopback only, not {host!r}")
         if self.config.api_key_env is not None:
             self._expected_key = os.environ.get(self.config.api_key_env)
@@ -442,7 +441,7 @@ class FakeLLMServer:
 
 def run_fake_llm(
     *,
-    host: str = "127.0.0.1",
+    host: str = LOOPBACK_HOST,
     port: int = 8000,
     config: FakeLLMConfig | None = None,
     config_path: Path | None = None,

@@ -18,7 +18,7 @@ README = PACKAGE.parent / "README.md"
 
 # Lowest first. Rooms on one floor do not import each other.
 FLOORS: tuple[tuple[str, ...], ...] = (
-    ("errors", "vocabulary", "logs"),  # the ground: what every floor may say
+    ("errors", "vocabulary", "logs", "atomic", "loopback"),  # the ground: what every floor may say and use
     ("examples",),  # shipped example folders (config, data, metric), named example:NAME where a config is read
     ("config",),
     ("grid",),  # a sweep's grid: variants of a run config, validated at the edge

@@ -1,24 +1,32 @@
-"""Run configuration: pydantic models, validated once at the edge and handed down frozen.
+"""The run configuration's schema: frozen pydantic models and their validators, validated once at the edge.
 
-A config file (YAML or TOML) is read, CLI flags are merged over it as a nested dict, and the
-result is validated once. Errors become one `ConfigError` line naming the field and the problem.
+What they validate comes layered (presets.py: role defaults, then a preset, then the user's settings); a run's
+fingerprint is fingerprint.py's, the meta-prompt's sentences templates.py's, reading a file files.py's.
 """
 
 from __future__ import annotations
 
 import json
-import tomllib
-from dataclasses import dataclass, fields
+import re
+import string
+from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic import Discriminator as _Discriminator
-from pydantic import Tag as _Tag
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
-from gpo_ray.errors import ConfigError, error_line
-from gpo_ray.vocabulary import MetricKind, PromptPlacement
+from gpo_ray.config.fingerprint import fingerprint_of
+from gpo_ray.config.presets import ROLE_DEFAULTS, ROLES, layered_config
+from gpo_ray.config.templates import MetaPromptTemplate
+from gpo_ray.vocabulary import ConfigRole, MetricKind, PromptPlacement
 
 
 class _Frozen(BaseModel):
@@ -130,102 +138,6 @@ class AdaptiveEvaluationSettings(_Frozen):
     enabled: bool = False
     first_round: int = Field(default=8, gt=0, description="eval examples per candidate in the first round")
     eta: int = Field(default=2, ge=2, le=16, description="keep 1/eta of the candidates per round; examples grow by eta")
-
-
-@dataclass(frozen=True)
-class MetaPromptTemplate:
-    """The meta-prompt's sentences (core/meta_prompt.py builds it); override any of them with `dataclasses.replace`,
-    or in a config by `optimizer.meta_prompt`, which is checked against these fields.
-
-    Every string is a str.format template (write literal braces doubled), even those without fields.
-    """
-
-    task: str = (
-        "Your job is to write a new prompt for a language model. In the task examples below, the "
-        "placeholder <PROMPT> marks where the prompt is inserted; your prompt will replace it. "
-        "A good prompt makes the model give the correct answer as often as possible."
-    )
-    history_intro: str = (
-        "Here are earlier prompts for this task with their scores, from lowest to highest. "
-        "Scores range from 0 to 100; higher is better."
-    )
-    history_entry: str = "Prompt: {prompt}\nscore: {score}/100"
-    current_intro: str = "This is the current prompt, the one to improve:"
-    examples_intro: str = "Here are some examples of the task. <PROMPT> shows where the prompt is placed."
-    example_end: str = "Q: {input}\n<PROMPT>"
-    example_beginning: str = "<PROMPT>\nQ: {input}"
-    example_system: str = "System: <PROMPT>\nQ: {input}"
-    example_answer: str = "A: {answer}"
-    instruction: str = (
-        "Analyse the examples and the earlier prompts: notice what the higher-scoring prompts do "
-        "that the lower-scoring ones do not. Then write a new prompt that is different from all "
-        "the prompts above and should score higher than all of them."
-    )
-    budget: str = "You may change up to {budget} words of the current prompt."
-    output_markers: str = "Write the new prompt between <START> and <END>."
-    output_json: str = (
-        'Reply with only a JSON object of the form {{"prompt": "..."}}, whose "prompt" value is the new prompt.'
-    )
-    # `optimizer.update: edit`: these replace task, instruction and the output line.
-    edit_task: str = (
-        "Your job is to improve a prompt for a language model by editing it. In the task examples below, the "
-        "placeholder <PROMPT> marks where the prompt is inserted; your edited prompt will replace it. "
-        "A good prompt makes the model give the correct answer as often as possible."
-    )
-    edit_instruction: str = (
-        "Analyse the examples and the earlier prompts: notice what the higher-scoring prompts do "
-        "that the lower-scoring ones do not. Then edit the current prompt: keep what works, change what "
-        "does not, so that the edited prompt is different from all the prompts above and should score higher "
-        "than all of them."
-    )
-    edit_output_markers: str = "Write the edited prompt between <START> and <END>."
-    edit_output_json: str = (
-        'Reply with only a JSON object of the form {{"prompt": "..."}}, whose "prompt" value is the edited prompt.'
-    )
-    # `optimizer.direction: feedback`: the request for the reasons the current prompt fails (core/variants.py), and
-    # the problems block then shown in the meta-prompt.
-    feedback_task: str = (
-        "Your job is to find out why a prompt for a language model fails. The model was given the prompt below "
-        "together with each question of a few task examples, and answered the questions shown further down wrongly."
-    )
-    feedback_examples_intro: str = "These are the examples it got wrong, with the model's answer and the correct one:"
-    feedback_entry: str = "Question: {question}\nModel's answer: {prediction}\nCorrect answer: {answer}"
-    # After an entry, when the task's metric (a spec) said what was wrong with the answer.
-    feedback_metric: str = "What the metric found: {feedback}"
-    feedback_none: str = "(none: the model answered every example correctly)"
-    feedback_instruction: str = (
-        "Compare the model's answers with the correct ones and explain what in the prompt led the model to "
-        "answer wrongly. Be specific and brief."
-    )
-    feedback_output: str = "Write your explanation between <START> and <END>."
-    problems_intro: str = "An analysis of why the current prompt fails on some examples:"
-    problems_instruction: str = "Make sure the new prompt fixes the problems found in the analysis."
-    # `optimizer.momentum.update: summarize`: the prompt carried from the steps before, and the requests that
-    # merge it (or the carried problems) with the current step's.
-    previous_intro: str = (
-        "Here is a prompt carried over from the earlier steps with its score. Scores range from 0 to 100; "
-        "higher is better."
-    )
-    summarize_prompts_task: str = (
-        "Your job is to merge two prompts for a language model into one prompt that should score higher than both. "
-        "Scores range from 0 to 100; higher is better."
-    )
-    summarize_previous_intro: str = "The prompt carried over from the earlier steps:"
-    summarize_current_intro: str = "The current prompt:"
-    summarize_score: str = "Its score: {score}/100"
-    summarize_prompts_instruction: str = (
-        "Write one new prompt that keeps what makes the higher-scoring prompt work and adds what the other does well."
-    )
-    summarize_prompts_output: str = "Write the new prompt between <START> and <END>."
-    summarize_feedback_task: str = "Your job is to merge two analyses of a prompt's problems into one."
-    summarize_feedback_previous_intro: str = "Problems found with the earlier prompts:"
-    summarize_feedback_current_intro: str = "Problems found with the current prompt:"
-    summarize_feedback_instruction: str = (
-        "Write one analysis that keeps every problem that still matters and says each only once."
-    )
-    summarize_feedback_output: str = "Write the merged analysis between <START> and <END>."
-    max_input_chars: int = 600
-    max_answer_chars: int = 300
 
 
 class MomentumSettings(_Frozen):
@@ -393,8 +305,6 @@ class RegexCheck(_Check):
     @field_validator("pattern")
     @classmethod
     def _compiles(cls, v: str) -> str:
-        import re
-
         try:
             re.compile(v)
         except re.error as e:
@@ -440,7 +350,7 @@ class SimilarityCheck(_Check):
 
 
 MetricCheck = Annotated[ContainsCheck | RegexCheck | JsonCheck | OneOfCheck | SimilarityCheck,
-                        _Discriminator("check")]
+                        Discriminator("check")]
 
 
 class ChecksMetric(_Frozen):
@@ -465,8 +375,6 @@ class PythonMetric(_Frozen):
     @field_validator("function")
     @classmethod
     def _module_and_name(cls, v: str) -> str:
-        import re
-
         module, _, name = v.rpartition(":")
         if module.endswith(".py"):
             if not re.fullmatch(r"[A-Za-z_]\w*", Path(module).stem) or not re.fullmatch(r"[A-Za-z_]\w*", name):
@@ -505,7 +413,7 @@ class JudgeMetric(_Frozen):
         return v
 
 
-MetricSpec = Annotated[PythonMetric | ChecksMetric | JudgeMetric, _Discriminator("kind")]
+MetricSpec = Annotated[PythonMetric | ChecksMetric | JudgeMetric, Discriminator("kind")]
 
 
 def _built_in_or_spec(value: Any) -> str:
@@ -514,8 +422,8 @@ def _built_in_or_spec(value: Any) -> str:
 
 
 # What a task source's `metric` may be: a built-in kind (vocabulary.MetricKind) or a spec.
-TaskMetric = Annotated[Annotated[MetricKind, _Tag("built_in")] | Annotated[MetricSpec, _Tag("spec")],
-                       _Discriminator(_built_in_or_spec)]
+TaskMetric = Annotated[Annotated[MetricKind, Tag("built_in")] | Annotated[MetricSpec, Tag("spec")],
+                       Discriminator(_built_in_or_spec)]
 
 
 class TaskSource(_Frozen):
@@ -560,8 +468,6 @@ class TaskSource(_Frozen):
 
     @model_validator(mode="after")
     def _source_is_consistent(self) -> TaskSource:
-        import string  # local: config.py's imports stay as they are
-
         if self.format == "hf":
             if (self.path is None) == (self.dataset is None):
                 raise ValueError("format hf needs one of path (a save_to_disk folder) or dataset (a hub name)")
@@ -663,114 +569,6 @@ class TrackingSettings(_Frozen):
     mlflow_experiment: str = "gpo-ray"
 
 
-# Fields added after runs were first written: left out of the fingerprint while they hold their default, so a run
-# made by an older gpo-ray still resumes.
-_FINGERPRINT_NEUTRAL_DEFAULTS = {
-    "train_limit": None,
-    "answer_extraction": "single",
-    "metric_variants": {},
-    "candidate_scoring": "train_batch",
-    "adaptive_evaluation": AdaptiveEvaluationSettings().model_dump(),
-    "meta_prompt_style": "own",
-    "retrieval_order": "score_ascending",
-    "format_example_sampling": "first",
-    "repeated_candidates": "drop",
-    "update": "generate",
-    "budget_in_prompt": True,
-    "direction": "none",
-    "momentum": MomentumSettings().model_dump(),
-    "candidate_extraction": "own",
-    "selection": "own",
-    "new_candidate_order": "seeded",
-    "trace_scores": False,
-    "end_choice": "question",
-}
-
-# Role settings that say how calls are sent, not what is asked: outside the fingerprint, so a resume may change them.
-_HOW_CALLS_ARE_SENT = ("transport", "read_timeout_s", "max_reply_bytes", "hedge", "rate_limited_retry_s")
-
-# `preset: paper`: GPO as its authors ran it (RUCAIBox/GPO at 765df20, GPO.sh and optimize.py). Laid under the
-# user's own settings: a key given in the file or by a flag still wins. README "The paper preset" lists each key.
-PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {
-        "optimizer": {
-            "epochs": 3,  # NUM_SEARCH_EPOCHS
-            "batch_size": 8,  # OPT_BATCH_SIZE
-            "candidates": 8,  # NUM_GENERATED_INSTRUCTIONS_IN_EACH_STEP
-            "initial_prompt": "Let's think step by step.",  # INITIAL_INSTRUCTION
-            "placement": "end",  # INSTRUCTION_POS Q_end
-            "format_examples": 3,  # FORMAT_DATA_NUM
-            "format_example_sampling": "paper",  # np.random.seed(0), the split permutations, choice(format_num, 3)
-            "retrieval": "relevance",  # MOMENTUM_SELECTION_NAME relavance
-            "retrieval_k": 3,  # MOMENTUM_SELECTION_NUM
-            "retrieval_order": "as_selected",  # k_update.py shows the selection's order
-            "schedule": {"kind": "cosine", "initial": 50, "final": 10, "warmup_steps": 0},  # INITIAL/FINAL_STEP_SIZE
-            "edit_enforcement": "soft",  # w_lr only asks
-            "candidate_scoring": "eval",  # optimize.py scores new prompts on the eval split
-            "repeated_candidates": "keep_score",  # instruction_score_dict
-            "candidate_extraction": "paper",  # optimize.py extract_text + eval_utils.polish_sentence
-            "selection": "paper",  # optimize.py current_instruction2score, sorted, prev_best_instruction
-            "new_candidate_order": "seeded",  # list(set(new)): hash-seed order, a seeded shuffle here
-            "trace_scores": True,  # train_log on each batch, test_log for each step's prompt
-            "end_choice": "paper",  # eval_utils.py: conv[0]["content"].split("\n")[-2]
-            "meta_prompt_style": "paper",  # generate_without_gradient.py, k_update.py, w_lr.py
-            "answer_extraction": "second_turn",  # eval_utils.py: get_second_round_prompt for chat scorers
-            "metric_variants": {"multiple_choice": "paper", "exact_match": "paper", "numeric": "paper",
-                                "rouge_l": "paper"},  # evaluation/metrics.py
-        },
-        "optimizer_model": {"temperature": 1.0, "max_tokens": 512, "structured_output": False},
-        "task_model": {"temperature": 0.0, "max_tokens": 256},  # the scorer's call_scorer: greedy, 256 tokens
-    }
-}
-
-
-# Each role's own sampling settings: the optimizer samples diverse candidates (GPO draws 8 per step at 1.0), the task
-# model answers greedily with its replies capped. A role block that names only an endpoint, a model or a key keeps
-# them: RunConfig lays a user's role block (dict or LLMRoleConfig, only the fields set) over these, then the preset.
-ROLE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "task_model": {"temperature": 0.0, "max_tokens": 256},
-    "optimizer_model": {"temperature": 1.0, "max_tokens": 256},
-    "judge_model": {"temperature": 0.0, "max_tokens": 200},  # a score and a reason: greedy, so a rerun agrees
-}
-ROLES = tuple(ROLE_DEFAULTS)
-
-
-def _role_fields_given(value: Any) -> Any:
-    """A role as the fields a user gave: an LLMRoleConfig built in code counts only the fields set on it."""
-    if isinstance(value, LLMRoleConfig):
-        return value.model_dump(exclude_unset=True)
-    return value
-
-
-def layered_config(data: dict[str, Any]) -> dict[str, Any]:
-    """The role defaults, then the preset, then what the user gave. In a role's block an explicit null wins (e.g.
-    `max_tokens: null`, no cap); elsewhere null means not given, as for CLI flags."""
-    data = {k: (_role_fields_given(v) if k in ROLES else v) for k, v in data.items()}
-    preset = PRESETS.get(data["preset"], {}) if isinstance(data.get("preset"), str) else {}
-    out = deep_merge(preset, {k: v for k, v in data.items() if k not in ROLES})
-    for role in ROLES:
-        given = data.get(role, {})
-        if not isinstance(given, dict):  # not a mapping: let validation say so
-            out[role] = given
-            continue
-        out[role] = {**ROLE_DEFAULTS[role], **preset.get(role, {}), **given}
-    return out
-
-
-def sampling_settings(config: RunConfig) -> dict[str, dict[str, Any]]:
-    """What each role's requests are sampled with, as sent (results.json, `gpo-ray plan`); judge_model only in a run
-    that has a judge metric (elsewhere it sends nothing)."""
-    return {role: {"model": getattr(config, role).model or ("embedded" if getattr(config, role).is_embedded else None),
-                   "temperature": getattr(config, role).temperature,
-                   "max_tokens": getattr(config, role).max_tokens}
-            for role in used_roles(config)}
-
-
-def used_roles(config: RunConfig) -> tuple[str, ...]:
-    """The roles a run sends requests to: the task and optimizer models, and the judge where a metric is one."""
-    return tuple(r for r in ROLES if r != "judge_model" or judge_metrics(config))
-
-
 class RunConfig(_Frozen):
     preset: Literal["paper"] | None = Field(
         default=None, description="paper: every setting as the official GPO code runs it, under your own settings"
@@ -778,9 +576,9 @@ class RunConfig(_Frozen):
     tasks: list[str] = Field(min_length=1, description="task names or globs, e.g. bbh/navigate, mmlu/*")
     data_dir: Path | None = None
     task_sources: list[TaskSource] = []
-    task_model: LLMRoleConfig = LLMRoleConfig(**ROLE_DEFAULTS["task_model"])
-    optimizer_model: LLMRoleConfig = LLMRoleConfig(**ROLE_DEFAULTS["optimizer_model"])
-    judge_model: LLMRoleConfig = Field(default=LLMRoleConfig(**ROLE_DEFAULTS["judge_model"]),
+    task_model: LLMRoleConfig = LLMRoleConfig(**ROLE_DEFAULTS[ConfigRole.TASK_MODEL])
+    optimizer_model: LLMRoleConfig = LLMRoleConfig(**ROLE_DEFAULTS[ConfigRole.OPTIMIZER_MODEL])
+    judge_model: LLMRoleConfig = Field(default=LLMRoleConfig(**ROLE_DEFAULTS[ConfigRole.JUDGE_MODEL]),
                                        description="the LLM judge of `kind: judge` metrics; unused otherwise")
     optimizer: OptimizerSettings = OptimizerSettings()
     cluster: ClusterSettings = ClusterSettings()
@@ -793,7 +591,11 @@ class RunConfig(_Frozen):
     @model_validator(mode="before")
     @classmethod
     def _role_defaults_and_preset(cls, data: Any) -> Any:
-        return layered_config(data) if isinstance(data, dict) else data
+        """A role given as an LLMRoleConfig built in code counts only the fields set on it; then presets.py layers."""
+        if not isinstance(data, dict):
+            return data
+        return layered_config({k: (v.model_dump(exclude_unset=True) if k in ROLES and isinstance(v, LLMRoleConfig)
+                                   else v) for k, v in data.items()})
 
     @model_validator(mode="after")
     def _paper_style_needs_markers(self) -> RunConfig:
@@ -818,118 +620,5 @@ class RunConfig(_Frozen):
         return json.loads(self.model_dump_json())
 
     def fingerprint(self) -> str:
-        """What must match for `resume` to continue a run (everything except where it runs)."""
-        import hashlib
-
-        d = self.public_dict()
-        d.pop("run_dir", None)
-        d.pop("cluster", None)
-        d.pop("budget", None)
-        d.pop("tracking", None)
-        if d.get("preset") is None:
-            d.pop("preset", None)
-        if not judge_metrics(self):  # added with the judge: runs without one keep their fingerprint
-            d.pop("judge_model", None)
-        for role in (r for r in ROLES if r in d):
-            for how in _HOW_CALLS_ARE_SENT:  # not what is asked
-                d[role].pop(how, None)
-        for key, default in _FINGERPRINT_NEUTRAL_DEFAULTS.items():
-            if d["optimizer"].get(key) == default:
-                d["optimizer"].pop(key)
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def judge_metrics(config: RunConfig) -> list[JudgeMetric]:
-    """The judge metrics of a run's own tasks (built-in tasks have none)."""
-    return [s.metric for s in config.task_sources if isinstance(s.metric, JudgeMetric)]
-
-
-def read_config_file(path: Path) -> dict[str, Any]:
-    """Read YAML or TOML into a dict; a broken file becomes a ConfigError naming it. `example:NAME` is a shipped
-    example's config (gpo_ray/examples/)."""
-    if str(path).startswith("example:") and not path.exists():
-        from gpo_ray.examples import example_config  # local: the examples folder is data beside the schema
-
-        path = example_config(str(path))
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text") from None
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read: {e.strerror or type(e).__name__}") from None
-    try:
-        if path.suffix.lower() == ".toml":
-            data = tomllib.loads(text)
-        else:
-            data = yaml.safe_load(text)
-    except (yaml.YAMLError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"{path}: not valid {'TOML' if path.suffix.lower() == '.toml' else 'YAML'}: {error_line(e)}") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of settings, not {type(data).__name__}")
-    return anchor_paths(data, folder=path.parent, source=path)
-
-
-def anchor_paths(data: dict[str, Any], *, folder: Path, source: Path) -> dict[str, Any]:
-    """Relative paths in a config read from a file are relative to that file's folder (run_dir stays relative to
-    where you run). Changes `data` in place and returns it; `source` names the file in errors."""
-    def anchored(value: Any, field: str) -> Any:
-        if not isinstance(value, str) or Path(value).is_absolute():
-            return value
-        if "\x00" in value:
-            raise ConfigError(f"{source}: {field}: a path must not contain a NUL byte")
-        return str((folder / value).resolve())
-
-    if "data_dir" in data:
-        data["data_dir"] = anchored(data["data_dir"], "data_dir")
-    sources = data.get("task_sources")
-    if isinstance(sources, list):
-        for i, src in enumerate(sources):
-            if isinstance(src, dict) and "path" in src:
-                src["path"] = anchored(src["path"], f"task_sources.{i}.path")
-            metric = src.get("metric") if isinstance(src, dict) else None
-            if isinstance(metric, dict) and metric.get("kind") == "python" and isinstance(metric.get("function"), str):
-                file, sep, name = metric["function"].rpartition(":")
-                if sep and file.endswith(".py"):  # a metric file beside the config
-                    metric["function"] = f"{anchored(file, f'task_sources.{i}.metric.function')}:{name}"
-    return data
-
-
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """Override wins; nested dicts merge. None in override means 'not given'."""
-    out = dict(base)
-    for k, v in override.items():
-        if v is None:
-            continue
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = deep_merge(out[k], v)
-        else:
-            out[k] = v
-    return out
-
-
-def format_validation_error(e: ValidationError) -> str:
-    """One line: the first failing field and its problem (and how many more there are)."""
-    errs = e.errors()
-    first = errs[0]
-    loc = ".".join(str(p) for p in first["loc"]).encode("unicode_escape").decode("ascii") or "config"
-    msg = first["msg"]
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, ") :]
-    if first["type"] == "extra_forbidden":
-        msg = "unknown setting"
-    more = f" (and {len(errs) - 1} more problem{'s' if len(errs) > 2 else ''})" if len(errs) > 1 else ""
-    return f"invalid config: {loc}: {msg}{more}"
-
-
-def load_config(path: Path | None = None, *, overrides: dict[str, Any] | None = None) -> RunConfig:
-    """File (optional) + CLI overrides -> validated RunConfig, or ConfigError."""
-    data = read_config_file(path) if path is not None else {}
-    data = deep_merge(data, overrides or {})
-    try:
-        return RunConfig.model_validate(data)
-    except ValidationError as e:
-        raise ConfigError(format_validation_error(e)) from None
+        """What must match for `resume` to continue a run (everything except where it runs): fingerprint.py."""
+        return fingerprint_of(self.public_dict())
