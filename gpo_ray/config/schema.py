@@ -477,7 +477,10 @@ class TaskSource(_Frozen):
             raise ValueError("dataset and subset are for format hf")
         if self.splits is not None and set(self.splits) != {"train", "eval", "test"}:
             raise ValueError("splits needs all of train, eval and test")
-        explicit_answer_field = "answer_field" in self.model_fields_set and self.answer_field is not None
+        # answer_field at its default counts as not given: config.json holds it beside answer_fields, and a resume
+        # validates that dump again.
+        explicit_answer_field = ("answer_field" in self.model_fields_set
+                                 and self.answer_field not in (None, type(self).model_fields["answer_field"].default))
         if self.answer_fields is not None and explicit_answer_field:
             raise ValueError("give answer_field or answer_fields, not both")
         if self.input_template is not None:
