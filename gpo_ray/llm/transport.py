@@ -18,6 +18,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -140,6 +141,30 @@ class _ChatTransport:
         return self._error(OversizedResponse, f"reply of {size} bytes exceeds the {self.reply_limit(request):,} "
                            f"bytes a request with {asked} can get (max_reply_bytes caps it)", kind="oversized")
 
+    async def _read_chunks(self, next_chunk: Callable[[], Awaitable[bytes]], content_length: int | str | None,
+                           request: ChatRequest) -> bytes:
+        """A reply body, read until it ends (an empty chunk), stops for `read_timeout_s` (stalled), or outgrows the
+        request's limit (oversized: the rest is never read, the connection is dropped)."""
+        limit = self.reply_limit(request)
+        if content_length is not None and str(content_length).isdigit() and int(content_length) > limit:
+            raise self._oversized(f"{int(content_length):,}", request)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            try:
+                chunk = await asyncio.wait_for(next_chunk(), self.read_timeout_s)
+            except (asyncio.TimeoutError, TimeoutError):
+                if self.read_timeout_s is None:
+                    raise
+                raise self._error(StalledResponse, f"the reply stopped arriving for {self.read_timeout_s:g}s "
+                                  f"after {size:,} bytes", kind="stalled") from None
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > limit:
+                raise self._oversized(f"more than {limit:,}", request)
+            chunks.append(chunk)
+
     def _parse(self, completion: Any, request: ChatRequest) -> ChatResponse:
         if isinstance(completion, str | bytes):  # the SDK hands back raw text for a non-JSON content type
             raise self._error(MalformedResponse, "response body is not JSON", kind="malformed")
@@ -243,25 +268,32 @@ class OpenAITransport(_ChatTransport):
         return self._client
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
+        """The body is read as it arrives, as HTTPTransport reads it: cut when it stalls for `read_timeout_s` after
+        the headers, refused (the rest unread) when it outgrows the request's limit."""
+        import httpx
         import openai
 
+        create = self._sdk().chat.completions.with_streaming_response.create
         try:
-            completion = await self._sdk().chat.completions.create(**self.request_params(request))
+            async with create(**self.request_params(request)) as reply:
+                http = reply.http_response
+                chunks = http.aiter_bytes()
+                raw = await self._read_chunks(lambda: anext(chunks, b""), http.headers.get("content-length"), request)
         except openai.APIStatusError as e:
             raise self._status_error(e.status_code, e.response.headers, e.body) from None
-        except openai.APITimeoutError:
+        except (openai.APITimeoutError, httpx.TimeoutException):
             raise self._error(RetryableLLMError, f"no response within {self.timeout_s:g}s", kind="timeout") from None
         except openai.APIConnectionError as e:
             raise self._error(RetryableLLMError, f"connection failed ({_cause_name(e)})", kind="connection") from None
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except httpx.TransportError as e:
+            raise self._error(RetryableLLMError, f"connection failed ({type(e).__name__})", kind="connection") from None
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
             raise self._error(MalformedResponse, "response body is not JSON", kind="malformed") from None
-        except openai.APIResponseValidationError:
-            raise self._error(MalformedResponse, "response is not a chat completion", kind="malformed") from None
-        response = self._parse(completion, request)
-        # The SDK reads a body whole; what is too large is at least refused (and so never cached).
-        if len(response.text.encode()) > self.reply_limit(request):
-            raise self._oversized(f"more than {len(response.text.encode()):,}", request)
-        return response
+        if not isinstance(body, dict):
+            raise self._error(MalformedResponse, "response body is not JSON", kind="malformed")
+        return self._parse(_Completion(body), request)
 
 
 class HTTPTransport(_ChatTransport):
@@ -306,27 +338,7 @@ class HTTPTransport(_ChatTransport):
 
 
     async def _read_body(self, reply: aiohttp.ClientResponse, request: ChatRequest) -> bytes:
-        """The body, read until it ends, stops for `read_timeout_s` (stalled), or outgrows the request's limit
-        (oversized: the rest is never read, the connection is dropped)."""
-        limit = self.reply_limit(request)
-        if reply.content_length is not None and reply.content_length > limit:
-            raise self._oversized(f"{reply.content_length:,}", request)
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            try:
-                chunk = await asyncio.wait_for(reply.content.readany(), self.read_timeout_s)
-            except (asyncio.TimeoutError, TimeoutError):
-                if self.read_timeout_s is None:
-                    raise
-                raise self._error(StalledResponse, f"the reply stopped arriving for {self.read_timeout_s:g}s "
-                                  f"after {size:,} bytes", kind="stalled") from None
-            if not chunk:
-                return b"".join(chunks)
-            size += len(chunk)
-            if size > limit:
-                raise self._oversized(f"more than {limit:,}", request)
-            chunks.append(chunk)
+        return await self._read_chunks(reply.content.readany, reply.content_length, request)
 
 
 class _Completion:

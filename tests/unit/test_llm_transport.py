@@ -134,8 +134,7 @@ async def test_a_reply_larger_than_max_tokens_allows_is_refused_as_oversized(Tra
     assert info.value.kind == "oversized" and info.value.retryable
     assert "max_tokens 64" in str(info.value)
     assert normal.text, "a reply of the size asked for is read as always"
-    if Transport is HTTPTransport:  # it stops reading at the limit; the SDK reads a body whole, then refuses it
-        assert server.stats()["oversized_bytes_sent"] < 20_000_000 // 2
+    assert server.stats()["oversized_bytes_sent"] < 20_000_000 // 2  # both stop reading at the limit
 
 
 async def test_the_cap_bounds_a_reply_without_max_tokens(Transport):
@@ -148,10 +147,9 @@ async def test_the_cap_bounds_a_reply_without_max_tokens(Transport):
             await transport.aclose()
 
 
-async def test_a_body_that_stops_arriving_is_cut_by_the_read_timeout_as_stalled():
-    """HTTPTransport only: the SDK's read timeout would also cut a slow generation before its headers."""
+async def test_a_body_that_stops_arriving_is_cut_by_the_read_timeout_as_stalled(Transport):
     async with running_fake_llm() as server:
-        transport = HTTPTransport(base_url=server.base_url, model="m", timeout_s=60, read_timeout_s=0.3)
+        transport = Transport(base_url=server.base_url, model="m", timeout_s=60, read_timeout_s=0.3)
         try:
             with pytest.raises(StalledResponse) as info:
                 await transport.complete(ask("start then stop [[fault:stall]]"))
@@ -160,9 +158,9 @@ async def test_a_body_that_stops_arriving_is_cut_by_the_read_timeout_as_stalled(
     assert info.value.kind == "stalled" and info.value.retryable
 
 
-async def test_the_read_timeout_does_not_cut_a_slow_generation_before_its_headers():
+async def test_the_read_timeout_does_not_cut_a_slow_generation_before_its_headers(Transport):
     async with running_fake_llm(latency_s=0.6) as server:  # no byte at all until the whole reply is ready
-        transport = HTTPTransport(base_url=server.base_url, model="m", timeout_s=60, read_timeout_s=0.2)
+        transport = Transport(base_url=server.base_url, model="m", timeout_s=60, read_timeout_s=0.2)
         try:
             response = await transport.complete(ask("think slowly"))
         finally:
