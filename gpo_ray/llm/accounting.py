@@ -74,6 +74,9 @@ class UsageCounters:
     retries: int = 0
     errors: dict[str, int] = field(default_factory=dict)  # failed endpoint attempts, by error_kind
     hedges: dict[str, int] = field(default_factory=dict)  # hedged requests: sent, won (the hedge answered first), cancelled
+    # A role with several endpoints (llm/balance.py): requests sent to each, and how often each was ejected.
+    endpoints: dict[str, int] = field(default_factory=dict)
+    ejections: dict[str, int] = field(default_factory=dict)
     listener: UsageListener | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -117,6 +120,12 @@ class UsageCounters:
         self.hedges[what] = self.hedges.get(what, 0) + 1
         self._tell("hedges", kind=what)
 
+    def record_endpoint(self, endpoint: str, *, ejected: bool = False) -> None:
+        """A request sent to one of a balanced role's endpoints, or (ejected) that endpoint taken out."""
+        into = self.ejections if ejected else self.endpoints
+        into[endpoint] = into.get(endpoint, 0) + 1
+        self._tell("ejections" if ejected else "endpoint_requests", kind=endpoint)
+
     def record_latency(self, what: str, seconds: float) -> None:
         """Latencies are not kept here (usage.json has no place for them); only the listener sees them."""
         if self.listener is not None:
@@ -135,6 +144,9 @@ class UsageCounters:
             "retries": self.retries,
             "errors": dict(sorted(self.errors.items())),
             "hedges": dict(sorted(self.hedges.items())),
+            # Only for a role with several endpoints: a run with one keeps its usage's shape.
+            **({"endpoints": dict(sorted(self.endpoints.items()))} if self.endpoints else {}),
+            **({"ejections": dict(sorted(self.ejections.items()))} if self.ejections else {}),
         }
 
     @classmethod
@@ -148,6 +160,8 @@ class UsageCounters:
             retries=int(snap.get("retries", 0)),
             errors={str(k): int(v) for k, v in (snap.get("errors") or {}).items()},
             hedges={str(k): int(v) for k, v in (snap.get("hedges") or {}).items()},
+            endpoints={str(k): int(v) for k, v in (snap.get("endpoints") or {}).items()},
+            ejections={str(k): int(v) for k, v in (snap.get("ejections") or {}).items()},
         )
 
     def merge(self, other: UsageCounters | dict[str, Any]) -> UsageCounters:
@@ -164,6 +178,9 @@ class UsageCounters:
             self.errors[kind] = self.errors.get(kind, 0) + n
         for what, n in other.hedges.items():
             self.hedges[what] = self.hedges.get(what, 0) + n
+        for mine, theirs in ((self.endpoints, other.endpoints), (self.ejections, other.ejections)):
+            for url, n in theirs.items():
+                mine[url] = mine.get(url, 0) + n
         return self
 
 

@@ -80,7 +80,8 @@ def build_client(
             run_wide=run_wide,
         )
 
-    client = endpoint(urls[0]) if len(urls) == 1 else BalancedClient([endpoint(u) for u in urls])
+    client = (endpoint(urls[0]) if len(urls) == 1
+              else BalancedClient([endpoint(u) for u in urls], endpoints=urls, counters=counters))
     if role.hedge.enabled:
         h = role.hedge
         client = HedgedClient(client, counters=counters, percentile=h.percentile, min_delay_s=h.min_delay_s,
