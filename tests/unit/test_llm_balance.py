@@ -2,7 +2,11 @@
 
 import asyncio
 
+from gpo_ray.llm.accounting import UsageCounters
 from gpo_ray.llm.balance import BalancedClient
+from gpo_ray.llm.errors import RetryableLLMError
+from gpo_ray.llm.health import EndpointState, HealthBook, HealthPolicy
+from gpo_ray.llm.retry import RetryingClient
 from gpo_ray.llm.protocol import ChatRequest, ChatResponse, user_message
 
 
@@ -46,10 +50,6 @@ async def test_a_slow_endpoint_gets_less_work_when_requests_trickle_in():
 
 # --- outlier ejection (llm/health.py) -------------------------------------------------------------------------------
 
-from gpo_ray.llm.accounting import UsageCounters  # noqa: E402
-from gpo_ray.llm.errors import RetryableLLMError  # noqa: E402
-from gpo_ray.llm.health import EndpointState, HealthBook, HealthPolicy  # noqa: E402
-from gpo_ray.llm.retry import RetryingClient  # noqa: E402
 
 
 class Refusing(SlowEndpoint):
