@@ -1,0 +1,73 @@
+"""A role with three endpoints of one model, one killed and one wedged (SIGSTOP) mid-run, as happens to a vLLM node:
+the run completes with the same results, the dead and wedged endpoints are ejected within seconds and get almost no
+work after, and the wedged one, continued, is taken back. Each fake runs in its own process, so signals hit it alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from gpo_ray.api import optimize
+from gpo_ray.config import EndpointSpec, LLMRoleConfig
+from gpo_ray.testing import ProcessFake
+from tests.integration.test_e2e_optimize import fake_config, make_config
+
+pytestmark = pytest.mark.usefixtures("ray_cluster")
+
+
+def _served(fake: ProcessFake) -> int:
+    return int(fake.stats()["requests"])
+
+
+def test_a_dead_and_a_wedged_endpoint_are_ejected_and_a_continued_one_is_taken_back(tmp_path):
+    base = make_config(tmp_path / "cfg", "http://placeholder/v1")
+    fakes = [ProcessFake(fake_config(base).model_copy(update={"latency_s": 0.02})) for _ in range(3)]
+    dead, wedged, live = fakes
+    try:
+        urls = [f.base_url for f in fakes]
+        config = make_config(tmp_path, urls[2])
+        role = LLMRoleConfig(base_url=urls[0], endpoints=[EndpointSpec(base_url=u) for u in urls[1:]],
+                             model="fake-llm", max_tokens=64, timeout_s=60, max_retries=6)
+        config = config.model_copy(update={"task_model": role})
+        at_fault: dict[str, float | int] = {}
+
+        def break_two_then_continue_one() -> None:
+            while _served(live) < 60:  # mid-run: the three share the work until here
+                time.sleep(0.05)
+            at_fault.update(dead_before=_served(dead), wedged_before=_served(wedged), at=time.monotonic())
+            os.kill(dead.process.pid, signal.SIGKILL)
+            os.kill(wedged.process.pid, signal.SIGSTOP)
+            time.sleep(14.0)  # past the wedge limit (at least 10 s)
+            os.kill(wedged.process.pid, signal.SIGCONT)
+            at_fault["continued_at"] = time.monotonic()
+
+        breaker = threading.Thread(target=break_two_then_continue_one, daemon=True)
+        breaker.start()
+        started = time.monotonic()
+        results = optimize(config)
+        wall = time.monotonic() - started
+        breaker.join(30)
+        assert "continued_at" in at_fault, "the run ended before the faults were set"
+        wedged_after_continue = _served(wedged)
+    finally:
+        for f in (wedged, live):
+            f.close()
+        dead.process.join(5)
+
+    assert all(r.status == "completed" for r in results.tasks.values())
+    usage = json.loads((tmp_path / "run" / "usage.json").read_text())["task_model"]
+    sent, ejected = usage["endpoints"], usage["ejections"]
+    assert set(sent) == set(urls) and ejected.get(urls[0], 0) >= 1 and ejected.get(urls[1], 0) >= 1
+    # After the faults, the dead endpoint got only what was in flight and the few tries that ejected it.
+    total_after = sum(sent.values()) - sum(v for v in (at_fault["dead_before"], at_fault["wedged_before"]))
+    dead_after = sent[urls[0]] - int(at_fault["dead_before"])
+    assert dead_after <= 0.05 * total_after + 16, (dead_after, total_after)
+    # The wedged one answered again once continued, and was sent more work after its probe.
+    assert wedged_after_continue > int(at_fault["wedged_before"])
+    assert wall < 120
