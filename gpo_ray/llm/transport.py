@@ -8,6 +8,10 @@ Two transports with one behaviour (the same tests run against both):
 Neither retries on its own (the SDK's `max_retries=0`): the retry layer above owns retrying, so that
 every attempt is visible to the limits and accounting layers. Error messages name the endpoint and
 model and never the key; the server's own error text is shortened and scrubbed of anything key-like.
+
+Both send, as HTTP headers beside the body, the transport's role (X-GPO-Role) and the request's purpose
+(X-GPO-Purpose), each when known (llm/protocol.py: metadata_headers): the fake endpoint answers by them, real ones
+ignore them. The body is the same with or without them.
 """
 
 from __future__ import annotations
@@ -32,7 +36,13 @@ from gpo_ray.llm.errors import (
     RetryableLLMError,
     StalledResponse,
 )
-from gpo_ray.llm.protocol import ChatRequest, ChatResponse, Usage, tokens_in_chars
+from gpo_ray.llm.protocol import (
+    ChatRequest,
+    ChatResponse,
+    Usage,
+    metadata_headers,
+    tokens_in_chars,
+)
 
 NO_KEY = "not-needed"  # local servers (llama.cpp, vLLM) accept any key; the SDK insists on one
 _KEYLIKE = re.compile(r"\b(?:sk|pk|rk)-[A-Za-z0-9_\-*.]{4,}|\bBearer\s+\S+", re.IGNORECASE)
@@ -67,9 +77,10 @@ def _is_loopback(url: str) -> bool:
 
 
 class _ChatTransport:
-    """What both transports share: the request body, reply parsing, HTTP status -> typed error, scrubbing.
+    """What both transports share: the request body and headers, reply parsing, HTTP status -> typed error, scrubbing.
 
-    The HTTP client is created on first use, inside whatever event loop (e.g. a Ray actor's) calls it.
+    `role` (a vocabulary.Role value: whose stack this is) goes out as X-GPO-Role on every request. The HTTP client
+    is created on first use, inside whatever event loop (e.g. a Ray actor's) calls it.
     Pickling drops the key and the client; an unpickled copy reads the key from its own environment.
     """
 
@@ -84,8 +95,11 @@ class _ChatTransport:
         schema_style: str = "json_schema",
         read_timeout_s: float | None = DEFAULT_READ_TIMEOUT_S,
         max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
+        role: str | None = None,
     ) -> None:
+        metadata_headers(role=role, purpose=None)  # a role outside the vocabulary fails here, not on the first call
         self.endpoint = base_url
+        self.role = role
         self.model = model
         self.api_key_env = api_key_env
         self.timeout_s = timeout_s
@@ -134,6 +148,11 @@ class _ChatTransport:
                     "json_schema": {"name": "candidate", "schema": request.json_schema, "strict": True},
                 }
         return params
+
+    def request_headers(self, request: ChatRequest) -> dict[str, str]:
+        """The metadata headers of a request: X-GPO-Role and X-GPO-Purpose, each when known (no key: the session or
+        the SDK adds Authorization on its own)."""
+        return metadata_headers(role=self.role, purpose=request.purpose)
 
     def reply_limit(self, request: ChatRequest) -> int:
         """The largest reply body this request can legitimately get: from its max_tokens, at most the cap."""
@@ -252,7 +271,9 @@ class OpenAITransport(_ChatTransport):
         import openai
 
         try:
-            completion = await self._sdk().chat.completions.create(**self.request_params(request))
+            headers = self.request_headers(request)
+            completion = await self._sdk().chat.completions.create(
+                **self.request_params(request), **({"extra_headers": headers} if headers else {}))
         except openai.APIStatusError as e:
             raise self._status_error(e.status_code, e.response.headers, e.body) from None
         except openai.APITimeoutError:
@@ -292,7 +313,8 @@ class HTTPTransport(_ChatTransport):
     async def complete(self, request: ChatRequest) -> ChatResponse:
         url = self.endpoint.rstrip("/") + "/chat/completions"
         try:
-            async with self._session().post(url, json=self.request_params(request)) as reply:
+            post = self._session().post(url, json=self.request_params(request), headers=self.request_headers(request))
+            async with post as reply:
                 raw = await self._read_body(reply, request)
                 status, headers = reply.status, reply.headers
         except (asyncio.TimeoutError, TimeoutError):
