@@ -53,6 +53,26 @@ class ConfigRole(StrEnum):
     JUDGE_MODEL = "judge_model"  # asked only in a run with a `kind: judge` metric
 
 
+class Purpose(StrEnum):
+    """What one LLM request is for. Sent beside the request as metadata (the X-GPO-Purpose header, with the role in
+    X-GPO-Role: llm/transport.py), never in its body or cache key: the fake endpoint answers by it, real ones ignore
+    it."""
+
+    ANSWER = "answer"  # the task model's reply to a question under the prompt
+    SECOND_TURN = "second_turn"  # the task model asked, after its reply, for the final answer alone
+    CANDIDATES = "candidates"  # the optimizer's meta-prompt: new prompts
+    FEEDBACK = "feedback"  # the optimizer asked why the current prompt fails (direction feedback)
+    SUMMARIZE = "summarize"  # the optimizer asked to merge the carried prompt or problems with the step's (momentum)
+    JUDGE = "judge"  # the judge's grading of one reply
+
+    @property
+    def role(self) -> Role:
+        """The role whose model is asked for this."""
+        if self in (Purpose.ANSWER, Purpose.SECOND_TURN):
+            return Role.TASK_MODEL
+        return Role.JUDGE if self is Purpose.JUDGE else Role.OPTIMIZER
+
+
 class NodeResource(StrEnum):
     """Ray custom resources that say where which actor may run (ray_cluster.yaml and deploy/ put them on nodes)."""
 

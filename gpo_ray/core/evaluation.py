@@ -26,7 +26,7 @@ from gpo_ray.tasks.second_turn import (
     second_turn_text,
 )
 from gpo_ray.tasks.types import Example
-from gpo_ray.vocabulary import MetricKind, PromptPlacement
+from gpo_ray.vocabulary import MetricKind, PromptPlacement, Purpose
 
 Metric = MetricKind | PythonMetric | ChecksMetric | JudgeMetric
 
@@ -125,6 +125,7 @@ def task_request(prompt: str, example: Example, params: TaskModelParams) -> Chat
         temperature=params.temperature,
         max_tokens=params.max_tokens,
         seed=params.seed,
+        purpose=Purpose.ANSWER,
     )
 
 
@@ -137,6 +138,7 @@ def second_turn_request(
         temperature=params.temperature,
         max_tokens=SECOND_TURN_MAX_TOKENS,
         seed=params.seed,
+        purpose=Purpose.SECOND_TURN,
     )
 
 

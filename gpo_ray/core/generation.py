@@ -17,7 +17,7 @@ from gpo_ray.core.paper_meta_prompt import build_paper_meta_prompt
 from gpo_ray.core.types import TrajectoryEntry
 from gpo_ray.llm.protocol import ChatRequest, LLMClient, user_message
 from gpo_ray.tasks.types import Example
-from gpo_ray.vocabulary import PromptPlacement
+from gpo_ray.vocabulary import PromptPlacement, Purpose
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ class OptimizerTextRequest:
 
     task: str
     step: int
-    purpose: str  # "feedback" | "summarize"
+    purpose: str  # "feedback" | "summarize" (core/variants.py), sent as the request's X-GPO-Purpose
     text: str
     seed: int = 0
     temperature: float = 0.0
@@ -101,6 +101,7 @@ async def ask_optimizer(llm: LLMClient, request: OptimizerTextRequest) -> str:
             temperature=request.temperature,
             max_tokens=request.max_tokens,
             seed=stable_seed(request.seed, request.task, request.step, request.purpose),
+            purpose=request.purpose,
         )
     )
     return reply.text
@@ -135,6 +136,7 @@ async def generate_candidates(llm: LLMClient, request: GenerationRequest) -> Gen
                         seed=stable_seed(request.seed, request.task, request.step, offset + i),
                         json_schema=CANDIDATE_JSON_SCHEMA if request.structured else None,
                         sample_index=offset + i,
+                        purpose=Purpose.CANDIDATES,
                     )
                 )
                 for i in range(missing)

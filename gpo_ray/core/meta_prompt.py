@@ -13,7 +13,8 @@ It follows the paper's structure, in our own words:
 With `optimizer.update: edit`, (a), (e) and (g) ask to edit the current prompt instead (the `edit_*` sentences).
 
 Every sentence lives in `MetaPromptTemplate` and can be overridden, except the current-prompt block,
-which is byte-exact on purpose: tools (and the fake test server) find the current prompt by it.
+which is byte-exact on purpose: tools (and the fake test server) find the current prompt by it. What a request is
+for travels beside it (`ChatRequest.purpose`, the X-GPO-Purpose header), so no sentence of it has to stay fixed.
 Example text is clipped so that a meta-prompt stays small whatever the task's inputs look like.
 """
 

@@ -39,18 +39,21 @@ from gpo_ray.core.paper_meta_prompt import (
 from gpo_ray.core.retrieval import cosine_similarity
 from gpo_ray.core.types import TrajectoryEntry, WrongExample
 from gpo_ray.tasks.types import Example
+from gpo_ray.vocabulary import Purpose
 
-# Byte-exact blocks of the own-style requests (not overridable): tools and the fake test server tell requests apart
-# by them, as by the meta-prompt's <current_prompt> block.
+# Byte-exact blocks of the own-style requests (not overridable): tools and the fake test server find what a request
+# holds by them, as the current prompt by the meta-prompt's <current_prompt> block (what the request is for, the fake
+# reads from its purpose; only a request sent without one is told apart by these).
 WRONG_EXAMPLES_OPEN, WRONG_EXAMPLES_CLOSE = "<wrong_examples>", "</wrong_examples>"
 PREVIOUS_PROMPT_OPEN, PREVIOUS_PROMPT_CLOSE = "<previous_prompt>", "</previous_prompt>"
 LATEST_PROMPT_OPEN, LATEST_PROMPT_CLOSE = "<latest_prompt>", "</latest_prompt>"
 PREVIOUS_PROBLEMS_OPEN, PREVIOUS_PROBLEMS_CLOSE = "<previous_problems>", "</previous_problems>"
 CURRENT_PROBLEMS_OPEN, CURRENT_PROBLEMS_CLOSE = "<current_problems>", "</current_problems>"
 
-# What the optimizer is asked for besides candidates (the `purpose` of an OptimizerTextRequest, the counts' names).
-FEEDBACK = "feedback"
-SUMMARIZE = "summarize"
+# What the optimizer is asked for besides candidates (the `purpose` of an OptimizerTextRequest, the counts' names,
+# and the request's X-GPO-Purpose header: the vocabulary's words, as plain strings).
+FEEDBACK = Purpose.FEEDBACK.value
+SUMMARIZE = Purpose.SUMMARIZE.value
 
 
 def _block(open_tag: str, text: str, close_tag: str) -> str:

@@ -26,7 +26,7 @@ from gpo_ray.llm.balance import BalancedClient
 from gpo_ray.llm.cache import CachedClient, ResponseCache
 from gpo_ray.llm.hedge import HedgedClient
 from gpo_ray.llm.limits import LimitedClient
-from gpo_ray.llm.protocol import LLMClient
+from gpo_ray.llm.protocol import ROLES, LLMClient
 from gpo_ray.llm.retry import RetryingClient
 from gpo_ray.llm.run_limits import LeasedRate, PermitSource
 from gpo_ray.llm.transport import HTTPTransport, OpenAITransport
@@ -50,6 +50,8 @@ def build_client(
 
     `base_delay_s`/`max_delay_s` bound the retry backoff (full jitter); Retry-After from the server wins when longer.
 
+    `role_name`, when a vocabulary.Role value, is sent with every request as the X-GPO-Role header (llm/transport.py).
+
     With `permits` (the run's limiter), the role's requests/tokens per minute hold for the whole run: every actor
     built with the same source shares one bucket per (role, endpoint).
     """
@@ -66,6 +68,7 @@ def build_client(
             max_reply_bytes=role.max_reply_bytes,
             structured_output=role.uses_structured_output,
             schema_style=role.structured_output_style or ("json_object_schema" if role.is_embedded else "json_schema"),
+            role=str(role_name) if role_name in ROLES else None,
         )
         client = AttemptCountingClient(client, counters=counters)
         # Limits are per endpoint: each server has its own capacity and rate limits.

@@ -8,6 +8,10 @@ Two transports with one behaviour (the same tests run against both):
 Neither retries on its own (the SDK's `max_retries=0`): the retry layer above owns retrying, so that
 every attempt is visible to the limits and accounting layers. Error messages name the endpoint and
 model and never the key; the server's own error text is shortened and scrubbed of anything key-like.
+
+Both send, as HTTP headers beside the body, the transport's role (X-GPO-Role) and the request's purpose
+(X-GPO-Purpose), each when known (llm/protocol.py: metadata_headers): the fake endpoint answers by them, real ones
+ignore them. The body is the same with or without them.
 """
 
 from __future__ import annotations
@@ -33,7 +37,13 @@ from gpo_ray.llm.errors import (
     RetryableLLMError,
     StalledResponse,
 )
-from gpo_ray.llm.protocol import ChatRequest, ChatResponse, Usage, tokens_in_chars
+from gpo_ray.llm.protocol import (
+    ChatRequest,
+    ChatResponse,
+    Usage,
+    metadata_headers,
+    tokens_in_chars,
+)
 from gpo_ray.loopback import url_is_loopback
 
 NO_KEY = "not-needed"  # local servers (llama.cpp, vLLM) accept any key; the SDK insists on one
@@ -62,9 +72,10 @@ def read_api_key(api_key_env: str | None) -> str:
 
 
 class _ChatTransport:
-    """What both transports share: the request body, reply parsing, HTTP status -> typed error, scrubbing.
+    """What both transports share: the request body and headers, reply parsing, HTTP status -> typed error, scrubbing.
 
-    The HTTP client is created on first use, inside whatever event loop (e.g. a Ray actor's) calls it.
+    `role` (a vocabulary.Role value: whose stack this is) goes out as X-GPO-Role on every request. The HTTP client
+    is created on first use, inside whatever event loop (e.g. a Ray actor's) calls it.
     Pickling drops the key and the client; an unpickled copy reads the key from its own environment.
     """
 
@@ -79,8 +90,11 @@ class _ChatTransport:
         schema_style: str = "json_schema",
         read_timeout_s: float | None = DEFAULT_READ_TIMEOUT_S,
         max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
+        role: str | None = None,
     ) -> None:
+        metadata_headers(role=role, purpose=None)  # a role outside the vocabulary fails here, not on the first call
         self.endpoint = base_url
+        self.role = role
         self.model = model
         self.api_key_env = api_key_env
         self.timeout_s = timeout_s
@@ -129,6 +143,11 @@ class _ChatTransport:
                     "json_schema": {"name": "candidate", "schema": request.json_schema, "strict": True},
                 }
         return params
+
+    def request_headers(self, request: ChatRequest) -> dict[str, str]:
+        """The metadata headers of a request: X-GPO-Role and X-GPO-Purpose, each when known (no key: the session or
+        the SDK adds Authorization on its own)."""
+        return metadata_headers(role=self.role, purpose=request.purpose)
 
     def reply_limit(self, request: ChatRequest) -> int:
         """The largest reply body this request can legitimately get: from its max_tokens, at most the cap."""
@@ -275,7 +294,8 @@ class OpenAITransport(_ChatTransport):
 
         create = self._sdk().chat.completions.with_streaming_response.create
         try:
-            async with create(**self.request_params(request)) as reply:
+            headers = self.request_headers(request)
+            async with create(**self.request_params(request), **({"extra_headers": headers} if headers else {})) as reply:
                 http = reply.http_response
                 chunks = http.aiter_bytes()
                 raw = await self._read_chunks(lambda: anext(chunks, b""), http.headers.get("content-length"), request)
@@ -318,7 +338,8 @@ class HTTPTransport(_ChatTransport):
     async def complete(self, request: ChatRequest) -> ChatResponse:
         url = self.endpoint.rstrip("/") + "/chat/completions"
         try:
-            async with self._session().post(url, json=self.request_params(request)) as reply:
+            post = self._session().post(url, json=self.request_params(request), headers=self.request_headers(request))
+            async with post as reply:
                 raw = await self._read_body(reply, request)
                 status, headers = reply.status, reply.headers
         except (asyncio.TimeoutError, TimeoutError):

@@ -10,11 +10,13 @@ from html import escape
 
 from gpo_ray.report.run_view import RunView, TaskView, section_ids
 from gpo_ray.report.tables import (
+    ENDPOINT_COLUMNS,
     GRADED_COLUMNS,
     GRADED_HEADING,
     STEP_COLUMNS,
     TASK_COLUMNS,
     USAGE_COLUMNS,
+    endpoint_rows,
     graded_rows,
     run_facts,
     score,
@@ -57,7 +59,9 @@ def page_start(title: str) -> list[str]:
 
 def render_html(run: RunView) -> str:
     """The whole page as a string."""
-    from gpo_ray.report.plots import task_plot_png  # matplotlib only when a page is drawn
+    from gpo_ray.report.plots import (
+        task_plot_png,  # matplotlib only when a page is drawn
+    )
 
     ids = section_ids(list(run.tasks))
     title = f"gpo-ray report: {run.path.name}"
@@ -72,6 +76,8 @@ def render_html(run: RunView) -> str:
         "</section>",
         '<section id="usage"><h2>Usage</h2>',
         html_table(USAGE_COLUMNS, usage_rows(run)) if run.usage else "<p>No usage recorded yet.</p>",
+        *(["<h3>Endpoints of roles with several</h3>", html_table(ENDPOINT_COLUMNS, endpoint_rows(run))]
+          if endpoint_rows(run) else []),
         "</section>",
     ]
     for name, task in run.tasks.items():

@@ -9,11 +9,13 @@ from collections.abc import Sequence
 
 from gpo_ray.report.run_view import RunView, TaskView, section_ids
 from gpo_ray.report.tables import (
+    ENDPOINT_COLUMNS,
     GRADED_COLUMNS,
     GRADED_HEADING,
     STEP_COLUMNS,
     TASK_COLUMNS,
     USAGE_COLUMNS,
+    endpoint_rows,
     graded_rows,
     run_facts,
     score,
@@ -64,6 +66,9 @@ def render_markdown(run: RunView) -> str:
     parts += ["", "## Usage", ""]
     parts.append(md_table(USAGE_COLUMNS, [list(map(md_escape, r)) for r in usage_rows(run)]) if run.usage
                  else "No usage recorded yet.")
+    if endpoint_rows(run):
+        parts += ["", "Endpoints of roles with several:", "",
+                  md_table(ENDPOINT_COLUMNS, [list(map(md_escape, r)) for r in endpoint_rows(run)])]
     for name, task in run.tasks.items():
         parts += ["", _task_section(task, section_id=ids[name])]
     return "\n".join(parts).rstrip() + "\n"

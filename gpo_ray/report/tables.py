@@ -78,6 +78,22 @@ def usage_rows(run: RunView) -> list[list[str]]:
     return rows
 
 
+ENDPOINT_COLUMNS = ("role", "endpoint", "requests", "share", "ejections")
+
+
+def endpoint_rows(run: RunView) -> list[list[str]]:
+    """A role with several endpoints: each one's requests, its share of the role's, and how often it was ejected
+    (llm/balance.py). Empty when every role has one endpoint."""
+    rows = []
+    for role, u in sorted(run.usage.items()):
+        sent, ejected = u.get("endpoints") or {}, u.get("ejections") or {}
+        total = sum(sent.values())
+        for url in sorted(set(sent) | set(ejected)):
+            share = f"{sent.get(url, 0) / total:.0%}" if total else "–"
+            rows.append([role, url, f"{sent.get(url, 0):,}", share, str(ejected.get(url, 0))])
+    return rows
+
+
 def _usage_row(role: str, u: dict[str, Any]) -> list[str]:
     def n(key: str) -> str:
         v = u.get(key)

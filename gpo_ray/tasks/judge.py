@@ -1,9 +1,9 @@
 """The LLM judge of a `kind: judge` metric (config.JudgeMetric): its request, and a tolerant reading of its reply.
 
 Pure apart from `ask_judge`, which sends through the judge role's client (the same build_client stack as the other
-roles: cache, retry, limits, accounting as role `judge`). The request starts with a fixed system message,
-JUDGE_SYSTEM, so that a request is known as a judge's by its structure (the fake endpoint answers by it). The
-judge answers on the metric's integer scale [low, high]; the score is normalised to [0, 1] and its reason becomes
+roles: cache, retry, limits, accounting as role `judge`), with purpose `judge` (the X-GPO-Purpose header: the fake
+endpoint answers by it). The request starts with a fixed system message, JUDGE_SYSTEM, by which a judge request
+sent without its purpose is still known (the fake's fallback). The judge answers on the metric's integer scale [low, high]; the score is normalised to [0, 1] and its reason becomes
 the metric's feedback. A reply that cannot be read is asked again, a few times (each its own cache entry, so a
 rerun replays the same sequence from the cache), then the example is a metric error, and the run goes on.
 """
@@ -19,6 +19,7 @@ from gpo_ray.config import JudgeMetric
 from gpo_ray.llm.protocol import ChatMessage, ChatRequest, LLMClient
 from gpo_ray.tasks.metric_specs import Judgement, MetricError, parse_json_reply
 from gpo_ray.tasks.types import Example
+from gpo_ray.vocabulary import Purpose
 
 JUDGE_SYSTEM = ("You are an impartial judge. You grade one reply to one input by the rubric you are given, "
                 "on the integer scale you are given, and you say briefly why.")
@@ -31,7 +32,7 @@ JUDGE_JSON_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
 }
 
-# The request's sections (the fake endpoint reads them back: gpo_ray/testing/scripted.py).
+# The request's sections (the fake endpoint reads them back: gpo_ray/testing/scripted.py, grade).
 REPLY_HEADING = "Reply to grade:\n"
 ASK_OPENING = "Grade the reply by the rubric with an integer score from "
 
@@ -78,6 +79,7 @@ def judge_request(metric: JudgeMetric, example: Example, reply: str, *, params: 
         seed=0,
         json_schema=JUDGE_JSON_SCHEMA if params.structured else None,
         sample_index=attempt,
+        purpose=Purpose.JUDGE,
     )
 
 

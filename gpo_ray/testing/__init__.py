@@ -8,12 +8,16 @@ Tests and benchmarks use it instead of a real model; nothing in a real run impor
         run(base_url=fake.base_url)
 
 - `config`: how the fake behaves (`FakeLLMConfig`, loadable from YAML for `gpo-ray fake-llm --config`).
-- `scripted`: the scripted optimizer, task model and embedder (`ScriptedLLM`), pure functions of the request.
+- `scripted`: the scripted optimizer, task model, judge and embedder (`ScriptedLLM`), pure functions of the request.
+- `routing`: which scripted model answers a request - its X-GPO-Purpose / X-GPO-Role metadata, which gpo-ray sends;
+  the prose only for a request without them (made by hand).
 - `arithmetic`: the small evaluator the task model answers arithmetic questions with.
 - `faults`: which injected fault hits a request, and the error it answers with.
+- `fault_injection`: the server's faults at run time (`FaultInjector`): timed rates, outages, the fault responses.
 - `stats`: the counters at GET /stats.
+- `recording`: what the server keeps of the requests it serves (`Recorder`): counters, timeline, request log.
 - `hashing`: the hashes that make replies, faults and delays the same in every process and run.
-- `server`: the aiohttp server around `ScriptedLLM` (`FakeLLMServer`, `gpo-ray fake-llm`).
+- `server`: the aiohttp server around `ScriptedLLM` (`FakeLLMServer`, `gpo-ray fake-llm`): routes, slots, lifecycle.
 - `host`: the server in this event loop, in a background thread, or in a child process.
 """
 

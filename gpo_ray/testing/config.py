@@ -51,7 +51,8 @@ class FakeLLMConfig(BaseModel):
     skill_phrases: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_SKILL_PHRASES))
     base_accuracy: float = Field(default=0.5, ge=0.0, le=1.0)
     answer_key: dict[str, str] = {}
-    # The scripted judge (requests that open with tasks/judge.py's JUDGE_SYSTEM): the top score when the reply
+    # The scripted judge (requests with purpose judge, or without one those that open with tasks/judge.py's
+    # JUDGE_SYSTEM): the top score when the reply
     # holds the reference answer, or any of `judge_phrases`; the bottom one, with the reason, otherwise. "unreadable":
     # a reply with no score in it (the malformed-judge tests).
     judge_phrases: list[str] = []
@@ -59,8 +60,9 @@ class FakeLLMConfig(BaseModel):
     embedding_dim: int = Field(default=64, gt=0, le=4096)
     record_timeline: bool = Field(default=False, description="keep (start, end, role) of every served request "
                                   "for GET /timeline (benchmarks: utilization per phase)")
-    record_requests: bool = Field(default=False, description="keep (role, text, temperature, max_tokens) of every "
-                                  "served request, for tests that check what was sent")
+    record_requests: bool = Field(default=False, description="keep (role, text, temperature, max_tokens, the "
+                                  "X-GPO-Role and X-GPO-Purpose headers) of every served request, for tests that "
+                                  "check what was sent")
 
     @field_validator("fail_first_n", "fault_rates")
     @classmethod

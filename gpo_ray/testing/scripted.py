@@ -1,21 +1,24 @@
-"""The scripted models: both roles of a GPO run and an embedder, as pure functions of the request.
+"""The scripted models: every role of a GPO run and an embedder, as pure functions of the request.
 
-They are told apart by the request content:
+Which model answers is decided by routing.py: by the request's purpose (gpo-ray sends it as the X-GPO-Purpose
+header; in-process it is `ChatRequest.purpose`), by its X-GPO-Role without one, and only for a request with neither
+(made by hand) by what its prose looks like. Then:
 
-- an *optimizer* request carries the meta-prompt block "<current_prompt>\\n{prompt}\\n</current_prompt>", or (the
-  official GPO text, `meta_prompt_style: paper`, generation or editing) "The current prompt is:\\n{prompt}\\n\\n"
-  before the exemplars;
-  the reply appends one of `optimizer_phrases` to that prompt: "<START>{candidate}<END>".
-- a *feedback* request (`optimizer.direction: feedback`: the official feedback_gradient.py text, or the own one's
-  <wrong_examples> block) gets one of `FEEDBACK_REASONS`, chosen by a hash of the request, between <START> and <END>;
-- a *summarize* request (`optimizer.momentum.update: summarize`: the official real_time_update.py texts, or the own
-  ones' <latest_prompt> / <current_problems> blocks) gets the current prompt with one of `optimizer_phrases` added,
-  or "Still: " and the current problems;
-- a *judge* request (a `kind: judge` metric's: its system message is tasks/judge.py's JUDGE_SYSTEM) gets the top
-  score when the graded reply holds the reference answer (or a `judge_phrases` phrase), else the bottom one with a
-  reason; `judge_replies: unreadable` makes every judge reply one with no score (the malformed-judge tests);
-- every other request is a *task* request: the model looks the question up in `answer_key` (or solves
-  simple arithmetic) and answers correctly with probability base_accuracy + the bonuses of the
+- a *candidate* request (the optimizer's meta-prompt) gets the current prompt - found in its
+  "<current_prompt>\n{prompt}\n</current_prompt>" block, or (the official GPO text, `meta_prompt_style: paper`,
+  generation or editing) after "The current prompt is:\n" - with one of `optimizer_phrases` appended:
+  "<START>{candidate}<END>" (a JSON object when the request carries a schema). Where no current prompt can be
+  found, the phrase alone.
+- a *feedback* request (`optimizer.direction: feedback`) gets one of `FEEDBACK_REASONS`, chosen by a hash of the
+  request, between <START> and <END>;
+- a *summarize* request (`optimizer.momentum.update: summarize`) gets the latest prompt (its <latest_prompt> block or
+  the official text's current prompt) with one of `optimizer_phrases` added, or "Still: " and the current problems
+  (its <current_problems> block or the official text's);
+- a *judge* request (a `kind: judge` metric's) gets the top score when the graded reply holds the reference answer
+  (or a `judge_phrases` phrase), else the bottom one with a reason; `judge_replies: unreadable` makes every judge
+  reply one with no score (the malformed-judge tests);
+- a *task* request (an answer, or the second turn's question) - the model looks the question up in `answer_key`
+  (or solves simple arithmetic) and answers correctly with probability base_accuracy + the bonuses of the
   `skill_phrases` present in the request - decided by a hash, so the same request always gets the
   same reply, and a better prompt gets a superset of the right answers.
 
@@ -33,24 +36,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gpo_ray.core import paper_text, variants
 from gpo_ray.llm.protocol import CHARS_PER_TOKEN, ChatRequest, ChatResponse, Usage, approx_tokens
 from gpo_ray.testing.arithmetic import format_number, solve_arithmetic
 from gpo_ray.testing.config import FakeLLMConfig
 from gpo_ray.testing.hashing import stable_hash, unit_interval
-
-PROMPT_OPEN = "<current_prompt>\n"
-PROMPT_CLOSE = "\n</current_prompt>"
-
-
-PAPER_OPEN = paper_text.CURRENT.split("{prompt}")[0]
-# The exemplars' introduction after the current prompt: generation's, or editing's with retrieved prompts.
-PAPER_CLOSES = tuple(
-    paper_text.CURRENT.split("{prompt}")[1] + intro
-    for intro in (paper_text.EXEMPLARS_INTRO, paper_text.EDIT_EXEMPLARS_INTRO_WITH_HISTORY,
-                  paper_text.GRADIENT_BLOCK.split("{gradient}")[0])  # ... or the feedback (direction feedback)
+from gpo_ray.testing.routing import (
+    BY_CONTENT,
+    Route,
+    between,
+    current_prompt_of,
+    is_judge_request,
+    route,
+    summarized,
 )
-
+from gpo_ray.vocabulary import Purpose
 
 FEEDBACK_REASONS = (
     "The prompt does not ask the model to check its answer before giving it.",
@@ -58,52 +57,6 @@ FEEDBACK_REASONS = (
     "The prompt does not ask the model to work through the question step by step.",
     "The prompt does not warn the model about the tricky details of the question.",
 )
-
-
-def _between(text: str, open_: str, close: str) -> str | None:
-    start = text.find(open_)
-    if start < 0:
-        return None
-    start += len(open_)
-    end = text.find(close, start)
-    return text[start:end] if end >= 0 else None
-
-
-def auxiliary_request(text: str) -> tuple[str, str | None] | None:
-    """("feedback", None), ("summarize_prompts", current prompt), ("summarize_feedback", current problems), or
-    None for a candidate or task request."""
-    paper_feedback = paper_text.FEEDBACK_REQUEST.split("\n")[0]
-    paper_prompts = paper_text.SUMMARIZE_PROMPTS_REQUEST.split("\n")[0]
-    paper_problems = paper_text.SUMMARIZE_FEEDBACK_REQUEST.split("\n")[0]
-    if text.startswith(paper_feedback) or variants.WRONG_EXAMPLES_OPEN + "\n" in text:
-        return "feedback", None
-    if text.startswith(paper_prompts):
-        return "summarize_prompts", _between(text, "Below is the current prompt with its score.\nPrompt: ", "\nScore: ")
-    if variants.LATEST_PROMPT_OPEN + "\n" in text:
-        return "summarize_prompts", _between(text, variants.LATEST_PROMPT_OPEN + "\n", "\n" + variants.LATEST_PROMPT_CLOSE)
-    if text.startswith(paper_problems):
-        return "summarize_feedback", _between(text, "Below are the problems of the current prompt.\n",
-                                              "\n\nYou should integrate")
-    if variants.CURRENT_PROBLEMS_OPEN + "\n" in text:
-        return "summarize_feedback", _between(text, variants.CURRENT_PROBLEMS_OPEN + "\n",
-                                              "\n" + variants.CURRENT_PROBLEMS_CLOSE)
-    return None
-
-
-def current_prompt_of(text: str) -> str | None:
-    """The prompt inside the meta-prompt's <current_prompt> block (or the paper text's current prompt), or None
-    for a task request."""
-    start = text.find(PROMPT_OPEN)
-    if start < 0:
-        if not text.startswith((paper_text.TASK, paper_text.EDIT_TASK)):  # optimizer.update generate | edit
-            return None
-        start = text.find(PAPER_OPEN)
-        ends = [text.find(close, start + len(PAPER_OPEN)) for close in PAPER_CLOSES] if start >= 0 else []
-        ends = [e for e in ends if e >= 0]
-        return text[start + len(PAPER_OPEN):min(ends)] if ends else None
-    start += len(PROMPT_OPEN)
-    end = text.find(PROMPT_CLOSE, start)
-    return text[start:end] if end >= 0 else None
 
 
 def propose_candidate(current_prompt: str, *, seed: object, phrases: list[str]) -> str:
@@ -196,21 +149,28 @@ def _json_reply(schema: Any, value: str, default_field: str) -> str:
 
 
 def judge_answer(request: ChatRequest, *, config: FakeLLMConfig) -> str | None:
-    """The scripted judge's reply to a judge request (its system message is tasks/judge.py's JUDGE_SYSTEM), or
-    None for any other request: top score when the graded reply holds a reference answer or a `judge_phrases`
-    phrase, bottom score and why not otherwise; JSON when the request carries a schema."""
+    """The scripted judge's reply to a judge request (its purpose judge, or without a purpose its system message
+    tasks/judge.py's JUDGE_SYSTEM), or None for any other request."""
+    purpose = request.purpose
+    if purpose != Purpose.JUDGE and (purpose is not None or not is_judge_request(request)):
+        return None
+    return grade(request, config=config)
+
+
+def grade(request: ChatRequest, *, config: FakeLLMConfig) -> str:
+    """The scripted judge: top score when the graded reply holds a reference answer or a `judge_phrases` phrase,
+    bottom score and why not otherwise; JSON when the request carries a schema. The scale, the references and the
+    reply are read from the sections of tasks/judge.py's request (1 to 5 where no scale is found)."""
     from gpo_ray.tasks import judge
 
-    if not request.messages or request.messages[0].role != "system" or request.messages[0].content != judge.JUDGE_SYSTEM:
-        return None
     if config.judge_replies == "unreadable":
         return "I would rather not grade this one."
     text = "\n".join(m.content for m in request.messages if m.role == "user")
     scale = re.search(re.escape(judge.ASK_OPENING) + r"(-?\d+) \(worst\) to (-?\d+) \(best\)", text)
     low, high = (int(scale.group(1)), int(scale.group(2))) if scale else (1, 5)
-    reply = _between(text, judge.REPLY_HEADING, "\n\n" + judge.ASK_OPENING) or ""
-    references = _between(text, "Reference answer:\n", "\n\n" + judge.REPLY_HEADING)
-    references = references or _between(text, "Reference answers:\n", "\n\n" + judge.REPLY_HEADING)
+    reply = between(text, judge.REPLY_HEADING, "\n\n" + judge.ASK_OPENING) or ""
+    references = between(text, "Reference answer:\n", "\n\n" + judge.REPLY_HEADING)
+    references = references or between(text, "Reference answers:\n", "\n\n" + judge.REPLY_HEADING)
     wanted = [r.strip() for r in (references or "").split("\n") if r.strip()]
     lowered = reply.lower()
     if any(re.search(rf"(?<!\w){re.escape(r.lower())}(?!\w)", lowered) for r in wanted):
@@ -245,10 +205,11 @@ class ScriptedReply:
     text: str
     finish_reason: str
     usage: Usage
+    routed_by: str = BY_CONTENT  # what chose the model: "purpose", "role" or "content" (routing.py)
 
 
 class ScriptedLLM:
-    """The scripted optimizer, task model and embedder behind one `LLMClient`.
+    """The scripted optimizer, task model, judge and embedder behind one `LLMClient`.
 
     In-process it needs no server (unit tests, the benchmark's counterfactuals); `FakeLLMServer` serves the
     same replies over HTTP. `calls` counts the replies `complete` gave, per role.
@@ -264,30 +225,31 @@ class ScriptedLLM:
         self.calls[reply.role] += 1
         return ChatResponse(reply.text, reply.usage, finish_reason=reply.finish_reason)
 
-    def reply(self, request: ChatRequest, *, markers: bool = True) -> ScriptedReply:
-        """The reply to a request; `markers=False` leaves out the <START>/<END> around a candidate (a fault)."""
+    def reply(self, request: ChatRequest, *, markers: bool = True, role: str | None = None) -> ScriptedReply:
+        """The reply to a request, from the model routing.py picks by its purpose, else by `role` (the X-GPO-Role
+        header), else by its prose; `markers=False` leaves out the <START>/<END> around a candidate (a fault)."""
+        return self.answer(request, route(request, role=role), markers=markers)
+
+    def answer(self, request: ChatRequest, routed: Route, *, markers: bool = True) -> ScriptedReply:
+        """The reply of the scripted model `routed` names."""
         full_text = "\n".join(m.content for m in request.messages)
         user_text = "\n".join(m.content for m in request.messages if m.role == "user")
         as_json = request.json_schema is not None
-        judged = judge_answer(request, config=self.config)
-        auxiliary = auxiliary_request(user_text) if judged is None else None
-        current = current_prompt_of(user_text) if auxiliary is None and judged is None else None
-        if judged is not None:
-            role, text = "judge", judged
-        elif auxiliary is not None:
-            kind, about = auxiliary
-            if kind == "feedback":
-                role = "feedback"
+        purpose = routed.purpose
+        if purpose is Purpose.JUDGE:
+            text = grade(request, config=self.config)
+        elif purpose in (Purpose.FEEDBACK, Purpose.SUMMARIZE):
+            if purpose is Purpose.FEEDBACK:
                 answer = FEEDBACK_REASONS[stable_hash("feedback", user_text) % len(FEEDBACK_REASONS)]
-            elif kind == "summarize_prompts":
-                role = "summarize"
-                answer = propose_candidate(about or "", seed=request.seed, phrases=self.config.optimizer_phrases)
             else:
-                role = "summarize"
-                answer = f"Still: {about or ''}"
+                kind, about = summarized(user_text)
+                if kind == "summarize_prompts":
+                    answer = propose_candidate(about or "", seed=request.seed, phrases=self.config.optimizer_phrases)
+                else:
+                    answer = f"Still: {about or ''}"
             text = f"<START>{answer}<END>" if markers else answer
-        elif current is not None:
-            role = "optimizer"
+        elif purpose is Purpose.CANDIDATES:
+            current = current_prompt_of(user_text) or ""
             candidate = propose_candidate(current, seed=request.seed, phrases=self.config.optimizer_phrases)
             if as_json:
                 text = _json_reply(request.json_schema, candidate, "prompt")
@@ -295,8 +257,7 @@ class ScriptedLLM:
                 text = candidate
             else:
                 text = f"<START>{candidate}<END>"
-        else:
-            role = "task"
+        else:  # answer, second_turn
             answer = task_answer(user_text, full_text, seed=request.seed, config=self.config, index=self._index)
             text = _json_reply(request.json_schema, answer, "answer") if as_json else answer
         finish_reason = "stop"
@@ -307,7 +268,8 @@ class ScriptedLLM:
         if isinstance(max_tokens, int) and max_tokens > 0 and approx_tokens(text) > max_tokens:
             text = text[: max_tokens * CHARS_PER_TOKEN]
             finish_reason = "length"
-        return ScriptedReply(role, text, finish_reason, Usage(approx_tokens(full_text), approx_tokens(text)))
+        usage = Usage(approx_tokens(full_text), approx_tokens(text))
+        return ScriptedReply(routed.model, text, finish_reason, usage, routed.by)
 
     def embed(self, texts: Sequence[str], *, dimensions: int | None = None) -> list[list[float]]:
         """Hashed bag-of-words vectors: similar texts are near, without a model to load."""

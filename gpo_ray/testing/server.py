@@ -4,12 +4,20 @@ The HTTP server exists for what only HTTP can test: the real client's transport,
 Retry-After, bad keys, hung and malformed responses, and concurrency as an endpoint sees it (GET /stats,
 GET /timeline). It serves loopback only; `gpo-ray fake-llm` runs it on its own. POST /faults switches faults on
 for a while at run time (benchmarks/chaos.py): rates for the next seconds, or an outage.
+
+`FakeLLMServer` holds the HTTP side - the routes, the listening socket, the service slots and the test hooks that
+hold requests in service - and hands the rest to three parts:
+
+- routing.py: which scripted model answers a chat request - by its X-GPO-Purpose (and X-GPO-Role) header, which
+  gpo-ray's transport sends; only a request without them (made by hand) is told apart by its prose. An unknown
+  value in either header is answered with 400.
+- fault_injection.py (`FaultInjector`): which fault hits a request and its response; timed faults and outages.
+- recording.py (`Recorder`): the counters, the timeline and the request log.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import os
 import time
@@ -21,37 +29,15 @@ import structlog
 from aiohttp import web
 
 from gpo_ray.errors import ConfigError
-from gpo_ray.llm.protocol import ChatMessage, ChatRequest, approx_tokens
+from gpo_ray.llm.protocol import PURPOSE_HEADER, ROLE_HEADER, approx_tokens
 from gpo_ray.loopback import LOOPBACK_HOST, is_loopback
 from gpo_ray.testing.config import FakeLLMConfig
-from gpo_ray.testing.faults import (
-    REPLY_SHAPING_FAULTS,
-    bad_key_body,
-    choose_fault,
-    error_body,
-    error_response,
-    fault_markers,
-    is_fault_name,
-)
+from gpo_ray.testing.fault_injection import FaultInjector
+from gpo_ray.testing.faults import bad_key_body, error_body
 from gpo_ray.testing.hashing import request_fingerprint, unit_interval
+from gpo_ray.testing.recording import Recorder
+from gpo_ray.testing.routing import UnknownMetadata, chat_request, metadata, route
 from gpo_ray.testing.scripted import ScriptedLLM
-from gpo_ray.testing.stats import ServerStats
-
-
-def chat_request(body: dict[str, Any]) -> ChatRequest:
-    """The ChatRequest an OpenAI chat-completions body asks for (the body's messages are already checked)."""
-    fmt = body.get("response_format") or {}
-    schema = None
-    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
-        schema = (fmt.get("json_schema") or {}).get("schema") or {}  # JSON was asked for, even without a schema
-    stop = body.get("stop")
-    return ChatRequest(
-        messages=tuple(ChatMessage(str(m.get("role") or ""), str(m.get("content") or "")) for m in body["messages"]),
-        max_tokens=body.get("max_tokens") or body.get("max_completion_tokens"),
-        seed=body.get("seed"),
-        json_schema=schema,
-        stop=(stop,) if isinstance(stop, str) else tuple(stop or ()),
-    )
 
 
 class FakeLLMServer:
@@ -60,20 +46,15 @@ class FakeLLMServer:
     def __init__(self, config: FakeLLMConfig | None = None) -> None:
         self.config = config or FakeLLMConfig()
         self.model = ScriptedLLM(self.config)
-        self._stats = ServerStats()
+        self.recorder = Recorder(self.config)
+        self.faults = FaultInjector(self.config, self.recorder)
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
         self._slots: asyncio.Semaphore | None = None
         self._gate: asyncio.Event | None = None
-        self._stopping: asyncio.Event | None = None
         self._changed: asyncio.Condition | None = None
         self._expected_key: str | None = None
         self._log = structlog.get_logger(__name__)
-        # Run-time faults (POST /faults): extra rates until a deadline, and an outage until another.
-        self._timed_rates: dict[str, float] = {}
-        self._timed_rates_until = 0.0
-        self._outage_until = 0.0
-        self._outage_mode = "refuse"
         self._listen: tuple[str, int] | None = None
         self._reopen: asyncio.Task[None] | None = None
 
@@ -84,18 +65,20 @@ class FakeLLMServer:
         return self._base_url
 
     def stats(self) -> dict[str, Any]:
-        return self._stats.as_dict()
+        return self.recorder.as_dict()
 
     def timeline(self) -> list[tuple[float, float, str]]:
         """(start, end, role) of every request served since the last reset, if `record_timeline` is on."""
-        return list(self._stats.timeline)
+        return self.recorder.timeline()
 
     def requests_log(self) -> list[dict]:
-        """Every request served since the last reset, if `record_requests` is on."""
-        return list(self._stats.requests_log)
+        """Every request served since the last reset, if `record_requests` is on: the scripted model that answered
+        ("role"), the body's model, last message text, temperature and max_tokens, the X-GPO-Role and X-GPO-Purpose
+        headers ("sent_role", "sent_purpose": None when absent) and what routed it ("routed_by")."""
+        return self.recorder.requests_log()
 
     def reset(self) -> None:
-        self._stats = ServerStats()
+        self.recorder.reset()
 
     async def start(self, host: str = LOOPBACK_HOST, port: int = 0) -> str:
         if not is_loopback(host):
@@ -107,7 +90,7 @@ class FakeLLMServer:
         self._slots = asyncio.Semaphore(self.config.concurrency)
         self._gate = asyncio.Event()
         self._gate.set()
-        self._stopping = asyncio.Event()
+        self.faults.start()
         self._changed = asyncio.Condition()
         app = web.Application(client_max_size=16 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._chat)
@@ -133,8 +116,8 @@ class FakeLLMServer:
     async def stop(self) -> None:
         if self._runner is None:
             return
-        assert self._stopping is not None and self._gate is not None
-        self._stopping.set()  # releases hung requests
+        assert self._gate is not None
+        self.faults.release()  # releases hung requests
         self._gate.set()
         if self._reopen is not None:
             self._reopen.cancel()
@@ -155,35 +138,18 @@ class FakeLLMServer:
         """Return once at least n requests are in service (use with `pause`)."""
         assert self._changed is not None, "start the server first"
         async with self._changed:
-            await self._changed.wait_for(lambda: self._stats.in_service >= n)
+            await self._changed.wait_for(lambda: self.recorder.in_service >= n)
 
     async def _notify(self) -> None:
         assert self._changed is not None
         async with self._changed:
             self._changed.notify_all()
 
-    # --- routes ---
-
-    async def _health(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
-
-    async def _stats_route(self, request: web.Request) -> web.Response:
-        return web.json_response(self.stats())
-
-    async def _timeline_route(self, request: web.Request) -> web.Response:
-        return web.json_response({"intervals": self.timeline()})
-
-    async def _reset_route(self, request: web.Request) -> web.Response:
-        self.reset()
-        return web.json_response({"status": "reset"})
+    # --- run-time faults ---
 
     def timed_faults(self) -> dict[str, Any]:
         """The run-time faults in force now: extra rates and an outage, with the seconds each has left."""
-        now = time.monotonic()
-        rates_left = max(0.0, self._timed_rates_until - now)
-        outage_left = max(0.0, self._outage_until - now)
-        return {"rates": dict(self._timed_rates) if rates_left else {}, "rates_left_s": rates_left,
-                "outage": self._outage_mode if outage_left else None, "outage_left_s": outage_left}
+        return self.faults.timed_faults()
 
     async def set_timed_faults(self, *, rates: dict[str, float] | None = None, for_s: float = 0.0,
                                outage_s: float = 0.0, outage: str = "refuse") -> dict[str, Any]:
@@ -191,20 +157,8 @@ class FakeLLMServer:
         `fault_rates`) for the next `for_s` seconds, replacing earlier timed rates; and/or an outage of
         `outage_s` seconds - "refuse": the port stops listening and requests on open connections are cut,
         "503": every request gets 503. Raises ValueError on a bad fault name, rate or mode."""
-        given = rates is not None
-        rates = dict(rates or {})
-        for name, rate in rates.items():
-            if not is_fault_name(name) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
-                raise ValueError(f"bad timed fault {name!r}: {rate!r} (a fault name and a rate in [0, 1])")
-        if outage not in ("refuse", "503") or for_s < 0 or outage_s < 0:
-            raise ValueError("outage must be 'refuse' or '503', and durations must not be negative")
-        now = time.monotonic()
-        if given:  # given rates replace the earlier ones; {} ends them
-            self._timed_rates, self._timed_rates_until = rates, now + for_s
-        if outage_s > 0:
-            self._outage_until, self._outage_mode = now + outage_s, outage
-            if outage == "refuse":
-                await self._stop_listening(outage_s)
+        if self.faults.set_timed(rates=rates, for_s=for_s, outage_s=outage_s, outage=outage):
+            await self._stop_listening(outage_s)
         return self.timed_faults()
 
     async def _stop_listening(self, seconds: float) -> None:
@@ -223,24 +177,20 @@ class FakeLLMServer:
         await web.TCPSite(self._runner, host, port, reuse_address=True).start()
         self._log.info("fake_llm_listening_again", port=port)
 
-    def _in_outage(self) -> bool:
-        return time.monotonic() < self._outage_until
+    # --- routes ---
 
-    def _outage_response(self, request: web.Request) -> web.Response:
-        """During an outage: 503, or (refuse) the connection cut without an answer."""
-        self._stats.faults["outage"] += 1
-        if self._outage_mode == "refuse":
-            if request.transport is not None:
-                request.transport.close()
-            return web.Response(status=503)  # never reaches the client
-        status, body, headers = error_response("503", retry_after_s=self.config.retry_after_s)
-        return self._status(status, body, headers)
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
 
-    def _active_fault_rates(self) -> dict[str, float]:
-        rates = self.config.all_fault_rates()
-        if self._timed_rates and time.monotonic() < self._timed_rates_until:
-            rates = rates | self._timed_rates
-        return rates
+    async def _stats_route(self, request: web.Request) -> web.Response:
+        return web.json_response(self.stats())
+
+    async def _timeline_route(self, request: web.Request) -> web.Response:
+        return web.json_response({"intervals": self.timeline()})
+
+    async def _reset_route(self, request: web.Request) -> web.Response:
+        self.reset()
+        return web.json_response({"status": "reset"})
 
     async def _faults_route(self, request: web.Request) -> web.Response:
         if request.method == "GET":
@@ -272,9 +222,9 @@ class FakeLLMServer:
         return bad_key_body(request.headers.get("Authorization", ""))
 
     async def _embeddings(self, request: web.Request) -> web.Response:
-        self._stats.embedding_requests += 1
-        if self._in_outage():
-            return self._outage_response(request)
+        self.recorder.embedding()
+        if self.faults.in_outage():
+            return self.faults.outage_response(request)
         if not self._authorized(request):
             return web.json_response(self._bad_key_body(request), status=401)
         try:
@@ -296,40 +246,42 @@ class FakeLLMServer:
         )
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
-        stats = self._stats
-        stats.requests += 1
-        arrival = stats.requests
-        if self._in_outage():
-            return self._outage_response(request)
+        record = self.recorder.chat()
+        respond = self.recorder.respond
+        if self.faults.in_outage():
+            return self.faults.outage_response(request)
         try:
             body = await request.json()
         except ValueError:
-            return self._status(400, error_body("body is not JSON", type_="invalid_request_error"))
-        messages = body.get("messages")
+            return respond(400, error_body("body is not JSON", type_="invalid_request_error"))
+        messages = body.get("messages") if isinstance(body, dict) else None
         if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
-            return self._status(400, error_body("messages must be a non-empty list", type_="invalid_request_error"))
+            return respond(400, error_body("messages must be a non-empty list", type_="invalid_request_error"))
+        try:
+            sent_role, sent_purpose = metadata(request.headers.get(ROLE_HEADER), request.headers.get(PURPOSE_HEADER))
+        except UnknownMetadata as e:
+            return respond(400, error_body(str(e), type_="invalid_request_error"))
         fingerprint = request_fingerprint(body)
-        stats.seen[fingerprint] += 1
-        times_seen = stats.seen[fingerprint]
+        times_seen = record.seen(fingerprint)
         if not self._authorized(request):
-            return self._status(401, self._bad_key_body(request))
+            return respond(401, self._bad_key_body(request))
 
-        markers = fault_markers("\n".join(str(m.get("content") or "") for m in messages))
-        fault = choose_fault(markers, fail_first_n=self.config.fail_first_n, fault_rates=self._active_fault_rates(),
-                             fingerprint=fingerprint, times_seen=times_seen, arrival=arrival)
+        fault, markers = self.faults.choose(messages, fingerprint=fingerprint, times_seen=times_seen,
+                                            arrival=record.arrival)
         if fault is not None:
-            stats.faults[fault] += 1
-            response = await self._fault_response(fault, request)
+            record.fault(fault)
+            response = await self.faults.response(fault, request)
             if response is not None:
                 return response
         nomarkers = fault == "nomarkers" or "nomarkers" in markers
         if nomarkers and fault != "nomarkers":
-            stats.faults["nomarkers"] += 1
+            record.fault("nomarkers")
 
+        chat = chat_request(body, purpose=sent_purpose)
+        routed = route(chat, role=sent_role)
         assert self._slots is not None and self._gate is not None
         async with self._slots:
-            stats.in_service += 1
-            stats.peak_in_service = max(stats.peak_in_service, stats.in_service)
+            record.enter_service()
             await self._notify()
             try:
                 await self._gate.wait()
@@ -337,25 +289,17 @@ class FakeLLMServer:
                 delay = self._latency(fingerprint, times_seen)
                 if delay > 0:
                     await asyncio.sleep(delay)
-                reply = self.model.reply(chat_request(body), markers=not nomarkers)
+                reply = self.model.answer(chat, routed, markers=not nomarkers)
             finally:
-                stats.in_service -= 1
+                record.leave_service()
                 await self._notify()
         if fault == "empty":
             empty = {"id": f"chatcmpl-{fingerprint[:12]}", "object": "chat.completion", "created": 0, "choices": []}
-            return self._ok(empty)
-        stats.completed += 1
-        stats.answered[fingerprint] += 1
-        stats.roles[reply.role] += 1
-        if self.config.record_timeline:
-            stats.timeline.append((served_from, time.monotonic(), reply.role))
-        if self.config.record_requests:
-            stats.requests_log.append({"role": reply.role, "model": body.get("model"),
-                                       "text": str(messages[-1].get("content") or ""),
-                                       "temperature": body.get("temperature"), "max_tokens": body.get("max_tokens")})
-        stats.prompt_tokens += reply.usage.prompt_tokens
-        stats.completion_tokens += reply.usage.completion_tokens
-        return self._ok(
+            return respond(200, empty)
+        record.answered(reply, fingerprint=fingerprint, body=body, served=(served_from, time.monotonic()),
+                        sent_role=sent_role, sent_purpose=sent_purpose)
+        return respond(
+            200,
             {
                 "id": f"chatcmpl-{fingerprint[:12]}",
                 "object": "chat.completion",
@@ -373,63 +317,8 @@ class FakeLLMServer:
                     "completion_tokens": reply.usage.completion_tokens,
                     "total_tokens": reply.usage.total_tokens,
                 },
-            }
+            },
         )
-
-    def _ok(self, payload: dict[str, Any]) -> web.Response:
-        self._stats.status["200"] += 1
-        return web.json_response(payload)
-
-    def _status(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> web.Response:
-        self._stats.status[str(status)] += 1
-        return web.json_response(payload, status=status, headers=headers)
-
-    async def _endless_reply(self, request: web.Request, *, oversized: bool) -> web.StreamResponse:
-        """A 200 chat completion, chunked with no length given, whose content never ends in time: `oversized` sends
-        `oversized_bytes` of it as fast as the client takes them, else (a stall) the first bytes, then nothing."""
-        assert self._stopping is not None
-        reply = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
-        await reply.prepare(request)
-        head = b'{"id": "chatcmpl-endless", "object": "chat.completion", "choices": [{"index": 0, "message": ' \
-               b'{"role": "assistant", "content": "'
-        try:
-            await reply.write(head)
-            if not oversized:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), timeout=self.config.hang_s)
-                return reply
-            chunk = b"x" * 65_536
-            sent = len(head)
-            while sent < self.config.oversized_bytes and not self._stopping.is_set():
-                await reply.write(chunk)
-                sent += len(chunk)
-                self._stats.oversized_bytes_sent += len(chunk)
-            await reply.write(b'"}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 1, "completion_tokens": 1}}')
-            await reply.write_eof()
-        except (ConnectionResetError, ConnectionError, RuntimeError):
-            pass  # the client stopped reading and went away, as it should
-        return reply
-
-    async def _fault_response(self, fault: str, request: web.Request) -> web.StreamResponse | None:
-        """The response for a fault, or None when the fault shapes a normal reply (empty, nomarkers)."""
-        if fault == "hang":
-            assert self._stopping is not None
-            try:
-                await asyncio.wait_for(self._stopping.wait(), timeout=self.config.hang_s)
-            except TimeoutError:
-                pass
-            # Counted as a fault only: by now the client has given up, so no status reached it.
-            return web.json_response(error_body("hung request released", type_="server_error"), status=504)
-        if fault == "malformed":
-            self._stats.status["200"] += 1
-            return web.Response(status=200, text="{this is not json", content_type="application/json")
-        if fault in ("oversized", "stall"):
-            self._stats.status["200"] += 1
-            return await self._endless_reply(request, oversized=fault == "oversized")
-        if fault in REPLY_SHAPING_FAULTS:
-            return None
-        status, body, headers = error_response(fault, retry_after_s=self.config.retry_after_s)
-        return self._status(status, body, headers)
 
     def _latency(self, fingerprint: str, times_seen: int) -> float:
         latency = self.config.latency_s

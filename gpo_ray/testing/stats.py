@@ -35,7 +35,9 @@ class ServerStats:
         self.embedding_requests = 0
         self.oversized_bytes_sent = 0  # of [[fault:oversized]] bodies: what the client read (or the kernel took)
         self.timeline: list[tuple[float, float, str]] = []  # (service start, end, role), monotonic seconds
-        self.requests_log: list[dict] = []  # record_requests: role, model, text (last message), temperature, max_tokens
+        # record_requests: role (the scripted model), model, text (last message), temperature, max_tokens, sent_role,
+        # sent_purpose (the X-GPO-Role and X-GPO-Purpose headers, None when absent), routed_by (routing.py)
+        self.requests_log: list[dict] = []
 
     def as_dict(self) -> dict[str, Any]:
         return {

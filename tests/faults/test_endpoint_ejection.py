@@ -14,6 +14,7 @@ import time
 import pytest
 
 from gpo_ray.api import optimize
+from gpo_ray.cli import main
 from gpo_ray.config import EndpointSpec, LLMRoleConfig
 from gpo_ray.testing import ProcessFake
 from tests.integration.test_e2e_optimize import fake_config, make_config
@@ -25,13 +26,13 @@ def _served(fake: ProcessFake) -> int:
     return int(fake.stats()["requests"])
 
 
-def test_a_dead_and_a_wedged_endpoint_are_ejected_and_a_continued_one_is_taken_back(tmp_path):
-    base = make_config(tmp_path / "cfg", "http://placeholder/v1")
+def test_a_dead_and_a_wedged_endpoint_are_ejected_and_a_continued_one_is_taken_back(tmp_path, capsys):
+    base = make_config(tmp_path / "cfg", "http://placeholder/v1", epochs=5)
     fakes = [ProcessFake(fake_config(base).model_copy(update={"latency_s": 0.02})) for _ in range(3)]
     dead, wedged, live = fakes
     try:
         urls = [f.base_url for f in fakes]
-        config = make_config(tmp_path, urls[2])
+        config = make_config(tmp_path, urls[2], epochs=5)  # long enough to probe the continued one after
         role = LLMRoleConfig(base_url=urls[0], endpoints=[EndpointSpec(base_url=u) for u in urls[1:]],
                              model="fake-llm", max_tokens=64, timeout_s=60, max_retries=6)
         config = config.model_copy(update={"task_model": role})
@@ -71,3 +72,8 @@ def test_a_dead_and_a_wedged_endpoint_are_ejected_and_a_continued_one_is_taken_b
     # The wedged one answered again once continued, and was sent more work after its probe.
     assert wedged_after_continue > int(at_fault["wedged_before"])
     assert wall < 120
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "run"), "--format", "md", "--output", "-"]) == 0
+    report = capsys.readouterr().out
+    assert "Endpoints of roles with several" in report
+    assert f"| task_model | {urls[0]} | {sent[urls[0]]:,} |" in report

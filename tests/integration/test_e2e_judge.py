@@ -18,7 +18,10 @@ from gpo_ray.cli import main
 from gpo_ray.tasks.judge import JUDGE_READ_ATTEMPTS
 from gpo_ray.testing import ThreadedFake
 from tests.integration.test_e2e_metrics import fake_for, write_config, write_sums
-from tests.integration.usage_checks import assert_files_agree_with_the_endpoint
+from tests.integration.usage_checks import (
+    assert_files_agree_with_the_endpoint,
+    assert_sent_with_metadata,
+)
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
@@ -74,6 +77,9 @@ def test_the_judge_scores_the_run_as_planned_and_a_rerun_asks_it_nothing(tmp_pat
     assert judge["requests"] + judge["cache_hits"] == judge["calls"]  # equal requests (same reply) asked once
     assert judge["prompt_tokens"] > 0 and judge["completion_tokens"] > 0
     assert doc["sampling"]["judge_model"]["temperature"] == 0.0 and doc["usage"]["judge"] == judge
+    # Every request named its role and purpose (X-GPO-Role, X-GPO-Purpose) from the actors that sent it.
+    assert assert_sent_with_metadata(log) == {("task_model", "answer"), ("optimizer", "candidates"),
+                                              ("optimizer", "feedback"), ("judge", "judge")}
     judged = [r for r in log if r["role"] == "judge"]
     assert all(r["temperature"] == 0.0 and r["max_tokens"] == 200 for r in judged)
     entry = doc["tasks"]["sums/a"]

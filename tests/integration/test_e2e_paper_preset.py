@@ -19,6 +19,7 @@ from gpo_ray.core.types import TrajectoryEntry
 from gpo_ray.tasks.registry import resolve_tasks
 from gpo_ray.testing import ThreadedFake
 from tests.integration.test_e2e_optimize import fake_config, write_sum_task
+from tests.integration.usage_checks import assert_sent_with_metadata
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
@@ -53,6 +54,8 @@ def test_paper_preset_sends_the_official_text(tmp_path):
     (task,) = resolve_tasks(config.tasks, data_dir=None, sources=config.task_sources)
     result = results.tasks["sums/a"]
     assert len(result.steps) == 2
+    assert assert_sent_with_metadata(log) == {("task_model", "answer"), ("task_model", "second_turn"),
+                                              ("optimizer", "candidates")}
     sent = [r for r in log if r["role"] == "optimizer"]
     assert {(r["temperature"], r["max_tokens"]) for r in sent} == {(1.0, 512)}
 

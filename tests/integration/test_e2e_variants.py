@@ -15,6 +15,7 @@ from gpo_ray.tasks.registry import resolve_tasks
 from gpo_ray.testing import ThreadedFake
 from tests.integration.test_e2e_optimize import fake_config, sequential_results
 from tests.integration.test_e2e_update_budget import variant_config
+from tests.integration.usage_checks import assert_sent_with_metadata
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
@@ -54,6 +55,9 @@ def test_variant_makes_the_planned_extra_calls_and_records_them(tmp_path, style,
     assert len(steps) == 2
     plan = plan_task(task, s, optimizer_max_tokens=config.optimizer_model.max_tokens or 512,
                      task_max_tokens=config.task_model.max_tokens)
+    sent = assert_sent_with_metadata(log)
+    assert (("optimizer", "feedback") in sent) == (direction == "feedback")
+    assert (("optimizer", "summarize") in sent) == (update == "summarize")
     by_role = Counter(r["role"] for r in log)
     assert by_role["feedback"] == plan.feedback_calls == (2 if direction == "feedback" else 0)
     assert by_role["summarize"] == plan.summarize_calls == (1 if update == "summarize" else 0)

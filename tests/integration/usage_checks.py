@@ -9,6 +9,7 @@ from pathlib import Path
 
 from gpo_ray.report.run_view import read_run
 from gpo_ray.report.tables import usage_rows
+from gpo_ray.vocabulary import Purpose
 
 # The fake's reply roles of each of the run's roles.
 ENDPOINT_ROLES = {"optimizer": ("optimizer", "feedback", "summarize"), "task_model": ("task",), "judge": ("judge",)}
@@ -40,3 +41,18 @@ def assert_files_agree_with_the_endpoint(run_dir: Path, endpoint: dict) -> dict:
         assert rows[role][1:3] == [f"{u['calls']:,}", f"{u['requests']:,}"], role
         assert rows[role][6] == f"{u['cache_hits']:,}", role
     return usage
+
+
+# The fake's reply role for each purpose (X-GPO-Purpose).
+MODEL_OF_PURPOSE = {"answer": "task", "second_turn": "task", "candidates": "optimizer", "feedback": "feedback",
+                    "summarize": "summarize", "judge": "judge"}
+
+
+def assert_sent_with_metadata(log: list[dict]) -> set[tuple[str, str]]:
+    """Every request a run sent (the fake's request log) named its role and purpose in its headers, consistent with
+    each other, and the fake answered it by them, not by its prose. Returns the (role, purpose) pairs seen."""
+    assert log, "record_requests must be on"
+    for r in log:
+        assert r["sent_purpose"] is not None and Purpose(r["sent_purpose"]).role == r["sent_role"], r
+        assert r["routed_by"] == "purpose" and r["role"] == MODEL_OF_PURPOSE[r["sent_purpose"]], r
+    return {(r["sent_role"], r["sent_purpose"]) for r in log}

@@ -13,8 +13,15 @@ import urllib.request
 import aiohttp
 import pytest
 
+from gpo_ray.core import paper_text
 from gpo_ray.errors import ConfigError
-from gpo_ray.llm.protocol import ChatRequest, user_message
+from gpo_ray.llm.protocol import (
+    PURPOSE_HEADER,
+    ROLE_HEADER,
+    ChatMessage,
+    ChatRequest,
+    user_message,
+)
 from gpo_ray.tasks.types import Example
 from gpo_ray.testing import (
     FakeLLMConfig,
@@ -26,7 +33,14 @@ from gpo_ray.testing import (
     running_fake_llm,
 )
 from gpo_ray.testing.arithmetic import solve_arithmetic
-from gpo_ray.testing.scripted import AnswerKeyIndex, current_prompt_of, propose_candidate, wrong_answer
+from gpo_ray.testing.routing import Route, route
+from gpo_ray.testing.scripted import (
+    AnswerKeyIndex,
+    current_prompt_of,
+    propose_candidate,
+    wrong_answer,
+)
+from gpo_ray.vocabulary import Purpose
 
 PHRASES = ["Think step by step.", "Be careful.", "Answer briefly."]
 
@@ -117,6 +131,66 @@ def test_no_arithmetic_no_answer():
 )
 def test_a_wrong_answer_differs_from_the_right_one(right, wrong):
     assert wrong_answer(right) == wrong
+
+
+# --- routing: the metadata first, the prose only without it ---
+
+
+def test_the_purpose_routes_a_request_whatever_its_prose_says():
+    # A candidate request that opens like the official feedback request: sniffing takes it for feedback.
+    text = paper_text.FEEDBACK_REQUEST.split("\n")[0] + "\n" + meta_prompt("Solve it.")
+    sniffed = ChatRequest(messages=user_message(text))
+    assert route(sniffed) == Route(Purpose.FEEDBACK, "content")
+    tagged = ChatRequest(messages=user_message(text), purpose=Purpose.CANDIDATES)
+    assert route(tagged) == Route(Purpose.CANDIDATES, "purpose")
+    llm = ScriptedLLM(FakeLLMConfig(optimizer_phrases=PHRASES))
+    assert llm.reply(sniffed).role == "feedback"
+    reply = llm.reply(tagged)
+    assert (reply.role, reply.routed_by) == ("optimizer", "purpose")
+    assert reply.text.startswith("<START>Solve it. ")
+    # Where a candidate request shows no current prompt, the candidate is a phrase alone (not "I don't know.").
+    bare = llm.reply(ChatRequest(messages=user_message("Write a prompt."), purpose=Purpose.CANDIDATES))
+    assert bare.text.removeprefix("<START>").removesuffix("<END>") in PHRASES
+
+
+def test_a_role_without_a_purpose_names_the_model_and_the_prose_tells_the_optimizers_requests_apart():
+    question = ChatRequest(messages=user_message("What is 2 + 3?"))
+    second = ChatRequest(messages=(*question.messages, ChatMessage("assistant", "5"), ChatMessage("user", "Number?")))
+    assert route(question, role="task_model") == Route(Purpose.ANSWER, "role")
+    assert route(second, role="task_model") == Route(Purpose.SECOND_TURN, "role")
+    assert route(second) == Route(Purpose.SECOND_TURN, "content")
+    assert route(question, role="judge") == Route(Purpose.JUDGE, "role")
+    assert route(question, role="optimizer") == Route(Purpose.CANDIDATES, "role")
+    feedback = ChatRequest(messages=user_message("Why?\n<wrong_examples>\nQ\n</wrong_examples>"))
+    assert route(feedback, role="optimizer") == Route(Purpose.FEEDBACK, "role")
+    # The task model's question that quotes a meta-prompt block is still the task model's, by its role.
+    quoting = ChatRequest(messages=user_message(meta_prompt("Solve it.")))
+    assert route(quoting) == Route(Purpose.CANDIDATES, "content")
+    assert route(quoting, role="task_model") == Route(Purpose.ANSWER, "role")
+
+
+async def test_the_fake_reads_the_metadata_headers_records_them_and_refuses_unknown_values():
+    text = meta_prompt("Solve it.")
+    async with running_fake_llm(record_requests=True, optimizer_phrases=PHRASES) as server, \
+            aiohttp.ClientSession() as session:
+
+        async def post(headers: dict[str, str]) -> tuple[int, dict]:
+            payload = {"model": "m", "messages": [{"role": "user", "content": text}]}
+            async with session.post(f"{server.base_url}/chat/completions", json=payload, headers=headers) as r:
+                return r.status, await r.json()
+
+        assert (await post({}))[0] == 200  # by hand: sniffed
+        status, body = await post({ROLE_HEADER: "task_model", PURPOSE_HEADER: "answer"})
+        assert status == 200 and reply_text(body) == "I don't know."  # the quoted block does not make it a candidate
+        assert (await post({ROLE_HEADER: "judge"}))[0] == 200
+        for bad in ({PURPOSE_HEADER: "candidate"}, {ROLE_HEADER: "task"}):
+            status, body = await post(bad)
+            assert status == 400 and "X-GPO-" in body["error"]["message"]
+        log, stats = server.requests_log(), server.stats()
+    assert [(r["sent_role"], r["sent_purpose"], r["routed_by"], r["role"]) for r in log] == [
+        (None, None, "content", "optimizer"), ("task_model", "answer", "purpose", "task"),
+        ("judge", None, "role", "judge")]
+    assert stats["status"] == {"200": 3, "400": 2} and stats["roles"] == {"optimizer": 1, "task": 1, "judge": 1}
 
 
 # --- over HTTP ---
