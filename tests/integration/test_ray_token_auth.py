@@ -117,6 +117,20 @@ def test_a_run_joins_with_the_token_from_the_environment(auth_head, tmp_path):
     assert token not in proc.stdout and token not in proc.stderr
     assert files_holding(token, tmp_path / "run") == []
 
+    # resume and sweep join the same way: without the token, the same one line.
+    resume = subprocess.run([sys.executable, "-m", "gpo_ray", "resume", str(tmp_path / "run"), "--address", address],
+                            check=False, env=clean_env(home), capture_output=True, text=True, timeout=300)
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("base:\n" + "".join(f"  {line}\n" for line in cfg.read_text().splitlines())
+                    + "axes: {optimizer.candidates: [2, 3]}\n")
+    sweep = subprocess.run([sys.executable, "-m", "gpo_ray", "sweep", str(grid), "--run-dir", str(tmp_path / "sweep"),
+                            "--address", address], check=False, env=clean_env(home, RAY_AUTH_TOKEN="wrong-token"),
+                           capture_output=True, text=True, timeout=300)
+    for proc, said in ((resume, "no token was found"), (sweep, "rejected the token from RAY_AUTH_TOKEN")):
+        assert proc.returncode == 2, proc.stderr[-3000:]
+        assert len(proc.stderr.strip().splitlines()) == 1 and said in proc.stderr, proc.stderr
+    assert not (tmp_path / "sweep").exists()
+
 
 @pytest.mark.parametrize(
     ("given", "said"),
