@@ -39,6 +39,7 @@ from gpo_ray.runtime.local_cluster import (
 )
 from gpo_ray.runtime.processes import process_alive
 from gpo_ray.runtime.ray_address import ClusterUnreachable, check_ray_address
+from gpo_ray.runtime.ray_auth import check_ray_auth, ray_token_values
 from gpo_ray.runtime.run_dir import RunDirectory, default_run_dir
 from gpo_ray.runtime.signals import sigterm_handler_kept
 from gpo_ray.tasks.metric_functions import (
@@ -189,12 +190,14 @@ def ray_target(address: str | None) -> tuple[str, str]:
 
 def check_cluster(address: str | None) -> None:
     """Fail at once (`ClusterUnreachable`, exit 2) when no Ray head answers at the address a run would join;
-    called before anything is written or started. A process that already has Ray (tests, notebooks) uses it."""
+    called before anything is written or started. A process that already has Ray (tests, notebooks) uses it.
+    A cluster with token authentication gets the token from the environment, or fails here too (`check_ray_auth`)."""
     import ray
 
     if not ray.is_initialized():
         target, source = ray_target(address)
         check_ray_address(target, source=source)
+        check_ray_auth(target, source=source)
 
 
 def node_options(resource: str | None, *, available: dict[str, float], required: bool = False) -> dict[str, Any]:
@@ -563,7 +566,8 @@ def _sized_for_run(config: RunConfig, *, tasks: int, own_cluster: bool) -> RunCo
 def setup_logs(config: RunConfig, logs_dir: Path, output: str) -> None:
     configure_logging(mode=output, log_file=logs_dir / "driver.jsonl",
                       secrets=secret_values([config.task_model.api_key_env, config.optimizer_model.api_key_env,
-                                             config.judge_model.api_key_env, config.cluster.chroma_token_env]))
+                                             config.judge_model.api_key_env, config.cluster.chroma_token_env])
+                      + ray_token_values())
 
 
 def optimize(config: RunConfig, *, output: str = "quiet", embedder_factory: Any = None,

@@ -150,3 +150,33 @@ def test_the_embedded_model_server_is_started_on_loopback():
 def _restore_logging():
     yield
     structlog.reset_defaults()
+
+
+@pytest.mark.parametrize("source", ["RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "default-file"])
+def test_the_ray_cluster_token_is_masked_in_the_run_log(tmp_path, monkeypatch, source):
+    """The Ray cluster's token (token authentication), wherever the driver takes it from, is masked in the run's
+    log and on the console like an API key. (tests/integration/test_ray_token_auth.py runs against a cluster
+    with a token and finds it in no file of the run and no output.)"""
+    from gpo_ray.api import setup_logs
+
+    token = f"ray-token-{uuid.uuid4().hex}"
+    for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    if source == "RAY_AUTH_TOKEN":
+        monkeypatch.setenv("RAY_AUTH_TOKEN", token)
+    elif source == "RAY_AUTH_TOKEN_PATH":
+        (tmp_path / "token").write_text(token + "\n")
+        monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "token"))
+    else:
+        (tmp_path / "home" / ".ray").mkdir(parents=True)
+        (tmp_path / "home" / ".ray" / "auth_token").write_text(token)
+    config = run_config(tmp_path / "run", optimizer_url="http://127.0.0.1:9/v1", task_url="http://127.0.0.1:9/v1",
+                        api_key_env=KEY_ENV)
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        setup_logs(config, tmp_path / "logs", "json")
+        structlog.get_logger().warning("ray_said", detail=f"Authorization: Bearer {token}")
+    log = (tmp_path / "logs" / "driver.jsonl").read_text()
+    assert "Bearer ***" in log
+    assert token not in log and token not in stderr.getvalue()

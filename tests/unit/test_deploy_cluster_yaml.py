@@ -4,8 +4,10 @@ installed Ray, the actor placement resources and the model-file pins of scripts/
 from __future__ import annotations
 
 import copy
+import os
 import re
 import shlex
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +93,43 @@ def test_start_commands_load_the_optional_secrets_file_that_git_ignores() -> Non
         assert start.index(secrets_on_node) < start.index("ray start"), key
     ignored = (ROOT / "deploy" / ".gitignore").read_text(encoding="utf-8").split()
     assert "secrets.env" in ignored
+
+
+def run_start_command(command: str, tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess[str], str]:
+    """Run a start command with `ray` replaced by a script that writes down its arguments and the token settings
+    it was started with; (the shell's result, what `ray` was called with)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    called = tmp_path / "ray-called"
+    called.unlink(missing_ok=True)
+    stub = bin_dir / "ray"
+    stub.write_text(f'#!/bin/sh\necho "$* mode=$RAY_AUTH_MODE token=$RAY_AUTH_TOKEN" >> {called}\n')
+    stub.chmod(0o755)
+    base = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    proc = subprocess.run(["bash", "-c", command], env=base | {"PATH": f"{bin_dir}:{base['PATH']}"} | env,
+                          capture_output=True, text=True, timeout=30, check=False)
+    return proc, called.read_text() if called.exists() else ""
+
+
+@pytest.mark.parametrize("key", ["head_start_ray_commands", "worker_start_ray_commands"])
+def test_every_node_starts_ray_with_token_authentication(key: str, tmp_path: Path) -> None:
+    """RAY_AUTH_MODE=token on every node, the token from deploy/secrets.env (RAY_AUTH_TOKEN); without it the
+    node does not start (Ray would start one without authentication)."""
+    start = load_cluster_config()[key][-1]
+    assert start.index("export RAY_AUTH_MODE=token") < start.index("ray start")
+    proc, called = run_start_command(start, tmp_path, RAY_HEAD_IP="10.0.0.1")
+    assert proc.returncode != 0 and called == ""
+    assert "RAY_AUTH_TOKEN is not set" in proc.stderr and "deploy/secrets.env" in proc.stderr
+    proc, called = run_start_command(start, tmp_path, RAY_HEAD_IP="10.0.0.1", RAY_AUTH_TOKEN="t0ken")
+    assert proc.returncode == 0, proc.stderr
+    assert called.startswith("start ") and called.rstrip().endswith("mode=token token=t0ken"), called
+
+
+def test_the_ray_token_is_never_in_the_cluster_yaml_but_in_the_secrets_file() -> None:
+    text = CLUSTER_YAML.read_text(encoding="utf-8")
+    assert not re.search(r"RAY_AUTH_TOKEN\s*[=:]", text), "a token value is written in ray_cluster.yaml"
+    example = (ROOT / "deploy" / "secrets.env.example").read_text(encoding="utf-8")
+    assert re.search(r"^RAY_AUTH_TOKEN=REPLACE-\S+$", example, re.MULTILINE)
 
 
 def _set(config: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str, Any]:

@@ -4,6 +4,7 @@ the installed Ray, place the actors with the agreed custom resources, and hold n
 from __future__ import annotations
 
 import copy
+import json
 import re
 import shlex
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import chromadb
+import jsonschema
 import pytest
 import ray
 import yaml
@@ -281,12 +283,61 @@ def test_every_referenced_secret_is_in_the_example_with_a_placeholder() -> None:
         for env in env_of(container).values()
         if "secretKeyRef" in env.get("valueFrom", {})
     }
+    # The Ray token's Secret, which KubeRay itself reads (always under the key auth_token).
+    referenced |= {(ray_cluster_spec(doc)["authOptions"]["secretName"], KUBERAY_TOKEN_KEY) for doc in ray_resources()}
     assert referenced
     for name, key in referenced:
         assert name in example and key in example[name]["stringData"], f"secret {name}/{key} is not documented"
     guide = "".join((DEPLOY / name).read_text(encoding="utf-8") for name in ("secrets.example.yaml", "README.md"))
     for name in {n for n, _ in referenced}:
         assert f"kubectl create secret generic {name}" in guide, f"no kubectl command creates {name}"
+
+
+# -- Ray token authentication ----------------------------------------------------------------------
+
+KUBERAY_TOKEN_KEY = "auth_token"  # the key KubeRay reads from authOptions.secretName
+# spec.authOptions as KubeRay v1.6.0's CRD defines it. Unknown fields are refused here, as `kubectl apply`
+# (strict field validation) refuses them: an operator older than v1.6 has no secretName.
+AUTH_OPTIONS_SCHEMA = {
+    **json.loads((ROOT / "tests" / "unit" / "fixtures" / "kuberay_auth_options_v1.6.0.json").read_text()),
+    "additionalProperties": False,
+}
+
+
+@pytest.mark.parametrize("kind", ["RayCluster", "RayJob"])
+def test_ray_clusters_run_with_token_authentication_from_a_secret(kind: str) -> None:
+    spec = ray_cluster_spec(one(kind))
+    auth = spec.get("authOptions")
+    assert auth, f"{kind}: no spec authOptions (token authentication is off)"
+    jsonschema.validate(auth, AUTH_OPTIONS_SCHEMA)
+    assert auth == {"mode": "token", "secretName": auth["secretName"]}, auth
+    # KubeRay refuses token mode below Ray 2.52.
+    assert tuple(int(p) for p in spec["rayVersion"].split(".")[:2]) >= (2, 52)
+    # KubeRay adds RAY_AUTH_MODE and RAY_AUTH_TOKEN only where a container does not set them itself.
+    for group, pod in ray_pod_specs(one(kind)):
+        for container in containers(pod):
+            assert not {"RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"} & env_of(container).keys(), group
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [{"mode": "tokens"}, {"mode": "token", "secretName": 7}, {"mode": "token", "secret": "gpo-ray-auth"}],
+    ids=["unknown-mode", "name-not-string", "unknown-field"],
+)
+def test_the_auth_options_schema_refuses_a_broken_copy(auth: dict[str, Any]) -> None:
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(auth, AUTH_OPTIONS_SCHEMA)
+
+
+def test_the_ray_token_secret_is_in_the_example_and_the_guide() -> None:
+    example = {d["metadata"]["name"]: d for d in documents(DEPLOY / "secrets.example.yaml")}
+    names = {ray_cluster_spec(doc)["authOptions"]["secretName"] for doc in ray_resources()}
+    assert len(names) == 1
+    name = names.pop()
+    assert "REPLACE" in example[name]["stringData"][KUBERAY_TOKEN_KEY]
+    guide = (DEPLOY / "README.md").read_text(encoding="utf-8")
+    assert f"kubectl create secret generic {name} --from-literal={KUBERAY_TOKEN_KEY}=" in guide
+    assert "RAY_AUTH_TOKEN" in guide and "RAY_AUTH_MODE=token" in guide
 
 
 def test_env_vars_the_run_config_names_reach_every_ray_container() -> None:
