@@ -95,26 +95,24 @@ def distributed_run(workload: Workload, endpoint: ProcessFake, root: Path, args:
 
 def results_json_cost(run_dir: Path) -> dict[str, Any]:
     """The finished run's results.json: its size, and what one rewrite costs (the driver rewrites it at most once a
-    second while a run goes), with the controller's own code (`Controller.results_text`) on the run's document:
-    serialising every task's entry (the first write, and every write before entries were kept serialised), and a
-    rewrite after one task's step, written atomically (fsync included)."""
-    from types import SimpleNamespace
-
+    second while a run goes), with the state writer's own serialiser (`ResultsDocument`) on the run's document:
+    the first write, and a rewrite after one task's step (the same work since results.json is serialised from its
+    pydantic model; before, the controller re-serialised only the changed entries), written atomically (fsync
+    included)."""
     from gpo_ray.atomic import write_text_atomic
-    from gpo_ray.controller.controller import Controller
+    from gpo_ray.controller.state_writer import ResultsDocument
 
     path = run_dir / "results.json"
     doc = json.loads(path.read_text())
-    view = SimpleNamespace(task_entries=dict(doc["tasks"]), _entry_text={}, results_document=lambda status: doc)
 
     def rewrite() -> tuple[float, float]:
         cpu, wall = time.process_time(), time.perf_counter()
-        write_text_atomic(run_dir / "results-copy.json", Controller.results_text(view, doc["status"]))
+        write_text_atomic(run_dir / "results-copy.json", ResultsDocument.model_validate(doc).text())
         return 1000 * (time.process_time() - cpu), 1000 * (time.perf_counter() - wall)
 
     full_cpu, full_wall = rewrite()
-    name = next(iter(view.task_entries))
-    view.task_entries[name] = dict(view.task_entries[name])  # one task moved on: its entry is a new one
+    name = next(iter(doc["tasks"]))
+    doc["tasks"][name] = dict(doc["tasks"][name])  # one task moved on: its entry is a new one
     step_cpu, step_wall = rewrite()
     return {"bytes": path.stat().st_size, "full_rewrite_cpu_ms": full_cpu, "full_rewrite_wall_ms": full_wall,
             "rewrite_cpu_ms": step_cpu, "rewrite_wall_ms": step_wall}

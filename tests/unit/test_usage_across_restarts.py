@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gpo_ray.controller.controller import UsageAcrossRestarts, sum_usage
+from gpo_ray.controller.ledger import UsageAcrossRestarts, sum_usage
 
 
 class Log:

@@ -1,4 +1,4 @@
-"""usage.json and the budget count every call once however the controller's usage refreshes overlap.
+"""usage.json and the budget count every call once however the usage ledger's refreshes overlap.
 
 Several callers refresh usage (the every-second keeper, the deferred state write, a budget's per-step check, the
 run's end). Two refreshes at once once took their answers in the opposite order to the one they asked in: an
@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import random
 
+import structlog
+
 from gpo_ray.config import LLMRoleConfig, RunConfig
-from gpo_ray.controller.controller import Controller
-from gpo_ray.controller.progress import LogProgress
-from gpo_ray.runtime.run_dir import RunDirectory
+from gpo_ray.controller.ledger import UsageLedger
 
 
 class Remote:
@@ -51,14 +51,11 @@ class Actor:
             gate.set_result(None)
 
 
-def controller(tmp_path, refiners: list[Actor], evaluators: list[Actor]) -> Controller:
+def ledger(refiners: list[Actor], evaluators: list[Actor]) -> UsageLedger:
     role = LLMRoleConfig(base_url="http://127.0.0.1:9/v1", model="m")
     config = RunConfig(tasks=["example/arithmetic"], task_model=role, optimizer_model=role,
-                       tracking={"ray_metrics": False, "mlflow": False}, run_dir=tmp_path / "run")
-    run_dir = RunDirectory(tmp_path / "run")
-    run_dir.create(config)
-    return Controller(config, [], run_dir, memory=None, refiners=refiners, evaluators=evaluators,
-                      progress=LogProgress(), structured=False)
+                       tracking={"ray_metrics": False, "mlflow": False})
+    return UsageLedger(config, before={}, refiners=refiners, evaluators=evaluators, log=structlog.get_logger())
 
 
 async def settle() -> None:
@@ -67,29 +64,29 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-def test_an_older_answer_taken_after_a_newer_one_is_not_counted_twice(tmp_path) -> None:
+def test_an_older_answer_taken_after_a_newer_one_is_not_counted_twice() -> None:
     refiner, evaluator = Actor(), Actor()
-    c = controller(tmp_path, [refiner], [evaluator])
+    c = ledger([refiner], [evaluator])
 
     async def scenario() -> dict:
         evaluator.hold = True
-        first = asyncio.ensure_future(c.refresh_usage())  # reads the refiner at 0, then waits on the evaluator
+        first = asyncio.ensure_future(c.refresh())  # reads the refiner at 0, then waits on the evaluator
         await settle()
         assert evaluator.held, "the first refresh waits for the evaluator's answer"
         refiner.call(3)  # a step's candidates
         evaluator.hold = False
-        second = asyncio.ensure_future(c.refresh_usage())  # would read the refiner at 3 and finish first
+        second = asyncio.ensure_future(c.refresh())  # would read the refiner at 3 and finish first
         await settle()
         evaluator.release()
         await asyncio.gather(first, second)
-        return await c.refresh_usage()
+        return await c.refresh()
 
     usage = asyncio.run(scenario())
     assert usage["optimizer"]["calls"] == refiner.calls == 3
     assert usage["optimizer"]["prompt_tokens"] == 30
 
 
-async def interleaved(seed: int, c: Controller, refiners: list[Actor], evaluators: list[Actor]) -> None:
+async def interleaved(seed: int, c: UsageLedger, refiners: list[Actor], evaluators: list[Actor]) -> None:
     """Calls, refreshes, held and late answers in a random order; what every refresh said is checked as it goes."""
     rng = random.Random(seed)
     actors = refiners + evaluators
@@ -97,7 +94,7 @@ async def interleaved(seed: int, c: Controller, refiners: list[Actor], evaluator
     seen: list[dict] = []
 
     async def refresh() -> None:
-        seen.append(await c.refresh_usage())
+        seen.append(await c.refresh())
 
     for _ in range(40):
         action = rng.random()
@@ -118,7 +115,7 @@ async def interleaved(seed: int, c: Controller, refiners: list[Actor], evaluator
         a.hold = False
         a.release()
     await asyncio.gather(*refreshes)
-    final = await c.refresh_usage()
+    final = await c.refresh()
     for role in ("optimizer", "task_model"):
         calls = [u[role].get("calls", 0) for u in seen]
         assert calls == sorted(calls), (seed, role, "usage went down")
@@ -126,10 +123,26 @@ async def interleaved(seed: int, c: Controller, refiners: list[Actor], evaluator
     assert final["task_model"]["calls"] == sum(a.calls for a in evaluators), seed
 
 
-def test_overlapping_refreshes_in_any_order_count_what_the_actors_counted(tmp_path) -> None:
+def test_overlapping_refreshes_in_any_order_count_what_the_actors_counted() -> None:
     """Random interleavings of calls, refreshes and late answers: every refresh's usage is at most what the actors
     counted, never goes down, and the last one equals it."""
     for seed in range(30):
         refiners, evaluators = [Actor(), Actor()], [Actor(), Actor()]
-        c = controller(tmp_path / str(seed), refiners, evaluators)
+        c = ledger(refiners, evaluators)
         asyncio.run(interleaved(seed, c, refiners, evaluators))
+
+
+def test_the_budget_is_spent_at_its_calls_or_tokens() -> None:
+    role = LLMRoleConfig(base_url="http://127.0.0.1:9/v1", model="m")
+    config = RunConfig(tasks=["example/arithmetic"], task_model=role, optimizer_model=role,
+                       tracking={"ray_metrics": False, "mlflow": False}, budget={"max_calls": 10})
+    before = {"optimizer": {"requests": 4, "prompt_tokens": 40}, "task_model": {"requests": 5}}
+    refiner = Actor()
+    book = UsageLedger(config, before=before, refiners=[refiner], evaluators=[], log=structlog.get_logger())
+    assert book.budget_set() and not book.budget_spent() and book.total_calls() == 9  # a resume counts on
+    refiner.call()
+    asyncio.run(book.refresh())
+    assert book.total_calls() == 10 and book.total_tokens() == 50 and book.budget_spent()
+    unlimited = UsageLedger(config.model_copy(update={"budget": config.budget.model_copy(update={"max_calls": None})}),
+                            before=before, refiners=[], evaluators=[], log=structlog.get_logger())
+    assert not unlimited.budget_set() and not unlimited.budget_spent()
