@@ -281,7 +281,7 @@ class OptimizerSettings(_Frozen):
         return self
 
 
-# --- a task's own metric (tasks/metric_specs.py scores these; README "Your own metric") ------------------------------
+# --- a task's own metric (tasks/metric_specs.py scores these; docs/metrics.md) ------------------------------
 
 
 class _Check(_Frozen):
