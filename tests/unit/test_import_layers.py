@@ -145,6 +145,6 @@ def test_every_import_points_down() -> None:
 @pytest.mark.parametrize("folder", sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()))
 def test_the_architecture_page_names_every_folder(folder: str) -> None:
     text = ARCHITECTURE.read_text(encoding="utf-8")
-    block = re.search(r"^```\n(.*?)^```", text, re.S | re.M)  # the first block: one line per room, lowest last
+    block = re.search(r"^```\n(.*?)^```", text, re.DOTALL | re.MULTILINE)  # the first block: one line per room, lowest last
     assert block is not None, "docs/architecture.md has no block of the package's rooms"
     assert f"{folder}/" in block.group(1), f"docs/architecture.md's first block does not name {folder}/"
