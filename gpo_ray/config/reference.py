@@ -197,6 +197,25 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+# Where the prose explains a section's settings (pages under docs/); a section without an entry has none.
+_EXPLAINED_IN: dict[str, tuple[str, ...]] = {
+    "RunConfig": ("configuration.md",),
+    "TaskSource": ("task-sources.md",),
+    "LLMRoleConfig": ("configuration.md", "failure-behaviour.md"),
+    "OptimizerSettings": ("how-gpo-runs.md", "paper-preset.md", "variants.md"),
+    "ClusterSettings": ("configuration.md", "../deploy/README.md"),
+    "BudgetSettings": ("configuration.md", "metrics.md"),
+    "TrackingSettings": ("observability.md",),
+    "PythonMetric": ("metrics.md",),
+    "ChecksMetric": ("metrics.md",),
+    "JudgeMetric": ("metrics.md",),
+    "HedgeSettings": ("failure-behaviour.md",),
+    "ScheduleConfig": ("how-gpo-runs.md",),
+    "AdaptiveEvaluationSettings": ("how-gpo-runs.md",),
+    "MomentumSettings": ("variants.md",),
+}
+
+
 def _sections() -> list[tuple[type[BaseModel], list[str]]]:
     """Every model under RunConfig, in the order a reader meets them (each field's models before the next field's
     nested ones: breadth first), with every config path where it appears."""
@@ -227,6 +246,8 @@ def render() -> str:
         out += ["", f"## {_title(cls, paths)}", ""]
         if _doc(cls):
             out += [_doc(cls), ""]
+        if pages := _EXPLAINED_IN.get(cls.__name__):
+            out += ["Explained in " + ", ".join(f"[{page.removeprefix('../')}]({page})" for page in pages) + ".", ""]
         comments = _comments(cls)
         out += ["| field | type | default | description |", "| --- | --- | --- | --- |"]
         for name, info in cls.model_fields.items():
