@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates docs/report-example/ (the README's example report) from a real run: GPO on two BIG-Bench-Hard
+# Regenerates docs/report-example/ (the example report in docs/results-and-reports.md) from a real run: GPO on two BIG-Bench-Hard
 # tasks against the deterministic fake endpoint (scripted optimizer and task model, 2% rate-limit faults so the
 # usage table shows retries), then `gpo-ray report` as HTML (screenshot by headless Chromium) and markdown.
 #

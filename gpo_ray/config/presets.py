@@ -9,7 +9,7 @@ from typing import Any
 from gpo_ray.vocabulary import ConfigRole
 
 # `preset: paper`: GPO as its authors ran it (RUCAIBox/GPO at 765df20, GPO.sh and optimize.py). Laid under the
-# user's own settings: a key given in the file or by a flag still wins. README "The paper preset" lists each key.
+# user's own settings: a key given in the file or by a flag still wins. docs/paper-preset.md lists each key.
 # Written as a config file would be.
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {

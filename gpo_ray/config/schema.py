@@ -37,8 +37,8 @@ class EndpointSpec(_Frozen):
     """One server of a role's model. `resource` names a Ray custom resource of the nodes near it (same node or
     region): the actors that call this endpoint are then placed on such nodes."""
 
-    base_url: str = Field(min_length=1)
-    resource: str | None = None
+    base_url: str = Field(min_length=1, description="the server's OpenAI-compatible base URL")
+    resource: str | None = Field(default=None, description="a Ray custom resource of the nodes near this server")
 
 
 class HedgeSettings(_Frozen):
@@ -59,17 +59,19 @@ class LLMRoleConfig(_Frozen):
     The sampling defaults below are only the class's own; inside a RunConfig each role starts from its own
     (ROLE_DEFAULTS), whatever else a user writes in the role's block."""
 
-    base_url: str | None = None
+    base_url: str | None = Field(default=None, description="the OpenAI-compatible endpoint; None (and no endpoints): "
+                                 "the embedded local model")
     endpoints: list[EndpointSpec] = Field(
         default=[], description="several servers of the same model (e.g. one vLLM per GPU node), balanced by load"
     )
-    model: str | None = None
+    model: str | None = Field(default=None, description="the model name sent with each request")
     api_key_env: str | None = Field(
         default=None, description="Name of the environment variable that holds the API key (never the key)."
     )
-    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
-    max_tokens: int | None = Field(default=None, gt=0)
-    timeout_s: float = Field(default=60.0, gt=0)
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0, description="sampling temperature of the role's requests")
+    max_tokens: int | None = Field(default=None, gt=0, description="cap on a reply's tokens; null: no cap")
+    timeout_s: float = Field(default=60.0, gt=0, description="an attempt with no response within this long is a "
+                             "timeout, retried; it alone bounds a slow generation before the headers")
     read_timeout_s: float | None = Field(
         default=10.0, gt=0, description="a reply whose body stops arriving this long is cut (stalled) and retried"
     )
@@ -77,16 +79,19 @@ class LLMRoleConfig(_Frozen):
         default=4_000_000, gt=0,
         description="cap on a reply body; below it, a reply larger than max_tokens allows is refused (oversized)",
     )
-    hedge: HedgeSettings = HedgeSettings()
-    max_retries: int = Field(default=6, ge=0, le=50)
+    hedge: HedgeSettings = Field(default=HedgeSettings(), description="hedged requests (off by default)")
+    max_retries: int = Field(default=6, ge=0, le=50, description="retries of a call on 429, 408/409/5xx, timeouts, "
+                             "connection errors and malformed bodies, with exponential backoff and full jitter")
     rate_limited_retry_s: float = Field(
         default=60.0, ge=0,
         description="a call rate-limited (429) again and again is retried past max_retries until it has waited this "
         "long on them: a burst of rate limiting slows a run, it does not stop it",
     )
-    max_in_flight: int = Field(default=8, gt=0, le=4096)
-    requests_per_minute: float | None = Field(default=None, gt=0)
-    tokens_per_minute: float | None = Field(default=None, gt=0)
+    max_in_flight: int = Field(default=8, gt=0, le=4096, description="requests one actor sends at once, per endpoint")
+    requests_per_minute: float | None = Field(default=None, gt=0, description="per endpoint, for the whole run: "
+                                              "every actor on every node shares it")
+    tokens_per_minute: float | None = Field(default=None, gt=0, description="per endpoint, for the whole run; "
+                                            "charged from an estimate, corrected with the reported usage")
     structured_output: bool | None = Field(
         default=None, description="Ask for JSON-schema output; None = on for the embedded model, off elsewhere."
     )
@@ -123,10 +128,11 @@ class LLMRoleConfig(_Frozen):
 class ScheduleConfig(_Frozen):
     """The edit budget ("learning rate"): max words changed per step."""
 
-    kind: Literal["fixed", "linear", "cosine"] = "cosine"
-    initial: int = Field(default=50, ge=0)
-    final: int = Field(default=10, ge=0)
-    warmup_steps: int = Field(default=0, ge=0)
+    kind: Literal["fixed", "linear", "cosine"] = Field(default="cosine", description="how the budget goes from "
+                                                       "initial to final over the run's steps")
+    initial: int = Field(default=50, ge=0, description="the budget at the first step (words)")
+    final: int = Field(default=10, ge=0, description="the budget at the last step (words)")
+    warmup_steps: int = Field(default=0, ge=0, description="steps of linear warmup before the schedule")
 
 
 class AdaptiveEvaluationSettings(_Frozen):
@@ -156,27 +162,39 @@ class MomentumSettings(_Frozen):
 
 
 class OptimizerSettings(_Frozen):
-    epochs: int = Field(default=3, gt=0)
-    batch_size: int = Field(default=8, gt=0)
-    candidates: int = Field(default=8, gt=0, le=256)
-    schedule: ScheduleConfig = ScheduleConfig()
-    edit_enforcement: Literal["soft", "strict"] = "soft"
+    epochs: int = Field(default=3, gt=0, description="passes over the training split; steps T = epochs x steps per "
+                        "epoch (floor(train/batch), +1 for a remainder of at least half a batch)")
+    batch_size: int = Field(default=8, gt=0, description="training examples per step")
+    candidates: int = Field(default=8, gt=0, le=256, description="optimizer samples per step")
+    schedule: ScheduleConfig = Field(default=ScheduleConfig(), description="the edit budget N(t) per step")
+    edit_enforcement: Literal["soft", "strict"] = Field(
+        default="soft", description="soft: the budget is only stated (the paper); strict: over-budget candidates "
+        "are re-asked",
+    )
     max_rerequests: int = Field(default=2, ge=0, description="strict mode: re-asks for over-budget candidates")
-    retrieval: Literal["relevance", "recency", "importance"] = "relevance"
-    retrieval_k: int = Field(default=3, gt=0)
-    initial_prompt: str = "Let's solve the problem."
-    placement: PromptPlacement = PromptPlacement.END
+    retrieval: Literal["relevance", "recency", "importance"] = Field(
+        default="relevance", description="which past prompts the meta-prompt shows: the newest and the most similar "
+        "to it, the newest, or the best",
+    )
+    retrieval_k: int = Field(default=3, gt=0, description="how many past prompts are retrieved")
+    initial_prompt: str = Field(default="Let's solve the problem.", description="the prompt the trajectory starts from")
+    placement: PromptPlacement = Field(default=PromptPlacement.END, description="where the prompt goes in a task-model "
+                                       "request: after the question (the paper), before it, or as the system message")
     format_examples: int = Field(default=3, ge=0, description="format.jsonl examples shown in the meta-prompt")
     train_limit: int | None = Field(default=None, gt=0, description="use at most this many training examples")
     eval_limit: int | None = Field(default=None, gt=0, description="use at most this many eval examples")
     test_limit: int | None = Field(default=None, gt=0, description="use at most this many test examples")
-    evaluate_test: bool = True
-    seed: int = 0
+    evaluate_test: bool = Field(default=True, description="score prompts on the test split: the initial and the best "
+                                "(with trace_scores, each step's)")
+    seed: int = Field(default=0, description="the run's seed: batch shuffles, optimizer request seeds, "
+                        "seeded draws and orders")
     candidate_scoring: Literal["train_batch", "eval"] = Field(
         default="train_batch",
         description="score candidates on the step's training batch, or on the eval split as the paper does",
     )
-    adaptive_evaluation: AdaptiveEvaluationSettings = AdaptiveEvaluationSettings()
+    adaptive_evaluation: AdaptiveEvaluationSettings = Field(
+        default=AdaptiveEvaluationSettings(), description="successive halving (needs candidate_scoring: eval)"
+    )
     meta_prompt: dict[str, str | int] = Field(
         default={}, description="overrides of the meta-prompt's sentences (fields of MetaPromptTemplate)"
     )
@@ -220,7 +238,7 @@ class OptimizerSettings(_Frozen):
         "ask the optimizer why it got the wrong examples wrong, shown in the meta-prompt (the official "
         "gradient_name feedback)",
     )
-    momentum: MomentumSettings = MomentumSettings()
+    momentum: MomentumSettings = Field(default=MomentumSettings(), description="what the optimizer sees of the past")
     candidate_extraction: Literal["own", "paper"] = Field(
         default="own",
         description="own: gpo-ray's extraction (last <START>, normalised, checked); paper: the official extract_text + "
@@ -281,7 +299,7 @@ class OptimizerSettings(_Frozen):
         return self
 
 
-# --- a task's own metric (tasks/metric_specs.py scores these; README "Your own metric") ------------------------------
+# --- a task's own metric (tasks/metric_specs.py scores these; docs/metrics.md) ------------------------------
 
 
 class _Check(_Frozen):
@@ -430,8 +448,10 @@ class TaskSource(_Frozen):
     """A user's own task: GPO folder layout, JSONL, CSV, Parquet, a Hugging Face dataset, or the official
     BIG-Bench-Hard JSON. Tables come as a folder of named splits or one table carved by a seeded shuffle."""
 
-    name: str = Field(min_length=1)
-    format: Literal["gpo", "jsonl", "csv", "parquet", "hf", "bbh_json"] = "gpo"
+    name: str = Field(min_length=1, description="the task's name, as `tasks` lists it")
+    format: Literal["gpo", "jsonl", "csv", "parquet", "hf", "bbh_json"] = Field(
+        default="gpo", description="how path (or dataset) is read"
+    )
     # A file (carved), a folder of split files (train.csv, eval.csv, test.csv), or a `save_to_disk` folder (hf).
     # Settings added after the first release are left out of the dump at their default (`exclude_if`), so a run's
     # fingerprint, and with it `resume`, is what it was before they existed.
@@ -444,7 +464,7 @@ class TaskSource(_Frozen):
         default=None, exclude_if=lambda v: v is None,
         description="train/eval/test -> the file stem in a folder or the Hugging Face split name; all three",
     )
-    input_field: str = "input"
+    input_field: str = Field(default="input", description="the column holding the input (or input_template)")
     input_template: str | None = Field(default=None, exclude_if=lambda v: v is None,
                                        description='str.format over columns, e.g. "Ticket: {subject}\\n{body}"')
     # None: a task without references (a judge or a function metric scores it).
@@ -463,8 +483,8 @@ class TaskSource(_Frozen):
     )
     # One table has no splits: train/eval sizes carve it (rest is test), shuffled with split_seed.
     train_size: int = Field(default=48, ge=1)
-    eval_size: int = Field(default=48, ge=1)
-    split_seed: int = 0
+    eval_size: int = Field(default=48, ge=1, description="one table: rows carved into the eval split")
+    split_seed: int = Field(default=0, description="one table: the seed of the shuffle that carves it")
 
     @model_validator(mode="after")
     def _source_is_consistent(self) -> TaskSource:
@@ -511,14 +531,16 @@ class ClusterSettings(_Frozen):
     address: str | None = Field(default=None, description="Ray address; None starts a local cluster")
     # None: sized for the run, 1 each for a small run on a local cluster, else 2 (runtime/local_cluster.py).
     num_refiners: int | None = Field(default=None, gt=0)
-    num_evaluators: int | None = Field(default=None, gt=0)
-    evaluator_max_in_flight: int = Field(default=8, gt=0)
+    num_evaluators: int | None = Field(default=None, gt=0, description="evaluator actors; None: sized as num_refiners "
+                                       "is, and none when a small run on a cluster gpo-ray starts scores in its driver")
+    evaluator_max_in_flight: int = Field(default=8, gt=0, description="examples one evaluator scores at once")
     # The first calls begin in the driver while Ray and the actors start (controller/warm_start.py); a run that
     # joins a cluster by address never does this.
     warm_start: bool = True
     chroma_host: str | None = Field(default=None, description="Chroma server host; None = embedded store")
-    chroma_port: int = Field(default=8000, gt=0, lt=65536)
-    chroma_token_env: str | None = None
+    chroma_port: int = Field(default=8000, gt=0, lt=65536, description="the Chroma server's port")
+    chroma_token_env: str | None = Field(default=None, description="NAME of the variable holding the Chroma "
+                                         "server's token")
     memory_shards: int | None = Field(
         default=None, gt=0, le=64,
         description="trajectory-memory actors, tasks split by a hash of their name; None: one per 500 tasks (at "
@@ -549,10 +571,11 @@ class EmbedderConfig(_Frozen):
     """How trajectory prompts are embedded for relevance retrieval: the bundled MiniLM (offline), or an
     OpenAI-compatible /v1/embeddings endpoint."""
 
-    kind: Literal["minilm", "openai"] = "minilm"
-    base_url: str | None = None
-    model: str | None = None
-    api_key_env: str | None = None
+    kind: Literal["minilm", "openai"] = Field(default="minilm", description="the bundled MiniLM (offline), or an "
+                                              "OpenAI-compatible /v1/embeddings endpoint")
+    base_url: str | None = Field(default=None, description="kind openai: the endpoint")
+    model: str | None = Field(default=None, description="kind openai: the embedding model")
+    api_key_env: str | None = Field(default=None, description="kind openai: NAME of the variable holding the key")
 
     @model_validator(mode="after")
     def _endpoint_given(self) -> EmbedderConfig:
@@ -569,7 +592,7 @@ class TrackingSettings(_Frozen):
         default=None, description="log to MLflow; None: when mlflow is installed and a tracking URI is configured"
     )
     mlflow_tracking_uri: str | None = Field(default=None, description="default: MLFLOW_TRACKING_URI")
-    mlflow_experiment: str = "gpo-ray"
+    mlflow_experiment: str = Field(default="gpo-ray", description="the MLflow experiment a run logs to")
 
 
 class RunConfig(_Frozen):
@@ -577,19 +600,26 @@ class RunConfig(_Frozen):
         default=None, description="paper: every setting as the official GPO code runs it, under your own settings"
     )
     tasks: list[str] = Field(min_length=1, description="task names or globs, e.g. bbh/navigate, mmlu/*")
-    data_dir: Path | None = None
-    task_sources: list[TaskSource] = []
-    task_model: LLMRoleConfig = LLMRoleConfig(**ROLE_DEFAULTS[ConfigRole.TASK_MODEL])
-    optimizer_model: LLMRoleConfig = LLMRoleConfig(**ROLE_DEFAULTS[ConfigRole.OPTIMIZER_MODEL])
+    data_dir: Path | None = Field(default=None, description="the GPO folder layout the named benchmark tasks are read "
+                                  "from, e.g. ../shared/datasets/gpo")
+    task_sources: list[TaskSource] = Field(default=[], description="your own tasks: CSV, JSONL, Parquet, Hugging "
+                                           "Face, GPO folders, BBH JSON")
+    task_model: LLMRoleConfig = Field(default=LLMRoleConfig(**ROLE_DEFAULTS[ConfigRole.TASK_MODEL]),
+                                      description="the model that answers the task's examples under the prompt")
+    optimizer_model: LLMRoleConfig = Field(default=LLMRoleConfig(**ROLE_DEFAULTS[ConfigRole.OPTIMIZER_MODEL]),
+                                           description="the model that writes candidate prompts, feedback, summaries")
     judge_model: LLMRoleConfig = Field(default=LLMRoleConfig(**ROLE_DEFAULTS[ConfigRole.JUDGE_MODEL]),
                                        description="the LLM judge of `kind: judge` metrics; unused otherwise")
-    optimizer: OptimizerSettings = OptimizerSettings()
-    cluster: ClusterSettings = ClusterSettings()
-    budget: BudgetSettings = BudgetSettings()
-    embedder: EmbedderConfig = EmbedderConfig()
-    tracking: TrackingSettings = TrackingSettings()
+    optimizer: OptimizerSettings = Field(default=OptimizerSettings(), description="the GPO loop's settings")
+    cluster: ClusterSettings = Field(default=ClusterSettings(), description="where things run; outside the "
+                                     "fingerprint")
+    budget: BudgetSettings = Field(default=BudgetSettings(), description="when a run stops early")
+    embedder: EmbedderConfig = Field(default=EmbedderConfig(), description="how prompts are embedded for "
+                                     "relevance retrieval")
+    tracking: TrackingSettings = Field(default=TrackingSettings(), description="live metrics and MLflow")
     run_dir: Path | None = Field(default=None, description="default: runs/<time>-<id> in the current folder")
-    cache: bool = True
+    cache: bool = Field(default=True, description="the run's response cache (RUN_DIR/cache): a retried call or a "
+                        "resume re-sends only what was in flight")
 
     @model_validator(mode="before")
     @classmethod

@@ -9,7 +9,7 @@ The design-space variants (core/variants.py) use the same assembly: the feedback
 branch (`previous`), and the feedback and summarize requests; tests/unit/test_core_paper_meta_prompt_variants.py
 checks them against the official code's output.
 
-Quirks reproduced on purpose (README "The paper preset"):
+Quirks reproduced on purpose (docs/paper-preset.md):
 - a score is printed as the official code prints its eval mean, a [0, 1] float in Python's shortest repr
   (``0.4791666666666667``), under a header that says scores range from 0 to 100;
 - the budget line goes before the last line, followed by an empty line;
