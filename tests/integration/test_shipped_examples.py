@@ -117,6 +117,7 @@ needs_local_model = pytest.mark.skipif(
 
 
 @pytest.mark.slow
+@pytest.mark.model
 @needs_local_model
 def test_the_examples_are_scored_with_the_embedded_model_as_shipped(capsys):
     """No base_url: the embedded SmolLM2 answers, the orders function and the judge (the same model, structured

