@@ -25,7 +25,7 @@ from gpo_ray.runtime.ray_auth import _accepted
 from gpo_ray.testing import ThreadedFake
 from tests.faults.test_security import files_holding
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray]  # a Ray head of its own, with token authentication
 RAY = str(Path(sys.executable).with_name("ray"))
 AUTH_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS")
 

