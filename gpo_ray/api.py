@@ -416,7 +416,7 @@ def _execute(config: RunConfig, run_dir: RunDirectory, *, output: str, embedder_
     try:
         with (endpoints_for(config, log_dir=run_dir.logs_dir) as (opt, task_ep, structured, server),
               ray_session(config.cluster.address, output=output) as own_cluster):
-            config = _sized_for_run(config, tasks=len(tasks), own_cluster=own_cluster)
+            config = sized_for_run(config, tasks=len(tasks), own_cluster=own_cluster)
             actors = start_actors(config, home=run_dir.path, cache_dir=run_dir.cache_dir, opt=opt, task=task_ep,
                                   embedder_factory=embedder_factory, tasks=len(tasks),
                                   judge=judge_endpoint(config, server))
@@ -481,7 +481,7 @@ def _execute_warm(config: RunConfig, run_dir: RunDirectory, tasks: list[Any], *,
     # Sized as ray_session would say: a cluster started for this run when this process has none and none is joined.
     own_cluster = not ray.is_initialized()
     in_driver = scores_in_driver(config.cluster, tasks=len(tasks), own_cluster=own_cluster)
-    config = _sized_for_run(config, tasks=len(tasks), own_cluster=own_cluster)
+    config = sized_for_run(config, tasks=len(tasks), own_cluster=own_cluster)
     metrics_context = run_metrics_context(config, run_dir.path)
     try:
         with endpoints_for(config, log_dir=run_dir.logs_dir) as (opt, task_ep, structured, server):
@@ -556,7 +556,7 @@ def _execute_warm(config: RunConfig, run_dir: RunDirectory, tasks: list[Any], *,
     return Results(run_dir=run_dir.path, status=status, tasks=results, usage=controller.usage)
 
 
-def _sized_for_run(config: RunConfig, *, tasks: int, own_cluster: bool) -> RunConfig:
+def sized_for_run(config: RunConfig, *, tasks: int, own_cluster: bool) -> RunConfig:
     """The config with the actor counts it leaves unset filled in for this run (runtime/local_cluster.py)."""
     cluster = sized_cluster(config.cluster, tasks=tasks, own_cluster=own_cluster)
     structlog.get_logger().info("actors_sized", refiners=cluster.num_refiners, evaluators=cluster.num_evaluators)

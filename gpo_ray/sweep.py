@@ -21,7 +21,7 @@ import structlog
 from gpo_ray.api import (
     Results,
     RunActors,
-    _sized_for_run,
+    sized_for_run,
     check_cluster,
     endpoints_for,
     failures_named,
@@ -146,7 +146,7 @@ def _run_sweep(directory: SweepDirectory, runs: list[SubRun], *, output: str, em
     resume_hint = f"completed steps are saved, `gpo-ray resume {directory.path}` continues"
     with (endpoints_for(first, log_dir=directory.logs_dir) as (opt, task_ep, structured, server),
           ray_session(first.cluster.address, output=output) as own_cluster):
-        first = _sized_for_run(first, tasks=len(tasks) * len(runs), own_cluster=own_cluster)
+        first = sized_for_run(first, tasks=len(tasks) * len(runs), own_cluster=own_cluster)
         actors = start_actors(first, home=directory.path, cache_dir=directory.cache_dir, opt=opt, task=task_ep,
                               embedder_factory=embedder_factory, tasks=len(tasks) * len(runs),
                               judge=judge_endpoint(first, server))

@@ -568,11 +568,13 @@ class GPOTaskLoop:
             initial_test, best_test = traced
         elif self.settings.evaluate_test and self.test_examples and not isinstance(self.task.metric, MetricKind):
             # A metric of the user's own says why a reply fell short: the best prompt's replies are kept graded.
-            graded, initial_scores = await asyncio.gather(
-                self._graded(best.prompt, self.test_examples),
-                self._score([initial.prompt], self.test_examples) if best.prompt != initial.prompt else _none())
-            best_test = mean([g[0] for g in graded])
-            initial_test = best_test if initial_scores is None else mean(initial_scores[0])
+            if best.prompt == initial.prompt:
+                graded = await self._graded(best.prompt, self.test_examples)
+                best_test = initial_test = mean([g[0] for g in graded])
+            else:
+                graded, initial_scores = await asyncio.gather(self._graded(best.prompt, self.test_examples),
+                                                              self._score([initial.prompt], self.test_examples))
+                best_test, initial_test = mean([g[0] for g in graded]), mean(initial_scores[0])
             lowest = lowest_scored(self.test_examples, graded)
         elif self.settings.evaluate_test and self.test_examples:
             prompts = [initial.prompt] if best.prompt == initial.prompt else [initial.prompt, best.prompt]
@@ -592,7 +594,3 @@ class GPOTaskLoop:
             status=status,
             lowest_test_examples=lowest,
         )
-
-
-async def _none() -> None:
-    return None
