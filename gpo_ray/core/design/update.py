@@ -9,7 +9,3 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class UpdateMethod:
     name: str  # "generate" | "edit": the meta-prompt's wording, passed to the style's renderer
-
-    @property
-    def edits(self) -> bool:
-        return self.name == "edit"
