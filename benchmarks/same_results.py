@@ -107,8 +107,13 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, str, bo
     for scenario in new:
         for part in ("results", "calls", "phases", "requests"):
             a, b = old.get(scenario, {}).get(part), new[scenario][part]
-            size = {"requests": f"{sum(b.values())} requests", "phases": ", ".join(f"{k}: {v}" for k, v in sorted(b.items()))}
-            rows.append((scenario, part, a == b, size.get(part, f"{len(b)} runs")))
+            if part == "requests":
+                size = f"{sum(b.values())} requests"
+            elif part == "phases":
+                size = ", ".join(f"{k}: {v}" for k, v in sorted(b.items()))
+            else:
+                size = f"{len(b)} runs"
+            rows.append((scenario, part, a == b, size))
     return rows
 
 
