@@ -580,6 +580,7 @@ class Soak:
         self.chroma: ChromaServer | None = None
         self.fake_ports: list[int] = []
         self.fakes: list[Any] = []  # the current run's endpoints; a killed one is replaced by a new one on its port
+        self.killed_pids: set[int] = set()  # actor processes killed by the schedule
         self.workload: Workload | None = None
 
     # one run -------------------------------------------------------------------------------------------------
@@ -679,16 +680,24 @@ class Soak:
         if kind in ACTOR_KILLS:
             actor, how = kind.split("_", 1)
             deadline = time.monotonic() + 60  # a resumed driver may still be starting its actors
-            found = run_actors(actor, driver.proc.pid if driver.proc else -1)
+
+            def alive() -> list[dict[str, Any]]:
+                # Ray lists a SIGKILLed actor as alive until it notices: a second kill of that process right after the
+                # first would be no fault at all (one restart for two kills), so wait for the restarted process.
+                return [a for a in run_actors(actor, driver.proc.pid if driver.proc else -1)
+                        if int(a["Pid"]) not in self.killed_pids]
+
+            found = alive()
             while not found and time.monotonic() < deadline:
                 time.sleep(0.5)
-                found = run_actors(actor, driver.proc.pid if driver.proc else -1)
+                found = alive()
             if not found:
                 fault.skipped = f"no live {actor} actor"
                 return
             victim = sorted(found, key=lambda a: a["ActorID"])[int(fault.params["pick"] * len(found))]
             fault.injected_at_s = time.monotonic() - started
             kill_actor(victim, how)
+            self.killed_pids.add(int(victim["Pid"]))
             fault.outcome = {"actor": victim["ActorID"][:12], "pid": victim["Pid"],
                              "restarts_before": victim["NumRestarts"]}
         elif kind == "worker_node_removal":
