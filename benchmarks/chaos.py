@@ -9,31 +9,40 @@ What it does, in order:
 
 1. A simulated three-node Ray cluster on this machine (`ray.cluster_utils.Cluster`): a head (`gpo_head`) and two
    worker nodes (`gpo_evaluator`, `gpo_refiner`). This process joins it to find and kill actors.
-2. The undisturbed run: `gpo-ray optimize CONFIG --address ADDR` as a subprocess against a clean fake endpoint
-   (`ProcessFake`, the workload's answer key, `--latency` per request).
-3. The disturbed run: the same config (another run directory) against a fresh fake endpoint, while the schedule
-   injects, each kind at least once and then at random: evaluator, refiner and memory-actor kills (`ray.kill`
-   with restart, and SIGKILL of the actor's process), removal of a worker node (`allow_graceful=False`, a new one
-   added after), a driver SIGKILL followed by `gpo-ray resume RUN_DIR`, endpoint 429 bursts, 500s, stalls,
-   oversized and malformed replies (POST /faults: rates for a few seconds), a short outage (the endpoint's port
-   refuses connections), and with `--chroma-server` a restart of the Chroma server. A driver that stops on its
-   own (not killed by the schedule) is resumed too, and counted: that is a fault not recovered without help.
-   An endpoint fault waits (at most 60 s) for any request from the current driver's actors; a rate window that
-   no request fell in is held open 2 s at a time (up to 20 s more), and after a window of stalls the next fault
-   waits for the client's read timeout, which is when a stalled reply becomes a failed attempt anyone can see.
+2. The undisturbed run: `gpo-ray optimize CONFIG --address ADDR` as a subprocess against three clean fake endpoints
+   (`ProcessFake`s, the workload's answer key, `--latency` per request): the task model and the optimizer each
+   balanced over all three (a role with `endpoints`). The optimizer too: after the first epoch the task model's
+   requests are nearly all answered by the response cache, the optimizer's go on all run long.
+3. The disturbed run: the same config (another run directory) against three fresh fake endpoints, while the
+   schedule injects, each kind at least once and then at random: evaluator, refiner and memory-actor kills
+   (`ray.kill` with restart, and SIGKILL of the actor's process), removal of a worker node (`allow_graceful=False`,
+   a new one added after), a driver SIGKILL followed by `gpo-ray resume RUN_DIR`, at the first endpoint 429
+   bursts, 500s, stalls, oversized and malformed replies (POST /faults: rates for a few seconds) and a short outage
+   (its port refuses connections); one of the two other endpoints killed (`endpoint_killed`: SIGKILL,
+   connections refused for 8-20 s, then a new fake on its port) or wedged (`endpoint_wedged`: SIGSTOP, it accepts
+   and never answers for 30-45 s, longer than the client's wedge limit, then SIGCONT); and with `--chroma-server` a
+   restart of the Chroma server. A driver that stops on its own (not killed by the schedule) is resumed too, and
+   counted: that is a fault not recovered without help. An endpoint fault waits (at most 60 s) for any request
+   from the current driver's actors; a rate window that no request fell in is held open 2 s at a time (up to 20 s
+   more), and after a window of stalls the next fault waits for the client's read timeout, which is when a stalled
+   reply becomes a failed attempt anyone can see. A killed or wedged endpoint, once back, is watched (at most 120 s)
+   until the run's usage.json shows it ejected and sent its share again (re-admitted), before the next fault.
 4. The checks: per task, the same step records (prompt, eval score, every candidate and its score) as the
    undisturbed run; every step in the checkpoints exactly once; every injected fault visible in gpo-ray's usage
    or logs (the run's driver.jsonl and the actors' lines in Ray's worker logs; for endpoint faults, at least as
-   many failed attempts of the kind as the endpoint served); after the cluster, the endpoints
-   and the Chroma server are stopped, no process of the soak alive and none of the ports it listened on taken.
+   many failed attempts of the kind as the endpoint served; for a killed or wedged endpoint, its `ejections` in
+   usage.json grown, and since it came back sent at least 6 requests (more than every client's probe) and half an
+   even share (re-admitted): one that the run's end cut short is not judged); after the cluster, the endpoints and
+   the Chroma server are stopped, no process of the soak alive and none of the ports it listened on taken.
 5. A table of faults scheduled and injected by kind (each skipped one listed with why), recovered, seen, not
    judged (an effect cut short by a driver kill, with why), and the time to the next completed step after each;
    the wall time lost (disturbed minus undisturbed); JSON in benchmarks/results/chaos-SEED.json.
 
 Determinism: the fake answers each request as a pure function of it (a fault is a failed attempt, its retry gets
-the same answer), and every optimizer request carries the run's seed, so both runs ask and get the same things.
-The response cache stays on (the default a user has): a resumed driver and a restarted actor then find what was
-answered before, and a kill in the middle of a cache write is part of what is tested.
+the same answer; the three endpoints are alike, so which one a request goes to changes nothing), and every
+optimizer request carries the run's seed, so both runs ask and get the same things. The response cache stays on
+(the default a user has): a resumed driver and a restarted actor then find what was answered before, and a kill in
+the middle of a cache write is part of what is tested.
 """
 
 from __future__ import annotations
@@ -88,8 +97,19 @@ ERROR_KIND = {"429": "rate_limited", "500": "server_error", "stall": "stalled", 
               "malformed": "malformed", "outage": "connection"}
 OUTAGE_S = (3.0, 8.0)
 READ_TIMEOUT_S = 10.0  # the runs' read_timeout_s (its default): a stalled reply fails this long after it stops
+# Both roles are balanced over ENDPOINTS fakes (the first takes the rate faults and the outage); one of the others
+# is killed (SIGKILL: connections refused, then a new fake on its port) or wedged (SIGSTOP: it accepts and never
+# answers, then SIGCONT) for this long. A wedge outlasts the client's wedge limit
+# (at least 10 s, 8 times the median latency: 16 s at 2 s a request), or nothing calls it wedged.
+ENDPOINTS = 3
+ENDPOINT_DOWN_S = {"endpoint_killed": (8.0, 20.0), "endpoint_wedged": (30.0, 45.0)}
+# Re-admitted: since it came back, the endpoint was sent at least READMIT_REQUESTS (more than a probe from each
+# client: until a probe answers, a client sends it nothing else) and half its even share of both roles' requests.
+READMIT_REQUESTS = 6
+READMIT_WAIT_S = 120.0  # how long a killed or wedged endpoint that came back is watched for its re-admission
 ACTOR_KILLS = [f"{actor}_{how}" for actor in ACTOR_CLASSES for how in ("ray_kill", "sigkill")]
-BASE_KINDS = [*ACTOR_KILLS, "worker_node_removal", "driver_sigkill", *RATE_FAULTS, "endpoint_outage"]
+BASE_KINDS = [*ACTOR_KILLS, "worker_node_removal", "driver_sigkill", *RATE_FAULTS, "endpoint_outage",
+              *ENDPOINT_DOWN_S]
 FAULT_EVERY_S = 30.0  # on average, beyond the one fault of each kind
 
 
@@ -393,6 +413,9 @@ def make_schedule(rng: random.Random, duration: float, kinds: list[str]) -> list
             params = {"fault": name, "rate": round(rng.uniform(lo, hi), 3), "for_s": round(rng.uniform(wlo, whi), 1)}
         elif kind == "endpoint_outage":
             params = {"outage_s": round(rng.uniform(*OUTAGE_S), 1)}
+        elif kind in ENDPOINT_DOWN_S:
+            params = {"target": rng.randrange(1, ENDPOINTS),
+                      "down_s": round(rng.uniform(*ENDPOINT_DOWN_S[kind]), 1)}
         elif kind in ACTOR_KILLS or kind == "worker_node_removal":
             params = {"pick": rng.random()}
         faults.append(Fault(at_s=round(at, 1), kind=kind, params=params))
@@ -483,12 +506,13 @@ class Progress:
         return next((s - t for s, n in self.samples if s > t and n > before), None)
 
 
-def write_config(workload: Workload, *, base_url: str, run_dir: Path, address: str, epochs: int,
+def write_config(workload: Workload, *, base_urls: Sequence[str], run_dir: Path, address: str, epochs: int,
                  chroma: ChromaServer | None, path: Path) -> Path:
+    """The run's config: the task model and the optimizer each balanced over every endpoint in `base_urls`."""
     from gpo_ray.config import RunConfig
 
-    role = {"base_url": base_url, "model": "fake-llm", "max_tokens": 64, "max_in_flight": 64, "timeout_s": 60,
-            "read_timeout_s": READ_TIMEOUT_S}
+    role = {"base_url": base_urls[0], "endpoints": [{"base_url": u} for u in base_urls[1:]], "model": "fake-llm",
+            "max_tokens": 64, "max_in_flight": 64, "timeout_s": 60, "read_timeout_s": READ_TIMEOUT_S}
     config = RunConfig(
         tasks=workload.task_names, data_dir=workload.data_dir, task_sources=workload.sources,
         task_model=role, optimizer_model=role | {"temperature": 1.0},
@@ -521,6 +545,32 @@ def run_to_completion(driver: Driver, *, limit_s: float) -> dict[str, Any]:
     return {"completed": False, "stops": stops}
 
 
+def endpoint_usage(run_dir: Path, url: str) -> tuple[int, int, int]:
+    """(requests sent to the endpoint `url`, its ejections, requests sent to all endpoints), both roles together,
+    in the run's usage.json; zeros before it is written. They count on across actor restarts and resumes
+    (controller/ledger.py)."""
+    sent_to_it = ejections = sent_to_all = 0
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        usage = json.loads((run_dir / "usage.json").read_text())
+        for role in ("task_model", "optimizer"):
+            sent = usage.get(role, {}).get("endpoints", {})
+            sent_to_it += int(sent.get(url, 0))
+            ejections += int(usage.get(role, {}).get("ejections", {}).get(url, 0))
+            sent_to_all += int(sum(sent.values()))
+    return sent_to_it, ejections, sent_to_all
+
+
+def readmitted(sent_to_it: int, sent_to_all: int) -> bool:
+    """Whether an endpoint that came back is in the balance again, from the requests sent since: more than probes,
+    and at least half an even share."""
+    return sent_to_it >= READMIT_REQUESTS and sent_to_it * 2 * ENDPOINTS >= sent_to_all
+
+
+def signal_quietly(fake: Any, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, TypeError):
+        os.kill(fake.process.pid, sig)
+
+
 class Soak:
     def __init__(self, args: argparse.Namespace, seed: int, work: Path) -> None:
         self.args, self.seed, self.work = args, seed, work
@@ -529,38 +579,63 @@ class Soak:
         self.cluster: SimulatedCluster | None = None
         self.chroma: ChromaServer | None = None
         self.fake_ports: list[int] = []
+        self.fakes: list[Any] = []  # the current run's endpoints; a killed one is replaced by a new one on its port
+        self.killed_pids: set[int] = set()  # actor processes killed by the schedule
+        self.workload: Workload | None = None
 
     # one run -------------------------------------------------------------------------------------------------
-    def endpoint(self, workload: Workload) -> Any:
+    def endpoint(self, workload: Workload, *, port: int = 0) -> Any:
+        """A fake endpoint; every one answers each request alike (a pure function of it), so which of a role's
+        endpoints a request goes to changes nothing in the run."""
         from gpo_ray.testing import ProcessFake
 
         fake = ProcessFake(endpoint_config(workload, latency=self.args.latency, slots=self.args.slots,
-                                           timeline=False))
+                                           timeline=False), port=port)
         self.fake_ports.append(fake.port)
         return fake
+
+    @contextlib.contextmanager
+    def endpoints(self, workload: Workload) -> Any:
+        """ENDPOINTS fresh fakes as `self.fakes`; at the end every one (stopped ones continued) closed."""
+        self.workload = workload
+        self.fakes = []
+        try:
+            self.fakes.extend(self.endpoint(workload) for _ in range(ENDPOINTS))
+            yield self.fakes
+        finally:
+            for fake in self.fakes:
+                signal_quietly(fake, signal.SIGCONT)
+                fake.close()
+
+    def endpoint_stats(self) -> dict[str, Any]:
+        """The first endpoint's counters (the rate faults'), and requests served by each."""
+        return {**self.fakes[0].stats(), "requests_per_endpoint": [f.stats()["requests"] for f in self.fakes]}
 
     def undisturbed(self, workload: Workload, epochs: int) -> dict[str, Any]:
         assert self.cluster is not None
         run_dir = self.work / "undisturbed"
-        with self.endpoint(workload) as fake:
-            cfg = write_config(workload, base_url=fake.base_url, run_dir=run_dir, address=self.cluster.address,
-                               epochs=epochs, chroma=self.chroma, path=self.work / "undisturbed.json")
+        with self.endpoints(workload) as fakes:
+            cfg = write_config(workload, base_urls=[f.base_url for f in fakes], run_dir=run_dir,
+                               address=self.cluster.address, epochs=epochs, chroma=self.chroma,
+                               path=self.work / "undisturbed.json")
             driver = Driver(cfg, run_dir, self.cluster.address, self.work)
             started = time.monotonic()
             with Sampler(None, self.footprint):
                 driver.start()
                 done = run_to_completion(driver, limit_s=8 * self.args.duration + 1800)
             wall = time.monotonic() - started
-            stats = fake.stats()
+            stats = self.endpoint_stats()
         return {"run_dir": str(run_dir), "wall_s": wall, **done, "endpoint": stats}
 
     def disturbed(self, workload: Workload, epochs: int, schedule: list[Fault]) -> dict[str, Any]:
         assert self.cluster is not None
         run_dir = self.work / "disturbed"
         progress = Progress(run_dir)
-        with self.endpoint(workload) as fake:
-            cfg = write_config(workload, base_url=fake.base_url, run_dir=run_dir, address=self.cluster.address,
-                               epochs=epochs, chroma=self.chroma, path=self.work / "disturbed.json")
+        with self.endpoints(workload) as fakes:
+            fake = fakes[0]
+            cfg = write_config(workload, base_urls=[f.base_url for f in fakes], run_dir=run_dir,
+                               address=self.cluster.address, epochs=epochs, chroma=self.chroma,
+                               path=self.work / "disturbed.json")
             driver = Driver(cfg, run_dir, self.cluster.address, self.work)
             started = time.monotonic()
             sampler = Sampler(progress, self.footprint).__enter__()
@@ -584,14 +659,14 @@ class Soak:
                 if completed():
                     fault.skipped = "the run had finished"
                     continue
-                self.inject(fault, driver, fake, started)
+                self.inject(fault, driver, fake, started, run_dir)
                 print(f"  {fault.injected_at_s or fault.at_s:7.1f}s  {fault.kind:24s} "
                       f"{fault.skipped or json.dumps(fault.outcome)[:110]}", flush=True)
             done = run_to_completion(driver, limit_s=8 * self.args.duration + 1800)
             done["stops"] = stops + [{**s, "at_s": s.pop("at") - started} for s in done["stops"]]
             wall = time.monotonic() - started
             sampler.__exit__(None, None, None)
-            stats = fake.stats()
+            stats = self.endpoint_stats()
         for fault in schedule:
             if fault.injected_at_s is not None:
                 fault.next_step_s = progress.next_step_after(started + fault.injected_at_s)
@@ -600,21 +675,29 @@ class Soak:
                              for x in driver.launches]}
 
     # faults ------------------------------------------------------------------------------------------------------
-    def inject(self, fault: Fault, driver: Driver, fake: Any, started: float) -> None:
+    def inject(self, fault: Fault, driver: Driver, fake: Any, started: float, run_dir: Path) -> None:
         kind = fault.kind
         if kind in ACTOR_KILLS:
             actor, how = kind.split("_", 1)
             deadline = time.monotonic() + 60  # a resumed driver may still be starting its actors
-            found = run_actors(actor, driver.proc.pid if driver.proc else -1)
+
+            def alive() -> list[dict[str, Any]]:
+                # Ray lists a SIGKILLed actor as alive until it notices: a second kill of that process right after the
+                # first would be no fault at all (one restart for two kills), so wait for the restarted process.
+                return [a for a in run_actors(actor, driver.proc.pid if driver.proc else -1)
+                        if int(a["Pid"]) not in self.killed_pids]
+
+            found = alive()
             while not found and time.monotonic() < deadline:
                 time.sleep(0.5)
-                found = run_actors(actor, driver.proc.pid if driver.proc else -1)
+                found = alive()
             if not found:
                 fault.skipped = f"no live {actor} actor"
                 return
             victim = sorted(found, key=lambda a: a["ActorID"])[int(fault.params["pick"] * len(found))]
             fault.injected_at_s = time.monotonic() - started
             kill_actor(victim, how)
+            self.killed_pids.add(int(victim["Pid"]))
             fault.outcome = {"actor": victim["ActorID"][:12], "pid": victim["Pid"],
                              "restarts_before": victim["NumRestarts"]}
         elif kind == "worker_node_removal":
@@ -664,12 +747,57 @@ class Soak:
             time.sleep(fault.params["outage_s"] + 0.5)
             fault.outcome = {"cut_requests": self._stats_after_outage(fake).get("outage", 0) - before,
                              "waited_for_traffic_s": round(waited, 1)}
+        elif kind in ENDPOINT_DOWN_S:
+            self._endpoint_down(fault, driver, started, run_dir)
         elif kind == "chroma_restart":
             assert self.chroma is not None
             fault.injected_at_s = time.monotonic() - started
             fault.outcome = self.chroma.restart()
         else:
             raise ValueError(f"unknown fault kind {kind}")
+
+    def _endpoint_down(self, fault: Fault, driver: Driver, started: float, run_dir: Path) -> None:
+        """Kill or wedge one of the roles' endpoints (not the first) for `down_s`, bring it back, then watch the run's
+        usage.json until it shows the endpoint ejected and, after it came back, sent its share again (re-admitted)."""
+        index = fault.params["target"]
+        target = self.fakes[index]
+        url = target.base_url  # as the config names it; usage.json names it so too (no credentials in it)
+        waited = wait_for_traffic(target, lambda: self._driver_has_actors(driver))
+        if waited is None:
+            fault.skipped = f"no request to endpoint {index} within {TRAFFIC_WAIT_S:.0f} s"
+            return
+        sent_before, ejections_before, _ = endpoint_usage(run_dir, url)
+        fault.injected_at_s = time.monotonic() - started
+        if fault.kind == "endpoint_killed":
+            os.kill(target.process.pid, signal.SIGKILL)
+            target.process.join(10)
+            time.sleep(fault.params["down_s"])
+            assert self.workload is not None
+            self.fakes[index] = self.endpoint(self.workload, port=target.port)  # up again where the clients knew it
+        else:
+            os.kill(target.process.pid, signal.SIGSTOP)
+            try:
+                time.sleep(fault.params["down_s"])
+            finally:
+                os.kill(target.process.pid, signal.SIGCONT)
+        back = time.monotonic()
+        sent_back, _, all_back = endpoint_usage(run_dir, url)
+        sent, ejections, sent_all = sent_back, ejections_before, all_back
+        readmitted_after: float | None = None
+        while time.monotonic() - back < READMIT_WAIT_S and driver.running():
+            sent, ejections, sent_all = endpoint_usage(run_dir, url)
+            if ejections > ejections_before and readmitted(sent - sent_back, sent_all - all_back):
+                readmitted_after = time.monotonic() - back
+                break
+            time.sleep(0.5)
+        fault.outcome = {"endpoint": url, "down_s": round(back - started - fault.injected_at_s, 1),
+                         "ejections": ejections - ejections_before, "sent_while_down": sent_back - sent_before,
+                         "sent_after_back": sent - sent_back, "sent_to_all_after_back": sent_all - all_back,
+                         "readmitted_after_s": None if readmitted_after is None else round(readmitted_after, 1),
+                         "waited_for_traffic_s": round(waited, 1)}
+        if readmitted_after is None and not driver.running():
+            fault.not_judged = f"the driver ended {time.monotonic() - back:.1f} s after the endpoint came back, " \
+                               f"before its re-admission could show"
 
     @staticmethod
     def _driver_has_actors(driver: Driver) -> bool:
@@ -797,6 +925,9 @@ def judge(schedule: list[Fault], evidence: dict[str, Any], stops: list[dict[str,
                 fault.seen = max(logged[error], in_usage[error]) >= served[fault.params["fault"]]
         elif kind == "endpoint_outage":
             fault.seen = max(logged["connection"], in_usage["connection"]) > 0
+        elif kind in ENDPOINT_DOWN_S:  # usage.json: ejected, and after it came back sent its share again
+            if fault.not_judged is None:
+                fault.seen = fault.outcome["ejections"] > 0 and fault.outcome["readmitted_after_s"] is not None
         elif kind in ACTOR_KILLS:  # as many logged restarts of that actor kind as kills of it (node removals add)
             actor = kind.split("_")[0]
             fault.seen = restarts[actor] >= kills_by_actor[actor]
@@ -850,6 +981,14 @@ def print_table(report: dict[str, Any]) -> None:
         if f["skipped"] or f["not_judged"]:
             why = f"skipped: {f['skipped']}" if f["skipped"] else f"not judged: {f['not_judged']}"
             print(f"  {f['at_s']:6.1f}s {f['kind']}: {why}")
+    for f in report["faults"]:
+        if f["kind"] in ENDPOINT_DOWN_S and f["injected_at_s"] is not None:
+            o = f["outcome"]
+            back = "not seen" if o["readmitted_after_s"] is None else f"{o['readmitted_after_s']:.1f} s"
+            print(f"  {f['at_s']:6.1f}s {f['kind']} {o['endpoint']}: down {o['down_s']:.1f} s, ejected "
+                  f"{o['ejections']} times in usage.json, re-admitted after it came back: {back} "
+                  f"({o['sent_after_back']} of the {o['sent_to_all_after_back']} requests sent to it "
+                  f"since)")
     for name, row in report.get("endpoint_faults_seen", {}).items():
         print(f"  endpoint {name}: served {row['served']} (+{row['served_cut_short']} cut short), failed attempts "
               f"logged {row['logged']}, in usage.json {row['usage']}")
@@ -917,7 +1056,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "lost": report["disturbed"]["wall_s"] - report["undisturbed"]["wall_s"]}
     for run in ("undisturbed", "disturbed"):
         report[run]["endpoint"] = {k: report[run]["endpoint"].get(k) for k in ("requests", "completed", "faults",
-                                                                                "status", "duplicates")}
+                                                                                "status", "duplicates",
+                                                                                "requests_per_endpoint")}
     time.sleep(2)  # the cluster's processes exit on their own after shutdown's signals
     deadline = time.monotonic() + 60
     while (left := soak.footprint.left_behind())["alive"] and time.monotonic() < deadline:

@@ -52,11 +52,13 @@ def error_kind(err: BaseException) -> str:
 
 
 class UsageListener(Protocol):
-    """Told of every count as it happens (what: calls|requests|tokens|errors|retries|cache_hits|hedges; kind: the
-    token kind, error kind or hedge outcome) and of latencies (what: call|request)."""
+    """Told of every count as it happens (what: calls|requests|tokens|errors|retries|cache_hits|hedges|
+    endpoint_requests|ejections; kind: the token kind, error kind, hedge outcome or endpoint), of latencies (what:
+    call|request), and of a balanced role's endpoint taken out or back."""
 
     def on_count(self, what: str, amount: int = 1, *, kind: str | None = None) -> None: ...
     def on_latency(self, what: str, seconds: float) -> None: ...
+    def on_endpoint_state(self, endpoint: str, *, admitted: bool) -> None: ...
     def flush(self) -> None:
         """Pass on anything held back (called whenever usage is read)."""
         ...
@@ -125,6 +127,12 @@ class UsageCounters:
         into = self.ejections if ejected else self.endpoints
         into[endpoint] = into.get(endpoint, 0) + 1
         self._tell("ejections" if ejected else "endpoint_requests", kind=endpoint)
+
+    def record_endpoint_state(self, endpoint: str, *, admitted: bool) -> None:
+        """An endpoint admitted or ejected, as this client sees it: a state, not a count (usage.json has the
+        ejections), so only the listener sees it."""
+        if self.listener is not None:
+            self.listener.on_endpoint_state(endpoint, admitted=admitted)
 
     def record_latency(self, what: str, seconds: float) -> None:
         """Latencies are not kept here (usage.json has no place for them); only the listener sees them."""

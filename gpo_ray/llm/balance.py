@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from gpo_ray.llm.accounting import UsageCounters
 from gpo_ray.llm.errors import LLMError, RetryableLLMError
-from gpo_ray.llm.health import HealthBook, HealthPolicy
+from gpo_ray.llm.health import EndpointState, HealthBook, HealthPolicy
 from gpo_ray.llm.protocol import ChatRequest, ChatResponse, LLMClient
 
 
@@ -51,6 +51,8 @@ class BalancedClient:
         self.last_success = [float("-inf")] * len(self.clients)
         self.counters = counters
         self.clock = clock
+        self.told_admitted: list[bool | None] = [None] * len(self.clients)  # what the counters last heard
+        self._tell_states()
 
     def _pick(self) -> int:
         open_ = self.health.open(self.clock())
@@ -81,6 +83,7 @@ class BalancedClient:
             self.sent[i] = max(self.sent[i], min(n for j, n in enumerate(self.sent) if j != i))
         self.health.succeeded(i, self.clock() - started)
         self.last_success[i] = self.clock()
+        self._tell_states()
         return response
 
     async def _await_unless_wedged(self, i: int, call: asyncio.Future, started: float) -> ChatResponse:
@@ -102,6 +105,18 @@ class BalancedClient:
     def _failed(self, i: int, kind: str) -> None:
         if self.health.failed(i, kind, self.clock()) and self.counters is not None:
             self.counters.record_endpoint(self.names[i], ejected=True)
+        self._tell_states()
+
+    def _tell_states(self) -> None:
+        """Tell the counters (the live metrics' gpo_llm_endpoint_up) of each endpoint taken out or back since they
+        last heard; all of them at the start."""
+        if self.counters is None:
+            return
+        for i, state in enumerate(self.health.states(self.clock())):
+            admitted = state == EndpointState.HEALTHY
+            if admitted != self.told_admitted[i]:
+                self.told_admitted[i] = admitted
+                self.counters.record_endpoint_state(self.names[i], admitted=admitted)
 
     async def aclose(self) -> None:
         for c in self.clients:

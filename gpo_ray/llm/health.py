@@ -23,14 +23,13 @@ class EndpointState:
 
 @dataclass
 class EndpointHealth:
-    """One endpoint's record: consecutive failures, ejections so far (the interval doubles with each), and the
-    time its current ejection ends."""
+    """One endpoint's record: consecutive failures, ejections since it last answered (the interval doubles with
+    each), and the time its current ejection ends."""
 
     failures: int = 0
     ejections: int = 0
     ejected_until: float = 0.0
     probe_out: bool = False
-    total_ejections: int = 0
 
     def state(self, now: float) -> str:
         if self.ejections == 0:
@@ -102,10 +101,10 @@ class HealthBook:
     def _eject(self, r: EndpointHealth, now: float) -> None:
         interval = min(self.policy.max_ejection_s, self.policy.base_ejection_s * 2 ** r.ejections)
         r.ejections += 1
-        r.total_ejections += 1
         r.failures = 0
         r.probe_out = False
         r.ejected_until = now + interval
 
     def states(self, now: float) -> list[str]:
+        """Each endpoint's state (EndpointState): the balancer reports admitted/ejected to the live metrics."""
         return [r.state(now) for r in self.records]

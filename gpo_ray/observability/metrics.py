@@ -38,6 +38,7 @@ class MetricSpec:
 
 
 _LLM = ("run", "role")
+_ENDPOINT = ("run", "role", "endpoint")  # an endpoint of a role with several (llm/balance.py), named by its public URL
 _TASK = ("run", "task")
 
 CATALOG: dict[str, MetricSpec] = {
@@ -56,6 +57,13 @@ CATALOG: dict[str, MetricSpec] = {
                    "included.", _LLM, unit="seconds", boundaries=LLM_LATENCY_BOUNDS),
         MetricSpec("gpo_llm_request_latency_seconds", "histogram", "One endpoint attempt, failed ones included.",
                    _LLM, unit="seconds", boundaries=LLM_LATENCY_BOUNDS),
+        MetricSpec("gpo_llm_endpoint_requests_total", "counter",
+                   "HTTP requests sent to one endpoint of a role with several, retried attempts included.", _ENDPOINT),
+        MetricSpec("gpo_llm_endpoint_ejections_total", "counter",
+                   "Times one endpoint of a role with several was ejected (failed in a row, or wedged).", _ENDPOINT),
+        MetricSpec("gpo_llm_endpoint_up", "gauge",
+                   "1 while this process's client admits the endpoint, 0 while it has it ejected (a probe included).",
+                   _ENDPOINT),
         MetricSpec("gpo_queue_depth", "gauge",
                    "Work handed to a pool and not finished: (prompt, example) items for pool=evaluator, "
                    "generation requests for pool=refiner.", ("run", "pool"), unit="items"),
@@ -179,6 +187,7 @@ class LLMUsageMetrics:
         self.flush_interval_s = flush_interval_s
         self._counts: dict[tuple[str, str | None], int] = {}
         self._latencies: list[tuple[str, float]] = []
+        self._endpoint_up: dict[str, bool] = {}
         self._last_flush = time.monotonic()
 
     def on_count(self, what: str, amount: int = 1, *, kind: str | None = None) -> None:
@@ -194,6 +203,10 @@ class LLMUsageMetrics:
             self._latencies.append((name, seconds))
             self._maybe_flush()
 
+    def on_endpoint_state(self, endpoint: str, *, admitted: bool) -> None:
+        self._endpoint_up[endpoint] = admitted
+        self._maybe_flush()
+
     def _maybe_flush(self) -> None:
         if time.monotonic() - self._last_flush >= self.flush_interval_s:
             self.flush()
@@ -202,13 +215,16 @@ class LLMUsageMetrics:
         self._last_flush = time.monotonic()
         counts, self._counts = self._counts, {}
         latencies, self._latencies = self._latencies, []
-        for (name, kind), amount in counts.items():
-            if kind is None:
+        states, self._endpoint_up = self._endpoint_up, {}
+        for (name, tag), amount in counts.items():
+            if tag is None:
                 self.metrics.inc(name, amount)
             else:
-                self.metrics.inc(name, amount, kind=kind)
+                self.metrics.inc(name, amount, **{_TAG_KEY.get(name, "kind"): tag})
         for name, seconds in latencies:
             self.metrics.observe(name, seconds)
+        for endpoint, admitted in states.items():
+            self.metrics.set("gpo_llm_endpoint_up", 1.0 if admitted else 0.0, endpoint=endpoint)
 
 
 _USAGE_SERIES = {
@@ -218,7 +234,11 @@ _USAGE_SERIES = {
     "errors": "gpo_llm_errors_total",
     "retries": "gpo_llm_retries_total",
     "cache_hits": "gpo_llm_cache_hits_total",
+    "endpoint_requests": "gpo_llm_endpoint_requests_total",
+    "ejections": "gpo_llm_endpoint_ejections_total",
 }
+# The tag a count's `kind` goes in: the token or error kind, or for the per-endpoint series the endpoint.
+_TAG_KEY = {"gpo_llm_endpoint_requests_total": "endpoint", "gpo_llm_endpoint_ejections_total": "endpoint"}
 _LATENCY_SERIES = {"call": "gpo_llm_call_latency_seconds", "request": "gpo_llm_request_latency_seconds"}
 
 

@@ -121,18 +121,19 @@ class ThreadedFake:
         self.close()
 
 
-def _serve_in_child(config: FakeLLMConfig, ready: Any) -> None:
-    run_fake_llm(port=0, config=config, on_ready=ready.put)
+def _serve_in_child(config: FakeLLMConfig, ready: Any, port: int = 0) -> None:
+    run_fake_llm(port=port, config=config, on_ready=ready.put)
 
 
 class ProcessFake:
-    """The fake server in a child process (spawned): its CPU is not the caller's, and its counters come over HTTP."""
+    """The fake server in a child process (spawned): its CPU is not the caller's, and its counters come over HTTP.
+    `port`: 0 for a free one; a given port brings back a killed server where its clients knew it."""
 
-    def __init__(self, config: FakeLLMConfig) -> None:
+    def __init__(self, config: FakeLLMConfig, *, port: int = 0) -> None:
         self.config = config
         ctx = mp.get_context("spawn")
         ready = ctx.Queue()
-        self.process = ctx.Process(target=_serve_in_child, args=(config, ready), daemon=True)
+        self.process = ctx.Process(target=_serve_in_child, args=(config, ready, port), daemon=True)
         self.process.start()
         self.base_url: str = ready.get(timeout=60)
         self.root = self.base_url.removesuffix("/v1")

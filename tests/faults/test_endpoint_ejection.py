@@ -1,6 +1,7 @@
 """A role with three endpoints of one model, one killed and one wedged (SIGSTOP) mid-run, as happens to a vLLM node:
 the run completes with the same results, the dead and wedged endpoints are ejected within seconds and get almost no
 work after, and the wedged one, continued, is taken back. Each fake runs in its own process, so signals hit it alone.
+The live metrics tell the same per endpoint: requests and ejections as in usage.json, the dead one out, the live in.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import os
 import signal
 import threading
 import time
+import uuid
 
 import pytest
 
@@ -18,6 +20,7 @@ from gpo_ray.cli import main
 from gpo_ray.config import EndpointSpec, LLMRoleConfig
 from gpo_ray.testing import ProcessFake
 from tests.integration.test_e2e_optimize import fake_config, make_config
+from tests.integration.test_metrics_ray import scrape_all_nodes
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
@@ -35,7 +38,8 @@ def test_a_dead_and_a_wedged_endpoint_are_ejected_and_a_continued_one_is_taken_b
         config = make_config(tmp_path, urls[2], epochs=5)  # long enough to probe the continued one after
         role = LLMRoleConfig(base_url=urls[0], endpoints=[EndpointSpec(base_url=u) for u in urls[1:]],
                              model="fake-llm", max_tokens=64, timeout_s=60, max_retries=6)
-        config = config.model_copy(update={"task_model": role})
+        run = f"ejection-{uuid.uuid4().hex[:8]}"  # the metrics' run tag: other tests' runs share this cluster
+        config = config.model_copy(update={"task_model": role, "run_dir": tmp_path / run})
         at_fault: dict[str, float | int] = {}
 
         def break_two_then_continue_one() -> None:
@@ -62,7 +66,7 @@ def test_a_dead_and_a_wedged_endpoint_are_ejected_and_a_continued_one_is_taken_b
         dead.process.join(5)
 
     assert all(r.status == "completed" for r in results.tasks.values())
-    usage = json.loads((tmp_path / "run" / "usage.json").read_text())["task_model"]
+    usage = json.loads((tmp_path / run / "usage.json").read_text())["task_model"]
     sent, ejected = usage["endpoints"], usage["ejections"]
     assert set(sent) == set(urls) and ejected.get(urls[0], 0) >= 1 and ejected.get(urls[1], 0) >= 1
     # After the faults, the dead endpoint got only what was in flight and the few tries that ejected it.
@@ -73,8 +77,28 @@ def test_a_dead_and_a_wedged_endpoint_are_ejected_and_a_continued_one_is_taken_b
     assert wedged_after_continue > int(at_fault["wedged_before"])
     assert wall < 120
     capsys.readouterr()
-    assert main(["report", str(tmp_path / "run"), "--format", "md", "--output", "-"]) == 0
+    assert main(["report", str(tmp_path / run), "--format", "md", "--output", "-"]) == 0
     report = capsys.readouterr().out
     assert "Endpoints of roles with several" in report
     table = report.split("Endpoints of roles with several")[1]
     assert f"| task\\_model | {urls[0]} | {sent[urls[0]]:,} |" in table, table[:600]
+
+    # The live metrics (Ray exports them every few seconds: poll, with a deadline), summed over the actors' processes.
+    def series(samples, name: str) -> dict[str, list[float]]:
+        out: dict[str, list[float]] = {}
+        for n, labels, value in samples:
+            if n == name and labels.get("run") == run and labels.get("role") == "task_model":
+                out.setdefault(labels.get("endpoint", "?"), []).append(value)
+        return out
+
+    deadline = time.monotonic() + 90
+    while True:
+        samples = scrape_all_nodes()
+        requests = {u: sum(v) for u, v in series(samples, "ray_gpo_llm_endpoint_requests_total").items()}
+        ejections = {u: sum(v) for u, v in series(samples, "ray_gpo_llm_endpoint_ejections_total").items()}
+        up = series(samples, "ray_gpo_llm_endpoint_up")
+        if (requests == sent and ejections == ejected) or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
+    assert requests == sent and ejections == ejected, (requests, ejections)
+    assert set(up) == set(urls) and min(up[urls[0]]) == 0.0 and min(up[urls[2]]) == 1.0, up  # dead out, live in

@@ -1,11 +1,20 @@
-"""The chaos soak's rules (benchmarks/chaos.py, issue 17): when an endpoint fault is injected, and when a fault
-counts as seen. Fast: no Ray, no endpoint; the soak's own run is not part of the tests."""
+"""The chaos soak's rules (benchmarks/chaos.py, issues 17 and 26): when an endpoint fault is injected, and when a
+fault counts as seen (a killed or wedged endpoint: ejected and re-admitted, read from usage.json). Fast: no Ray, no endpoint; the soak's own run is not part of the tests."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from benchmarks.chaos import Fault, endpoint_faults_seen, judge, table, wait_for_traffic
+from benchmarks.chaos import (
+    Fault,
+    endpoint_faults_seen,
+    endpoint_usage,
+    judge,
+    readmitted,
+    table,
+    wait_for_traffic,
+)
 
 
 class BurstyEndpoint:
@@ -102,3 +111,34 @@ def test_a_window_no_request_fell_in_is_listed_as_skipped_not_counted_as_seen() 
             rows["endpoint_500s"]["skipped"]) == (1, 0, 1)
     assert (rows["endpoint_stalls"]["injected"], rows["endpoint_stalls"]["skipped"]) == (0, 1)
     assert schedule[1].skipped == "no request fell in the window" and schedule[1].seen is None
+
+
+def down(kind: str, *, ejections: int, readmitted_after: float | None, not_judged: str | None = None) -> Fault:
+    return Fault(at_s=40.0, kind=kind, params={"target": 1, "down_s": 14.0}, injected_at_s=40.0, next_step_s=0.7,
+                 not_judged=not_judged,
+                 outcome={"endpoint": "http://127.0.0.1:4001/v1", "ejections": ejections,
+                          "readmitted_after_s": readmitted_after})
+
+
+def test_a_killed_or_wedged_endpoint_is_seen_only_ejected_and_taken_back() -> None:
+    schedule = [down("endpoint_killed", ejections=3, readmitted_after=8.0),
+                down("endpoint_wedged", ejections=1, readmitted_after=None),  # never back in the balance
+                down("endpoint_killed", ejections=0, readmitted_after=2.0),  # back, but nothing ejected it
+                down("endpoint_wedged", ejections=1, readmitted_after=None, not_judged="the driver ended 3.0 s after")]
+    judge(schedule, evidence(), stops=[])
+    assert [f.seen for f in schedule] == [True, False, False, None]
+    rows = {r["kind"]: r for r in table(schedule)}
+    assert (rows["endpoint_killed"]["injected"], rows["endpoint_killed"]["seen"]) == (2, 1)
+    assert (rows["endpoint_wedged"]["seen"], rows["endpoint_wedged"]["not_judged"]) == (0, 1)
+
+
+def test_re_admission_wants_more_than_probes_and_half_an_even_share_of_both_roles_requests(tmp_path) -> None:
+    url, other = "http://127.0.0.1:4001/v1", "http://127.0.0.1:4000/v1"
+    assert endpoint_usage(tmp_path, url) == (0, 0, 0)  # before usage.json is written
+    (tmp_path / "usage.json").write_text(json.dumps({
+        "task_model": {"requests": 30, "endpoints": {url: 10, other: 20}, "ejections": {url: 2}},
+        "optimizer": {"requests": 12, "endpoints": {url: 2, other: 10}, "ejections": {url: 1}},
+    }))
+    assert endpoint_usage(tmp_path, url) == (12, 3, 42)
+    assert readmitted(6, 36) and not readmitted(6, 37)  # half of an even third
+    assert not readmitted(5, 10)  # a few requests are only probes

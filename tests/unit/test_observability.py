@@ -16,8 +16,12 @@ from gpo_ray.controller.controller import RunClock
 from gpo_ray.controller.pools import EvaluatorPool, RefinerPool
 from gpo_ray.errors import ConfigError
 from gpo_ray.llm.accounting import UsageCounters
+from gpo_ray.llm.balance import BalancedClient, public_url
 from gpo_ray.llm.cache import ResponseCache
-from gpo_ray.llm.protocol import ChatRequest, user_message
+from gpo_ray.llm.errors import RetryableLLMError
+from gpo_ray.llm.health import HealthPolicy
+from gpo_ray.llm.protocol import ChatRequest, ChatResponse, user_message
+from gpo_ray.llm.retry import RetryingClient
 from gpo_ray.llm.stack import build_client, close_client
 from gpo_ray.observability import tracking
 from gpo_ray.observability.metrics import (
@@ -82,6 +86,49 @@ async def test_the_metrics_listener_sees_exactly_what_the_usage_counters_count(t
     assert metrics.observations["gpo_llm_call_latency_seconds"] == snap["calls"] - snap["cache_hits"]
 
 
+class SwitchableEndpoint:
+    """An endpoint in-process that answers, or while `down` refuses connections as a stopped server does."""
+
+    def __init__(self) -> None:
+        self.down = False
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        if self.down:
+            error = RetryableLLMError("connection failed (ClientConnectorError)")
+            error.kind = "connection"
+            raise error
+        return ChatResponse("ok")
+
+
+async def test_endpoint_series_follow_a_dead_endpoint_out_and_back_in_without_its_credentials():
+    now = [0.0]
+    flaky, steady = SwitchableEndpoint(), SwitchableEndpoint()
+    urls = ["https://user:sk-secret@gpu-1.example:8000/v1?key=sk-2", "http://gpu-2.example:8000/v1"]
+    metrics = RecordingMetrics()
+    counters = UsageCounters(listener=LLMUsageMetrics(metrics, flush_interval_s=0.0))
+    balanced = BalancedClient([flaky, steady], endpoints=urls, counters=counters, clock=lambda: now[0],
+                              policy=HealthPolicy(threshold=1, base_ejection_s=5.0))
+    client = RetryingClient(balanced, max_attempts=3, base_delay_s=0.0, max_delay_s=0.0)
+    for i in range(4):
+        await client.complete(ChatRequest(user_message(f"before {i}")))
+    flaky.down = True
+    for i in range(4):
+        await client.complete(ChatRequest(user_message(f"down {i}")))
+    flaky.down, now[0] = False, 6.0  # back, and its ejection is over: the next request to it is a probe
+    for i in range(4):
+        await client.complete(ChatRequest(user_message(f"after {i}")))
+
+    snap = counters.snapshot()
+    first, second = public_url(urls[0]), public_url(urls[1])
+    assert snap["ejections"] == {first: 1}
+    for url in (first, second):
+        assert metrics.counts[("gpo_llm_endpoint_requests_total", (("endpoint", url),))] == snap["endpoints"][url]
+    assert metrics.counts[("gpo_llm_endpoint_ejections_total", (("endpoint", first),))] == 1
+    assert metrics.gauges[("gpo_llm_endpoint_up", (("endpoint", first),))] == [1.0, 0.0, 1.0]  # up, out, back
+    assert metrics.gauges[("gpo_llm_endpoint_up", (("endpoint", second),))] == [1.0]
+    assert not any("sk-" in str(key) for key in [*metrics.counts, *metrics.gauges])
+
+
 def test_metrics_are_a_no_op_when_off_or_outside_a_ray_cluster(monkeypatch):
     assert isinstance(metrics_for(None), NullMetrics)
     assert isinstance(metrics_for(MetricsContext(run="r", enabled=False)), NullMetrics)
@@ -96,7 +143,8 @@ def test_metrics_are_a_no_op_when_off_or_outside_a_ray_cluster(monkeypatch):
 def test_every_catalogued_series_records_through_rays_metrics_api():
     """Ray refuses a tag that is not among a metric's tag keys, or a missing one: record each as the code does."""
     per_kind_tags = {"gpo_llm_tokens_total": {"kind": "prompt"}, "gpo_llm_errors_total": {"kind": "rate_limited"},
-                     "gpo_queue_depth": {"pool": "evaluator"}, "gpo_tracking_errors_total": {"backend": "mlflow"}}
+                     "gpo_queue_depth": {"pool": "evaluator"}, "gpo_tracking_errors_total": {"backend": "mlflow"},
+                     **{name: {"endpoint": "http://gpu-1.example:8000/v1"} for name in CATALOG if "endpoint" in name}}
     llm = RayMetrics({"run": "unit-test", "role": "optimizer"})
     driver = RayMetrics({"run": "unit-test"})
     with capture_logs() as logs:
