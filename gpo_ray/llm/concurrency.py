@@ -3,13 +3,17 @@
 An endpoint's capacity is not known in advance and changes with its load. `AdaptiveLimit` finds it the way TCP and
 Netflix's concurrency-limits (Vegas, Gradient2) do, from each call's latency and its overload signals:
 
-- **Latency gradient.** Two moving averages of the latency of answered calls: a short one (the last few calls) and a
-  long one (the baseline, the endpoint's latency when it is not queueing). While the short one holds within
-  `latency_tolerance` x the baseline the endpoint is not queueing our calls, and the limit grows; once it is above,
-  the limit shrinks in proportion (at most to half per call, smoothed), since queueing adds latency and no throughput.
-- **Growth** is fast at first (slow start: +1 a call, so about doubling each round trip) until the first shrink, then
-  additive (+1 a round trip: +1/limit a call); only while the calls use at least half the limit (an idle limit
-  says nothing about the endpoint, and must not grow to the cap unused).
+- **Latency gradient.** A short moving average of the latency of answered calls (the last few) against a baseline,
+  the endpoint's latency when it is not queueing: the lowest short average seen, which follows a higher one only
+  slowly (over `long_window` calls: an endpoint that really became slower, e.g. longer replies, becomes the
+  baseline; our own queueing, which a shrink undoes, does not). While the short average holds within
+  halfway to `latency_tolerance` x the baseline the endpoint is not queueing our calls, and the limit grows; between
+  halfway and the tolerance it holds; above, it shrinks in proportion (at most to half per call, smoothed), since queueing adds latency and no throughput.
+  An average, not single calls: replies of different lengths take different times.
+- **Growth** is fast at first (slow start: +1 a call, so about doubling each round trip) until latency passes
+  halfway to the tolerance or the first shrink, then additive (+1 a round trip: +1/limit a call); only while the
+  calls use at least half the limit (an idle limit says nothing about the endpoint, and must not grow to the cap
+  unused).
 - **Overload** (a 429 or another sign the endpoint is full, `on_overload`) halves the limit (`backoff_ratio`), at
   most once a round trip (the short average's latency): the calls sent at the old limit that fail too are one
   overload, not several.
@@ -29,7 +33,6 @@ Clock = Callable[[], float]
 
 SLOW_START_GROWTH = 1.0  # added to the limit per answered call before the first shrink
 MIN_GRADIENT = 0.5  # a single call's latency shrinks the limit to half at most
-BASELINE_RECOVERY = 0.9  # the baseline's decay toward the short average when latency has dropped well below it
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,7 @@ class LimitSettings:
     backoff_ratio: float = 0.5
     latency_tolerance: float = 2.0
     short_window: int = 10  # calls in the short average
-    long_window: int = 200  # calls in the baseline
+    long_window: int = 500  # calls over which the baseline follows a slower endpoint
     smoothing: float = 0.2  # how much of a latency-driven shrink applies per call
 
     def __post_init__(self) -> None:
@@ -93,13 +96,17 @@ class AdaptiveLimit:
             self._short = self._baseline = latency_s
         else:
             self._short += _ema_weight(s.short_window) * (latency_s - self._short)
-            self._baseline += _ema_weight(s.long_window) * (latency_s - self._baseline)
-            if self._baseline > s.latency_tolerance * self._short:  # latency fell well below the baseline: follow it
-                self._baseline = BASELINE_RECOVERY * self._baseline + (1 - BASELINE_RECOVERY) * self._short
+            if self._short < self._baseline:  # the endpoint is faster than we thought: at once
+                self._baseline = self._short
+            else:  # slower: only slowly (queueing must not become the baseline, a slower endpoint should)
+                self._baseline += _ema_weight(s.long_window) * (self._short - self._baseline)
         gradient = max(MIN_GRADIENT, min(1.0, s.latency_tolerance * self._baseline / self._short))
+        queueing = self._short > (1 + s.latency_tolerance) / 2 * self._baseline  # halfway to the tolerance
+        if queueing:
+            self._slow_start = False  # grow carefully from here
         if gradient < 1.0:
             self._shrink(self._limit * (1 - s.smoothing + s.smoothing * gradient))
-        elif in_flight * 2 >= self._limit:
+        elif not queueing and in_flight * 2 >= self._limit:
             self._limit += SLOW_START_GROWTH if self._slow_start else 1.0 / self._limit
         return self._settle()
 

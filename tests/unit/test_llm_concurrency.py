@@ -4,6 +4,7 @@ deterministic, on a clock that moves only when a test moves it."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -14,6 +15,8 @@ from gpo_ray.llm.errors import RateLimited
 from gpo_ray.llm.limits import AdaptiveSlots, LimitedClient
 from gpo_ray.llm.protocol import ChatRequest, user_message
 from gpo_ray.llm.stack import adaptive_limit
+from gpo_ray.llm.transport import HTTPTransport
+from gpo_ray.testing import running_fake_llm
 from tests.fakes import FakeClock, ScriptedClient
 
 STEADY_S = 0.1  # the endpoint's latency when it is not queueing
@@ -85,6 +88,15 @@ def test_backs_off_when_latency_rises_well_above_its_baseline():
     assert queued == sorted(queued, reverse=True)
 
 
+def test_holds_while_latency_is_between_halfway_and_the_tolerance():
+    clock = FakeClock()
+    limit = limit_of(clock, max_limit=32, initial_limit=8)
+    steady(limit, clock, 3)
+    held = steady(limit, clock, 40, latency_s=STEADY_S * 1.8)  # the baseline is 0.1 s, the tolerance 2x
+    # the short average takes a few calls to get there, then neither grows nor shrinks
+    assert len(set(held[10:])) == 1 and held[-1] < 32, held
+
+
 def test_recovers_after_the_overload_ends():
     clock = FakeClock()
     limit = limit_of(clock, max_limit=16)
@@ -98,7 +110,7 @@ def test_recovers_after_the_overload_ends():
 
 
 @pytest.mark.parametrize("bad", [dict(min_limit=0), dict(min_limit=9, max_limit=8), dict(backoff_ratio=1.0),
-                                 dict(latency_tolerance=0.5), dict(short_window=300)])
+                                 dict(latency_tolerance=0.5), dict(short_window=600)])
 def test_settings_out_of_their_bounds_are_refused(bad):
     with pytest.raises(ValueError):
         LimitSettings(**bad)
@@ -211,3 +223,26 @@ def test_turning_it_on_leaves_the_resume_fingerprint_alone():
     on = RunConfig(tasks=["bbh/navigate"], task_model={"adaptive_concurrency": {"enabled": True, "initial": 2}})
     assert on.fingerprint() == off.fingerprint()
     assert on.task_model.adaptive_concurrency.enabled
+
+
+async def test_against_a_fake_with_two_slots_the_limit_backs_off_as_latency_rises_far_below_the_cap():
+    """The endpoint queues what its 2 slots cannot serve, so latency grows with every call over 2: the limit grows
+    (slow start), backs off once latency has doubled, and stays far below a cap of 32 that it never reaches; the
+    endpoint never had more calls open than the limit allowed."""
+    cap, calls = 32, 120
+    limits: list[int] = []
+    async with running_fake_llm(concurrency=2, latency_s=0.05) as server:
+        transport = HTTPTransport(base_url=server.base_url, model="m")
+        limit = AdaptiveLimit(LimitSettings(max_limit=cap, initial_limit=2), clock=time.monotonic)
+        client = LimitedClient(transport, max_in_flight=cap, adaptive=limit, on_limit=limits.append)
+        try:
+            await asyncio.gather(*(client.complete(ask(f"What is {i} + 1?")) for i in range(calls)))
+        finally:
+            await transport.aclose()
+    stats = server.stats()
+    assert stats["completed"] == calls
+    peak = max(limits)
+    assert 2 < peak < cap, limits
+    assert min(limits[limits.index(peak):]) <= peak / 2, f"backed off after the peak: {limits}"
+    assert limit.limit < cap / 2, limits
+    assert stats["peak_open"] <= peak
