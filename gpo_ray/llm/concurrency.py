@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 Clock = Callable[[], float]
 
-SLOW_START_GROWTH = 1.0  # added to the limit per answered call before the first shrink
+SLOW_START_GROWTH = 1.0  # added to the limit per answered call in slow start
 MIN_GRADIENT = 0.5  # a single call's latency shrinks the limit to half at most
 
 
@@ -82,11 +82,6 @@ class AdaptiveLimit:
     def limit(self) -> int:
         """Calls that may be in flight now: at least min_limit, at most the cap."""
         return max(self.settings.min_limit, min(self.settings.max_limit, math.floor(self._limit)))
-
-    @property
-    def baseline_s(self) -> float | None:
-        """The long-run latency (None before the first answer)."""
-        return self._baseline
 
     def on_success(self, latency_s: float, *, in_flight: int) -> int:
         """An answered call: its latency, and the calls in flight when it was sent (itself included)."""
