@@ -31,6 +31,7 @@ from gpo_ray.config.presets import (
 )
 from gpo_ray.config.roles import judge_metrics, sampling_settings, used_roles
 from gpo_ray.config.schema import (
+    AdaptiveConcurrencySettings,
     AdaptiveEvaluationSettings,
     BudgetSettings,
     ChecksMetric,
@@ -62,6 +63,7 @@ __all__ = [
     "PRESETS",
     "ROLES",
     "ROLE_DEFAULTS",
+    "AdaptiveConcurrencySettings",
     "AdaptiveEvaluationSettings",
     "BudgetSettings",
     "ChecksMetric",

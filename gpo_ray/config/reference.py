@@ -210,6 +210,7 @@ _EXPLAINED_IN: dict[str, tuple[str, ...]] = {
     "ChecksMetric": ("metrics.md",),
     "JudgeMetric": ("metrics.md",),
     "HedgeSettings": ("failure-behaviour.md",),
+    "AdaptiveConcurrencySettings": ("failure-behaviour.md",),
     "ScheduleConfig": ("how-gpo-runs.md",),
     "AdaptiveEvaluationSettings": ("how-gpo-runs.md",),
     "MomentumSettings": ("variants.md",),

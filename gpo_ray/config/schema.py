@@ -53,6 +53,21 @@ class HedgeSettings(_Frozen):
     max_extra_fraction: float = Field(default=0.1, gt=0, le=1, description="hedges per call sent, at most")
 
 
+class AdaptiveConcurrencySettings(_Frozen):
+    """Calls in flight to each endpoint learned from its answers (llm/concurrency.py): the limit grows while latency
+    holds near its long-run baseline and shrinks when latency rises well above it or the endpoint answers 429, never
+    above the role's `max_in_flight` (the cap) nor below `min`. Per actor and endpoint. Opt-in in this release."""
+
+    # Off: each actor keeps max_in_flight calls in flight per endpoint, as before.
+    enabled: bool = False
+    min: int = Field(default=1, ge=1, description="the limit never goes below this")
+    initial: int = Field(default=4, ge=1, description="the limit a client starts at (within min and max_in_flight)")
+    backoff_ratio: float = Field(default=0.5, gt=0, lt=1, description="the limit is multiplied by this on a 429 "
+                                 "(once a round trip)")
+    latency_tolerance: float = Field(default=2.0, ge=1, description="latency above this multiple of the baseline "
+                                     "shrinks the limit")
+
+
 class LLMRoleConfig(_Frozen):
     """One LLM role (optimizer or task model). No base_url and no endpoints means the embedded local model.
 
@@ -87,7 +102,11 @@ class LLMRoleConfig(_Frozen):
         description="a call rate-limited (429) again and again is retried past max_retries until it has waited this "
         "long on them: a burst of rate limiting slows a run, it does not stop it",
     )
-    max_in_flight: int = Field(default=8, gt=0, le=4096, description="requests one actor sends at once, per endpoint")
+    max_in_flight: int = Field(default=8, gt=0, le=4096, description="requests one actor sends at once, per endpoint; "
+                               "with adaptive_concurrency, the cap of the learned limit")
+    adaptive_concurrency: AdaptiveConcurrencySettings = Field(
+        default=AdaptiveConcurrencySettings(), description="learn each endpoint's concurrency (off by default)"
+    )
     requests_per_minute: float | None = Field(default=None, gt=0, description="per endpoint, for the whole run: "
                                               "every actor on every node shares it")
     tokens_per_minute: float | None = Field(default=None, gt=0, description="per endpoint, for the whole run; "
@@ -120,6 +139,12 @@ class LLMRoleConfig(_Frozen):
         """`structured_output`, else its default (on for the embedded model only): one rule for the client and the
         meta-prompt, which must agree."""
         return self.structured_output if self.structured_output is not None else self.is_embedded
+
+    @model_validator(mode="after")
+    def _adaptive_min_within_the_cap(self) -> LLMRoleConfig:
+        if self.adaptive_concurrency.enabled and self.adaptive_concurrency.min > self.max_in_flight:
+            raise ValueError("adaptive_concurrency.min must not exceed max_in_flight (the cap)")
+        return self
 
     def all_endpoints(self) -> list[EndpointSpec]:
         return ([EndpointSpec(base_url=self.base_url)] if self.base_url else []) + list(self.endpoints)

@@ -18,6 +18,7 @@ from gpo_ray.controller.ledger import (
     UsageAcrossRestarts,
     UsageLedger,
     counts_went_down,
+    current_levels,
     sum_usage,
 )
 from gpo_ray.controller.pools import EvaluatorPool, RefinerPool
@@ -45,7 +46,7 @@ from gpo_ray.vocabulary import RunStatus
 # The names other modules, benchmarks and tests import from here, wherever they now live.
 __all__ = [
     "STATE_INTERVAL_S", "Controller", "ResultsDocument", "RunClock", "SharedPools", "StateWriter",
-    "UsageAcrossRestarts", "UsageLedger", "counts_went_down", "evaluator_pool", "partial_task_result", "sum_usage",
+    "UsageAcrossRestarts", "UsageLedger", "counts_went_down", "current_levels", "evaluator_pool", "partial_task_result", "sum_usage",
     "utc_iso",
 ]
 

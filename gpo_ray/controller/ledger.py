@@ -11,10 +11,17 @@ from gpo_ray.config import RunConfig, judge_metrics
 from gpo_ray.vocabulary import Role
 
 
+# Usage entries that are levels, not counts (llm/accounting.py): not carried over from earlier processes or runs.
+LEVELS = ("concurrency",)
+
+
 def sum_usage(snapshots: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The counts of `snapshots` added up (the levels left out: `current_levels` sums them)."""
     total: dict[str, Any] = {}
     for snap in snapshots:
         for k, v in snap.items():
+            if k in LEVELS:
+                continue
             if isinstance(v, dict):
                 inner = total.setdefault(k, {})
                 for kk, vv in v.items():
@@ -22,6 +29,20 @@ def sum_usage(snapshots: Sequence[dict[str, Any]]) -> dict[str, Any]:
             elif isinstance(v, (int, float)):
                 total[k] = total.get(k, 0) + v
     return total
+
+
+def current_levels(answers: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The levels of the actors' last answers, summed per endpoint: e.g. the calls a role's actors together may have
+    in flight to each endpoint now (`limit`), the sum of each one's highest (`max`) and their caps."""
+    levels: dict[str, Any] = {}
+    for answer in answers:
+        for name in LEVELS:
+            into = levels.setdefault(name, {})
+            for url, level in (answer.get(name) or {}).items():
+                summed = into.setdefault(url, {})
+                for k, v in level.items():
+                    summed[k] = summed.get(k, 0) + v
+    return {name: per_url for name, per_url in levels.items() if per_url}
 
 
 def counts_went_down(now: dict[str, Any], before: dict[str, Any]) -> bool:
@@ -104,10 +125,13 @@ class UsageLedger:
                 judged = await asyncio.gather(*(h.judge_usage.remote(*args) for h in self._evaluators),
                                               return_exceptions=True)
             answered = {Role.OPTIMIZER: opt, Role.TASK_MODEL: task, Role.JUDGE: judged}
-            self.usage = {
-                role: sum_usage([self.before.get(role, {}), *self._across_restarts.counts(role, answered[role])])
-                for role in self.roles
-            }
+            usage = {}
+            for role in self.roles:
+                counts = self._across_restarts.counts(role, answered[role])  # per actor: earlier processes, last
+                before = self.before.get(role, {})
+                levels = current_levels(counts[1::2]) or {k: before[k] for k in LEVELS if k in before}
+                usage[role] = sum_usage([before, *counts]) | levels
+            self.usage = usage
             return self.usage
 
     def total_calls(self) -> int:

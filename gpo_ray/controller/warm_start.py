@@ -281,12 +281,12 @@ class EvaluatorStandIn(DeferredHandle):
         return await (await self._actor()).score_with_predictions.remote(chunk, *args)
 
     async def _usage(self, account: str | None = None) -> dict[str, Any]:
-        from gpo_ray.controller.controller import sum_usage
+        from gpo_ray.controller.controller import current_levels, sum_usage
 
         parts = [self._local.usage(account)] if self._counts_local else []
         if not self._scores_here():
             parts.append(await (await self._actor()).usage.remote(*(() if account is None else (account,))))
-        return sum_usage(parts)
+        return sum_usage(parts) | current_levels(parts[-1:])  # the levels of whichever sends now
 
 
 class InProcessGeneration:
@@ -330,12 +330,12 @@ class RefinerStandIn(DeferredHandle):
         return await getattr(await self._actor(), method).remote(*args)
 
     async def _usage(self, account: str | None = None) -> dict[str, Any]:
-        from gpo_ray.controller.controller import sum_usage
+        from gpo_ray.controller.controller import current_levels, sum_usage
 
         parts = [self._local.usage(account)] if self._counts_local else []
         if self._starting.is_ready:
             parts.append(await (await self._actor()).usage.remote(*(() if account is None else (account,))))
-        return sum_usage(parts)
+        return sum_usage(parts) | current_levels(parts[-1:])  # the levels of whichever sends now
 
 
 def deferred_handles(starting: StartingActors, *, refiners: int, evaluators: int, local: InProcessScoring,

@@ -9,6 +9,10 @@ Counting happens at two heights of the stack, because the two questions differ:
 
 `retries` is filled by the retry layer through `counters.record_retry` (its `on_retry` callback).
 
+`concurrency` is not a count but a level: per endpoint, the adaptive limit of calls in flight (llm/concurrency.py)
+now (`limit`), the lowest and highest it reached (`min`, `max`) and its cap; only with adaptive_concurrency on. Merged across actors
+it is summed: what all of a role's actors may have in flight to the endpoint together.
+
 Every count goes through a `record_*` method, which also tells the counters' optional `listener` (the live
 Ray metrics, gpo_ray.observability): one place counts, so usage.json and the metrics never disagree.
 """
@@ -79,6 +83,8 @@ class UsageCounters:
     # A role with several endpoints (llm/balance.py): requests sent to each, and how often each was ejected.
     endpoints: dict[str, int] = field(default_factory=dict)
     ejections: dict[str, int] = field(default_factory=dict)
+    # With adaptive concurrency: per endpoint, {"limit": now, "min": the lowest, "max": the highest, "cap": max_in_flight}.
+    concurrency: dict[str, dict[str, int]] = field(default_factory=dict)
     listener: UsageListener | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -134,6 +140,11 @@ class UsageCounters:
         if self.listener is not None:
             self.listener.on_endpoint_state(endpoint, admitted=admitted)
 
+    def record_concurrency(self, endpoint: str, *, limit: int, cap: int) -> None:
+        """The adaptive limit of calls in flight to `endpoint` changed (and its first value)."""
+        level = self.concurrency.setdefault(endpoint, {"limit": limit, "min": limit, "max": limit, "cap": cap})
+        level.update(limit=limit, min=min(level["min"], limit), max=max(level["max"], limit), cap=cap)
+
     def record_latency(self, what: str, seconds: float) -> None:
         """Latencies are not kept here (usage.json has no place for them); only the listener sees them."""
         if self.listener is not None:
@@ -155,6 +166,9 @@ class UsageCounters:
             # Only for a role with several endpoints: a run with one keeps its usage's shape.
             **({"endpoints": dict(sorted(self.endpoints.items()))} if self.endpoints else {}),
             **({"ejections": dict(sorted(self.ejections.items()))} if self.ejections else {}),
+            # Only with adaptive concurrency on: a run without it keeps its usage's shape.
+            **({"concurrency": {url: dict(level) for url, level in sorted(self.concurrency.items())}}
+               if self.concurrency else {}),
         }
 
     @classmethod
@@ -170,6 +184,8 @@ class UsageCounters:
             hedges={str(k): int(v) for k, v in (snap.get("hedges") or {}).items()},
             endpoints={str(k): int(v) for k, v in (snap.get("endpoints") or {}).items()},
             ejections={str(k): int(v) for k, v in (snap.get("ejections") or {}).items()},
+            concurrency={str(url): {str(k): int(v) for k, v in level.items()}
+                         for url, level in (snap.get("concurrency") or {}).items()},
         )
 
     def merge(self, other: UsageCounters | dict[str, Any]) -> UsageCounters:
@@ -189,6 +205,10 @@ class UsageCounters:
         for mine, theirs in ((self.endpoints, other.endpoints), (self.ejections, other.ejections)):
             for url, n in theirs.items():
                 mine[url] = mine.get(url, 0) + n
+        for url, level in other.concurrency.items():
+            into = self.concurrency.setdefault(url, {})
+            for k, v in level.items():
+                into[k] = into.get(k, 0) + v
         return self
 
 

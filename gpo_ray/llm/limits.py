@@ -12,14 +12,20 @@ rate-limits) takes a slot and bucket tokens, and a request sleeping in backoff h
 In a run the rate limits are run-wide: given a `LeasedRate` (gpo_ray/llm/run_limits.py) the client spends permits
 leased from the run's limiter instead of keeping buckets of its own. `max_in_flight` stays per client: it bounds
 what one actor sends at once (its connections), so the run's total is max_in_flight x the role's actors.
+
+With `adaptive` (an AdaptiveLimit, llm/concurrency.py) the slots are `AdaptiveSlots`: as many as the limit learned
+from the endpoint's latencies and 429s allows, `max_in_flight` being its cap.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 
+from gpo_ray.llm.concurrency import AdaptiveLimit
+from gpo_ray.llm.errors import RateLimited
 from gpo_ray.llm.protocol import ChatRequest, ChatResponse, LLMClient, tokens_in_chars
 from gpo_ray.llm.run_limits import LeasedRate
 
@@ -80,9 +86,73 @@ class TokenBucket:
         self._level = min(self.capacity, self._level + amount)
 
 
+class AdaptiveSlots:
+    """A semaphore whose size follows an `AdaptiveLimit`: callers wait first come, first served while the calls in
+    flight reach the limit; a grown limit admits waiters at once; after a shrink, calls finishing above the new
+    limit admit no one until the calls in flight are below it. `on_limit` hears every new limit."""
+
+    def __init__(self, limit: AdaptiveLimit, *, on_limit: Callable[[int], object] | None = None) -> None:
+        self.limit = limit
+        self.in_flight = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._on_limit = on_limit
+        self._told = limit.limit
+        if on_limit is not None:
+            on_limit(self._told)
+
+    async def acquire(self) -> None:
+        if not self._waiters and self.in_flight < self.limit.limit:
+            self.in_flight += 1
+            return
+        admitted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(admitted)
+        try:
+            await admitted
+        except asyncio.CancelledError:
+            if admitted.done() and not admitted.cancelled():  # admitted, then cancelled before it could run
+                self.release()
+            else:
+                self._waiters.remove(admitted)
+            raise
+
+    def release(self) -> None:
+        self.in_flight -= 1
+        self._admit()
+
+    def answered(self, latency_s: float, *, in_flight: int) -> None:
+        self.limit.on_success(latency_s, in_flight=in_flight)
+        self._changed()
+
+    def overloaded(self) -> None:
+        self.limit.on_overload()
+        self._changed()
+
+    def _changed(self) -> None:
+        now = self.limit.limit
+        if now != self._told:
+            self._told = now
+            if self._on_limit is not None:
+                self._on_limit(now)
+        self._admit()
+
+    def _admit(self) -> None:
+        while self._waiters and self.in_flight < self.limit.limit:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                self.in_flight += 1
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release()
+
+
 class LimitedClient:
     """Caps requests in flight and, optionally, requests and tokens per minute: its own buckets, or the run's
-    (`run_wide`, whose limits then apply and the per-minute arguments are not used)."""
+    (`run_wide`, whose limits then apply and the per-minute arguments are not used). With `adaptive`, the requests in
+    flight follow its limit (at most `max_in_flight`, which must be its cap); `on_limit` hears each new limit."""
 
     def __init__(
         self,
@@ -92,14 +162,20 @@ class LimitedClient:
         requests_per_minute: float | None = None,
         tokens_per_minute: float | None = None,
         run_wide: LeasedRate | None = None,
+        adaptive: AdaptiveLimit | None = None,
+        on_limit: Callable[[int], object] | None = None,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
+        if adaptive is not None and adaptive.settings.max_limit != max_in_flight:
+            raise ValueError("an adaptive limit's cap must be max_in_flight")
         self.inner = inner
         self.max_in_flight = max_in_flight
-        self._slots = asyncio.Semaphore(max_in_flight)
+        self.adaptive = AdaptiveSlots(adaptive, on_limit=on_limit) if adaptive is not None else None
+        self._slots: asyncio.Semaphore | AdaptiveSlots = self.adaptive or asyncio.Semaphore(max_in_flight)
+        self._clock = clock
         self._run_wide = run_wide
         if run_wide is not None:
             requests_per_minute = tokens_per_minute = None
@@ -120,7 +196,7 @@ class LimitedClient:
             estimate = estimate_tokens(request)
             if self._tpm is not None:
                 await self._tpm.acquire(estimate)
-            response = await self.inner.complete(request)
+            response = await self._send(request)
             if self._tpm is not None:
                 self._tpm.refund(min(estimate, self._tpm.capacity) - response.usage.total_tokens)
             return response
@@ -131,11 +207,25 @@ class LimitedClient:
             await rate.acquire(estimate)
             used = None
             try:
-                response = await self.inner.complete(request)
+                response = await self._send(request)
                 used = response.usage.total_tokens
             finally:
                 rate.release(rate.charge(estimate), used)
             return response
+
+    async def _send(self, request: ChatRequest) -> ChatResponse:
+        """The request, holding its slot; with adaptive slots, its latency or its 429 teaches the limit."""
+        slots = self.adaptive
+        if slots is None:
+            return await self.inner.complete(request)
+        in_flight, started = slots.in_flight, self._clock()
+        try:
+            response = await self.inner.complete(request)
+        except RateLimited:
+            slots.overloaded()
+            raise
+        slots.answered(self._clock() - started, in_flight=in_flight)
+        return response
 
     async def aclose(self) -> None:
         close = getattr(self.inner, "aclose", None)

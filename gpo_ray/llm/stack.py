@@ -7,8 +7,8 @@ Outermost first:
     RetryingClient         backoff; each attempt goes through the layers below again
     HedgedClient           a second request for an attempt slower than recent ones (only with hedge.enabled)
     BalancedClient         several endpoints of the role: least requests in flight (only when more than one)
-    LimitedClient          in-flight slots, RPM/TPM buckets (the run's, via `permits`) - per attempt, so retries
-                           are rate-limited too
+    LimitedClient          in-flight slots (fixed, or learned: adaptive_concurrency), RPM/TPM buckets (the run's,
+                           via `permits`) - per attempt, so retries are rate-limited too
     AttemptCountingClient  requests, tokens, errors by kind - exactly what the endpoint saw
     HTTPTransport          one HTTP request (or OpenAITransport: the openai SDK)
 
@@ -18,12 +18,14 @@ endpoint sees (and rate-limits) is admitted by the buckets.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from gpo_ray.config import LLMRoleConfig
 from gpo_ray.llm.accounting import AccountingClient, AttemptCountingClient, UsageCounters
 from gpo_ray.llm.balance import BalancedClient
 from gpo_ray.llm.cache import CachedClient, ResponseCache
+from gpo_ray.llm.concurrency import AdaptiveLimit, LimitSettings
 from gpo_ray.llm.hedge import HedgedClient
 from gpo_ray.llm.limits import LimitedClient
 from gpo_ray.llm.protocol import ROLES, LLMClient
@@ -81,6 +83,7 @@ def build_client(
             requests_per_minute=role.requests_per_minute,
             tokens_per_minute=role.tokens_per_minute,
             run_wide=run_wide,
+            **adaptive_limit(role, url=url, counters=counters),
         )
 
     client = (endpoint(urls[0]) if len(urls) == 1
@@ -101,6 +104,21 @@ def build_client(
     if cache is not None:
         client = CachedClient(client, cache=cache, model=model)
     return AccountingClient(client, counters=counters)
+
+
+def adaptive_limit(role: LLMRoleConfig, *, url: str, counters: UsageCounters) -> dict[str, object]:
+    """LimitedClient's `adaptive` and `on_limit` for one endpoint of the role (none while adaptive_concurrency is
+    off): its limit is counted in `counters` (usage.json's `concurrency`)."""
+    a = role.adaptive_concurrency
+    if not a.enabled:
+        return {}
+    settings = LimitSettings(min_limit=a.min, max_limit=role.max_in_flight, initial_limit=a.initial,
+                             backoff_ratio=a.backoff_ratio, latency_tolerance=a.latency_tolerance)
+
+    def on_limit(limit: int) -> None:
+        counters.record_concurrency(url, limit=limit, cap=role.max_in_flight)
+
+    return {"adaptive": AdaptiveLimit(settings, clock=time.monotonic), "on_limit": on_limit}
 
 
 async def close_client(client: LLMClient) -> None:

@@ -10,12 +10,15 @@ from html import escape
 
 from gpo_ray.report.run_view import RunView, TaskView, section_ids
 from gpo_ray.report.tables import (
+    CONCURRENCY_COLUMNS,
+    CONCURRENCY_HEADING,
     ENDPOINT_COLUMNS,
     GRADED_COLUMNS,
     GRADED_HEADING,
     STEP_COLUMNS,
     TASK_COLUMNS,
     USAGE_COLUMNS,
+    concurrency_rows,
     endpoint_rows,
     graded_rows,
     run_facts,
@@ -78,6 +81,8 @@ def render_html(run: RunView) -> str:
         html_table(USAGE_COLUMNS, usage_rows(run)) if run.usage else "<p>No usage recorded yet.</p>",
         *(["<h3>Endpoints of roles with several</h3>", html_table(ENDPOINT_COLUMNS, endpoint_rows(run))]
           if endpoint_rows(run) else []),
+        *([f"<h3>{escape(CONCURRENCY_HEADING)}</h3>", html_table(CONCURRENCY_COLUMNS, concurrency_rows(run))]
+          if concurrency_rows(run) else []),
         "</section>",
     ]
     for name, task in run.tasks.items():

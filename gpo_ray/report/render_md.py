@@ -9,12 +9,15 @@ from collections.abc import Sequence
 
 from gpo_ray.report.run_view import RunView, TaskView, section_ids
 from gpo_ray.report.tables import (
+    CONCURRENCY_COLUMNS,
+    CONCURRENCY_HEADING,
     ENDPOINT_COLUMNS,
     GRADED_COLUMNS,
     GRADED_HEADING,
     STEP_COLUMNS,
     TASK_COLUMNS,
     USAGE_COLUMNS,
+    concurrency_rows,
     endpoint_rows,
     graded_rows,
     run_facts,
@@ -69,6 +72,9 @@ def render_markdown(run: RunView) -> str:
     if endpoint_rows(run):
         parts += ["", "Endpoints of roles with several:", "",
                   md_table(ENDPOINT_COLUMNS, [list(map(md_escape, r)) for r in endpoint_rows(run)])]
+    if concurrency_rows(run):
+        parts += ["", f"{CONCURRENCY_HEADING}:", "",
+                  md_table(CONCURRENCY_COLUMNS, [list(map(md_escape, r)) for r in concurrency_rows(run)])]
     for name, task in run.tasks.items():
         parts += ["", _task_section(task, section_id=ids[name])]
     return "\n".join(parts).rstrip() + "\n"

@@ -94,6 +94,20 @@ def endpoint_rows(run: RunView) -> list[list[str]]:
     return rows
 
 
+CONCURRENCY_COLUMNS = ("role", "endpoint", "calls in flight at the end", "lowest", "highest", "cap")
+CONCURRENCY_HEADING = "Concurrency each endpoint settled at (adaptive_concurrency; summed over the role's actors)"
+
+
+def concurrency_rows(run: RunView) -> list[list[str]]:
+    """Per role and endpoint, the adaptive limit of calls in flight (llm/concurrency.py): at the end, the lowest, the
+    highest and the cap. Empty when no role had adaptive_concurrency on."""
+    rows = []
+    for role, u in sorted(run.usage.items()):
+        for url, level in sorted((u.get("concurrency") or {}).items()):
+            rows.append([role, url, *(str(level.get(k, "–")) for k in ("limit", "min", "max", "cap"))])
+    return rows
+
+
 def _usage_row(role: str, u: dict[str, Any]) -> list[str]:
     def n(key: str) -> str:
         v = u.get(key)

@@ -79,6 +79,13 @@ class ChatRecord:
     def fault(self, name: str) -> None:
         self.stats.faults[name] += 1
 
+    def opened(self) -> None:
+        self.stats.open += 1
+        self.stats.peak_open = max(self.stats.peak_open, self.stats.open)
+
+    def closed(self) -> None:
+        self.stats.open -= 1
+
     def enter_service(self) -> None:
         self.stats.in_service += 1
         self.stats.peak_in_service = max(self.stats.peak_in_service, self.stats.in_service)

@@ -35,7 +35,7 @@ from gpo_ray.testing.config import FakeLLMConfig
 from gpo_ray.testing.fault_injection import FaultInjector
 from gpo_ray.testing.faults import bad_key_body, error_body
 from gpo_ray.testing.hashing import request_fingerprint, unit_interval
-from gpo_ray.testing.recording import Recorder
+from gpo_ray.testing.recording import ChatRecord, Recorder
 from gpo_ray.testing.routing import UnknownMetadata, chat_request, metadata, route
 from gpo_ray.testing.scripted import ScriptedLLM
 
@@ -247,6 +247,13 @@ class FakeLLMServer:
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         record = self.recorder.chat()
+        record.opened()
+        try:
+            return await self._answer_chat(request, record)
+        finally:
+            record.closed()
+
+    async def _answer_chat(self, request: web.Request, record: ChatRecord) -> web.StreamResponse:
         respond = self.recorder.respond
         if self.faults.in_outage():
             return self.faults.outage_response(request)

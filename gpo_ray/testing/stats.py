@@ -25,6 +25,10 @@ class ServerStats:
         self.completed = 0
         self.in_service = 0
         self.peak_in_service = 0
+        # Chat requests open at once, those waiting for a service slot included: the concurrency a client sends
+        # (peak_in_service stops at the fake's `concurrency`).
+        self.open = 0
+        self.peak_open = 0
         self.status: Counter[str] = Counter()
         self.faults: Counter[str] = Counter()
         self.roles: Counter[str] = Counter()
@@ -45,6 +49,7 @@ class ServerStats:
             "completed": self.completed,
             "in_service": self.in_service,
             "peak_in_service": self.peak_in_service,
+            "peak_open": self.peak_open,
             "status": dict(sorted(self.status.items())),
             "faults": dict(sorted(self.faults.items())),
             "roles": dict(sorted(self.roles.items())),

@@ -150,6 +150,16 @@ def test_the_summary_shows_initial_and_best_scores_tests_status_and_usage(finish
     assert "1h 02m 03s (summed over the first run and its resumes)" in text
 
 
+def test_the_concurrency_an_adaptive_endpoint_settled_at_is_a_table_and_only_then(finished_run, tmp_path):
+    assert "Concurrency each endpoint settled at" not in render_html(read_run(finished_run.path))
+    level = {"limit": 5, "min": 2, "max": 6, "cap": 8}
+    usage = {**USAGE, "task_model": {**USAGE["task_model"], "concurrency": {"http://vllm:8000/v1": level}}}
+    rd = make_run(tmp_path / "adaptive", {}, results={"status": "completed", "usage": usage, "tasks": {}}, usage=usage)
+    run = read_run(rd.path, resolve_data=False)
+    assert "task_model http://vllm:8000/v1 5 2 6 8" in visible_text(render_html(run))
+    assert "| task\\_model | http://vllm:8000/v1 | 5 | 2 | 6 | 8 |" in render_markdown(run)
+
+
 def test_initial_and_best_prompts_side_by_side_with_a_word_diff(finished_run):
     page = render_html(read_run(finished_run.path))
     section = page.split('id="task-bbh-navigate"')[1].split("</section>")[0]

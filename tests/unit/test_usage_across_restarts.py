@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gpo_ray.controller.ledger import UsageAcrossRestarts, sum_usage
+from gpo_ray.controller.ledger import UsageAcrossRestarts, current_levels, sum_usage
 
 
 class Log:
@@ -52,3 +52,16 @@ def test_roles_and_actors_are_kept_apart() -> None:
     # the task model's actor 0 restarted; the optimizer's did not
     assert total(across.counts("task_model", [usage(1)]))["requests"] == 101
     assert total(across.counts("optimizer", [usage(11)]))["requests"] == 11
+
+
+def test_the_adaptive_concurrency_is_the_live_processes_summed_never_carried_over() -> None:
+    """A level, not a count: a restarted actor's old limit says nothing about the calls in flight now."""
+    def with_limit(requests: int, limit: int) -> dict:
+        return usage(requests) | {"concurrency": {"u": {"limit": limit, "min": 1, "max": 8, "cap": 8}}}
+
+    across = UsageAcrossRestarts(log=Log())
+    across.counts("task_model", [with_limit(40, 6), with_limit(5, 3)])
+    counts = across.counts("task_model", [with_limit(2, 4), with_limit(9, 5)])  # actor 0 restarted
+    assert total(counts)["requests"] == 40 + 2 + 9 and "concurrency" not in total(counts)
+    assert current_levels(counts[1::2]) == {"concurrency": {"u": {"limit": 9, "min": 2, "max": 16, "cap": 16}}}
+    assert current_levels([usage(3)]) == {}

@@ -1,0 +1,248 @@
+"""The adaptive concurrency limit (llm/concurrency.py) and the slots that follow it (llm/limits.py AdaptiveSlots):
+deterministic, on a clock that moves only when a test moves it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from gpo_ray.config import LLMRoleConfig, RunConfig
+from gpo_ray.llm.accounting import UsageCounters
+from gpo_ray.llm.concurrency import AdaptiveLimit, LimitSettings
+from gpo_ray.llm.errors import RateLimited
+from gpo_ray.llm.limits import AdaptiveSlots, LimitedClient
+from gpo_ray.llm.protocol import ChatRequest, user_message
+from gpo_ray.llm.stack import adaptive_limit
+from gpo_ray.llm.transport import HTTPTransport
+from gpo_ray.testing import running_fake_llm
+from tests.fakes import FakeClock, ScriptedClient
+
+STEADY_S = 0.1  # the endpoint's latency when it is not queueing
+
+
+def limit_of(clock: FakeClock, **settings) -> AdaptiveLimit:
+    return AdaptiveLimit(LimitSettings(**({"max_limit": 32, "initial_limit": 4} | settings)), clock=clock)
+
+
+def steady(limit: AdaptiveLimit, clock: FakeClock, calls: int, latency_s: float = STEADY_S) -> list[int]:
+    """`calls` answered calls at `latency_s`, each sent with the limit full; the limit after each."""
+    seen = []
+    for _ in range(calls):
+        clock.now += latency_s / max(1, limit.limit)
+        seen.append(limit.on_success(latency_s, in_flight=limit.limit))
+    return seen
+
+
+def test_grows_while_latency_holds_steady():
+    clock = FakeClock()
+    limit = limit_of(clock)
+    seen = steady(limit, clock, 20)
+    assert seen == sorted(seen) and seen[-1] > 4
+
+
+def test_never_exceeds_the_cap():
+    clock = FakeClock()
+    limit = limit_of(clock, max_limit=6)
+    assert max(steady(limit, clock, 500)) == 6
+    assert limit.limit == 6 and limit.highest == 6
+
+
+def test_an_idle_limit_does_not_grow():
+    """Calls that use a fraction of the limit say nothing about the endpoint's capacity."""
+    clock = FakeClock()
+    limit = limit_of(clock, initial_limit=8)
+    for _ in range(100):
+        limit.on_success(STEADY_S, in_flight=1)
+    assert limit.limit == 8
+
+
+def test_a_429_halves_the_limit_once_a_round_trip():
+    clock = FakeClock()
+    limit = limit_of(clock, initial_limit=16)
+    steady(limit, clock, 5)
+    before = limit.limit
+    assert limit.on_overload() == before // 2
+    assert limit.on_overload() == before // 2, "the calls sent at the old limit fail too: one overload"
+    clock.now += STEADY_S
+    assert limit.on_overload() == before // 4
+
+
+def test_429s_take_it_down_to_min_and_not_below():
+    clock = FakeClock()
+    limit = limit_of(clock, min_limit=2, initial_limit=16)
+    for _ in range(10):
+        clock.now += 1.0
+        limit.on_overload()
+    assert limit.limit == 2
+
+
+def test_backs_off_when_latency_rises_well_above_its_baseline():
+    clock = FakeClock()
+    limit = limit_of(clock, max_limit=16)
+    steady(limit, clock, 300)
+    assert limit.limit == 16
+    queued = steady(limit, clock, 20, latency_s=STEADY_S * 5)  # the endpoint queues: latency five times the baseline
+    assert queued[-1] < 16 / 2
+    assert queued == sorted(queued, reverse=True)
+
+
+def test_holds_while_latency_is_between_halfway_and_the_tolerance():
+    clock = FakeClock()
+    limit = limit_of(clock, max_limit=32, initial_limit=8)
+    steady(limit, clock, 3)
+    held = steady(limit, clock, 40, latency_s=STEADY_S * 1.8)  # the baseline is 0.1 s, the tolerance 2x
+    # the short average takes a few calls to get there, then neither grows nor shrinks
+    assert len(set(held[10:])) == 1 and held[-1] < 32, held
+
+
+def test_recovers_after_the_overload_ends():
+    clock = FakeClock()
+    limit = limit_of(clock, max_limit=16)
+    steady(limit, clock, 300)
+    for _ in range(3):
+        clock.now += 1.0
+        limit.on_overload()
+    assert limit.limit == 2
+    recovered = steady(limit, clock, 400)
+    assert recovered[-1] == 16 and recovered == sorted(recovered), "additive growth back to the cap"
+
+
+@pytest.mark.parametrize("bad", [dict(min_limit=0), dict(min_limit=9, max_limit=8), dict(backoff_ratio=1.0),
+                                 dict(latency_tolerance=0.5), dict(short_window=600)])
+def test_settings_out_of_their_bounds_are_refused(bad):
+    with pytest.raises(ValueError):
+        LimitSettings(**bad)
+
+
+# --- the slots ------------------------------------------------------------------------------------------------
+
+
+def ask(text: str) -> ChatRequest:
+    return ChatRequest(messages=user_message(text))
+
+
+async def _settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+async def test_slots_admit_waiters_when_the_limit_grows():
+    clock = FakeClock()
+    slots = AdaptiveSlots(limit_of(clock, initial_limit=2))
+    holders = [asyncio.create_task(slots.acquire()) for _ in range(5)]
+    await _settle()
+    assert slots.in_flight == 2 and sum(t.done() for t in holders) == 2
+    slots.answered(STEADY_S, in_flight=2)  # slow start: +1
+    await _settle()
+    assert slots.in_flight == 3 and sum(t.done() for t in holders) == 3
+    for t in holders[3:]:
+        t.cancel()
+    await _settle()
+    assert slots.in_flight == 3, "cancelled waiters hold no slot"
+
+
+async def test_after_a_shrink_finishing_calls_admit_no_one_until_below_the_limit():
+    clock = FakeClock()
+    slots = AdaptiveSlots(limit_of(clock, initial_limit=8))
+    for _ in range(8):
+        await slots.acquire()
+    waiter = asyncio.create_task(slots.acquire())
+    slots.overloaded()  # 8 -> 4
+    for left in (7, 6, 5, 4):
+        slots.release()
+        await _settle()
+        assert (slots.in_flight, waiter.done()) == (left, False)
+    slots.release()
+    await _settle()
+    assert waiter.done() and slots.in_flight == 4
+
+
+async def test_the_limited_client_backs_off_on_429_and_counts_the_limit():
+    clock = FakeClock()
+    counters = UsageCounters()
+    inner = ScriptedClient([RateLimited("slow down"), RateLimited("slow down")], clock=clock)
+    client = LimitedClient(inner, max_in_flight=8, adaptive=limit_of(clock, max_limit=8, initial_limit=8),
+                           on_limit=lambda n: counters.record_concurrency("http://e/v1", limit=n, cap=8), clock=clock)
+    for _ in range(2):
+        with pytest.raises(RateLimited):
+            await client.complete(ask("q"))
+        clock.now += 1.0
+    await client.complete(ask("q"))
+    assert counters.snapshot()["concurrency"] == {"http://e/v1": {"limit": 2, "min": 2, "max": 8, "cap": 8}}
+
+
+async def test_the_cap_holds_at_the_inner_client_whatever_the_limit_learns():
+    clock = FakeClock()
+    inner = ScriptedClient()
+    client = LimitedClient(inner, max_in_flight=3, adaptive=limit_of(clock, max_limit=3, initial_limit=3), clock=clock)
+    for round_ in range(5):
+        inner.release.clear()
+        calls = [asyncio.create_task(client.complete(ask(f"q{round_}-{i}"))) for i in range(10)]
+        await _settle()
+        assert inner.in_progress == 3
+        inner.release.set()
+        await asyncio.gather(*calls)
+    assert inner.peak_in_progress == 3
+
+
+def test_off_by_default_and_the_usage_keeps_its_shape():
+    counters = UsageCounters()
+    assert adaptive_limit(LLMRoleConfig(), url="http://e/v1", counters=counters) == {}
+    assert "concurrency" not in counters.snapshot()
+
+
+def test_on_the_limit_is_capped_by_max_in_flight_and_counted():
+    counters = UsageCounters()
+    role = LLMRoleConfig(max_in_flight=16, adaptive_concurrency={"enabled": True, "min": 2, "initial": 32})
+    parts = adaptive_limit(role, url="http://e/v1", counters=counters)
+    LimitedClient(ScriptedClient(), max_in_flight=16, **parts)
+    assert counters.snapshot()["concurrency"] == {"http://e/v1": {"limit": 16, "min": 16, "max": 16, "cap": 16}}
+
+
+def test_a_min_above_the_cap_is_refused():
+    with pytest.raises(ValueError, match="min"):
+        LLMRoleConfig(max_in_flight=2, adaptive_concurrency={"enabled": True, "min": 4})
+
+
+def test_levels_merge_as_sums_across_actors():
+    a, b = UsageCounters(), UsageCounters()
+    a.record_concurrency("u", limit=3, cap=8)
+    a.record_concurrency("u", limit=6, cap=8)
+    a.record_concurrency("u", limit=2, cap=8)
+    b.record_concurrency("u", limit=5, cap=8)
+    assert a.snapshot()["concurrency"] == {"u": {"limit": 2, "min": 2, "max": 6, "cap": 8}}
+    merged = UsageCounters().merge(a).merge(b.snapshot()).concurrency
+    assert merged == {"u": {"limit": 7, "min": 7, "max": 11, "cap": 16}}
+
+
+def test_turning_it_on_leaves_the_resume_fingerprint_alone():
+    """How calls are sent, not what is asked: a run may be resumed with it on or off."""
+    off = RunConfig(tasks=["bbh/navigate"])
+    on = RunConfig(tasks=["bbh/navigate"], task_model={"adaptive_concurrency": {"enabled": True, "initial": 2}})
+    assert on.fingerprint() == off.fingerprint()
+    assert on.task_model.adaptive_concurrency.enabled
+
+
+async def test_against_a_fake_with_two_slots_the_limit_backs_off_as_latency_rises_far_below_the_cap():
+    """The endpoint queues what its 2 slots cannot serve, so latency grows with every call over 2: the limit grows
+    (slow start), backs off once latency has doubled, and stays far below a cap of 32 that it never reaches; the
+    endpoint never had more calls open than the limit allowed."""
+    cap, calls = 32, 120
+    limits: list[int] = []
+    async with running_fake_llm(concurrency=2, latency_s=0.05) as server:
+        transport = HTTPTransport(base_url=server.base_url, model="m")
+        limit = AdaptiveLimit(LimitSettings(max_limit=cap, initial_limit=2), clock=time.monotonic)
+        client = LimitedClient(transport, max_in_flight=cap, adaptive=limit, on_limit=limits.append)
+        try:
+            await asyncio.gather(*(client.complete(ask(f"What is {i} + 1?")) for i in range(calls)))
+        finally:
+            await transport.aclose()
+    stats = server.stats()
+    assert stats["completed"] == calls
+    peak = max(limits)
+    assert 2 < peak < cap, limits
+    assert min(limits[limits.index(peak):]) <= peak / 2, f"backed off after the peak: {limits}"
+    assert limit.limit < cap / 2, limits
+    assert stats["peak_open"] <= peak
