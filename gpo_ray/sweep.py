@@ -5,7 +5,8 @@ routing identical work to the same actor; one response cache (SWEEP_DIR/cache), 
 answered once; one trajectory memory actor, each sub-run's tasks under its own prefix (a memory actor holds Chroma
 and the MiniLM embedder, about 390 MB: one per sub-run would not fit a small machine, and the shared one embeds a
 prompt that several variants reach once). One Controller per sub-run, all in one event loop, each writing a normal
-run directory (SWEEP_DIR/runs/<variant>--seed<k>/) that `report`, `export` and `resume` read on its own.
+run directory (SWEEP_DIR/runs/<variant>--seed<k>/) that `report`, `export` and `resume` read on its own. The
+endpoints, Ray and the actors are a `RunSession`'s (launch/), as a run's are, the warm start included.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from typing import Any
 
 import structlog
 
-from gpo_ray.launch import Results, RunActors, RunSession, check_cluster, setup_logs, warm_start_applies
 from gpo_ray.config import RunConfig, sampling_settings
 from gpo_ray.core.evaluation import task_model_params
 from gpo_ray.core.plan import TaskPlan, has_second_turn, plan_task
 from gpo_ray.grid import Grid, SubRun
+from gpo_ray.launch import Results, RunActors, RunSession, check_cluster, setup_logs, warm_start_applies
 from gpo_ray.observability.metrics import run_metrics_context
 from gpo_ray.observability.tracking import check_tracking, open_tracker
 from gpo_ray.runtime.run_dir import default_run_dir
@@ -115,7 +116,7 @@ def _execute(directory: SweepDirectory, runs: list[SubRun], *, output: str, embe
     first = runs[0].config  # the settings every sub-run shares (grid.check_shared)
     tasks = resolve_tasks(first.tasks, data_dir=first.data_dir, sources=first.task_sources)
     structlog.contextvars.bind_contextvars(run=directory.path.name)
-    # A warm start when every sub-run could have one alone (the shared settings make them agree but for metrics).
+    # A warm start when every sub-run would have one alone (their shared settings mostly decide it already).
     with RunSession(first, kind="sweep", home=directory.path, cache_dir=directory.cache_dir,
                     log_dir=directory.logs_dir, tasks=len(tasks) * len(runs), output=output,
                     embedder_factory=embedder_factory, on_actors_started=on_actors_started,
