@@ -166,11 +166,11 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _strip_none(d: dict[str, Any]) -> dict[str, Any]:
+def without_none(d: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for k, v in d.items():
         if isinstance(v, dict):
-            v = _strip_none(v)
+            v = without_none(v)
             if not v:
                 continue
         if v is not None:
@@ -192,7 +192,7 @@ def _load_grid(args: argparse.Namespace):
 
     if args.config is None:
         raise ConfigError("a sweep needs a GRID file (base:, variants: or axes:, seeds:); see examples/sweep.yaml")
-    overrides = _strip_none(overrides_from_args(args))
+    overrides = without_none(overrides_from_args(args))
     overrides.get("optimizer", {}).pop("seed", None)  # --seed picks the grid's seeds instead
     return load_grid(args.config, overrides=overrides, seed=args.seed)
 
@@ -204,7 +204,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     if _grid_file(args.config):
         return _plan_grid(args)
-    config = load_config(args.config, overrides=_strip_none(overrides_from_args(args)))
+    config = load_config(args.config, overrides=without_none(overrides_from_args(args)))
     tasks = resolve_tasks(config.tasks, data_dir=config.data_dir, sources=config.task_sources)
     plans = [
         plan_task(t, config.optimizer, optimizer_max_tokens=config.optimizer_model.max_tokens or 256,
@@ -313,7 +313,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if _grid_file(args.config):
         raise ConfigError(f"{args.config} is a sweep's grid: `gpo-ray check` takes a run config (or --task); "
                           "`gpo-ray plan GRID` shows what the grid costs")
-    config = load_config(args.config, overrides=_strip_none(overrides_from_args(args)))
+    config = load_config(args.config, overrides=without_none(overrides_from_args(args)))
     result = check(config, examples=args.examples, split=args.split)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
@@ -360,7 +360,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     from gpo_ray.api import optimize
     from gpo_ray.config import load_config
 
-    config = load_config(args.config, overrides=_strip_none(overrides_from_args(args)))
+    config = load_config(args.config, overrides=without_none(overrides_from_args(args)))
     print_summary(optimize(config, output=_output_mode(args)))
     return 0
 

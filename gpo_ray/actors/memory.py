@@ -29,6 +29,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from gpo_ray.actors.introspection import WhereAmI
 from gpo_ray.config import ClusterSettings
+from gpo_ray.core.retrieval import DEFAULT_ORDER
 from gpo_ray.core.types import TrajectoryEntry
 from gpo_ray.memory.store import (
     DEFAULT_COLLECTION,
@@ -269,7 +270,7 @@ class TrajectoryMemory(WhereAmI):
         return await self._call(self._store.trajectory, task)
 
     async def retrieve(
-        self, task: str, *, strategy: str, k: int, order: str = "score_ascending"
+        self, task: str, *, strategy: str, k: int, order: str = DEFAULT_ORDER
     ) -> list[TrajectoryEntry]:
         return await self._call(self._store.retrieve, task, strategy=strategy, k=k, order=order)
 

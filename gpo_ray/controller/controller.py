@@ -14,10 +14,15 @@ from typing import Any
 import structlog
 
 from gpo_ray.config import RunConfig
-from gpo_ray.controller.ledger import UsageAcrossRestarts, UsageLedger, counts_went_down, sum_usage
+from gpo_ray.controller.ledger import (
+    UsageAcrossRestarts,
+    UsageLedger,
+    counts_went_down,
+    sum_usage,
+)
 from gpo_ray.controller.pools import EvaluatorPool, RefinerPool
 from gpo_ray.controller.progress import ProgressReporter
-from gpo_ray.controller.services import ActorServices, Evaluators, Refiners, retrieval_of
+from gpo_ray.controller.services import ActorServices, Evaluators, Refiners
 from gpo_ray.controller.state_writer import (
     STATE_INTERVAL_S,
     ResultsDocument,
@@ -27,6 +32,7 @@ from gpo_ray.controller.state_writer import (
     read_state,
     utc_iso,
 )
+from gpo_ray.core.design import design_for
 from gpo_ray.core.evaluation import task_model_params
 from gpo_ray.core.loop import GPOTaskLoop, schedule_for
 from gpo_ray.core.results import StepResult, TaskResult
@@ -163,7 +169,8 @@ class Controller:
             refiners, evaluators = self.shared.refiners, self.shared.evaluators
         services = ActorServices(memory=self.memory, refiners=refiners, evaluators=evaluators,
                                  on_step=self._on_step, should_stop=self.ledger.budget_spent,
-                                 run_dir=str(self.run_dir.path), retrieval=retrieval_of(self.config.optimizer),
+                                 run_dir=str(self.run_dir.path),
+                                 retrieval=design_for(self.config.optimizer).step_retrieval,
                                  memory_namespace=self.shared.memory_namespace if self.shared else "",
                                  task_params=task_model_params(self.config))
         opt_role = self.config.optimizer_model

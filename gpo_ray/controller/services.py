@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from gpo_ray.config import OptimizerSettings
+from gpo_ray.core.design import Retrieval
 from gpo_ray.core.edit_distance import word_edit_distance
 from gpo_ray.core.evaluation import MetricFailure, TaskModelParams
-from gpo_ray.core.generation import GenerationRequest, GenerationResult, OptimizerTextRequest
+from gpo_ray.core.generation import (
+    GenerationRequest,
+    GenerationResult,
+    OptimizerTextRequest,
+)
 from gpo_ray.core.results import StepResult
 from gpo_ray.core.retrieval import retrieve_unselected, selects
 from gpo_ray.core.types import TrajectoryEntry
@@ -37,23 +41,6 @@ def memory_records(task: str, record: StepResult, *, parent: str) -> list[Memory
         for c in record.candidates
     ]
     return rows
-
-
-@dataclass(frozen=True)
-class Retrieval:
-    """What the loop retrieves at every step: asked together with the previous step's write."""
-
-    strategy: str
-    k: int
-    order: str
-
-
-def retrieval_of(settings: OptimizerSettings) -> Retrieval | None:
-    """The retrieval every step makes, or None when the run's variant retrieves no past prompts."""
-    m = settings.momentum
-    if m.content == "prompts" and m.update == "retrieve":
-        return Retrieval(settings.retrieval, settings.retrieval_k, settings.retrieval_order)
-    return None
 
 
 class Refiners(Protocol):
@@ -93,7 +80,7 @@ class ActorServices:
         on_step: Callable[[Task, StepResult], Awaitable[None]],
         should_stop: Callable[[], bool],
         run_dir: str,
-        retrieval: Retrieval | None = None,
+        retrieval: Retrieval | None = None,  # what every step retrieves (the run's DesignSpace.step_retrieval)
         memory_namespace: str = "",
         task_params: TaskModelParams | None = None,
     ) -> None:

@@ -10,10 +10,18 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from gpo_ray.core.batches import stable_seed
+from gpo_ray.core.design.style import STYLES, MetaPromptParts
 from gpo_ray.core.edit_distance import within_budget
-from gpo_ray.core.extraction import CandidateFilter, extract_candidate, extract_paper_candidate
-from gpo_ray.core.meta_prompt import CANDIDATE_JSON_SCHEMA, DEFAULT_TEMPLATE, MetaPromptTemplate, build_meta_prompt
-from gpo_ray.core.paper_meta_prompt import build_paper_meta_prompt
+from gpo_ray.core.extraction import (
+    CandidateFilter,
+    extract_candidate,
+    extract_paper_candidate,
+)
+from gpo_ray.core.meta_prompt import (
+    CANDIDATE_JSON_SCHEMA,
+    DEFAULT_TEMPLATE,
+    MetaPromptTemplate,
+)
 from gpo_ray.core.types import TrajectoryEntry
 from gpo_ray.llm.protocol import ChatRequest, LLMClient, user_message
 from gpo_ray.tasks.types import Example
@@ -40,7 +48,7 @@ class GenerationRequest:
     temperature: float = 1.0
     max_tokens: int | None = None
     template: MetaPromptTemplate = DEFAULT_TEMPLATE
-    style: str = "own"  # "own" (template) | "paper" (the official GPO text, core/paper_meta_prompt.py)
+    style: str = "own"  # the meta-prompt style's name (core/design/style.py): "own" | "paper"
     current_score: float | None = None  # shown by the paper text only when nothing is retrieved
     update: str = "generate"  # "generate" | "edit" (optimizer.update)
     budget_in_prompt: bool = True  # optimizer.budget_in_prompt
@@ -50,21 +58,8 @@ class GenerationRequest:
 
 
 def meta_prompt_for(request: GenerationRequest) -> str:
-    """The optimizer request's text for this generation request."""
-    if request.style == "paper":
-        return build_paper_meta_prompt(
-            current_prompt=request.current_prompt,
-            retrieved=request.retrieved,
-            format_examples=request.format_examples,
-            edit_budget=request.edit_budget,
-            placement=request.placement,
-            current_score=request.current_score,
-            update=request.update,
-            budget_in_prompt=request.budget_in_prompt,
-            gradient=request.gradient,
-            previous=request.previous,
-        )
-    return build_meta_prompt(
+    """The optimizer request's text for this generation request, in the request's meta-prompt style."""
+    return STYLES[request.style].meta_prompt(MetaPromptParts(
         current_prompt=request.current_prompt,
         retrieved=request.retrieved,
         format_examples=request.format_examples,
@@ -72,11 +67,12 @@ def meta_prompt_for(request: GenerationRequest) -> str:
         placement=request.placement,
         structured=request.structured,
         template=request.template,
+        current_score=request.current_score,
         update=request.update,
         budget_in_prompt=request.budget_in_prompt,
         gradient=request.gradient,
         previous=request.previous,
-    )
+    ))
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,10 @@ plugs actor-backed services (memory, refiners, evaluator pool) into the very sam
 agree by construction and differ only in where the work runs.
 
 Per step t = 1..T (t counts completed steps of the trajectory):
-  0. with `direction: feedback`, score the current prompt on the step's training batch and ask the optimizer why it
-     got the wrong examples wrong; with `momentum.update: summarize`, merge the carried item with the current one
-     (core/variants.py),
-  1. retrieve the update direction from the trajectory (relevance / recency / importance, k),
+  0-1. the run's direction and momentum objects (core/design/) make what the meta-prompt shows of where to go and
+     of the past: e.g. `direction: feedback` asks the optimizer why the current prompt got the step's wrong examples
+     wrong, `momentum` prompts/retrieve retrieves past prompts (relevance / recency / importance, k), summarize
+     merges the carried item with the current one,
   2. budget N = schedule.budget(t), the one shared schedule,
   3. generate candidates with the optimizer LLM (meta-prompt with the retrieved prompts and N),
   4. score every candidate on the step's training batch (default) or on the eval split (the paper; optionally
@@ -23,13 +23,17 @@ import asyncio
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
 from gpo_ray.config import OptimizerSettings
 from gpo_ray.core.adaptive import eval_order, successive_halving
 from gpo_ray.core.batches import batch_for_step, stable_seed
+from gpo_ray.core.design import DEFAULT_REGISTRY, DesignRegistry, Retrieval, StepView
+from gpo_ray.core.design.budget import EditBudget
+from gpo_ray.core.design.step import TracedBatch
+from gpo_ray.core.design.style import MetaPromptStyle
 from gpo_ray.core.edit_distance import word_edit_distance
 from gpo_ray.core.evaluation import MetricFailure, mean
 from gpo_ray.core.extraction import prompt_key
@@ -50,17 +54,7 @@ from gpo_ray.core.selection import (
     select_next,
 )
 from gpo_ray.core.types import ScoredCandidate, TrajectoryEntry
-from gpo_ray.core.variants import (
-    FEEDBACK,
-    SUMMARIZE,
-    extract_reply,
-    feedback_request_for,
-    join_feedback,
-    select_feedback,
-    summarize_feedback_request_for,
-    summarize_prompts_request_for,
-    wrong_examples,
-)
+from gpo_ray.core.variants import extract_reply
 from gpo_ray.errors import ConfigError, MetricErrorsExceeded
 from gpo_ray.tasks.types import Example, Task
 from gpo_ray.vocabulary import MetricKind, PromptPlacement, RunStatus
@@ -109,13 +103,14 @@ def template_for(settings: OptimizerSettings) -> MetaPromptTemplate:
     return replace(DEFAULT_TEMPLATE, **settings.meta_prompt)
 
 
-def settings_for_task(task: Task, settings: OptimizerSettings) -> OptimizerSettings:
+def settings_for_task(task: Task, settings: OptimizerSettings, *,
+                      registry: DesignRegistry = DEFAULT_REGISTRY) -> OptimizerSettings:
     """The run's settings as one task sees them: with its own prompt placement where its task source sets one."""
     if task.placement is None or PromptPlacement(task.placement) is PromptPlacement(settings.placement):
         return settings
-    if settings.meta_prompt_style == "paper" and PromptPlacement(task.placement) is PromptPlacement.SYSTEM:
-        raise ConfigError(f"task '{task.name}': placement system, but meta_prompt_style paper has no system "
-                          "placement (the official code has Q_end, Q_begin)")
+    problem = registry.style(settings.meta_prompt_style).placement_problem(PromptPlacement(task.placement))
+    if problem is not None:
+        raise ConfigError(f"task '{task.name}': placement {PromptPlacement(task.placement).value}, but {problem}")
     return settings.model_copy(update={"placement": PromptPlacement(task.placement)})
 
 
@@ -142,17 +137,58 @@ def format_examples_for(task: Task, settings: OptimizerSettings) -> tuple[Exampl
 def schedule_for(task: Task, settings: OptimizerSettings) -> EditBudgetSchedule:
     """The one place a task's schedule is made: T from the training split, the decay from the config."""
     steps = total_steps(len(train_examples(task, settings)), batch_size=settings.batch_size, epochs=settings.epochs)
-    return EditBudgetSchedule.from_config(settings.schedule, total_steps=steps)
+    return EditBudget.of(settings).schedule(total_steps=steps)
 
 
+@dataclass
+class LoopStep:
+    """The StepContext (core/design/step.py) the design-space objects see of one step of a GPOTaskLoop."""
 
-@dataclass(frozen=True)
-class TracedBatch:
-    """trace_scores: the step's training batch as the official loop slices it, and (direction feedback) each
-    example's (score, shown answer, metric feedback)."""
+    loop: GPOTaskLoop
+    t: int
+    trajectory: Sequence[TrajectoryEntry]
+    records: Sequence[StepResult]
+    traced: TracedBatch | None
 
-    examples: list[Example]
-    graded: list[tuple] | None
+    @property
+    def task(self) -> Task:
+        return self.loop.task
+
+    @property
+    def style(self) -> MetaPromptStyle:
+        return self.loop.design.style
+
+    @property
+    def template(self) -> MetaPromptTemplate:
+        return self.loop.template
+
+    @property
+    def retrieval(self) -> Retrieval:
+        return self.loop.design.retrieval
+
+    @property
+    def carried(self) -> StepResult | None:
+        return self.records[-1] if self.records and self.records[-1].step > 0 else None
+
+    async def ask(self, purpose: str, text: str) -> str:
+        return await self.loop.ask(self.t, purpose, text)
+
+    async def retrieve(self, retrieval: Retrieval) -> list[TrajectoryEntry]:
+        return await self.loop.services.retrieve(self.task, self.trajectory, strategy=retrieval.strategy,
+                                                 k=retrieval.k, order=retrieval.order)
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        return await self.loop.services.embed(texts)
+
+    async def graded(self, prompt: str, examples: Sequence[Example]) -> list[tuple[float, str, str | None]]:
+        return await self.loop.graded(prompt, examples)
+
+    def train_batch(self) -> Sequence[Example]:
+        s = self.loop.settings
+        return batch_for_step(self.loop.train_examples, self.t, batch_size=s.batch_size, seed=s.seed)
+
+    def log(self, event: str, **fields: Any) -> None:
+        self.loop.log.info(event, step=self.t, **fields)
 
 
 class GPOTaskLoop:
@@ -166,6 +202,7 @@ class GPOTaskLoop:
         optimizer_temperature: float = 1.0,
         optimizer_max_tokens: int | None = None,
         max_metric_errors: int | None = None,
+        registry: DesignRegistry = DEFAULT_REGISTRY,
     ) -> None:
         self.task = task
         # Examples the metric could not score: this many are scored 0 and counted, one more stops the run (None: never).
@@ -173,7 +210,8 @@ class GPOTaskLoop:
         self._metric_errors = 0  # since this loop started (a resume counts afresh)
         self._metric_errors_in_step = 0
         self._step_now: int | None = 0  # the step being run: metric errors are logged with it
-        self.settings = settings = settings_for_task(task, settings)
+        self.settings = settings = settings_for_task(task, settings, registry=registry)
+        self.design = registry.design_for(settings)  # the objects that answer for the run's design-space choices
         self.services = services
         self.structured = structured
         self.optimizer_temperature = optimizer_temperature
@@ -228,7 +266,7 @@ class GPOTaskLoop:
     async def _score(self, prompts: Sequence[str], examples: Sequence[Example]) -> list[list[float]]:
         return [self._settle(values) for values in await self.services.score(self.task, prompts, examples)]
 
-    async def _graded(self, prompt: str, examples: Sequence[Example]) -> list[tuple[float, str, str | None]]:
+    async def graded(self, prompt: str, examples: Sequence[Example]) -> list[tuple[float, str, str | None]]:
         """Per example (score, the reply as shown, the metric's feedback), metric failures settled as scores are."""
         graded = await self.services.score_with_predictions(self.task, prompt, examples)
         scores = self._settle([g[0] for g in graded])
@@ -270,8 +308,8 @@ class GPOTaskLoop:
         batch = official_train_batch(self.train_examples, t, batch_size=self.settings.batch_size)
         if not batch:
             return None, None
-        if self.settings.direction == "feedback":
-            graded = await self._graded(prompt, batch)
+        if self.design.direction.reads_replies:
+            graded = await self.graded(prompt, batch)
             scores = [g[0] for g in graded]
         else:
             (scores,) = await self._score([prompt], batch)
@@ -309,91 +347,26 @@ class GPOTaskLoop:
             self._note_candidates(record, tried)
         return await self._finish(records, trajectory, status)
 
-    async def _ask(self, t: int, purpose: str, text: str) -> str:
+    async def ask(self, t: int, purpose: str, text: str) -> str:
+        """One optimizer call besides the candidates at step t, its reply extracted."""
         raw = await self.services.ask_optimizer(OptimizerTextRequest(
             task=self.task.name, step=t, purpose=purpose, text=text, seed=self.settings.seed,
             max_tokens=self.optimizer_max_tokens,
         ))
         return extract_reply(raw)
 
-    async def _feedback(self, t: int, current: str, counts: dict[str, int], *, traced: TracedBatch | None) -> str:
-        """direction feedback: the current prompt on the step's training batch, then the optimizer's reasons. With
-        trace_scores the traced batch's replies serve (no second scoring: `plan` counts none)."""
-        s = self.settings
-        if traced is not None and traced.graded is not None:
-            batch, graded, scoring_calls = traced.examples, traced.graded, 0
-        else:
-            batch = batch_for_step(self.train_examples, t, batch_size=s.batch_size, seed=s.seed)
-            graded = await self._graded(current, batch) if batch else []
-            scoring_calls = len(batch)
-        # A built-in metric's wrong examples score 0 (the official rule); a spec's score below 1 (it may give partial
-        # credit, and says what was missing).
-        wrong = wrong_examples(batch, graded, below=None if isinstance(self.task.metric, MetricKind) else 1.0)
-        text = feedback_request_for(style=s.meta_prompt_style, current_prompt=current, wrong=wrong,
-                                    template=self.template)
-        feedback = await self._ask(t, FEEDBACK, text)
-        counts.update(feedback_calls=1, feedback_scoring_calls=scoring_calls, feedback_wrong_examples=len(wrong))
-        self.log.info("feedback", step=t, wrong=len(wrong), examples=len(batch))
-        return feedback
-
-    async def _past_feedback(self, feedback: str, records: Sequence[StepResult]) -> str:
-        """momentum over feedback, retrieve: the step's feedback and past ones, as the official k-list picks them."""
-        s = self.settings
-        history = [
-            (r.feedback, r.eval_score - before.eval_score)
-            for before, r in zip(records, records[1:])
-            if r.feedback is not None
-        ] + [(feedback, 0.0)]
-        vectors = await self.services.embed([text for text, _ in history]) if s.retrieval == "relevance" else None
-        return join_feedback(select_feedback(history, strategy=s.retrieval, k=s.retrieval_k, vectors=vectors))
-
     async def _direction_and_momentum(
         self, t: int, trajectory: list[TrajectoryEntry], records: Sequence[StepResult], *,
         traced: TracedBatch | None = None,
     ) -> tuple[dict, dict, dict[str, int]]:
         """What the meta-prompt shows of the direction and the past (GenerationRequest fields), what the step record
-        keeps of them (StepResult fields), and the extra calls made."""
-        s = self.settings
-        m = s.momentum
-        current = trajectory[-1]
-        carried = records[-1] if records and records[-1].step > 0 else None  # the previous step's record
-        shown: dict = {"retrieved": ()}
-        kept: dict = {}
-        counts: dict[str, int] = {}
-        feedback = None
-        if s.direction == "feedback":
-            feedback = await self._feedback(t, current.prompt, counts, traced=traced)
-            kept["feedback"] = feedback
-            shown["gradient"] = feedback
-        if m.content == "prompts" and m.update == "retrieve":
-            shown["retrieved"] = tuple(await self.services.retrieve(
-                self.task, trajectory, strategy=s.retrieval, k=s.retrieval_k, order=s.retrieval_order))
-        elif m.content == "prompts":  # summarize: the carried prompt merged with the current one
-            if carried is not None and carried.momentum is not None:
-                previous = TrajectoryEntry(carried.momentum, float(carried.momentum_score or 0.0), carried.step)
-                text = summarize_prompts_request_for(style=s.meta_prompt_style, previous=previous, current=current,
-                                                     template=self.template)
-                merged = await self._ask(t, SUMMARIZE, text)
-                counts["summarize_calls"] = 1
-            else:
-                merged = current.prompt
-            # optimize.py scores the current prompt (update_instruction) for the summary: its score is the current's.
-            kept.update(momentum=merged, momentum_score=current.score)
-            shown["previous"] = TrajectoryEntry(merged, current.score, t)
-        elif m.content == "feedback" and feedback is not None:
-            if m.update == "retrieve":
-                shown["gradient"] = await self._past_feedback(feedback, records)
-            else:
-                if carried is not None and carried.momentum:  # optimize.py: len(real_time_gradient_momentum) > 0
-                    text = summarize_feedback_request_for(style=s.meta_prompt_style, previous=carried.momentum,
-                                                          current=feedback, template=self.template)
-                    merged = await self._ask(t, SUMMARIZE, text)
-                    counts["summarize_calls"] = 1
-                else:
-                    merged = feedback
-                kept["momentum"] = merged
-                shown["gradient"] = merged
-        return shown, kept, counts
+        keeps of them (StepResult fields), and the extra calls made: the direction's, then the momentum's (which
+        shows past feedback in place of the direction's where it keeps feedback)."""
+        ctx = LoopStep(self, t, trajectory, records, traced)
+        feedback, direction = await self.design.direction.step(ctx)
+        momentum: StepView = await self.design.momentum.step(ctx, feedback=feedback)
+        shown = {"retrieved": (), **direction.shown, **momentum.shown}
+        return shown, {**direction.kept, **momentum.kept}, {**direction.counts, **momentum.counts}
 
     async def _step(
         self, t: int, trajectory: list[TrajectoryEntry], tried: set[str], records: Sequence[StepResult] = ()
@@ -428,10 +401,10 @@ class GPOTaskLoop:
                 temperature=self.optimizer_temperature,
                 max_tokens=self.optimizer_max_tokens,
                 template=self.template,
-                style=s.meta_prompt_style,
+                style=self.design.style.name,
                 current_score=current_score,
-                update=s.update,
-                budget_in_prompt=s.budget_in_prompt,
+                update=self.design.update.name,
+                budget_in_prompt=self.design.budget.in_prompt,
                 extraction=s.candidate_extraction,
                 **shown,
             )
@@ -568,11 +541,13 @@ class GPOTaskLoop:
             initial_test, best_test = traced
         elif self.settings.evaluate_test and self.test_examples and not isinstance(self.task.metric, MetricKind):
             # A metric of the user's own says why a reply fell short: the best prompt's replies are kept graded.
-            graded, initial_scores = await asyncio.gather(
-                self._graded(best.prompt, self.test_examples),
-                self._score([initial.prompt], self.test_examples) if best.prompt != initial.prompt else _none())
-            best_test = mean([g[0] for g in graded])
-            initial_test = best_test if initial_scores is None else mean(initial_scores[0])
+            if best.prompt == initial.prompt:
+                graded = await self.graded(best.prompt, self.test_examples)
+                best_test = initial_test = mean([g[0] for g in graded])
+            else:
+                graded, initial_scores = await asyncio.gather(self.graded(best.prompt, self.test_examples),
+                                                              self._score([initial.prompt], self.test_examples))
+                best_test, initial_test = mean([g[0] for g in graded]), mean(initial_scores[0])
             lowest = lowest_scored(self.test_examples, graded)
         elif self.settings.evaluate_test and self.test_examples:
             prompts = [initial.prompt] if best.prompt == initial.prompt else [initial.prompt, best.prompt]
@@ -592,7 +567,3 @@ class GPOTaskLoop:
             status=status,
             lowest_test_examples=lowest,
         )
-
-
-async def _none() -> None:
-    return None

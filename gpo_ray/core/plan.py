@@ -5,8 +5,8 @@ per token, with completions counted at their max_tokens cap. With `answer_extrac
 scored example of a task that has a second turn costs two task-model calls: `task_model_calls` includes
 them and `second_turn_calls` says how many of them there are.
 
-The design-space variants (core/variants.py) add, and the totals include: with `direction: feedback`, one feedback
-call per step (`feedback_calls`) and the current prompt's scoring on the step's training batch
+The design-space objects (core/design/) count their extra calls, and the totals include them: with `direction:
+feedback`, one feedback call per step (`feedback_calls`) and the current prompt's scoring on the step's training batch
 (`feedback_scoring_calls`, second turns included); with `momentum.update: summarize`, one summarize call per step
 from the second on (`summarize_calls`). With `trace_scores`, the current prompt on each step's training batch and
 every trajectory prompt on the test split (`trace_scoring_calls`, second turns included), in place of the initial and
@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from gpo_ray.config import JudgeMetric, OptimizerSettings
 from gpo_ray.core.adaptive import halving_calls
 from gpo_ray.core.batches import steps_per_epoch
+from gpo_ray.core.design import DEFAULT_REGISTRY, DesignRegistry
 from gpo_ray.core.generation import GenerationRequest, meta_prompt_for
 from gpo_ray.core.loop import (
     format_examples_for,
@@ -31,7 +32,6 @@ from gpo_ray.core.loop import (
 )
 from gpo_ray.core.meta_prompt import build_meta_prompt
 from gpo_ray.core.paper_meta_prompt import SCORE_PLACEHOLDER
-from gpo_ray.core.retrieval import retrieve
 from gpo_ray.core.types import TrajectoryEntry
 from gpo_ray.llm.protocol import CHARS_PER_TOKEN, tokens_in_chars
 from gpo_ray.tasks.judge import JudgeParams, judge_request
@@ -67,9 +67,6 @@ class TaskPlan:
         return asdict(self)
 
 
-FEEDBACK_PLACEHOLDER = "<the feedback of step 1: the optimizer's reasons for the wrong examples>"
-
-
 def step_batch_sizes(train_size: int, *, batch_size: int, steps: int) -> list[int]:
     """How many training examples each step's batch holds (core/batches.py: batch_for_step)."""
     per_epoch = steps_per_epoch(train_size, batch_size=batch_size)
@@ -79,27 +76,22 @@ def step_batch_sizes(train_size: int, *, batch_size: int, steps: int) -> list[in
     return [sizes[(t - 1) % per_epoch] for t in range(1, steps + 1)]
 
 
-def step1_meta_prompt(task: Task, settings: OptimizerSettings, *, structured: bool) -> str:
+def step1_meta_prompt(task: Task, settings: OptimizerSettings, *, structured: bool,
+                      registry: DesignRegistry = DEFAULT_REGISTRY) -> str:
     """The step-1 optimizer request for `task` as the loop would send it, the initial prompt's score (not known
     before the run) shown as SCORE_PLACEHOLDER."""
-    settings = settings_for_task(task, settings)
+    settings = settings_for_task(task, settings, registry=registry)
+    design = registry.design_for(settings)
     schedule = schedule_for(task, settings)
-    trajectory = [TrajectoryEntry(settings.initial_prompt, SCORE_PLACEHOLDER, 0)]  # type: ignore[arg-type]
-    shown: dict = {"retrieved": ()}
-    m = settings.momentum
-    if m.content == "prompts" and m.update == "retrieve":
-        # One entry: every strategy and order retrieves it alone (relevance needs no vector for the newest).
-        shown["retrieved"] = tuple(retrieve(trajectory, strategy="recency", k=settings.retrieval_k))
-    elif m.content == "prompts":
-        shown["previous"] = trajectory[0]  # step 1 carries the initial prompt itself
-    if settings.direction == "feedback":
-        shown["gradient"] = FEEDBACK_PLACEHOLDER
+    initial = TrajectoryEntry(settings.initial_prompt, SCORE_PLACEHOLDER, 0)  # type: ignore[arg-type]
+    shown: dict = {"retrieved": (), **design.direction.step1_shown(),
+                   **design.momentum.step1_shown(initial, design.retrieval)}
     return meta_prompt_for(
         GenerationRequest(
             task=task.name, step=1, current_prompt=settings.initial_prompt,
             format_examples=format_examples_for(task, settings), edit_budget=schedule.budget(1), n=settings.candidates,
             tried=(), placement=settings.placement, structured=structured, template=template_for(settings),
-            style=settings.meta_prompt_style, update=settings.update, budget_in_prompt=settings.budget_in_prompt,
+            style=design.style.name, update=design.update.name, budget_in_prompt=design.budget.in_prompt,
             current_score=SCORE_PLACEHOLDER, **shown,  # type: ignore[arg-type]
         )
     )
@@ -112,14 +104,15 @@ def plan_task(
     optimizer_max_tokens: int,
     task_max_tokens: int,
     judge_max_tokens: int = 200,
+    registry: DesignRegistry = DEFAULT_REGISTRY,
 ) -> TaskPlan:
-    settings = settings_for_task(task, settings)
+    settings = settings_for_task(task, settings, registry=registry)
+    design = registry.design_for(settings)
     schedule = schedule_for(task, settings)
     steps = schedule.total_steps
     n_eval = min(len(task.eval), settings.eval_limit or len(task.eval))
     n_test = min(len(task.test), settings.test_limit or len(task.test)) if settings.evaluate_test else 0
-    rounds = 1 + (settings.max_rerequests if settings.edit_enforcement == "strict" else 0)
-    optimizer_calls = steps * settings.candidates * rounds
+    optimizer_calls = steps * settings.candidates * design.budget.rounds
     if settings.candidate_scoring == "eval":  # the chosen candidate's eval score comes with its scoring
         a = settings.adaptive_evaluation
         per_step = (halving_calls(settings.candidates, n_eval, first_round=a.first_round, eta=a.eta) if a.enabled
@@ -135,17 +128,16 @@ def plan_task(
     second_turn = has_second_turn(task, settings)
     second_turns = scored if second_turn else 0
     task_calls = scored + second_turns
-    feedback_calls = summarize_calls = feedback_scoring_calls = 0
-    feedback_scored = 0
-    if settings.direction == "feedback":
-        feedback_calls = steps
-        # With trace_scores the feedback reads the traced training batch's replies (as optimize.py does): no extra.
-        feedback_scored = 0 if settings.trace_scores else sum(
-            step_batch_sizes(len(train_examples(task, settings)), batch_size=settings.batch_size, steps=steps))
-        feedback_scoring_calls = feedback_scored * (2 if second_turn else 1)
-    if settings.momentum.update == "summarize":
-        summarize_calls = max(0, steps - 1)
-    optimizer_calls += feedback_calls + summarize_calls
+    direction = design.direction.planned(
+        steps=steps, trace_scores=settings.trace_scores,
+        batch_examples=sum(step_batch_sizes(len(train_examples(task, settings)), batch_size=settings.batch_size,
+                                            steps=steps)))
+    extra = dict(direction.optimizer)  # the extra optimizer calls by count name: the direction's, the momentum's
+    for name, calls in design.momentum.planned_calls(steps=steps).items():
+        extra[name] = extra.get(name, 0) + calls
+    feedback_scored = direction.scored
+    feedback_scoring_calls = feedback_scored * (2 if second_turn else 1)
+    optimizer_calls += sum(extra.values())
     task_calls += feedback_scoring_calls
     second_turns += feedback_scored if second_turn else 0
 
@@ -157,8 +149,8 @@ def plan_task(
         placement=settings.placement,
         structured=False,
         template=template_for(settings),
-        update=settings.update,
-        budget_in_prompt=settings.budget_in_prompt,
+        update=design.update.name,
+        budget_in_prompt=design.budget.in_prompt,
     )
     inputs = [e.input for e in task.train + task.eval + task.test] or [""]
     avg_input = sum(map(len, inputs)) / len(inputs) + len(settings.initial_prompt)
@@ -185,8 +177,8 @@ def plan_task(
         # a second turn resends the first turn and its reply, then asks; its reply is capped lower
         + second_turns * (tokens_in_chars(avg_input + 100, nearest=True) + task_max_tokens + SECOND_TURN_MAX_TOKENS),
         second_turn_calls=second_turns,
-        feedback_calls=feedback_calls,
-        summarize_calls=summarize_calls,
+        feedback_calls=extra.get("feedback_calls", 0),
+        summarize_calls=extra.get("summarize_calls", 0),
         feedback_scoring_calls=feedback_scoring_calls,
         trace_scoring_calls=trace_scored * (2 if second_turn else 1),
         judge_calls=judge_calls,

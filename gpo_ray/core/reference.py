@@ -28,7 +28,7 @@ from gpo_ray.core.generation import (
 )
 from gpo_ray.core.loop import GPOTaskLoop
 from gpo_ray.core.results import StepResult, TaskResult
-from gpo_ray.core.retrieval import retrieve
+from gpo_ray.core.retrieval import DEFAULT_ORDER, retrieve
 from gpo_ray.core.types import TrajectoryEntry
 from gpo_ray.llm.protocol import LLMClient
 from gpo_ray.tasks.types import Example, Task
@@ -57,7 +57,7 @@ class InProcessServices:
 
     async def retrieve(
         self, task: Task, trajectory: Sequence[TrajectoryEntry], *, strategy: str, k: int,
-        order: str = "score_ascending",
+        order: str = DEFAULT_ORDER,
     ) -> list[TrajectoryEntry]:
         vectors = None
         if strategy == "relevance":

@@ -23,6 +23,7 @@ from gpo_ray.core.types import TrajectoryEntry
 
 STRATEGIES: tuple[str, ...] = ("relevance", "recency", "importance")
 ORDERS: tuple[str, ...] = ("score_ascending", "as_selected")
+DEFAULT_ORDER = ORDERS[0]  # the config's default too (optimizer.retrieval_order)
 
 
 def cosine_similarity(a: Sequence[float], b: Sequence[float]) -> float:
@@ -42,7 +43,7 @@ def retrieve(
     strategy: str,
     k: int,
     vectors: Sequence[Sequence[float]] | None = None,
-    order: str = "score_ascending",
+    order: str = DEFAULT_ORDER,
 ) -> list[TrajectoryEntry]:
     """Up to k trajectory entries chosen by `strategy`, ordered by score ascending (ties by step), or as selected."""
     if order not in ORDERS:
@@ -87,7 +88,7 @@ def selects(length: int, *, strategy: str, k: int, order: str) -> bool:
 
 
 def retrieve_unselected(
-    trajectory: Sequence[TrajectoryEntry], *, strategy: str, k: int, order: str = "score_ascending"
+    trajectory: Sequence[TrajectoryEntry], *, strategy: str, k: int, order: str = DEFAULT_ORDER
 ) -> list[TrajectoryEntry] | None:
     """What `retrieve` gives when it does not select (`selects`), without vectors; None when it selects."""
     if selects(len(trajectory), strategy=strategy, k=k, order=order):

@@ -31,11 +31,6 @@ from gpo_ray.core.meta_prompt import (
     format_score,
     without_answer,
 )
-from gpo_ray.core.paper_meta_prompt import (
-    build_paper_feedback_request,
-    build_paper_summarize_feedback_request,
-    build_paper_summarize_prompts_request,
-)
 from gpo_ray.core.retrieval import cosine_similarity
 from gpo_ray.core.types import TrajectoryEntry, WrongExample
 from gpo_ray.tasks.types import Example
@@ -118,7 +113,7 @@ def join_feedback(selected: Sequence[str]) -> str:
     return "\n\n".join(selected)
 
 
-# --- the requests, per meta-prompt style --------------------------------------------------------------------------
+# --- the requests in gpo-ray's own words (the paper's: core/paper_meta_prompt.py; which one: core/design/style.py) -
 
 
 def build_feedback_request(
@@ -174,28 +169,3 @@ def build_summarize_feedback_request(
         template.summarize_feedback_instruction.format(),
         template.summarize_feedback_output.format(),
     ])
-
-
-def feedback_request_for(
-    *, style: str, current_prompt: str, wrong: Sequence[WrongExample], template: MetaPromptTemplate = DEFAULT_TEMPLATE
-) -> str:
-    if style == "paper":
-        return build_paper_feedback_request(current_prompt=current_prompt, wrong=wrong)
-    return build_feedback_request(current_prompt=current_prompt, wrong=wrong, template=template)
-
-
-def summarize_prompts_request_for(
-    *, style: str, previous: TrajectoryEntry, current: TrajectoryEntry,
-    template: MetaPromptTemplate = DEFAULT_TEMPLATE,
-) -> str:
-    if style == "paper":
-        return build_paper_summarize_prompts_request(previous=previous, current=current)
-    return build_summarize_prompts_request(previous=previous, current=current, template=template)
-
-
-def summarize_feedback_request_for(
-    *, style: str, previous: str, current: str, template: MetaPromptTemplate = DEFAULT_TEMPLATE
-) -> str:
-    if style == "paper":
-        return build_paper_summarize_feedback_request(previous=previous, current=current)
-    return build_summarize_feedback_request(previous=previous, current=current, template=template)

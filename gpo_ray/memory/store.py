@@ -27,6 +27,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 import structlog
 
+from gpo_ray.core.retrieval import DEFAULT_ORDER
 from gpo_ray.core.retrieval import retrieve as retrieve_entries
 from gpo_ray.core.types import TrajectoryEntry
 from gpo_ray.errors import ConfigError
@@ -363,7 +364,7 @@ class TrajectoryStore:
         """The initial prompt and the prompt chosen at each step, in step order."""
         return [record.as_entry() for record, _ in self._trajectory_records(task)]
 
-    def retrieve(self, task: str, *, strategy: str, k: int, order: str = "score_ascending") -> list[TrajectoryEntry]:
+    def retrieve(self, task: str, *, strategy: str, k: int, order: str = DEFAULT_ORDER) -> list[TrajectoryEntry]:
         """GPO's update direction for `task`: up to k trajectory prompts, by score ascending or as selected."""
         stored = self._trajectory_records(task)
         entries = [record.as_entry() for record, _ in stored]

@@ -28,7 +28,7 @@ TOKEN_ENV = "RAY_AUTH_TOKEN"
 TOKEN_PATH_ENV = "RAY_AUTH_TOKEN_PATH"
 DEFAULT_TOKEN_FILE = "~/.ray/auth_token"
 # A GCS call every Ray client makes first (an empty request), checked for the token like every other.
-_PROBE_METHOD = "/ray.rpc.NodeInfoGcsService/GetClusterId"
+PROBE_METHOD = "/ray.rpc.NodeInfoGcsService/GetClusterId"
 _HOW = f"set {TOKEN_ENV} to the cluster's token, or {TOKEN_PATH_ENV} to a file holding it"
 
 
@@ -45,7 +45,7 @@ def check_ray_auth(target: str, *, source: str, timeout_s: float = 5.0) -> None:
         return
     host, port = parts
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    if _accepted(address, None, timeout_s=timeout_s) is not False:
+    if head_accepts(address, None, timeout_s=timeout_s) is not False:
         return  # no authentication there (or no answer: ray.init says what is wrong)
 
     def failed(what: str) -> ClusterAuthFailed:
@@ -58,7 +58,7 @@ def check_ray_auth(target: str, *, source: str, timeout_s: float = 5.0) -> None:
     token, where = find_token(default_file=mode == "token")
     if token is None:
         raise failed(f"no token was found{where}; {_HOW}")
-    if _accepted(address, token, timeout_s=timeout_s) is False:
+    if head_accepts(address, token, timeout_s=timeout_s) is False:
         raise failed(f"rejected the token from {where} (not this cluster's token); {_HOW}")
     if mode != "token":
         enable_token_mode()
@@ -108,7 +108,7 @@ def enable_token_mode() -> None:
     AuthenticationTokenLoader.instance().reset_cache()
 
 
-def _accepted(address: str, token: str | None, *, timeout_s: float) -> bool | None:
+def head_accepts(address: str, token: str | None, *, timeout_s: float) -> bool | None:
     """Whether the GCS at `address` takes a call with `token` (None: without one); None when it does not say
     (unreachable, another server, a timeout)."""
     import grpc
@@ -116,7 +116,7 @@ def _accepted(address: str, token: str | None, *, timeout_s: float) -> bool | No
     metadata = (("authorization", f"Bearer {token}"),) if token else ()
     with grpc.insecure_channel(address) as channel:
         try:
-            channel.unary_unary(_PROBE_METHOD)(b"", metadata=metadata, timeout=timeout_s)
+            channel.unary_unary(PROBE_METHOD)(b"", metadata=metadata, timeout=timeout_s)
         except grpc.RpcError as e:
             code = e.code() if callable(getattr(e, "code", None)) else None
             return False if code == grpc.StatusCode.UNAUTHENTICATED else None

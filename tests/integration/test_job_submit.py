@@ -5,51 +5,33 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from gpo_ray.testing import ThreadedFake
+from tests.ray_head import RAY, free_port, own_ray_head
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]  # a Ray head of its own (`ray start --head`)
-RAY = str(Path(sys.executable).with_name("ray"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_job_submit_and_address_behave_the_same(tmp_path):
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
     gcs, dash = free_port(), free_port()
-    head = subprocess.Popen(
-        [RAY, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(gcs),
-         "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash), "--include-dashboard", "true",
-         "--num-cpus", "2", "--disable-usage-stats",
-         # Its own agent ports: the test session's cluster on this machine holds the default ones.
-         "--dashboard-agent-listen-port", str(free_port()), "--dashboard-agent-grpc-port", str(free_port()),
-         "--runtime-env-agent-port", str(free_port()), "--metrics-export-port", str(free_port()),
-         "--ray-client-server-port", str(free_port())],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{dash}/api/version", timeout=2)
-                break
-            except OSError:
-                assert head.poll() is None, head.stderr.read().decode()[-2000:]
-                assert time.monotonic() < deadline, "the Ray head did not come up"
-                time.sleep(1)
+
+    def dashboard_answers() -> bool:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{dash}/api/version", timeout=2)
+            return True
+        except OSError:
+            return False
+
+    with own_ray_head(port=gcs, env=env, ready=dashboard_answers,
+                      options=("--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash),
+                               "--include-dashboard", "true")):
         with ThreadedFake() as fake:
             cfg = tmp_path / "run.yaml"
             cfg.write_text(
@@ -74,12 +56,6 @@ def test_job_submit_and_address_behave_the_same(tmp_path):
                 env=env, capture_output=True, text=True, timeout=600,
             )
             assert driver.returncode == 0, driver.stderr[-2000:]
-    finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
     submitted = json.loads((tmp_path / "job" / "results.json").read_text())
     direct = json.loads((tmp_path / "driver" / "results.json").read_text())
     assert submitted["status"] == direct["status"] == "completed"

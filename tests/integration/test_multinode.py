@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def run_cluster(tmp_path: Path, *flags: str) -> dict:
     proc = subprocess.run([sys.executable, "-m", "tests.multinode_run", str(tmp_path), *flags], cwd=ROOT,
                           capture_output=True, text=True, timeout=900)
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("REPORT ")]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("REPORT ")]
     assert proc.returncode == 0 and lines, proc.stderr[-3000:]
     return json.loads(lines[-1][len("REPORT "):])
 

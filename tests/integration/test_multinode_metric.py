@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_a_metric_file_from_a_folder_on_no_path_runs_on_the_worker_node(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "tests.multinode_metric_run", str(tmp_path)], check=False, cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("REPORT ")]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("REPORT ")]
     assert proc.returncode == 0 and lines, proc.stderr[-3000:]
     report = json.loads(lines[-1][len("REPORT "):])
     assert not report["driver_can_import"], "the metric's module must be importable from nowhere but its file"

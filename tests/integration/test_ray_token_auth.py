@@ -7,11 +7,8 @@ shared test cluster and ~/.ray/auth_token of this machine are not touched), stop
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,19 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from gpo_ray.runtime.ray_auth import _accepted
+from gpo_ray.runtime.ray_auth import head_accepts
 from gpo_ray.testing import ThreadedFake
+from tests.ray_head import free_port, own_ray_head
 from tests.faults.test_security import files_holding
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]  # a Ray head of its own, with token authentication
-RAY = str(Path(sys.executable).with_name("ray"))
 AUTH_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def clean_env(home: Path, **extra: str) -> dict[str, str]:
@@ -55,34 +46,12 @@ def auth_head() -> Iterator[tuple[str, str, Path]]:
     token_file.chmod(0o600)
     port = free_port()
     env = clean_env(home, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token_file))
-    head = subprocess.Popen(
-        [RAY, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port),
-         "--temp-dir", str(tmp / "ray"), "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats",
-         # Its own agent ports: the test session's cluster on this machine holds the default ones.
-         "--dashboard-agent-listen-port", str(free_port()), "--dashboard-agent-grpc-port", str(free_port()),
-         "--runtime-env-agent-port", str(free_port()), "--metrics-export-port", str(free_port()),
-         "--ray-client-server-port", str(free_port())],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-    )
     address = f"127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while not _accepted(address, token, timeout_s=2):
-            assert head.poll() is None, head.stderr.read().decode()[-2000:]
-            assert time.monotonic() < deadline, "the Ray head did not come up"
-            time.sleep(1)
-        yield address, token, tmp
+        with own_ray_head(port=port, env=env, ready=lambda: head_accepts(address, token, timeout_s=2),
+                          options=("--temp-dir", str(tmp / "ray"), "--include-dashboard", "false")):
+            yield address, token, tmp
     finally:
-        # Only this head: its `ray start --block` process group (it stops its own Ray processes on SIGTERM).
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-            head.wait(10)
-        time.sleep(2)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(head.pid, signal.SIGKILL)  # a daemon of the group that outlived `ray start`
         subprocess.run(["rm", "-rf", str(tmp)], check=False)
 
 

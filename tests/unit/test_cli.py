@@ -55,7 +55,7 @@ def test_plan_table_names_each_task(capsys):
 def test_bad_input_is_one_line_and_exit_code_2(args, message):
     proc = run_cli(*args)
     assert proc.returncode == 2
-    lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
     assert len(lines) == 1, proc.stderr
     assert message in lines[0]
     assert "Traceback" not in proc.stderr

@@ -16,7 +16,7 @@ from gpo_ray.core.reference import InProcessServices
 from gpo_ray.tasks.registry import resolve_tasks
 from gpo_ray.testing import ScriptedLLM
 
-from tests.unit.test_core_loop import _bow, optimizer_config, task_model_config
+from tests.unit.test_core_loop import bag_of_words, optimizer_config, task_model_config
 
 
 class Oracle:
@@ -68,20 +68,20 @@ async def test_ties_go_to_the_callers_preference():
     assert out.fully_scored(16) == [2]
 
 
-def _task():
+def example_task():
     (task,) = resolve_tasks(["example/arithmetic"], data_dir=None)
     return task
 
 
 async def _run(settings):
     task_llm = ScriptedLLM(task_model_config())
-    services = InProcessServices(optimizer_llm=ScriptedLLM(optimizer_config()), task_llm=task_llm, embed=_bow,
+    services = InProcessServices(optimizer_llm=ScriptedLLM(optimizer_config()), task_llm=task_llm, embed=bag_of_words,
                                  task_params=TaskModelParams())
-    result = await GPOTaskLoop(_task(), settings=settings, services=services, structured=False).run()
+    result = await GPOTaskLoop(example_task(), settings=settings, services=services, structured=False).run()
     return result, task_llm.calls["task"]
 
 
-def _settings(**kw):
+def loop_settings(**kw):
     base = dict(epochs=2, batch_size=4, candidates=4, retrieval="recency", initial_prompt="Answer the question.",
                 schedule=ScheduleConfig(initial=12, final=4), candidate_scoring="eval")
     base.update(kw)
@@ -89,9 +89,9 @@ def _settings(**kw):
 
 
 async def test_adaptive_loop_records_its_calls_and_scores_the_chosen_prompt_on_the_full_split():
-    settings = _settings(adaptive_evaluation={"enabled": True, "first_round": 2, "eta": 2})
+    settings = loop_settings(adaptive_evaluation={"enabled": True, "first_round": 2, "eta": 2})
     result, calls = await _run(settings)
-    task = _task()
+    task = example_task()
     n_eval, n_test = len(task.eval), len(task.test)
 
     # Every task-model call is accounted for: the initial eval, the steps' scoring, the two test scores.
@@ -107,15 +107,15 @@ async def test_adaptive_loop_records_its_calls_and_scores_the_chosen_prompt_on_t
             assert sum(c.examples == n_eval for c in s.candidates) == 1, "losers stop early"
         assert s.counts["scoring_calls"] == sum(c.examples for c in s.candidates)
         # Its recorded eval score is the plain eval score of that prompt.
-        services = InProcessServices(optimizer_llm=None, task_llm=scorer, embed=_bow, task_params=TaskModelParams())
+        services = InProcessServices(optimizer_llm=None, task_llm=scorer, embed=bag_of_words, task_params=TaskModelParams())
         (per_example,) = await services.score(task, [s.prompt], task.eval)
         assert s.eval_score == mean(per_example)
 
 
 async def test_full_eval_scoring_makes_no_extra_call_for_the_chosen_prompt_and_matches_the_plan():
-    settings = _settings()
+    settings = loop_settings()
     result, calls = await _run(settings)
-    task = _task()
+    task = example_task()
     for s in result.steps:
         assert all(c.examples == len(task.eval) for c in s.candidates)
         assert s.counts["scoring_calls"] == s.counts["scoring_calls_full"] == len(s.candidates) * len(task.eval)
@@ -130,8 +130,8 @@ async def test_full_eval_scoring_makes_no_extra_call_for_the_chosen_prompt_and_m
 
 
 async def test_adaptive_and_full_evaluation_agree_when_one_candidate_is_clearly_best():
-    full, _ = await _run(_settings())
-    adaptive, _ = await _run(_settings(adaptive_evaluation={"enabled": True, "first_round": 4, "eta": 2}))
+    full, _ = await _run(loop_settings())
+    adaptive, _ = await _run(loop_settings(adaptive_evaluation={"enabled": True, "first_round": 4, "eta": 2}))
     assert adaptive.best_eval_score >= full.initial_eval_score
     assert adaptive.steps[0].prompt == full.steps[0].prompt
 

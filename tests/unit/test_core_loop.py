@@ -12,7 +12,7 @@ PHRASES = ["Think step by step.", "Check the arithmetic.", "Be brief.", "Use the
 SKILLS = {"step by step": 0.5, "Check the arithmetic": 0.3}
 
 
-def _task():
+def example_task():
     (task,) = resolve_tasks(["example/arithmetic"], data_dir=None)
     return task
 
@@ -24,19 +24,19 @@ def optimizer_config() -> FakeLLMConfig:
 
 def task_model_config() -> FakeLLMConfig:
     """The scripted task model's settings: it knows the example task; SKILLS raise its accuracy."""
-    task = _task()
+    task = example_task()
     key = answer_key_from_examples([*task.train, *task.eval, *task.test])
     return FakeLLMConfig(skill_phrases=SKILLS, base_accuracy=0.2, answer_key=key)
 
 
-def _settings(**kw):
+def loop_settings(**kw):
     base = dict(epochs=2, batch_size=4, candidates=3, retrieval="recency", initial_prompt="Answer the question.",
                 schedule=ScheduleConfig(initial=12, final=4))
     base.update(kw)
     return OptimizerSettings(**base)
 
 
-def _bow(texts):
+def bag_of_words(texts):
     vocab = sorted({w for t in texts for w in t.lower().split()} | {"x"})
     out = []
     for t in texts:
@@ -47,18 +47,18 @@ def _bow(texts):
 
 
 async def _run(settings, completed=(), on_step=None):
-    task = _task()
+    task = example_task()
     services = InProcessServices(optimizer_llm=ScriptedLLM(optimizer_config()),
                                  task_llm=ScriptedLLM(task_model_config()),
-                                 embed=_bow, task_params=TaskModelParams(), on_step=on_step)
+                                 embed=bag_of_words, task_params=TaskModelParams(), on_step=on_step)
     return await GPOTaskLoop(task, settings=settings, services=services, structured=False).run(completed=completed)
 
 
 async def test_optimization_climbs_and_records_every_step():
-    settings = _settings()
+    settings = loop_settings()
     recorded = []
     result = await _run(settings, on_step=lambda t, r: recorded.append(r))
-    schedule = schedule_for(_task(), settings)
+    schedule = schedule_for(example_task(), settings)
     assert [s.step for s in result.steps] == list(range(1, schedule.total_steps + 1))
     assert [s.edit_budget for s in result.steps] == schedule.as_list()
     assert [r.step for r in recorded] == list(range(0, schedule.total_steps + 1))
@@ -71,7 +71,7 @@ async def test_optimization_climbs_and_records_every_step():
 
 
 async def test_resume_from_completed_steps_reaches_the_same_result():
-    settings = _settings()
+    settings = loop_settings()
     recorded = []
     full = await _run(settings, on_step=lambda t, r: recorded.append(r))
     resumed = await _run(settings, completed=recorded[:3])
@@ -79,7 +79,7 @@ async def test_resume_from_completed_steps_reaches_the_same_result():
 
 
 async def test_strict_mode_rejects_candidates_over_budget():
-    settings = _settings(edit_enforcement="strict", schedule=ScheduleConfig(kind="fixed", initial=2, final=2),
+    settings = loop_settings(edit_enforcement="strict", schedule=ScheduleConfig(kind="fixed", initial=2, final=2),
                          max_rerequests=1)
     result = await _run(settings)
     previous = result.initial_prompt
@@ -91,10 +91,10 @@ async def test_strict_mode_rejects_candidates_over_budget():
 
 
 async def test_sequential_reference_runs_several_tasks():
-    task = _task()
+    task = example_task()
     results = await optimize_sequential(
-        [task], settings=_settings(epochs=1), optimizer_llm=ScriptedLLM(optimizer_config()),
-        task_llm=ScriptedLLM(task_model_config()), embed=_bow, task_params=TaskModelParams(),
+        [task], settings=loop_settings(epochs=1), optimizer_llm=ScriptedLLM(optimizer_config()),
+        task_llm=ScriptedLLM(task_model_config()), embed=bag_of_words, task_params=TaskModelParams(),
     )
     assert list(results) == ["example/arithmetic"]
     assert results["example/arithmetic"].steps
@@ -110,12 +110,12 @@ async def test_meta_prompt_sentences_can_be_overridden_from_the_config():
             seen.append(request.messages[-1].content)
             return await super().complete(request)
 
-    settings = _settings(epochs=1, meta_prompt={"task": "You improve prompts for grade-school arithmetic.",
+    settings = loop_settings(epochs=1, meta_prompt={"task": "You improve prompts for grade-school arithmetic.",
                                                 "budget": "Change at most {budget} words."})
     services = InProcessServices(optimizer_llm=Recording(optimizer_config()),
-                                 task_llm=ScriptedLLM(task_model_config()), embed=_bow,
+                                 task_llm=ScriptedLLM(task_model_config()), embed=bag_of_words,
                                  task_params=TaskModelParams())
-    await GPOTaskLoop(_task(), settings=settings, services=services, structured=False).run()
+    await GPOTaskLoop(example_task(), settings=settings, services=services, structured=False).run()
     assert seen and all(m.startswith("You improve prompts for grade-school arithmetic.") for m in seen)
-    first_budget = schedule_for(_task(), settings).budget(1)
+    first_budget = schedule_for(example_task(), settings).budget(1)
     assert f"Change at most {first_budget} words." in seen[0]

@@ -5,7 +5,6 @@ test_core_paper_meta_prompt_variants.py."""
 
 from __future__ import annotations
 
-from collections import Counter
 
 import pytest
 
@@ -30,7 +29,7 @@ from gpo_ray.tasks.types import Example
 from gpo_ray.testing import ScriptedLLM
 from gpo_ray.testing.scripted import FEEDBACK_REASONS
 from gpo_ray.vocabulary import MetricKind, PromptPlacement
-from tests.unit.test_core_loop import _bow, _task, optimizer_config, task_model_config
+from tests.unit.test_core_loop import bag_of_words, example_task, optimizer_config, task_model_config
 
 EXAMPLE = Example(input="What is 2 + 3?", answers=("5",))
 
@@ -135,7 +134,7 @@ def test_shown_prediction_is_the_second_reply_else_the_parsed_answer() -> None:
 # --- the loop, in-process -------------------------------------------------------------------------------------------
 
 
-def _settings(direction: str, content: str, update: str, **kw) -> OptimizerSettings:
+def loop_settings(direction: str, content: str, update: str, **kw) -> OptimizerSettings:
     base = dict(epochs=2, batch_size=4, candidates=3, retrieval="recency", retrieval_k=2,
                 initial_prompt="Answer the question.", schedule=ScheduleConfig(initial=12, final=4),
                 direction=direction, momentum=MomentumSettings(content=content, update=update))
@@ -156,19 +155,19 @@ class Recording(ScriptedLLM):
 async def _run(settings: OptimizerSettings, completed=(), recorded=None):
     optimizer = Recording(optimizer_config())
     task_llm = ScriptedLLM(task_model_config())
-    services = InProcessServices(optimizer_llm=optimizer, task_llm=task_llm, embed=_bow,
+    services = InProcessServices(optimizer_llm=optimizer, task_llm=task_llm, embed=bag_of_words,
                                  task_params=TaskModelParams(),
                                  on_step=(lambda t, r: recorded.append(r)) if recorded is not None else None)
-    result = await GPOTaskLoop(_task(), settings=settings, services=services, structured=False).run(
+    result = await GPOTaskLoop(example_task(), settings=settings, services=services, structured=False).run(
         completed=completed)
     return result, optimizer, task_llm
 
 
 @pytest.mark.parametrize(("direction", "content", "update"), VARIANTS)
 async def test_each_variant_makes_its_extra_calls_and_records_them(direction, content, update) -> None:
-    settings = _settings(direction, content, update)
+    settings = loop_settings(direction, content, update)
     result, optimizer, _ = await _run(settings)
-    plan = plan_task(_task(), settings, optimizer_max_tokens=256, task_max_tokens=256)
+    plan = plan_task(example_task(), settings, optimizer_max_tokens=256, task_max_tokens=256)
     steps = result.steps
     assert len(steps) == plan.steps >= 3
     assert optimizer.calls["feedback"] == plan.feedback_calls == (len(steps) if direction == "feedback" else 0)
@@ -203,7 +202,7 @@ async def test_each_variant_makes_its_extra_calls_and_records_them(direction, co
 
 @pytest.mark.parametrize(("direction", "content", "update"), VARIANTS[2:] + VARIANTS[:1])
 async def test_a_resumed_variant_run_goes_on_exactly_without_asking_again(direction, content, update) -> None:
-    settings = _settings(direction, content, update)
+    settings = loop_settings(direction, content, update)
     recorded: list[StepResult] = []
     full, _, _ = await _run(settings, recorded=recorded)
     # Through the checkpoint's JSON shape, as a resume reads it.
@@ -216,7 +215,7 @@ async def test_a_resumed_variant_run_goes_on_exactly_without_asking_again(direct
 
 
 async def test_feedback_relevance_selection_embeds_past_feedback() -> None:
-    settings = _settings("feedback", "feedback", "retrieve", retrieval="relevance", retrieval_k=2)
+    settings = loop_settings("feedback", "feedback", "retrieve", retrieval="relevance", retrieval_k=2)
     result, optimizer, _ = await _run(settings)
     assert optimizer.calls["feedback"] == len(result.steps)
     last = [t for t in optimizer.texts if "An analysis of why" in t][-1]
@@ -232,9 +231,9 @@ def test_step_record_keeps_its_shape_by_default_and_round_trips_the_variant_fiel
 
 
 def test_step1_meta_prompt_shows_the_variant() -> None:
-    feedback = step1_meta_prompt(_task(), _settings("feedback", "prompts", "summarize"), structured=False)
+    feedback = step1_meta_prompt(example_task(), loop_settings("feedback", "prompts", "summarize"), structured=False)
     assert "<the feedback of step 1" in feedback and "Here is a prompt carried over" in feedback
-    paper = step1_meta_prompt(_task(), _settings("feedback", "none", "retrieve", meta_prompt_style="paper"),
+    paper = step1_meta_prompt(example_task(), loop_settings("feedback", "none", "retrieve", meta_prompt_style="paper"),
                               structured=False)
     assert "Below are the problems with this prompt.\n\n<the feedback of step 1" in paper
     assert "Below is the current prompt with its score." in paper

@@ -4,7 +4,6 @@ into the splits it says, and its metric scores and explains as the README shows.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from gpo_ray.cli import main
 from gpo_ray.config import load_config

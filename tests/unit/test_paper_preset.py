@@ -18,7 +18,7 @@ from gpo_ray.errors import ConfigError
 from gpo_ray.llm.protocol import ChatRequest, ChatResponse
 from gpo_ray.testing import ScriptedLLM
 from gpo_ray.testing.scripted import current_prompt_of
-from tests.unit.test_core_loop import _task, optimizer_config, task_model_config
+from tests.unit.test_core_loop import example_task, optimizer_config, task_model_config
 
 
 def test_preset_sets_the_official_configuration():
@@ -63,7 +63,7 @@ def test_what_the_paper_style_refuses(overrides, message):
 
 
 def test_seeded_format_examples_are_a_stable_sorted_draw():
-    task = _task()
+    task = example_task()
     s = OptimizerSettings(format_examples=2, format_example_sampling="seeded")
     picked = format_examples_for(task, s)
     assert picked == format_examples_for(task, s) and len(picked) == 2
@@ -106,7 +106,7 @@ def _paper_settings(**kw):
 
 
 async def test_loop_sends_the_official_text_for_its_own_states():
-    task = _task()
+    task = example_task()
     settings = _paper_settings()
     optimizer = Recording(ScriptedLLM(optimizer_config()))
     services = InProcessServices(optimizer_llm=optimizer, task_llm=ScriptedLLM(task_model_config()), embed=_hashed_bow,
@@ -137,7 +137,7 @@ class TwoCandidates:
 
 @pytest.mark.parametrize("repeated", ["keep_score", "drop"])
 async def test_a_candidate_proposed_again_keeps_its_earlier_score(repeated):
-    task = _task()
+    task = example_task()
     # gpo-ray's own selection rule with the keep_score reuse (the paper rule: test_paper_loop_official.py)
     settings = _paper_settings(candidates=2, repeated_candidates=repeated, retrieval="recency", selection="own")
     services = InProcessServices(optimizer_llm=TwoCandidates(), task_llm=ScriptedLLM(task_model_config()),

@@ -28,7 +28,7 @@ class StandInGcs(grpc.GenericRpcHandler):
         self.seen: list[str | None] = []
 
     def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
-        if details.method != ray_auth._PROBE_METHOD:
+        if details.method != ray_auth.PROBE_METHOD:
             return None  # UNIMPLEMENTED, as any other gRPC server answers
 
         def answer(request: bytes, context: grpc.ServicerContext) -> bytes:
@@ -141,9 +141,9 @@ def test_what_cannot_be_asked_is_left_to_ray_init(env, auth_gcs):
     assert gcs.seen == []
     env.delenv("RAY_USE_TLS")
     for other in serve(NotRay()):  # a gRPC server without the method: no clear answer, ray.init says more
-        assert ray_auth._accepted(other, None, timeout_s=2) is None
+        assert ray_auth.head_accepts(other, None, timeout_s=2) is None
         check_ray_auth(other, source="--address")
-    assert ray_auth._accepted("127.0.0.1:1", None, timeout_s=2) is None  # nothing listens
+    assert ray_auth.head_accepts("127.0.0.1:1", None, timeout_s=2) is None  # nothing listens
 
 
 class NotRay(grpc.GenericRpcHandler):

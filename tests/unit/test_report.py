@@ -191,7 +191,7 @@ def test_markdown_escapes_run_text_and_keeps_prompts_verbatim_in_fences(tmp_path
     for line in md.splitlines():
         if line.startswith("| [t"):
             assert line.startswith("| [t\\|x](#task-t-x) |")
-    diff_line = next(l for l in md.splitlines() if l.startswith("**\\`\\`\\`"))
+    diff_line = next(line for line in md.splitlines() if line.startswith("**\\`\\`\\`"))
     assert "<" not in diff_line and "&lt;script&gt;" in diff_line
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gpo_ray.cli import _strip_none, build_parser, overrides_from_args
+from gpo_ray.cli import without_none, build_parser, overrides_from_args
 from gpo_ray.config import (
     ROLE_DEFAULTS,
     LLMRoleConfig,
@@ -39,7 +39,7 @@ def test_the_documented_role_defaults():
 def test_the_readme_openai_command_keeps_each_roles_sampling():
     args = build_parser().parse_args(["optimize", "--task", "bbh/navigate", "--base-url", OPENAI,
                                       "--model", "gpt-4o-mini", "--api-key-env", "OPENAI_API_KEY"])
-    config = load_config(None, overrides=_strip_none(overrides_from_args(args)))
+    config = load_config(None, overrides=without_none(overrides_from_args(args)))
     assert config.optimizer_model.base_url == OPENAI and config.optimizer_model.model == "gpt-4o-mini"
     assert config.task_model.api_key_env == "OPENAI_API_KEY"
     assert sampled(config) == DEFAULTS
@@ -48,7 +48,7 @@ def test_the_readme_openai_command_keeps_each_roles_sampling():
 def test_an_optimizer_endpoint_flag_alone_keeps_the_optimizers_temperature():
     args = build_parser().parse_args(["optimize", "--task", "bbh/navigate", "--optimizer-base-url", OPENAI,
                                       "--optimizer-model", "gpt-4o"])
-    config = load_config(None, overrides=_strip_none(overrides_from_args(args)))
+    config = load_config(None, overrides=without_none(overrides_from_args(args)))
     assert config.optimizer_model.model == "gpt-4o" and config.task_model.is_embedded
     assert sampled(config) == DEFAULTS
 
@@ -86,7 +86,7 @@ def test_python_api_roles_given_as_objects_or_dicts(make):
 def test_paper_preset_with_a_users_endpoints():
     args = build_parser().parse_args(["optimize", "--preset", "paper", "--task", "bbh/navigate",
                                       "--base-url", OPENAI, "--model", "gpt-3.5-turbo"])
-    config = load_config(None, overrides=_strip_none(overrides_from_args(args)))
+    config = load_config(None, overrides=without_none(overrides_from_args(args)))
     # The official optimize.py: optimizer 1.0 with 512 decode steps, scorer 0.0 with 256.
     assert sampled(config) == ((1.0, 512), (0.0, 256))
     assert config.optimizer_model.structured_output is False

@@ -154,7 +154,7 @@ def test_usage_counts_each_second_turn_as_a_call():
 # --- plan ------------------------------------------------------------------------------------------------------
 
 
-def _task(name: str, metric: MetricKind) -> Task:
+def example_task(name: str, metric: MetricKind) -> Task:
     ex = tuple(Example(f"q{i}\n(A) x\n(B) y", ("(A)",)) for i in range(10))
     return Task(name=name, metric=metric, train=ex[:8], eval=ex[:6], test=ex[:4])
 
@@ -162,7 +162,7 @@ def _task(name: str, metric: MetricKind) -> Task:
 def test_plan_doubles_task_model_calls_with_second_turns():
     single = OptimizerSettings(epochs=1, batch_size=4, candidates=2)
     second = single.model_copy(update={"answer_extraction": "second_turn"})
-    task = _task("bbh/snarks", MC)
+    task = example_task("bbh/snarks", MC)
     a = plan_task(task, single, optimizer_max_tokens=64, task_max_tokens=64)
     b = plan_task(task, second, optimizer_max_tokens=64, task_max_tokens=64)
     scored = 6 + 2 * (2 * 4 + 6) + 2 * 4  # eval baseline, 2 steps of (2 candidates x 4 + eval), test twice
@@ -170,7 +170,7 @@ def test_plan_doubles_task_model_calls_with_second_turns():
     assert b.task_model_calls == 2 * scored and b.second_turn_calls == scored
     assert b.task_model_tokens > a.task_model_tokens
     assert b.optimizer_calls == a.optimizer_calls
-    webnlg = plan_task(_task("webnlg", ROUGE), second, optimizer_max_tokens=64, task_max_tokens=64)
+    webnlg = plan_task(example_task("webnlg", ROUGE), second, optimizer_max_tokens=64, task_max_tokens=64)
     assert webnlg.second_turn_calls == 0
 
 
@@ -247,27 +247,27 @@ async def test_loop_with_second_turns_makes_twice_the_task_calls_and_stays_withi
     from gpo_ray.core.reference import InProcessServices
     from gpo_ray.testing import ScriptedLLM
     from tests.unit.test_core_adaptive import (
-        _bow,
-        _settings,
-        _task,
+        bag_of_words,
+        loop_settings,
+        example_task,
         optimizer_config,
         task_model_config,
     )
 
     async def run(params: TaskModelParams, settings: OptimizerSettings):
         task_llm = Recording(ScriptedLLM(task_model_config()))
-        services = InProcessServices(optimizer_llm=ScriptedLLM(optimizer_config()), task_llm=task_llm, embed=_bow,
+        services = InProcessServices(optimizer_llm=ScriptedLLM(optimizer_config()), task_llm=task_llm, embed=bag_of_words,
                                      task_params=params)
-        result = await GPOTaskLoop(_task(), settings=settings, services=services, structured=False).run()
+        result = await GPOTaskLoop(example_task(), settings=settings, services=services, structured=False).run()
         return result, task_llm.requests
 
-    single_settings = _settings()
-    second_settings = _settings(answer_extraction="second_turn")
+    single_settings = loop_settings()
+    second_settings = loop_settings(answer_extraction="second_turn")
     result, second = await run(TaskModelParams(answer_extraction="second_turn"), second_settings)
     asked_again = [r for r in second if r.messages[-1].content == st.NUMBER]
     assert len(second) == 2 * len(asked_again)
     assert all(len(r.messages) == 3 and r.messages[1].role == "assistant" for r in asked_again)
-    task = _task()
+    task = example_task()
     n_eval, n_test = len(task.eval), len(task.test)
     test_calls = n_test * (1 if result.best_prompt == result.initial_prompt else 2)
     assert len(asked_again) == n_eval + sum(len(s.candidates) * n_eval for s in result.steps) + test_calls

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from gpo_ray.cli import main
-from gpo_ray.config import RunConfig
 from gpo_ray.controller.pools import EvaluatorPool, EvaluatorPoolView, RefinerPool, RefinerPoolView
 from gpo_ray.core.evaluation import TaskModelParams
 from gpo_ray.errors import ConfigError
