@@ -371,7 +371,7 @@ def run_actors(kind: str, driver_pid: int) -> list[dict[str, Any]]:
 
 
 def kill_actor(info: dict[str, Any], how: str) -> None:
-    if how == "ray_kill":  # the run's actors are named (api._start_actors): a handle from here, then ray.kill
+    if how == "ray_kill":  # the run's actors are named (launch/actors.py start_actors): a handle from here, then ray.kill
         import ray
 
         ray.kill(ray.get_actor(info["Name"], namespace=NAMESPACE), no_restart=False)

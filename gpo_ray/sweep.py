@@ -5,7 +5,8 @@ routing identical work to the same actor; one response cache (SWEEP_DIR/cache), 
 answered once; one trajectory memory actor, each sub-run's tasks under its own prefix (a memory actor holds Chroma
 and the MiniLM embedder, about 390 MB: one per sub-run would not fit a small machine, and the shared one embeds a
 prompt that several variants reach once). One Controller per sub-run, all in one event loop, each writing a normal
-run directory (SWEEP_DIR/runs/<variant>--seed<k>/) that `report`, `export` and `resume` read on its own.
+run directory (SWEEP_DIR/runs/<variant>--seed<k>/) that `report`, `export` and `resume` read on its own. The
+endpoints, Ray and the actors are a `RunSession`'s (launch/), as a run's are, the warm start included.
 """
 
 from __future__ import annotations
@@ -18,25 +19,12 @@ from typing import Any
 
 import structlog
 
-from gpo_ray.api import (
-    Results,
-    RunActors,
-    sized_for_run,
-    check_cluster,
-    endpoints_for,
-    failures_named,
-    judge_endpoint,
-    kill_actors,
-    ray_session,
-    setup_logs,
-    start_actors,
-)
 from gpo_ray.config import RunConfig, sampling_settings
 from gpo_ray.core.evaluation import task_model_params
 from gpo_ray.core.plan import TaskPlan, has_second_turn, plan_task
-from gpo_ray.errors import RunInterrupted
 from gpo_ray.grid import Grid, SubRun
-from gpo_ray.observability.metrics import metrics_for, run_metrics_context
+from gpo_ray.launch import Results, RunActors, RunSession, check_cluster, setup_logs, warm_start_applies
+from gpo_ray.observability.metrics import run_metrics_context
 from gpo_ray.observability.tracking import check_tracking, open_tracker
 from gpo_ray.runtime.run_dir import default_run_dir
 from gpo_ray.runtime.sweep_dir import SweepDirectory
@@ -122,43 +110,23 @@ def resume_sweep(path: Path, *, address: str | None = None, output: str = "quiet
 
 def _execute(directory: SweepDirectory, runs: list[SubRun], *, output: str, embedder_factory: Any,
              on_actors_started: Callable[[RunActors], None] | None) -> SweepResults:
-    try:
-        return _run_sweep(directory, runs, output=output, embedder_factory=embedder_factory,
-                          on_actors_started=on_actors_started)
-    except RunInterrupted:
-        raise
-    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM made one by the CLI; everything is stopped and saved
-        structlog.get_logger().warning("sweep_interrupted")
-        raise RunInterrupted(f"completed steps are saved, `gpo-ray resume {directory.path}` continues",
-                             run_dir=directory.path) from None
-
-
-def _run_sweep(directory: SweepDirectory, runs: list[SubRun], *, output: str, embedder_factory: Any,
-               on_actors_started: Callable[[RunActors], None] | None) -> SweepResults:
     from gpo_ray.controller.controller import Controller, SharedPools, evaluator_pool
     from gpo_ray.controller.pools import EvaluatorPoolView, RefinerPool, RefinerPoolView
-    from gpo_ray.controller.progress import make_progress
 
     first = runs[0].config  # the settings every sub-run shares (grid.check_shared)
     tasks = resolve_tasks(first.tasks, data_dir=first.data_dir, sources=first.task_sources)
     structlog.contextvars.bind_contextvars(run=directory.path.name)
-    log = structlog.get_logger()
-    resume_hint = f"completed steps are saved, `gpo-ray resume {directory.path}` continues"
-    with (endpoints_for(first, log_dir=directory.logs_dir) as (opt, task_ep, structured, server),
-          ray_session(first.cluster.address, output=output) as own_cluster):
-        first = sized_for_run(first, tasks=len(tasks) * len(runs), own_cluster=own_cluster)
-        actors = start_actors(first, home=directory.path, cache_dir=directory.cache_dir, opt=opt, task=task_ep,
-                              embedder_factory=embedder_factory, tasks=len(tasks) * len(runs),
-                              judge=judge_endpoint(first, server))
-        memory, refiners, evaluators = actors.memory_router, actors.refiners, actors.evaluators
-        if on_actors_started is not None:
-            on_actors_started(actors)
-        progress = make_progress(output)
+    # A warm start when every sub-run would have one alone (their shared settings mostly decide it already).
+    with RunSession(first, kind="sweep", home=directory.path, cache_dir=directory.cache_dir,
+                    log_dir=directory.logs_dir, tasks=len(tasks) * len(runs), output=output,
+                    embedder_factory=embedder_factory, on_actors_started=on_actors_started,
+                    warm_start=all(warm_start_applies(r.config) for r in runs)) as session:
+        first = session.config
 
         async def run_all() -> tuple[list[Controller], list[Any]]:
-            metrics = metrics_for(run_metrics_context(first, directory.path))
-            refiner_pool = RefinerPool(refiners, metrics=metrics, route_by_content=True)
-            scorer_pool = evaluator_pool(evaluators, first, metrics=metrics, route_by_content=True)
+            metrics = session.metrics(run_metrics_context(first, directory.path))
+            refiner_pool = RefinerPool(session.refiners, metrics=metrics, route_by_content=True)
+            scorer_pool = evaluator_pool(session.evaluators, first, metrics=metrics, route_by_content=True)
             controllers = []
             for run in runs:
                 run_dir = directory.run_dir(run.name)
@@ -167,36 +135,28 @@ def _run_sweep(directory: SweepDirectory, runs: list[SubRun], *, output: str, em
                     refiners=RefinerPoolView(refiner_pool, account=run.name),
                     evaluators=EvaluatorPoolView(scorer_pool, params=task_model_params(run.config),
                                                  account=run.name))
-                tracker = open_tracker(run.config, run_dir.path,
-                                       metrics=metrics_for(run_metrics_context(run.config, run_dir.path)))
-                controllers.append(Controller(run.config, tasks, run_dir, memory=memory, refiners=refiners,
-                                              evaluators=evaluators, progress=_SubRunProgress(progress, run.name),
-                                              structured=structured, tracker=tracker, shared=shared))
+                run_metrics = session.metrics(run_metrics_context(run.config, run_dir.path))
+                tracker = open_tracker(run.config, run_dir.path, metrics=run_metrics)
+                controllers.append(Controller(run.config, tasks, run_dir, memory=session.memory,
+                                              refiners=session.refiners, evaluators=session.evaluators,
+                                              progress=_SubRunProgress(session.progress, run.name),
+                                              structured=session.structured, tracker=tracker, shared=shared,
+                                              metrics=run_metrics))
             try:
                 # Every sub-run ends on its own: one that fails stops, the others finish their work.
                 outcomes = await asyncio.gather(*(c.run() for c in controllers), return_exceptions=True)
             finally:
                 await scorer_pool.close()
+            failures = [o for o in outcomes if isinstance(o, BaseException)]
+            if failures:
+                raise failures[0]
             return controllers, outcomes
 
-        try:
-            log.info("sweep_started", runs=[r.name for r in runs], tasks=[t.name for t in tasks],
-                     optimizer=opt.base_url, task_model=task_ep.base_url)
-            with failures_named(resume_hint, event="sweep_failed"):
-                controllers, outcomes = asyncio.run(server.run_while_serving(run_all()) if server else run_all())
-                failures = [o for o in outcomes if isinstance(o, BaseException)]
-                if failures:
-                    raise failures[0]
-        finally:
-            progress.close()
-            kill_actors(actors.all)
-    results: dict[str, Results] = {}
-    for run, controller, outcome in zip(runs, controllers, outcomes, strict=True):
-        status = RunStatus.of_tasks(r.status for r in outcome.values())
-        results[run.name] = Results(run_dir=controller.run_dir.path, status=status, tasks=outcome,
-                                    usage=controller.usage)
+        controllers, outcomes = session.run(run_all(), runs=[r.name for r in runs], tasks=[t.name for t in tasks])
+    results = {run.name: Results.of(controller.run_dir.path, outcome, controller.usage)
+               for run, controller, outcome in zip(runs, controllers, outcomes, strict=True)}
     status = RunStatus.of_tasks(r.status for r in results.values())
-    log.info("sweep_finished", status=status)
+    structlog.get_logger().info("sweep_finished", status=status)
     return SweepResults(sweep_dir=directory.path, status=status, runs=results,
                         variants={r.name: r.variant for r in runs})
 

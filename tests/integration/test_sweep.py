@@ -194,3 +194,48 @@ def test_a_sweep_of_the_design_space_equals_each_variant_run_alone(endpoint, tmp
         steps = run.tasks["example/arithmetic"].steps
         feedback_calls = sum(s.counts.get("feedback_calls", 0) for s in steps)
         assert feedback_calls == (len(steps) if "feedback" in name else 0), name
+
+
+def test_a_warm_sweep_s_first_calls_go_out_from_the_driver_and_it_equals_a_cold_sweep(tmp_path):
+    """A sweep gets the warm start a run has (launch/session.py): with its actors held back until every sub-run's
+    initial prompt is checkpointed, those calls went out from the driver; what each sub-run found and asked for
+    equals a sweep whose every call went through the actors, and every request sent is counted."""
+    outcomes = {}
+    for warm in (True, False):
+        root = tmp_path / ("warm" if warm else "cold")
+        with ThreadedFake(endpoint_settings_at(root)) as fake:
+            base = base_config(root / "cfg", fake.base_url)
+            base["tasks"] = ["example/arithmetic"]
+            base["cluster"]["warm_start"] = warm
+            grid = grid_from_dict({"base": base, "axes": {"optimizer.update": ["generate", "edit"]}, "seeds": [0]},
+                                  folder=root)
+            sweep_dir = root / "sweep"
+
+            def hold(_actors, sweep_dir=sweep_dir) -> None:
+                deadline = time.monotonic() + 120
+                runs = sorted((sweep_dir / "runs").glob("*"))
+                while len(runs) < 2 or not all(checkpoint_steps(d, "example/arithmetic") for d in runs):
+                    assert time.monotonic() < deadline, "the sub-runs' initial prompts were not scored in the driver"
+                    time.sleep(0.05)
+                    runs = sorted((sweep_dir / "runs").glob("*"))
+
+            results = sweep(grid, sweep_dir=sweep_dir, on_actors_started=hold if warm else None)
+            stats = fake.stats()
+        assert results.status == "completed"
+        for role, fake_roles in ENDPOINT_ROLES.items():
+            assert sum(r.usage.get(role, {}).get("requests", 0) for r in results.runs.values()) == sum(
+                stats["roles"].get(r, 0) for r in fake_roles), (warm, role)
+        done = [json.loads(line) for line in (sweep_dir / "logs" / "driver.jsonl").read_text().splitlines()
+                if '"warm_start_done"' in line]
+        outcomes[warm] = results, done
+    (warm_results, warm_done), (cold_results, cold_done) = outcomes[True], outcomes[False]
+    assert len(warm_done) == 1 and warm_done[0]["in_process_items"] > 0 and warm_done[0]["actors_started"]
+    assert cold_done == [], "warm_start: false keeps every call of the sweep on the actors"
+    for name, run in warm_results.runs.items():
+        assert run.tasks == cold_results.runs[name].tasks, f"{name}: the warm start changed what the sub-run found"
+        for role in ("optimizer", "task_model"):
+            assert run.usage[role]["calls"] == cold_results.runs[name].usage[role]["calls"], (name, role)
+
+
+def endpoint_settings_at(root):
+    return fake_config(make_config(root / "fake", "http://placeholder/v1")).model_copy(update={"latency_s": 0.02})

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from ray import cloudpickle
 
-from gpo_ray import api
 from gpo_ray.api import RunActors, optimize
+from gpo_ray.launch import session as launch_session
 from gpo_ray.errors import RunFailed
 from gpo_ray.runtime.run_dir import task_file_name
 from gpo_ray.tasks.registry import resolve_tasks
@@ -105,7 +105,7 @@ def test_a_failed_start_stops_the_driver_s_calls_with_the_start_s_one_line(tmp_p
         time.sleep(1.0)  # the driver's first calls are under way by then
         raise RunFailed("cannot start a local Ray cluster: no space left on device")
 
-    monkeypatch.setattr(api, "start_actors", failing_start)
+    monkeypatch.setattr(launch_session, "start_actors", failing_start)
     config = make_config(tmp_path, "http://placeholder/v1")
     with ThreadedFake(fake_config(config)) as fake:
         config = make_config(tmp_path / "x", fake.base_url)

@@ -29,6 +29,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("observability",),
     ("actors", "report"),  # Ray shells over the core; reading a run back
     ("controller",),
+    ("launch",),  # what a run or sweep stands on: endpoints, the Ray session, the actors (cold or warm), teardown
     ("api", "check"),  # check: the initial prompt on a few examples, in-process, beside the plan
     ("sweep",),  # many runs of a grid as one job over shared actors
     ("testing",),  # the scripted fake LLM and its hosts (tests, benchmarks, `gpo-ray fake-llm`)

@@ -443,8 +443,8 @@ def test_serve_local_keeps_its_log_in_runs_by_default(fake_child, monkeypatch, t
 
 
 def test_endpoints_for_puts_the_embedded_log_in_the_run_logs_dir(fake_child, monkeypatch, tmp_path: Path) -> None:
-    from gpo_ray.api import endpoints_for
     from gpo_ray.config import RunConfig
+    from gpo_ray.launch.endpoints import endpoints_for
 
     monkeypatch.setattr(ls, "LocalModelServer", fake_child)
     config = RunConfig(tasks=["example/arithmetic"])  # no base_url: both roles use the embedded model
