@@ -6,7 +6,8 @@
 One run, one process, no Ray: the fake endpoint (`ProcessFake`, a process of its own) answers in 50-150 ms, and a
 `--stall-rate` of its requests send their headers and first bytes and then nothing. The role's full client stack
 (`build_client`, no cache) makes `--calls` calls, `--concurrency` at a time, once with hedging off and once on
-(`hedge.enabled`, its defaults otherwise); `read_timeout_s` (`--read-timeout`) cuts a stall in both runs. Each run
+(`hedge.enabled`, its defaults otherwise); `read_timeout_s` (`--read-timeout`) cuts a stall in both runs (the
+idle-read limit, `idle_read_timeout_s`, is off here). Each run
 has a fresh endpoint, so both see the same stalls for the same first requests. Reported per run: wall time, call
 latency p50/p99/max, the requests the endpoint got, and the hedges sent/won/cancelled.
 """
@@ -67,7 +68,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"calls": args.calls, "concurrency": args.concurrency, "stall_rate": args.stall_rate,
                            "read_timeout_s": args.read_timeout}
     for name, hedge in (("off", False), ("on", True)):
-        role = LLMRoleConfig(base_url="http://unused", read_timeout_s=args.read_timeout, max_retries=6,
+        # idle_read_timeout_s off: the read timeout alone cuts a stall, as when these figures were first measured
+        # (benchmarks.stalls_default measures the idle-read limit that is on by default now).
+        role = LLMRoleConfig(base_url="http://unused", read_timeout_s=args.read_timeout, idle_read_timeout_s=None,
+                             max_retries=6,
                              max_in_flight=args.concurrency, hedge={"enabled": hedge})
         with ProcessFake(fake) as endpoint:
             out[name] = asyncio.run(calls(endpoint.base_url, role, args.calls, args.concurrency))

@@ -18,8 +18,8 @@ from gpo_ray.vocabulary import ConfigRole
 WHERE_IT_RUNS = ("run_dir", "cluster", "budget", "tracking")
 
 # Role settings that say how calls are sent, not what is asked: outside the fingerprint, so a resume may change them.
-HOW_CALLS_ARE_SENT = ("transport", "read_timeout_s", "max_reply_bytes", "hedge", "rate_limited_retry_s",
-                      "adaptive_concurrency")
+HOW_CALLS_ARE_SENT = ("transport", "read_timeout_s", "idle_read_timeout_s", "max_reply_bytes", "hedge",
+                      "rate_limited_retry_s", "adaptive_concurrency")
 
 # Optimizer settings added after runs were first written: left out of the fingerprint while they hold the value they
 # had before they existed, so a run made by an older gpo-ray still resumes. Written out, not read from the schema's

@@ -90,6 +90,11 @@ class LLMRoleConfig(_Frozen):
     read_timeout_s: float | None = Field(
         default=10.0, gt=0, description="a reply whose body stops arriving this long is cut (stalled) and retried"
     )
+    idle_read_timeout_s: float | None = Field(
+        default=0.5, gt=0, description="a body that has begun and then stops arriving is cut (stalled) and retried "
+        "after this long, or 4x the longest pause in the endpoint's recent bodies when longer (at most "
+        "read_timeout_s); the wait for a body's first bytes is read_timeout_s's alone. null: read_timeout_s only",
+    )
     max_reply_bytes: int = Field(
         default=4_000_000, gt=0,
         description="cap on a reply body; below it, a reply larger than max_tokens allows is refused (oversized)",

@@ -1,6 +1,7 @@
 """Retry with exponential backoff and full jitter; honours the server's Retry-After.
 
-Only errors marked `retryable` are retried; fatal ones pass straight through. When the attempts run
+Only errors marked `retryable` are retried; fatal ones pass straight through. A stalled reply is retried at once: the
+silence it was cut after already spaced the attempts. When the attempts run
 out, `EndpointUnavailable` names the endpoint, the model and the last error, so the run can stop
 cleanly and be resumed later.
 """
@@ -14,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 import structlog
 
 from gpo_ray.llm.accounting import error_kind
-from gpo_ray.llm.errors import EndpointUnavailable, LLMError, RateLimited
+from gpo_ray.llm.errors import EndpointUnavailable, LLMError, RateLimited, StalledResponse
 from gpo_ray.llm.protocol import ChatRequest, ChatResponse, LLMClient
 
 # A Retry-After longer than this is treated as this: a server asking for an hour should stop the run
@@ -81,7 +82,8 @@ class RetryingClient:
                         endpoint=e.endpoint or getattr(self.inner, "endpoint", ""),
                         model=e.model or getattr(self.inner, "model", ""),
                     ) from e
-                delay = backoff_delay(
+                # A stalled attempt was cut after a silence (llm/read_pace.py): that wait is its backoff.
+                delay = 0.0 if isinstance(e, StalledResponse) else backoff_delay(
                     attempt, base_delay_s=self.base_delay_s, max_delay_s=self.max_delay_s, rng=self._rng
                 )
                 if e.retry_after is not None:

@@ -67,6 +67,7 @@ def build_client(
             api_key_env=role.api_key_env,
             timeout_s=role.timeout_s,
             read_timeout_s=role.read_timeout_s,
+            idle_read_timeout_s=role.idle_read_timeout_s,
             max_reply_bytes=role.max_reply_bytes,
             structured_output=role.uses_structured_output,
             schema_style=role.structured_output_style or ("json_object_schema" if role.is_embedded else "json_schema"),

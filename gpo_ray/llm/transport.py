@@ -9,6 +9,9 @@ Neither retries on its own (the SDK's `max_retries=0`): the retry layer above ow
 every attempt is visible to the limits and accounting layers. Error messages name the endpoint and
 model and never the key; the server's own error text is shortened and scrubbed of anything key-like.
 
+Both read a reply body as it arrives, with one rule for a body that goes silent (`_read_chunks`): `read_timeout_s`
+before its first bytes, the endpoint's learnt idle limit once they came (llm/read_pace.py); either cut is `stalled`.
+
 Both send, as HTTP headers beside the body, the transport's role (X-GPO-Role) and the request's purpose
 (X-GPO-Purpose), each when known (llm/protocol.py: metadata_headers): the fake endpoint answers by them, real ones
 ignore them. The body is the same with or without them.
@@ -44,6 +47,7 @@ from gpo_ray.llm.protocol import (
     metadata_headers,
     tokens_in_chars,
 )
+from gpo_ray.llm.read_pace import ReadPace
 from gpo_ray.loopback import url_is_loopback
 
 NO_KEY = "not-needed"  # local servers (llama.cpp, vLLM) accept any key; the SDK insists on one
@@ -55,6 +59,7 @@ REPLY_BYTES_PER_TOKEN = 64
 REPLY_OVERHEAD_BYTES = 16_384
 DEFAULT_MAX_REPLY_BYTES = LLMRoleConfig.model_fields["max_reply_bytes"].default
 DEFAULT_READ_TIMEOUT_S = LLMRoleConfig.model_fields["read_timeout_s"].default
+DEFAULT_IDLE_READ_TIMEOUT_S = LLMRoleConfig.model_fields["idle_read_timeout_s"].default
 
 
 class MissingAPIKey(FatalLLMError):
@@ -89,6 +94,7 @@ class _ChatTransport:
         structured_output: bool = False,
         schema_style: str = "json_schema",
         read_timeout_s: float | None = DEFAULT_READ_TIMEOUT_S,
+        idle_read_timeout_s: float | None = DEFAULT_IDLE_READ_TIMEOUT_S,
         max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
         role: str | None = None,
     ) -> None:
@@ -98,7 +104,9 @@ class _ChatTransport:
         self.model = model
         self.api_key_env = api_key_env
         self.timeout_s = timeout_s
-        self.read_timeout_s = read_timeout_s  # body idle once its headers came (HTTPTransport); None: total only
+        self.read_timeout_s = read_timeout_s  # body silent once its headers came; None: total only
+        # A body that has begun and then gone silent is cut sooner, at its endpoint's own pace (llm/read_pace.py).
+        self.read_pace = ReadPace(floor_s=idle_read_timeout_s, ceiling_s=read_timeout_s)
         self.max_reply_bytes = max_reply_bytes
         self.structured_output = structured_output
         self.schema_style = schema_style  # "json_schema" (OpenAI, vLLM) | "json_object_schema" (llama-cpp-python)
@@ -162,22 +170,34 @@ class _ChatTransport:
 
     async def _read_chunks(self, next_chunk: Callable[[], Awaitable[bytes]], content_length: int | str | None,
                            request: ChatRequest) -> bytes:
-        """A reply body, read until it ends (an empty chunk), stops for `read_timeout_s` (stalled), or outgrows the
-        request's limit (oversized: the rest is never read, the connection is dropped)."""
+        """A reply body, read until it ends (an empty chunk), goes silent (stalled: for `read_timeout_s` before its
+        first bytes, for the idle limit of llm/read_pace.py once they came), or outgrows the request's limit
+        (oversized: the rest is never read, the connection is dropped)."""
         limit = self.reply_limit(request)
         if content_length is not None and str(content_length).isdigit() and int(content_length) > limit:
             raise self._oversized(f"{int(content_length):,}", request)
         chunks: list[bytes] = []
         size = 0
+        last_bytes_at: float | None = None  # None until the body has begun
+        longest_gap = 0.0
         while True:
+            wait = self.read_timeout_s if last_bytes_at is None else self.read_pace.idle_limit(longest_gap)
             try:
-                chunk = await asyncio.wait_for(next_chunk(), self.read_timeout_s)
+                chunk = await asyncio.wait_for(next_chunk(), wait)
             except (asyncio.TimeoutError, TimeoutError):
-                if self.read_timeout_s is None:
+                if wait is None:
                     raise
-                raise self._error(StalledResponse, f"the reply stopped arriving for {self.read_timeout_s:g}s "
-                                  f"after {size:,} bytes", kind="stalled") from None
+                if last_bytes_at is not None:
+                    self.read_pace.body_cut()
+                raise self._error(StalledResponse, f"the reply stopped arriving for {wait:.3g}s after {size:,} bytes",
+                                  kind="stalled") from None
+            now = time.monotonic()
+            if last_bytes_at is not None:
+                longest_gap = max(longest_gap, now - last_bytes_at)
+            last_bytes_at = now
             if not chunk:
+                if size:
+                    self.read_pace.body_read(longest_gap)
                 return b"".join(chunks)
             size += len(chunk)
             if size > limit:

@@ -7,7 +7,14 @@ import random
 import pytest
 from structlog.testing import capture_logs
 
-from gpo_ray.llm.errors import EndpointUnavailable, FatalLLMError, MalformedResponse, RateLimited, RetryableLLMError
+from gpo_ray.llm.errors import (
+    EndpointUnavailable,
+    FatalLLMError,
+    MalformedResponse,
+    RateLimited,
+    RetryableLLMError,
+    StalledResponse,
+)
 from gpo_ray.llm.protocol import ChatRequest, user_message
 from gpo_ray.llm.retry import RetryingClient, backoff_delay
 from gpo_ray.llm.transport import HTTPTransport
@@ -32,6 +39,15 @@ async def test_retryable_errors_are_retried_until_an_answer():
     assert len(inner.requests) == 3
     assert kinds == ["retryable", "malformed"]
     assert len(sleep.delays) == 2
+
+
+async def test_a_stalled_reply_is_retried_at_once_its_silence_was_the_wait():
+    inner = ScriptedClient([StalledResponse("stopped arriving for 0.5s", **WHERE),
+                            RetryableLLMError("HTTP 503", **WHERE), "fine"])
+    sleep = RecordingSleep()
+    client = RetryingClient(inner, max_attempts=3, sleep=sleep, rng=random.Random(1), base_delay_s=0.5)
+    assert (await client.complete(REQUEST)).text == "fine"
+    assert sleep.delays[0] == 0.0 and sleep.delays[1] > 0.0
 
 
 async def test_a_fatal_error_is_not_retried():

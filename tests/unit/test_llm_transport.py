@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import pickle
+from collections.abc import AsyncIterator
 
 import pytest
+from aiohttp import web
 
 from gpo_ray.llm.errors import (
     FatalLLMError,
@@ -156,6 +161,95 @@ async def test_a_body_that_stops_arriving_is_cut_by_the_read_timeout_as_stalled(
         finally:
             await transport.aclose()
     assert info.value.kind == "stalled" and info.value.retryable
+
+
+async def test_a_body_that_began_and_went_silent_is_cut_at_the_idle_limit_not_the_read_timeout(Transport):
+    async with running_fake_llm() as server:
+        transport = Transport(base_url=server.base_url, model="m", timeout_s=60, read_timeout_s=30,
+                              idle_read_timeout_s=0.3)
+        try:
+            with pytest.raises(StalledResponse, match=r"stopped arriving for 0\.3s after \d+ bytes"):
+                await transport.complete(ask("start then stop [[fault:stall]]"))
+        finally:
+            await transport.aclose()
+
+
+REPLY = {"id": "c", "object": "chat.completion", "usage": {"prompt_tokens": 3, "completion_tokens": 9},
+         "choices": [{"index": 0, "message": {"role": "assistant", "content": "slow and sure " * 20},
+                      "finish_reason": "stop"}]}
+
+
+@contextlib.asynccontextmanager
+async def paced_endpoint(*, pieces: int, gap_s: float, think_s: float = 0.0) -> AsyncIterator[str]:
+    """A healthy endpoint whose replies take their time: headers at once, then `think_s` of silence, then the body in
+    `pieces` pieces `gap_s` apart (one piece: the whole body at once, after the think)."""
+    body = json.dumps(REPLY).encode()
+
+    async def chat(request: web.Request) -> web.StreamResponse:
+        reply = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        await reply.prepare(request)
+        await asyncio.sleep(think_s)
+        size = -(-len(body) // pieces)
+        for i in range(pieces):
+            if i:
+                await asyncio.sleep(gap_s)
+            await reply.write(body[i * size:(i + 1) * size])
+        await reply.write_eof()
+        return reply
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        await runner.cleanup()
+
+
+async def test_the_idle_limit_spares_a_long_generation_that_streams_steadily(Transport):
+    # 2.4 s of body in 25 pieces 0.1 s apart: eight times the idle limit in all, never silent for as long as it.
+    async with paced_endpoint(pieces=25, gap_s=0.1) as url:
+        transport = Transport(base_url=url, model="m", timeout_s=60, read_timeout_s=30, idle_read_timeout_s=0.3)
+        try:
+            first = await transport.complete(ask("write a lot"))
+            second = await transport.complete(ask("write a lot again"))
+        finally:
+            await transport.aclose()
+    assert first.text == second.text == REPLY["choices"][0]["message"]["content"]
+
+
+async def test_the_idle_limit_spares_a_body_that_comes_whole_after_a_long_think(Transport):
+    # Headers at once, then 1.5 s of silence (five idle limits), then the whole body: only read_timeout_s bounds the
+    # wait for a body's first bytes.
+    async with paced_endpoint(pieces=1, gap_s=0.0, think_s=1.5) as url:
+        transport = Transport(base_url=url, model="m", timeout_s=60, read_timeout_s=30, idle_read_timeout_s=0.3)
+        try:
+            response = await transport.complete(ask("think hard"))
+        finally:
+            await transport.aclose()
+    assert response.text == REPLY["choices"][0]["message"]["content"]
+
+
+async def test_an_endpoint_that_pauses_longer_than_the_floor_gets_through_and_is_learnt(Transport):
+    # Pieces 0.4 s apart, a floor of 0.15 s: cut at 0.15 s, then 0.3 s (each cut in a row doubles the floor), then
+    # read whole with 0.6 s allowed; from then on its pace is known (4 x 0.4 s allowed) and no reply is cut.
+    async with paced_endpoint(pieces=3, gap_s=0.4) as url:
+        transport = Transport(base_url=url, model="m", timeout_s=60, read_timeout_s=30, idle_read_timeout_s=0.15)
+        outcomes = []
+        try:
+            for i in range(5):
+                try:
+                    await transport.complete(ask(f"write slowly {i}"))
+                    outcomes.append("read")
+                except StalledResponse:
+                    outcomes.append("cut")
+        finally:
+            await transport.aclose()
+    assert outcomes == ["cut", "cut", "read", "read", "read"]
 
 
 async def test_the_read_timeout_does_not_cut_a_slow_generation_before_its_headers(Transport):
