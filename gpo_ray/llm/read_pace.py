@@ -50,7 +50,3 @@ class ReadPace:
     def body_cut(self) -> None:
         """A body that had begun was cut by the idle limit."""
         self._cuts_in_a_row += 1
-
-    @property
-    def cuts_in_a_row(self) -> int:
-        return self._cuts_in_a_row
