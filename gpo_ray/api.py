@@ -17,16 +17,17 @@ from gpo_ray.observability.tracking import check_tracking, open_tracker
 from gpo_ray.runtime.run_dir import RunDirectory, default_run_dir
 from gpo_ray.tasks.metric_functions import check_metric_hashes, with_metric_hashes
 from gpo_ray.tasks.registry import resolve_tasks
+from gpo_ray.tasks.types import Task
 
 # Names callers import from here, wherever they now live (launch/).
 __all__ = ["ACTOR_OPTIONS", "Results", "RunActors", "optimize", "resume", "setup_logs"]
 
 
-def _execute(config: RunConfig, run_dir: RunDirectory, *, output: str, embedder_factory: Any = None,
-             on_actors_started: Callable[[RunActors], None] | None = None) -> Results:
+def _execute(config: RunConfig, run_dir: RunDirectory, tasks: list[Task], *, output: str,
+             embedder_factory: Any = None, on_actors_started: Callable[[RunActors], None] | None = None) -> Results:
+    """Run `tasks` (resolved once, at the edge: their data is read once per run) on a RunSession."""
     from gpo_ray.controller.controller import Controller
 
-    tasks = resolve_tasks(config.tasks, data_dir=config.data_dir, sources=config.task_sources)
     structlog.contextvars.bind_contextvars(run=run_dir.path.name)  # every driver event of this run carries it
     with RunSession(config, home=run_dir.path, cache_dir=run_dir.cache_dir, log_dir=run_dir.logs_dir,
                     tasks=len(tasks), output=output, embedder_factory=embedder_factory,
@@ -49,14 +50,14 @@ def optimize(config: RunConfig, *, output: str = "quiet", embedder_factory: Any 
     if config.run_dir is None:
         config = config.model_copy(update={"run_dir": default_run_dir()})
     # Validate the data, the metrics and the tracking wanted before anything is written or started.
-    resolve_tasks(config.tasks, data_dir=config.data_dir, sources=config.task_sources)
+    tasks = resolve_tasks(config.tasks, data_dir=config.data_dir, sources=config.task_sources)
     config = with_metric_hashes(config)  # a Python metric that cannot be imported stops here
     check_tracking(config)
     check_cluster(config.cluster.address)
     run_dir = RunDirectory(config.run_dir)
     run_dir.create(config)
     setup_logs(config, run_dir.logs_dir, output)
-    return _execute(config, run_dir, output=output, embedder_factory=embedder_factory,
+    return _execute(config, run_dir, tasks, output=output, embedder_factory=embedder_factory,
                     on_actors_started=on_actors_started)
 
 
@@ -67,7 +68,8 @@ def resume(run_path: Path, *, address: str | None = None, output: str = "quiet",
     config = run_dir.load_config()
     check_metric_hashes(config)  # a Python metric that cannot be imported, or was changed, stops here
     # Refuse damaged or foreign checkpoints (and missing data) before anything is started or written.
-    for task in resolve_tasks(config.tasks, data_dir=config.data_dir, sources=config.task_sources):
+    tasks = resolve_tasks(config.tasks, data_dir=config.data_dir, sources=config.task_sources)
+    for task in tasks:
         run_dir.completed_steps(task.name, fingerprint=config.fingerprint())
     check_tracking(config)
     if address is not None:
@@ -75,5 +77,5 @@ def resume(run_path: Path, *, address: str | None = None, output: str = "quiet",
     check_cluster(config.cluster.address)
     setup_logs(config, run_dir.logs_dir, output)
     structlog.get_logger().info("run_resumed", run_dir=str(run_path))
-    return _execute(config, run_dir, output=output, embedder_factory=embedder_factory,
+    return _execute(config, run_dir, tasks, output=output, embedder_factory=embedder_factory,
                     on_actors_started=on_actors_started)

@@ -74,7 +74,7 @@ def sweep(grid: Grid, *, sweep_dir: Path | None = None, output: str = "quiet", e
     runs = grid.sub_runs(path)
     first = runs[0].config
     # Validate the data, the metrics and the tracking wanted before anything is written or started.
-    resolve_tasks(first.tasks, data_dir=first.data_dir, sources=first.task_sources)
+    tasks = resolve_tasks(first.tasks, data_dir=first.data_dir, sources=first.task_sources)  # shared by every sub-run
     runs = [replace(r, config=with_metric_hashes(r.config)) for r in runs]  # a metric that cannot be imported stops
     check_tracking(first)
     check_cluster(first.cluster.address)
@@ -82,7 +82,7 @@ def sweep(grid: Grid, *, sweep_dir: Path | None = None, output: str = "quiet", e
     directory.create(grid, runs)
     setup_logs(first, directory.logs_dir, output)
     structlog.get_logger().info("sweep_created", sweep_dir=str(path), runs=[r.name for r in runs])
-    return _execute(directory, runs, output=output, embedder_factory=embedder_factory,
+    return _execute(directory, runs, tasks, output=output, embedder_factory=embedder_factory,
                     on_actors_started=on_actors_started)
 
 
@@ -91,11 +91,14 @@ def resume_sweep(path: Path, *, address: str | None = None, output: str = "quiet
     """Continue every sub-run of a sweep from its last completed step."""
     directory = SweepDirectory(path)
     runs = directory.load_sub_runs()
-    # Refuse damaged or foreign checkpoints (and missing data) before anything is started or written.
+    # Refuse damaged or foreign checkpoints (and missing data) before anything is started or written. The tasks,
+    # data_dir and task_sources are shared by every sub-run (grid.SHARED_KEYS): their data is read once.
+    first = runs[0].config
+    tasks = resolve_tasks(first.tasks, data_dir=first.data_dir, sources=first.task_sources)
     for run in runs:
         c = run.config
         check_metric_hashes(c)
-        for task in resolve_tasks(c.tasks, data_dir=c.data_dir, sources=c.task_sources):
+        for task in tasks:
             directory.run_dir(run.name).completed_steps(task.name, fingerprint=c.fingerprint())
     check_tracking(runs[0].config)
     if address is not None:
@@ -104,17 +107,16 @@ def resume_sweep(path: Path, *, address: str | None = None, output: str = "quiet
     check_cluster(runs[0].config.cluster.address)
     setup_logs(runs[0].config, directory.logs_dir, output)
     structlog.get_logger().info("sweep_resumed", sweep_dir=str(path))
-    return _execute(directory, runs, output=output, embedder_factory=embedder_factory,
+    return _execute(directory, runs, tasks, output=output, embedder_factory=embedder_factory,
                     on_actors_started=on_actors_started)
 
 
-def _execute(directory: SweepDirectory, runs: list[SubRun], *, output: str, embedder_factory: Any,
-             on_actors_started: Callable[[RunActors], None] | None) -> SweepResults:
+def _execute(directory: SweepDirectory, runs: list[SubRun], tasks: list[Task], *, output: str,
+             embedder_factory: Any, on_actors_started: Callable[[RunActors], None] | None) -> SweepResults:
     from gpo_ray.controller.controller import Controller, SharedPools, evaluator_pool
     from gpo_ray.controller.pools import EvaluatorPoolView, RefinerPool, RefinerPoolView
 
-    first = runs[0].config  # the settings every sub-run shares (grid.check_shared)
-    tasks = resolve_tasks(first.tasks, data_dir=first.data_dir, sources=first.task_sources)
+    first = runs[0].config  # the settings every sub-run shares (grid.check_shared); `tasks` are theirs, read once
     structlog.contextvars.bind_contextvars(run=directory.path.name)
     # A warm start when every sub-run would have one alone (their shared settings mostly decide it already).
     with RunSession(first, kind="sweep", home=directory.path, cache_dir=directory.cache_dir,
