@@ -2,9 +2,11 @@
 momentum, update and the budget and retrieval settings, and hands the loop, the actor services and `plan` the
 objects that answer for them.
 
-A registry is a value: `DEFAULT_REGISTRY` holds the built-in kinds, and `with_momentum` (`with_direction`,
-`with_style`) returns a new registry with one more, for a caller to pass to `GPOTaskLoop` and `plan_task`
-(`registry=`). A kind that a config file names also needs its name among the schema's values (config/schema.py).
+A registry is a value: `DEFAULT_REGISTRY` holds the built-in kinds, and `with_momentum` (`with_direction`) returns
+a new registry with one more, for a caller to pass to `GPOTaskLoop` and `plan_task` (`registry=`). A kind that a
+config file names also needs its name among the schema's values (config/schema.py). Styles are the built-in ones
+only (style.STYLES): the candidates' meta-prompt is rendered by the style's name where the request is served, in
+the refiner actors too (core/generation.py).
 """
 
 from __future__ import annotations
@@ -65,10 +67,6 @@ class DesignRegistry:
 
     def with_direction(self, name: str, direction: Direction) -> DesignRegistry:
         return DesignRegistry(self.styles, _frozen({**self.directions, name: direction}), self.momenta,
-                              self.update_methods)
-
-    def with_style(self, name: str, style: MetaPromptStyle) -> DesignRegistry:
-        return DesignRegistry(_frozen({**self.styles, name: style}), self.directions, self.momenta,
                               self.update_methods)
 
     def style(self, name: str) -> MetaPromptStyle:
