@@ -18,7 +18,10 @@ the run's logs.
 
 from __future__ import annotations
 
+import enum
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from gpo_ray.runtime.ray_address import ClusterUnreachable, ray_address_parts
@@ -29,6 +32,11 @@ TOKEN_PATH_ENV = "RAY_AUTH_TOKEN_PATH"
 DEFAULT_TOKEN_FILE = "~/.ray/auth_token"
 # A GCS call every Ray client makes first (an empty request), checked for the token like every other.
 PROBE_METHOD = "/ray.rpc.NodeInfoGcsService/GetClusterId"
+# One probe waits this long for its answer; probes that got none (a head slow to answer under load, a connection
+# not yet up) are sent again until this much time has gone by in all. Ray's own driver tries for 20 s.
+PROBE_TIMEOUT_S = 5.0
+PROBE_TOTAL_S = 20.0
+_PROBE_PAUSE_S = 0.25  # between a probe that got no answer and the next
 _HOW = f"set {TOKEN_ENV} to the cluster's token, or {TOKEN_PATH_ENV} to a file holding it"
 
 
@@ -36,7 +44,8 @@ class ClusterAuthFailed(ClusterUnreachable):
     """The Ray cluster wants a token that was not given, or rejected the one given."""
 
 
-def check_ray_auth(target: str, *, source: str, timeout_s: float = 5.0) -> None:
+def check_ray_auth(target: str, *, source: str, timeout_s: float = PROBE_TIMEOUT_S,
+                   total_s: float = PROBE_TOTAL_S) -> None:
     """For a `HOST:PORT` address: nothing when the cluster takes calls without a token, or takes the token found
     (token mode is then on in this process); else `ClusterAuthFailed` naming the address and what to do. A
     `ray://` address, a TLS cluster or a head that gives no clear answer is left to `ray.init`."""
@@ -45,7 +54,7 @@ def check_ray_auth(target: str, *, source: str, timeout_s: float = 5.0) -> None:
         return
     host, port = parts
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    if head_accepts(address, None, timeout_s=timeout_s) is not False:
+    if head_accepts(address, None, timeout_s=timeout_s, total_s=total_s) is not False:
         return  # no authentication there (or no answer: ray.init says what is wrong)
 
     def failed(what: str) -> ClusterAuthFailed:
@@ -58,7 +67,7 @@ def check_ray_auth(target: str, *, source: str, timeout_s: float = 5.0) -> None:
     token, where = find_token(default_file=mode == "token")
     if token is None:
         raise failed(f"no token was found{where}; {_HOW}")
-    if head_accepts(address, token, timeout_s=timeout_s) is False:
+    if head_accepts(address, token, timeout_s=timeout_s, total_s=total_s) is False:
         raise failed(f"rejected the token from {where} (not this cluster's token); {_HOW}")
     if mode != "token":
         enable_token_mode()
@@ -108,9 +117,34 @@ def enable_token_mode() -> None:
     AuthenticationTokenLoader.instance().reset_cache()
 
 
-def head_accepts(address: str, token: str | None, *, timeout_s: float) -> bool | None:
-    """Whether the GCS at `address` takes a call with `token` (None: without one); None when it does not say
-    (unreachable, another server, a timeout)."""
+class ProbeAnswer(enum.Enum):
+    ACCEPTED = "accepted"  # the call was taken
+    REFUSED = "refused"  # UNAUTHENTICATED: the head wants a token (another one)
+    OTHER = "other"  # an answer that says nothing of a token (another gRPC server): not asked again
+    NONE = "none"  # no answer in time, or no connection: asked again while time is left
+
+
+def probe_until_answered(probe: Callable[[float], ProbeAnswer], *, timeout_s: float, total_s: float,
+                         clock: Callable[[], float] = time.monotonic,
+                         sleep: Callable[[float], object] = time.sleep,
+                         pause_s: float = _PROBE_PAUSE_S) -> ProbeAnswer:
+    """`probe(timeout)` until it gets an answer (anything but NONE), each probe waiting at most `timeout_s` and all
+    of them, with the pauses between, at most about `total_s`; NONE when no probe got one."""
+    deadline = clock() + total_s
+    wait = min(timeout_s, total_s)
+    while True:
+        answer = probe(wait)
+        if answer is not ProbeAnswer.NONE:
+            return answer
+        left = deadline - clock() - pause_s
+        if left <= 0:
+            return answer
+        sleep(pause_s)
+        wait = min(timeout_s, left)
+
+
+def probe_head(address: str, token: str | None, *, timeout_s: float) -> ProbeAnswer:
+    """One probe call to the GCS at `address` with `token` (None: without one)."""
     import grpc
 
     metadata = (("authorization", f"Bearer {token}"),) if token else ()
@@ -119,5 +153,18 @@ def head_accepts(address: str, token: str | None, *, timeout_s: float) -> bool |
             channel.unary_unary(PROBE_METHOD)(b"", metadata=metadata, timeout=timeout_s)
         except grpc.RpcError as e:
             code = e.code() if callable(getattr(e, "code", None)) else None
-            return False if code == grpc.StatusCode.UNAUTHENTICATED else None
-    return True
+            if code == grpc.StatusCode.UNAUTHENTICATED:
+                return ProbeAnswer.REFUSED
+            if code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE):
+                return ProbeAnswer.NONE
+            return ProbeAnswer.OTHER
+    return ProbeAnswer.ACCEPTED
+
+
+def head_accepts(address: str, token: str | None, *, timeout_s: float, total_s: float | None = None) -> bool | None:
+    """Whether the GCS at `address` takes a call with `token` (None: without one); None when it does not say
+    (unreachable, another server, a timeout). A probe that got no answer is sent again until an answer comes or
+    `total_s` (default: `timeout_s`) has gone by."""
+    answer = probe_until_answered(lambda wait: probe_head(address, token, timeout_s=wait), timeout_s=timeout_s,
+                                  total_s=timeout_s if total_s is None else total_s)
+    return {ProbeAnswer.ACCEPTED: True, ProbeAnswer.REFUSED: False}.get(answer)
