@@ -93,6 +93,30 @@ def test_consecutive_failures_eject_for_a_growing_interval_and_a_probe_takes_it_
     assert book.states(12.1) == [EndpointState.HEALTHY] * 2
 
 
+def test_an_endpoint_back_after_a_long_outage_is_taken_back_within_the_capped_interval():
+    """Down for 10 minutes, its probes failing: the interval stops growing at 5 s, so the first probe after it
+    returns comes within 5 s, and its answer takes it back."""
+    book = HealthBook(2)  # the default policy
+    back_at = 600.0
+    now = 0.0
+    for _ in range(book.policy.threshold):
+        book.failed(0, "connection", now=now)
+    intervals = []
+    while (now := book.records[0].ejected_until) < back_at:  # each probe, at the end of an ejection, fails
+        assert book.open(now) == [0, 1]
+        book.sent(0, now)
+        before = now
+        assert book.failed(0, "connection", now=now)
+        intervals.append(book.records[0].ejected_until - before)
+    assert intervals[:3] == [4.0, 5.0, 5.0] and max(intervals) == 5.0  # 2 s first, then doubling up to the cap
+    assert book.open(back_at) == [1]  # still ejected when it returns ...
+    probe_at = book.records[0].ejected_until
+    assert probe_at - back_at <= 5.0 and book.open(probe_at) == [0, 1]  # ... and probed within 5 s
+    book.sent(0, probe_at)
+    book.succeeded(0, 0.1)
+    assert book.states(probe_at) == [EndpointState.HEALTHY] * 2
+
+
 def test_with_every_endpoint_out_requests_still_go_somewhere():
     book = HealthBook(2, HealthPolicy(threshold=1))
     book.failed(0, "connection", now=0.0)
@@ -103,7 +127,8 @@ def test_with_every_endpoint_out_requests_still_go_somewhere():
 async def test_a_dead_and_a_wedged_endpoint_are_ejected_and_the_work_goes_to_the_live_one():
     dead, wedged, live = Refusing(), Hanging(), SlowEndpoint(0.01)
     counters = UsageCounters()
-    policy = HealthPolicy(threshold=2, base_ejection_s=30.0, wedge_factor=4.0, wedge_floor_s=0.2)
+    policy = HealthPolicy(threshold=2, base_ejection_s=30.0, max_ejection_s=30.0, wedge_factor=4.0,
+                          wedge_floor_s=0.2)
     balanced = BalancedClient([dead, wedged, live], endpoints=["http://a/v1", "http://b/v1", "http://c/v1"],
                               counters=counters, policy=policy)
     client = RetryingClient(balanced, max_attempts=4, base_delay_s=0.0, max_delay_s=0.0)
