@@ -127,13 +127,21 @@ def test_a_killed_embedded_server_stops_the_run_at_once_and_resume_continues(tmp
                                "died of SIGILL (illegal instruction): llama-cpp-python was built for another CPU: "
                                "run scripts/setup.sh again; ")
         assert f"its log: {log_path}" in line and f"`gpo-ray resume {run_dir}` continues" in line
-        # At once: the watcher named the death before any call used up its tries against the dead server (then
-        # the line would be the retry layer's "... after N attempts").
-        assert "attempts" not in line
         saved = _checkpoint_lines(run_dir)
         assert len(saved) == 2  # steps 0 and 1
         events = [json.loads(x) for x in (run_dir / "logs" / "driver.jsonl").read_text().splitlines()]
         assert any(e["event"] == "run_failed" and e.get("kind") == "local_server_died" for e in events)
+        # At once: the run was stopped before any call used up its tries against the dead server. No call gave up
+        # (the driver's calls log it; the actors' show in usage.json), and usage.json, written as the run stopped,
+        # counts fewer retries in each role than one call makes before it gives up (max_retries, 6): the calls in
+        # flight at the kill, failing a time or two. With the watcher taken out, the optimizer role counted 12
+        # retries and the run ended on "no answer after 7 attempts".
+        assert not [e for e in events if e["event"] == "llm_gave_up"]
+        assert json.loads((run_dir / "results.json").read_text())["status"] == "stopped"
+        usage = json.loads((run_dir / "usage.json").read_text())
+        assert usage["optimizer"]["calls"] >= 2 and usage["task_model"]["calls"] >= 4  # step 1's work is counted
+        retries = {role: usage[role]["retries"] for role in ("optimizer", "task_model")}
+        assert all(n < 6 for n in retries.values()), retries
 
         assert main(["resume", str(run_dir), "--quiet"]) == 0  # a fresh server
         assert len(started) == 2 and not started[1][0].running
