@@ -141,7 +141,7 @@ def no_runs(monkeypatch):
     """A valid `optimize` gets as far as the run itself, which is stubbed out."""
     started: list[RunConfig] = []
 
-    def stub(config, run_dir, **kwargs):
+    def stub(config, run_dir, tasks, **kwargs):
         started.append(config)
         return api.Results(run_dir=run_dir.path, status="completed", tasks={}, usage={})
 
