@@ -4,7 +4,8 @@ Such a cluster answers every call without the cluster's token as unauthenticated
 for twenty seconds, printing a C++ warning a second on stderr, and ends with "Failed to connect to Ray cluster"
 (no word of a token); and a driver does not send any token unless RAY_AUTH_MODE=token is set in its own
 environment: Ray never turns it on by itself for an explicit address. So before `ray.init`, `check_ray_auth`
-asks the head's GCS once without a token; when the cluster wants one, it looks for the token where Ray does
+asks the head's GCS once without a token (again, for 20 s at most, while a probe gets no answer: a head busy
+under load is not taken for one without authentication); when the cluster wants one, it looks for the token where Ray does
 (RAY_AUTH_TOKEN, else the file RAY_AUTH_TOKEN_PATH names, else ~/.ray/auth_token), asks again with it, and
 either turns token mode on for this process (and the Ray it starts) or fails at once with one line
 (`ClusterAuthFailed`, an input error: exit 2).
