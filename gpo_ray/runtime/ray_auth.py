@@ -5,9 +5,9 @@ for twenty seconds, printing a C++ warning a second on stderr, and ends with "Fa
 (no word of a token); and a driver does not send any token unless RAY_AUTH_MODE=token is set in its own
 environment: Ray never turns it on by itself for an explicit address. So before `ray.init`, `check_ray_auth`
 asks the head's GCS once without a token (again, for 20 s at most, while a probe gets no answer: a head busy
-under load is not taken for one without authentication); when the cluster wants one, it looks for the token where Ray does
-(RAY_AUTH_TOKEN, else the file RAY_AUTH_TOKEN_PATH names, else ~/.ray/auth_token), asks again with it, and
-either turns token mode on for this process (and the Ray it starts) or fails at once with one line
+under load is not taken for one without authentication); when the cluster wants one, it looks for the token
+where Ray does (RAY_AUTH_TOKEN, else the file RAY_AUTH_TOKEN_PATH names, else ~/.ray/auth_token), asks again with
+it, and either turns token mode on for this process (and the Ray it starts) or fails at once with one line
 (`ClusterAuthFailed`, an input error: exit 2).
 
 A token is only sent when the user asked for one: RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH set, or
