@@ -35,6 +35,8 @@ UNIT = Path(__file__).resolve().parent / "unit"
 # A marker written on a test -> the markers it implies.
 IMPLIED = {"model": ("slow",), "multinode": ("slow", "ray")}
 
+pytest_plugins = ["tests.parallel_order"]  # the order parallel workers take the tests in
+
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
