@@ -243,7 +243,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     for p in plans:
         table.add_row(p.task, f"{p.train}/{p.eval}/{p.test}", str(p.steps), " ".join(map(str, p.edit_budget)),
                       f"{p.optimizer_calls:,}" + _included((p.feedback_calls, "feedback"),
-                                                           (p.summarize_calls, "summarize")),
+                                                           (p.summarize_calls, "summarize"),
+                                                           *((n, kind) for kind, n in p.method_calls.items())),
                       f"{p.task_model_calls:,}" + _included((p.second_turn_calls, "second turns"),
                                                             (p.feedback_scoring_calls, "feedback scoring"),
                                                             (p.trace_scoring_calls, "trace scoring")),

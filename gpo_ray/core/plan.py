@@ -123,7 +123,7 @@ def plan_task(
     if design.method is not None:
         return _plan_method(task, settings, design.method, steps=steps, n_eval=n_eval, n_test=n_test,
                             optimizer_max_tokens=optimizer_max_tokens, task_max_tokens=task_max_tokens,
-                            judge_max_tokens=judge_max_tokens, edit_budget=schedule.as_list())
+                            judge_max_tokens=judge_max_tokens, edit_budget=[0] * steps)  # no edit budget
     optimizer_calls = steps * settings.candidates * design.budget.rounds
     if settings.candidate_scoring == "eval":  # the chosen candidate's eval score comes with its scoring
         a = settings.adaptive_evaluation
