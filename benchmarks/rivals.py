@@ -53,7 +53,8 @@ def measure(workload: Workload, root: Path, args: argparse.Namespace) -> dict[st
         base = run_config(workload, endpoint.base_url, root, args, evaluators=args.evaluators)
         base = base.model_copy(update={"cache": True}).public_dict()
         base.pop("run_dir")
-        base["optimizer"].pop("candidates")  # not APO's setting: each method's variant sets its own
+        for key in ("candidates", "direction", "update"):  # each method's variant sets its own (pe2: its point)
+            base["optimizer"].pop(key, None)
         grid = grid_from_dict({"base": base, "variants": variants(args.candidates), "seeds": list(args.seeds)},
                               folder=root)
 
