@@ -12,6 +12,11 @@ from the second on (`summarize_calls`). With `trace_scores`, the current prompt 
 every trajectory prompt on the test split (`trace_scoring_calls`, second turns included), in place of the initial and
 best prompts' test scoring at the end; the feedback direction then reads that traced batch's replies (the official
 loop computes its feedback from them), so `feedback_scoring_calls` is 0.
+
+A rival method (`optimizer.method` ape | apo | opro: core/design/method.py) counts its own calls (`method_calls`, by
+request kind); the initial prompt's eval scoring and the final test scoring are the loop's, as for GPO. APO's step
+prompt reuses its eval score when its beam keeps a prompt already on the trajectory: plan counts that scoring, so
+for APO the task-model count is then a bound.
 """
 
 from __future__ import annotations

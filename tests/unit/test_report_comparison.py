@@ -82,3 +82,17 @@ def test_a_sweep_of_one_method_keeps_the_ablation_report() -> None:
     assert "## Comparison" not in render_sweep_markdown(one)
     text = render_sweep_markdown(view)
     assert text.index("## Comparison") < text.index("## Cost per method") < text.index("## Ablation")
+
+
+def test_a_rival_runs_report_names_its_method_and_settings_not_gpos() -> None:
+    from gpo_ray.report.tables import run_facts
+
+    run = _run("apo", {"bbh/navigate": 0.5}, tokens=10, wall=1.0)
+    run.config["optimizer"] |= {"epochs": 1, "batch_size": 4, "apo": {"beam_size": 2}, "schedule": {"kind": "cosine"}}
+    facts = dict(run_facts(run))
+    assert facts["optimizer"] == "method apo (beam_size 2), epochs 1, batch size 4, prompt placement end"
+    assert "variant" not in facts and "edit budget" not in facts
+    pe2 = _run("pe2", {"bbh/navigate": 0.5}, tokens=10, wall=1.0)
+    pe2.config["optimizer"] |= {"direction": "feedback", "update": "edit"}
+    facts = dict(run_facts(pe2))
+    assert facts["optimizer"].endswith(", method pe2") and "direction feedback" in facts["variant"]
