@@ -15,8 +15,9 @@ loop computes its feedback from them), so `feedback_scoring_calls` is 0.
 
 A rival method (`optimizer.method` ape | apo | opro: core/design/method.py) counts its own calls (`method_calls`, by
 request kind); the initial prompt's eval scoring and the final test scoring are the loop's, as for GPO. APO's step
-prompt reuses its eval score when its beam keeps a prompt already on the trajectory: plan counts that scoring, so
-for APO the task-model count is then a bound.
+prompt reuses its eval score when its beam keeps a prompt already on the trajectory, and its training draws repeat
+(prompt, example) pairs once they pass the end of the training split (the evaluators' score cache answers them):
+plan counts both as scored, so for APO the task-model count is then a bound.
 """
 
 from __future__ import annotations

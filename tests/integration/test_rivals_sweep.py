@@ -23,7 +23,7 @@ import ray
 from gpo_ray.config import read_config_file
 from gpo_ray.grid import grid_from_dict
 from gpo_ray.runtime.run_dir import task_file_name
-from gpo_ray.sweep import resume_sweep, sweep
+from gpo_ray.sweep import plan_grid, resume_sweep, sweep
 from gpo_ray.tasks.registry import resolve_tasks
 from gpo_ray.testing import FakeLLMConfig, ThreadedFake, answer_key_from_examples
 
@@ -77,6 +77,14 @@ def test_the_rivals_sweep_reports_the_comparison_and_resumes_to_the_same_table(s
         grid = grid_from_dict(rivals_grid(shared_data_dir, fake.base_url), folder=EXAMPLE.parent)
         results = sweep(grid, sweep_dir=tmp_path / "sweep")
     assert results.status == "completed" and len(results.runs) == 10
+    # Each sub-run asked the optimizer for what `plan` counted for its method, and the task model for at most what it
+    # counted (a bound here: a duplicate candidate is not scored, a best prompt that is the initial one is scored on
+    # the test split once; tests/integration/test_e2e_rival_methods.py has the exact case).
+    plan = {v.variant: v for v in plan_grid(grid).variants}
+    for name, run in results.runs.items():
+        planned = plan[results.variants[name]]
+        assert run.usage["optimizer"]["calls"] == sum(p.optimizer_calls for p in planned.tasks), name
+        assert 0 < run.usage["task_model"]["calls"] <= sum(p.task_model_calls for p in planned.tasks), name
     markdown = report(tmp_path / "sweep", "md")
     # The comparison table comes first: methods as rows, the tasks as columns, the paper's column beside each.
     assert markdown.index("## Comparison") < markdown.index("## Cost per method") < markdown.index("## Ablation")
