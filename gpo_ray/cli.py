@@ -220,8 +220,17 @@ def cmd_plan(args: argparse.Namespace) -> int:
             print(json.dumps({"score_placeholder": SCORE_PLACEHOLDER, "sampling": sampling, "meta_prompts": metas},
                              indent=2))
             return 0
-        print(f"The step-1 optimizer request per task, as it will be sent ({config.optimizer.candidates} times per "
-              f"step); {SCORE_PLACEHOLDER} stands for the initial prompt's eval score, known once the run starts.")
+        method = config.optimizer.method
+        if method in ("ape", "opro"):
+            print(f"The step-1 optimizer request per task (method {method}), as it will be sent (the first of "
+                  f"{config.optimizer.candidates} samples); what it cannot know before the run is said in <...>.")
+        elif method == "apo":
+            print("The step-1 gradient request per task (method apo), the minibatch's wrong examples known once the "
+                  "run starts; then its edit and paraphrase requests (`gpo-ray plan` counts them).")
+        else:
+            print(f"The step-1 optimizer request per task, as it will be sent ({config.optimizer.candidates} times "
+                  f"per step); {SCORE_PLACEHOLDER} stands for the initial prompt's eval score, known once the run "
+                  "starts.")
         print(describe_sampling(sampling))
         for name, meta in metas.items():
             print(f"\n===== {name} =====\n{meta}")
@@ -243,7 +252,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     for p in plans:
         table.add_row(p.task, f"{p.train}/{p.eval}/{p.test}", str(p.steps), " ".join(map(str, p.edit_budget)),
                       f"{p.optimizer_calls:,}" + _included((p.feedback_calls, "feedback"),
-                                                           (p.summarize_calls, "summarize")),
+                                                           (p.summarize_calls, "summarize"),
+                                                           *((n, kind) for kind, n in p.method_calls.items())),
                       f"{p.task_model_calls:,}" + _included((p.second_turn_calls, "second turns"),
                                                             (p.feedback_scoring_calls, "feedback scoring"),
                                                             (p.trace_scoring_calls, "trace scoring")),

@@ -31,6 +31,9 @@ from gpo_ray.config.presets import (
 )
 from gpo_ray.config.roles import judge_metrics, sampling_settings, used_roles
 from gpo_ray.config.schema import (
+    ApeSettings,
+    ApoSettings,
+    OproSettings,
     AdaptiveConcurrencySettings,
     AdaptiveEvaluationSettings,
     BudgetSettings,
@@ -60,6 +63,9 @@ from gpo_ray.config.schema import (
 from gpo_ray.config.templates import MetaPromptTemplate
 
 __all__ = [
+    "ApeSettings",
+    "ApoSettings",
+    "OproSettings",
     "PRESETS",
     "ROLES",
     "ROLE_DEFAULTS",

@@ -43,6 +43,12 @@ NEUTRAL_DEFAULTS: dict[str, Any] = {
     "new_candidate_order": "seeded",
     "trace_scores": False,
     "end_choice": "question",
+    "method": "gpo",
+    "ape": {"num_demos": 5},
+    "apo": {"beam_size": 4, "minibatch_size": 64, "n_gradients": 4, "errors_per_gradient": 4, "gradients_per_error": 1,
+            "steps_per_gradient": 1, "mc_samples_per_step": 2, "max_expansion_factor": 8, "eval_rounds": 8,
+            "eval_prompts_per_round": 8, "samples_per_eval": 32, "c": 1.0},
+    "opro": {"max_instructions": 20, "score_threshold": 0.3, "exemplars": 3},
 }
 
 

@@ -191,6 +191,58 @@ class MomentumSettings(_Frozen):
     )
 
 
+class ApeSettings(_Frozen):
+    """optimizer.method ape (Zhou et al. 2023; keirp/automatic_prompt_engineer): step 1 proposes `candidates`
+    instructions from demos of the training split (forward mode), each later step resamples the current one (the
+    iterative variant); candidates are scored on the eval split and the best of them and the current is kept."""
+
+    num_demos: int = Field(default=5, gt=0, description="input-output pairs per proposal request (configs/default.yaml "
+                           "generation.num_demos), drawn per request from the training split")
+
+
+class ApoSettings(_Frozen):
+    """optimizer.method apo (ProTeGi, Pryzant et al. 2023; microsoft/LMOps prompt_optimization, its main.py
+    defaults): per step, every beam prompt's errors on a minibatch give textual gradients, each gradient an edit,
+    each new prompt Monte Carlo paraphrases; the beam is the best `beam_size` of the expansion by a UCB bandit."""
+
+    beam_size: int = Field(default=4, gt=0, description="prompts kept per step")
+    minibatch_size: int = Field(default=64, gt=0, description="training examples each beam prompt is scored on for its "
+                                "errors")
+    n_gradients: int = Field(default=4, gt=0, description="gradient requests per beam prompt")
+    errors_per_gradient: int = Field(default=4, gt=0, description="wrong examples shown per gradient request")
+    gradients_per_error: int = Field(default=1, gt=0, description="reasons asked per gradient request")
+    steps_per_gradient: int = Field(default=1, gt=0, description="improved prompts asked per reason")
+    mc_samples_per_step: int = Field(default=2, ge=0, description="paraphrases per new prompt and per beam prompt")
+    max_expansion_factor: int = Field(default=8, gt=0, description="new prompts kept per beam prompt (a seeded sample)")
+    eval_rounds: int = Field(default=8, gt=0, description="UCB bandit rounds")
+    eval_prompts_per_round: int = Field(default=8, gt=0, description="prompts scored per bandit round")
+    samples_per_eval: int = Field(default=32, gt=0, description="training examples per prompt per bandit round")
+    c: float = Field(default=1.0, ge=0, description="UCB exploration constant")
+
+
+class OproSettings(_Frozen):
+    """optimizer.method opro (Yang et al. 2024; google-deepmind/opro, optimize_instructions.py's settings): each step
+    shows the best `max_instructions` scored instructions by score ascending and `exemplars` training problems, asks
+    `candidates` instructions and scores them on the training split."""
+
+    max_instructions: int = Field(default=20, gt=0, description="scored instructions shown (max_num_instructions)")
+    score_threshold: float = Field(default=0.3, ge=0, le=1, description="instructions scored below it are not shown "
+                                   "(old_instruction_score_threshold for GPT scorers)")
+    exemplars: int = Field(default=3, ge=0, description="training problems shown per step, a seeded draw "
+                           "(num_few_shot_questions_for_instruction_refinement)")
+
+
+# Settings of GPO's design space that the rival methods' papers do not define: setting one with a rival method is
+# an error (config, one line). `candidates` is APO's too: its expansion sets how many prompts a step makes.
+GPO_ONLY_SETTINGS = (
+    "schedule", "edit_enforcement", "max_rerequests", "retrieval", "retrieval_k", "retrieval_order",
+    "format_examples", "format_example_sampling", "candidate_scoring", "adaptive_evaluation", "meta_prompt",
+    "meta_prompt_style", "repeated_candidates", "update", "budget_in_prompt", "direction", "momentum",
+    "candidate_extraction", "selection", "new_candidate_order", "trace_scores",
+)
+RIVAL_METHODS = ("ape", "apo", "opro")
+
+
 class OptimizerSettings(_Frozen):
     epochs: int = Field(default=3, gt=0, description="passes over the training split; steps T = epochs x steps per "
                         "epoch (floor(train/batch), +1 for a remainder of at least half a batch)")
@@ -269,6 +321,15 @@ class OptimizerSettings(_Frozen):
         "gradient_name feedback)",
     )
     momentum: MomentumSettings = Field(default=MomentumSettings(), description="what the optimizer sees of the past")
+    method: Literal["gpo", "ape", "apo", "opro", "pe2"] = Field(
+        default="gpo",
+        description="the optimizer: gpo; ape, apo (ProTeGi), opro, each as its paper and public code run it "
+        "(core/rivals.py; their settings under optimizer.ape, apo, opro); pe2: the point of the design space the GPO "
+        "paper maps it to (direction feedback, update edit)",
+    )
+    ape: ApeSettings = Field(default=ApeSettings(), description="method ape's settings")
+    apo: ApoSettings = Field(default=ApoSettings(), description="method apo's settings")
+    opro: OproSettings = Field(default=OproSettings(), description="method opro's settings")
     candidate_extraction: Literal["own", "paper"] = Field(
         default="own",
         description="own: gpo-ray's extraction (last <START>, normalised, checked); paper: the official extract_text + "
@@ -303,6 +364,35 @@ class OptimizerSettings(_Frozen):
         if unknown:
             raise ValueError(f"unknown meta-prompt part {unknown[0]!r}; known: {', '.join(sorted(known))}")
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pe2_point(cls, data: Any) -> Any:
+        """method pe2 is a point of the design space: direction feedback, update edit, unless set (then checked)."""
+        if isinstance(data, dict) and data.get("method") == "pe2":
+            data = {"direction": "feedback", "update": "edit", **data}
+        return data
+
+    @model_validator(mode="after")
+    def _method_settings(self) -> OptimizerSettings:
+        # "Set" is "not its default" (a config written back in full, a run directory's, names every field).
+        fields_ = type(self).model_fields
+        changed = {name for name in fields_ if getattr(self, name) != fields_[name].get_default(call_default_factory=True)}
+        if self.method in RIVAL_METHODS:
+            alien = [name for name in GPO_ONLY_SETTINGS if name in changed]
+            if self.method == "apo" and "candidates" in changed:
+                alien.insert(0, "candidates")
+            if alien:
+                raise ValueError(f"optimizer.{alien[0]} is not a setting of method {self.method} (its paper does not "
+                                 "define it): remove it or use method gpo")
+        for other in RIVAL_METHODS:
+            if other in changed and other != self.method:
+                raise ValueError(f"optimizer.{other} holds method {other}'s settings, but optimizer.method is "
+                                 f"{self.method}")
+        if self.method == "pe2" and (self.direction != "feedback" or self.update != "edit"):
+            raise ValueError("method pe2 is the design-space point direction feedback, update edit: remove "
+                             "optimizer.direction / optimizer.update or use method gpo")
+        return self
 
     @model_validator(mode="after")
     def _adaptive_needs_eval_scoring(self) -> OptimizerSettings:

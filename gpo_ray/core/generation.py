@@ -87,6 +87,10 @@ class OptimizerTextRequest:
     seed: int = 0
     temperature: float = 0.0
     max_tokens: int | None = None
+    # A rival method's sample (core/design/method.py): its own seed from this key, and the candidate JSON schema
+    # where `structured`. None: the one reply of a feedback or summarize request, as before.
+    sample_key: str | None = None
+    structured: bool = False
 
 
 async def ask_optimizer(llm: LLMClient, request: OptimizerTextRequest) -> str:
@@ -96,7 +100,9 @@ async def ask_optimizer(llm: LLMClient, request: OptimizerTextRequest) -> str:
             messages=user_message(request.text),
             temperature=request.temperature,
             max_tokens=request.max_tokens,
-            seed=stable_seed(request.seed, request.task, request.step, request.purpose),
+            seed=(stable_seed(request.seed, request.task, request.step, request.purpose) if request.sample_key is None
+                  else stable_seed(request.seed, request.task, request.step, request.purpose, request.sample_key)),
+            json_schema=CANDIDATE_JSON_SCHEMA if request.structured else None,
             purpose=request.purpose,
         )
     )

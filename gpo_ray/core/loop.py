@@ -149,10 +149,37 @@ class LoopStep:
     trajectory: Sequence[TrajectoryEntry]
     records: Sequence[StepResult]
     traced: TracedBatch | None
+    tried: frozenset[str] = frozenset()  # what a rival method's candidates must not repeat
 
     @property
     def task(self) -> Task:
         return self.loop.task
+
+    # What a rival method (core/design/method.py: MethodContext) sees besides.
+    @property
+    def settings(self) -> OptimizerSettings:
+        return self.loop.settings
+
+    @property
+    def structured(self) -> bool:
+        return self.loop.structured
+
+    @property
+    def eval_examples(self) -> Sequence[Example]:
+        return self.loop.eval_examples
+
+    @property
+    def train_examples(self) -> Sequence[Example]:
+        return self.loop.train_examples
+
+    async def sample(self, purpose: str, texts: Sequence[str], *, key: str, structured: bool = False) -> list[str]:
+        return await self.loop.sample(self.t, purpose, texts, key=key, structured=structured)
+
+    async def score(self, prompts: Sequence[str], examples: Sequence[Example]) -> list[list[float]]:
+        return await self.loop._score(prompts, examples)
+
+    async def eval_score(self, prompt: str) -> float:
+        return await self.loop._eval_score(prompt)
 
     @property
     def style(self) -> MetaPromptStyle:
@@ -355,6 +382,24 @@ class GPOTaskLoop:
         ))
         return extract_reply(raw)
 
+    async def sample(self, t: int, purpose: str, texts: Sequence[str], *, key: str, structured: bool) -> list[str]:
+        """A rival method's optimizer samples at step t, concurrently: one per text, each its own seed, raw."""
+        return list(await asyncio.gather(*(
+            self.services.ask_optimizer(OptimizerTextRequest(
+                task=self.task.name, step=t, purpose=purpose, text=text, seed=self.settings.seed,
+                temperature=self.optimizer_temperature, max_tokens=self.optimizer_max_tokens,
+                sample_key=f"{key}:{i}", structured=structured))
+            for i, text in enumerate(texts))))
+
+    async def _method_step(self, t: int, trajectory: list[TrajectoryEntry], tried: set[str],
+                           records: Sequence[StepResult]) -> StepResult:
+        """A rival method's step (core/design/method.py), recorded as GPO's are (no edit budget: 0)."""
+        method = self.design.method
+        assert method is not None
+        done = await method.step(LoopStep(self, t, trajectory, records, None, frozenset(tried)))
+        return StepResult(step=t, edit_budget=0, prompt=done.prompt, eval_score=done.eval_score,
+                          candidates=done.candidates, counts=done.counts, **done.kept)
+
     async def _direction_and_momentum(
         self, t: int, trajectory: list[TrajectoryEntry], records: Sequence[StepResult], *,
         traced: TracedBatch | None = None,
@@ -371,6 +416,8 @@ class GPOTaskLoop:
     async def _step(
         self, t: int, trajectory: list[TrajectoryEntry], tried: set[str], records: Sequence[StepResult] = ()
     ) -> StepResult:
+        if self.design.method is not None:
+            return await self._method_step(t, trajectory, tried, records)
         s = self.settings
         log = self.log.bind(step=t)
         current = trajectory[-1].prompt

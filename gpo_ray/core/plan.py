@@ -12,16 +12,23 @@ from the second on (`summarize_calls`). With `trace_scores`, the current prompt 
 every trajectory prompt on the test split (`trace_scoring_calls`, second turns included), in place of the initial and
 best prompts' test scoring at the end; the feedback direction then reads that traced batch's replies (the official
 loop computes its feedback from them), so `feedback_scoring_calls` is 0.
+
+A rival method (`optimizer.method` ape | apo | opro: core/design/method.py) counts its own calls (`method_calls`, by
+request kind); the initial prompt's eval scoring and the final test scoring are the loop's, as for GPO. APO's step
+prompt reuses its eval score when its beam keeps a prompt already on the trajectory, and its training draws repeat
+(prompt, example) pairs once they pass the end of the training split (the evaluators' score cache answers them):
+plan counts both as scored, so for APO the task-model count is then a bound.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from gpo_ray.config import JudgeMetric, OptimizerSettings
 from gpo_ray.core.adaptive import halving_calls
 from gpo_ray.core.batches import steps_per_epoch
 from gpo_ray.core.design import DEFAULT_REGISTRY, DesignRegistry
+from gpo_ray.core.design.method import RunShape
 from gpo_ray.core.generation import GenerationRequest, meta_prompt_for
 from gpo_ray.core.loop import (
     format_examples_for,
@@ -62,6 +69,9 @@ class TaskPlan:
     # a judge reply that cannot be read is asked again (tasks/judge.py), not counted here.
     judge_calls: int = 0
     judge_tokens: int = 0
+    # optimizer.method: which optimizer, and a rival method's optimizer calls by request kind (in optimizer_calls).
+    method: str = "gpo"
+    method_calls: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -82,6 +92,10 @@ def step1_meta_prompt(task: Task, settings: OptimizerSettings, *, structured: bo
     before the run) shown as SCORE_PLACEHOLDER."""
     settings = settings_for_task(task, settings, registry=registry)
     design = registry.design_for(settings)
+    if design.method is not None:
+        return design.method.step1_request(initial_prompt=settings.initial_prompt,
+                                           train=train_examples(task, settings), settings=settings, task=task.name,
+                                           placement=settings.placement)
     schedule = schedule_for(task, settings)
     initial = TrajectoryEntry(settings.initial_prompt, SCORE_PLACEHOLDER, 0)  # type: ignore[arg-type]
     shown: dict = {"retrieved": (), **design.direction.step1_shown(),
@@ -112,6 +126,10 @@ def plan_task(
     steps = schedule.total_steps
     n_eval = min(len(task.eval), settings.eval_limit or len(task.eval))
     n_test = min(len(task.test), settings.test_limit or len(task.test)) if settings.evaluate_test else 0
+    if design.method is not None:
+        return _plan_method(task, settings, design.method, steps=steps, n_eval=n_eval, n_test=n_test,
+                            optimizer_max_tokens=optimizer_max_tokens, task_max_tokens=task_max_tokens,
+                            judge_max_tokens=judge_max_tokens, edit_budget=[0] * steps)  # no edit budget
     optimizer_calls = steps * settings.candidates * design.budget.rounds
     if settings.candidate_scoring == "eval":  # the chosen candidate's eval score comes with its scoring
         a = settings.adaptive_evaluation
@@ -183,6 +201,39 @@ def plan_task(
         trace_scoring_calls=trace_scored * (2 if second_turn else 1),
         judge_calls=judge_calls,
         judge_tokens=judge_tokens,
+    )
+
+
+def _plan_method(task: Task, settings: OptimizerSettings, method, *, steps: int, n_eval: int, n_test: int,
+                 optimizer_max_tokens: int, task_max_tokens: int, judge_max_tokens: int,
+                 edit_budget: list[int]) -> TaskPlan:
+    """A rival method's plan (core/design/method.py counts its calls): the initial prompt on the eval split, the
+    method's steps, and the initial and best prompts on the test split, as for GPO."""
+    train = train_examples(task, settings)
+    planned = method.planned(RunShape(steps=steps, train=len(train), eval=n_eval, settings=settings))
+    scored = n_eval + planned.scored + 2 * n_test
+    second_turn = has_second_turn(task, settings)
+    second_turns = scored if second_turn else 0
+    request = method.step1_request(initial_prompt=settings.initial_prompt, train=train, settings=settings,
+                                   task=task.name, placement=settings.placement)
+    inputs = [e.input for e in task.train + task.eval + task.test] or [""]
+    avg_input = sum(map(len, inputs)) / len(inputs) + len(settings.initial_prompt)
+    judge_calls = judge_tokens = 0
+    if isinstance(task.metric, JudgeMetric):
+        judge_calls = scored
+        sample = next(iter(task.eval + task.train + task.test), None)
+        asked = judge_request(task.metric, sample or Example(input="", answers=()), "x" * task_max_tokens * CHARS_PER_TOKEN,
+                              params=JudgeParams(max_tokens=judge_max_tokens))
+        judge_tokens = judge_calls * (tokens_in_chars(asked.prompt_chars, nearest=True) + judge_max_tokens)
+    return TaskPlan(
+        task=task.name, train=len(task.train), eval=len(task.eval), test=len(task.test), steps=steps,
+        edit_budget=edit_budget, optimizer_calls=planned.optimizer_calls, task_model_calls=scored + second_turns,
+        # every optimizer request counted at the step-1 request's size (later ones show more history)
+        optimizer_tokens=planned.optimizer_calls * (tokens_in_chars(len(request), nearest=True) + optimizer_max_tokens),
+        task_model_tokens=scored * (tokens_in_chars(avg_input, nearest=True) + task_max_tokens)
+        + second_turns * (tokens_in_chars(avg_input + 100, nearest=True) + task_max_tokens + SECOND_TURN_MAX_TOKENS),
+        second_turn_calls=second_turns, judge_calls=judge_calls, judge_tokens=judge_tokens,
+        method=method.name, method_calls=dict(planned.optimizer),
     )
 
 

@@ -30,6 +30,8 @@ class StepResult:
     # chosen prompt's on the test split (step 0: the initial prompt's), as the official code logs them.
     train_score: float | None = None
     test_score: float | None = None
+    # optimizer.method apo: the beam the step keeps for the next (its first prompt is the step's `prompt`).
+    beam: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -44,6 +46,8 @@ class StepResult:
         for key in ("feedback", "momentum", "momentum_score", "train_score", "test_score"):
             if getattr(self, key) is not None:
                 d[key] = getattr(self, key)
+        if self.beam is not None:
+            d["beam"] = list(self.beam)
         return d
 
     @classmethod
@@ -60,6 +64,7 @@ class StepResult:
             momentum_score=None if d.get("momentum_score") is None else float(d["momentum_score"]),
             train_score=None if d.get("train_score") is None else float(d["train_score"]),
             test_score=None if d.get("test_score") is None else float(d["test_score"]),
+            beam=None if d.get("beam") is None else tuple(str(p) for p in d["beam"]),
         )
 
 

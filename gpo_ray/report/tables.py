@@ -169,16 +169,25 @@ def run_facts(run: RunView) -> list[tuple[str, str]]:
         ("models", f"optimizer {model('optimizer_model')}, task {model('task_model')}"
                    + (f", judge {model('judge_model')}" if "judge" in run.usage else "")),
     ]
-    if opt:
+    rival = opt.get("method") in ("ape", "apo", "opro")  # a rival optimizer: GPO's variant and budget do not apply
+    if opt and rival:
+        own = opt.get(opt["method"]) if isinstance(opt.get(opt["method"]), dict) else {}
+        settings = ", ".join(f"{k} {v}" for k, v in own.items())
+        facts.append(("optimizer", f"method {opt['method']} ({settings}), epochs {opt.get('epochs')}, batch size "
+                                   f"{opt.get('batch_size')}"
+                                   + ("" if opt["method"] == "apo" else f", candidates {opt.get('candidates')}")
+                                   + f", prompt placement {run.placement}"))
+    elif opt:
         facts.append(("optimizer", f"epochs {opt.get('epochs')}, batch size {opt.get('batch_size')}, "
                                    f"candidates {opt.get('candidates')}, candidate scoring {run.candidate_scoring}, "
-                                   f"prompt placement {run.placement}"))
+                                   f"prompt placement {run.placement}"
+                                   + (f", method {opt['method']}" if opt.get("method", "gpo") != "gpo" else "")))
         facts.append(("variant", variant(opt)))
     if opt.get("answer_extraction") or opt.get("metric_variants"):
         variants = ", ".join(f"{k} {v}" for k, v in sorted((opt.get("metric_variants") or {}).items()))
         facts.append(("scoring", f"answer extraction {opt.get('answer_extraction') or 'single'}"
                                  + (f"; metric variants: {variants}" if variants else "")))
-    if sched:
+    if sched and not rival:
         facts.append(("edit budget", f"{sched.get('kind')} {sched.get('initial')} → {sched.get('final')} words"
                                      + (f", warmup {sched['warmup_steps']}" if sched.get("warmup_steps") else "")))
     return facts

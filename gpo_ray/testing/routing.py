@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gpo_ray.core import paper_text, variants
+from gpo_ray.core import paper_text, rival_text, variants
 from gpo_ray.llm.protocol import PURPOSES, ROLES, ChatMessage, ChatRequest
 from gpo_ray.vocabulary import Purpose, Role
 
@@ -195,6 +195,27 @@ def current_prompt_of(text: str) -> str | None:
     start += len(PROMPT_OPEN)
     end = text.find(PROMPT_CLOSE, start)
     return text[start:end] if end >= 0 else None
+
+
+# The rival methods' candidate requests (core/rival_text.py): where each holds the prompt to build on.
+_RESAMPLE_OPEN = rival_text.RESAMPLE_TEMPLATE.split("{prompt}")[0]
+_RESAMPLE_CLOSE = rival_text.RESAMPLE_TEMPLATE.split("{prompt}")[1]
+_APO_OPEN, _APO_CLOSE = 'My current prompt is:\n"', '"\n\nBut'
+_OPRO_OPEN, _OPRO_CLOSE = "\ntext:\n", "\nscore:\n"
+
+
+def rival_prompt_of(text: str) -> str | None:
+    """The prompt a rival method's candidate request builds on - a resampling's instruction, APO's current prompt,
+    OPRO's best-scored instruction (the last shown: they are shown by score ascending) - or None (APE's proposal
+    from demos builds on none). Read only for what the reply is made of: the request's purpose says what it is."""
+    if text.startswith(_RESAMPLE_OPEN):
+        return between(text, _RESAMPLE_OPEN, _RESAMPLE_CLOSE)
+    if _APO_OPEN in text:
+        return between(text, _APO_OPEN, _APO_CLOSE)
+    start = text.rfind(_OPRO_OPEN)
+    if start >= 0:
+        return between(text[start:], _OPRO_OPEN, _OPRO_CLOSE)
+    return None
 
 
 def chat_request(body: dict[str, Any], *, purpose: str | None = None) -> ChatRequest:

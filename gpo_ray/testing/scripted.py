@@ -7,8 +7,9 @@ header; in-process it is `ChatRequest.purpose`), by its X-GPO-Role without one, 
 - a *candidate* request (the optimizer's meta-prompt) gets the current prompt - found in its
   "<current_prompt>\n{prompt}\n</current_prompt>" block, or (the official GPO text, `meta_prompt_style: paper`,
   generation or editing) after "The current prompt is:\n" - with one of `optimizer_phrases` appended:
-  "<START>{candidate}<END>" (a JSON object when the request carries a schema). Where no current prompt can be
-  found, the phrase alone.
+  "<START>{candidate}<END>" (a JSON object when the request carries a schema). A rival method's candidate request
+  (optimizer.method ape | apo | opro, the same purpose) builds on the prompt it holds (routing.py: rival_prompt_of).
+  Where no prompt can be found, the phrase alone.
 - a *feedback* request (`optimizer.direction: feedback`) gets one of `FEEDBACK_REASONS`, chosen by a hash of the
   request, between <START> and <END>;
 - a *summarize* request (`optimizer.momentum.update: summarize`) gets the latest prompt (its <latest_prompt> block or
@@ -46,6 +47,7 @@ from gpo_ray.testing.routing import (
     between,
     current_prompt_of,
     is_judge_request,
+    rival_prompt_of,
     route,
     summarized,
 )
@@ -249,7 +251,7 @@ class ScriptedLLM:
                     answer = f"Still: {about or ''}"
             text = f"<START>{answer}<END>" if markers else answer
         elif purpose is Purpose.CANDIDATES:
-            current = current_prompt_of(user_text) or ""
+            current = current_prompt_of(user_text) or rival_prompt_of(user_text) or ""
             candidate = propose_candidate(current, seed=request.seed, phrases=self.config.optimizer_phrases)
             if as_json:
                 text = _json_reply(request.json_schema, candidate, "prompt")

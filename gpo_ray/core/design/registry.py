@@ -18,6 +18,7 @@ from types import MappingProxyType
 from gpo_ray.config import OptimizerSettings
 from gpo_ray.core.design.budget import EditBudget
 from gpo_ray.core.design.direction import Direction, FeedbackDirection, NoDirection
+from gpo_ray.core.design.method import METHODS, StepMethod
 from gpo_ray.core.design.momentum import (
     Momentum,
     NoMomentum,
@@ -41,6 +42,9 @@ class DesignSpace:
     update: UpdateMethod
     budget: EditBudget
     retrieval: Retrieval
+    # optimizer.method ape | apo | opro: the rival method that runs each step (core/design/method.py); None: GPO's
+    # step from the axes above (method gpo, and pe2, a point of them).
+    method: StepMethod | None = None
 
     @property
     def step_retrieval(self) -> Retrieval | None:
@@ -59,15 +63,16 @@ class DesignRegistry:
     momenta: Mapping[tuple[str, str], Momentum]  # (momentum.content, momentum.update) -> kind
     update_methods: Mapping[str, UpdateMethod] = field(
         default_factory=lambda: _frozen({u.name: u for u in (UpdateMethod("generate"), UpdateMethod("edit"))}))
+    methods: Mapping[str, StepMethod] = field(default_factory=lambda: _frozen(METHODS))
 
     def with_momentum(self, *, content: str, update: str, kind: Momentum) -> DesignRegistry:
         """This registry and one more momentum kind, under (momentum.content, momentum.update)."""
         return DesignRegistry(self.styles, self.directions, _frozen({**self.momenta, (content, update): kind}),
-                              self.update_methods)
+                              self.update_methods, self.methods)
 
     def with_direction(self, name: str, direction: Direction) -> DesignRegistry:
         return DesignRegistry(self.styles, _frozen({**self.directions, name: direction}), self.momenta,
-                              self.update_methods)
+                              self.update_methods, self.methods)
 
     def style(self, name: str) -> MetaPromptStyle:
         return _named(self.styles, name, "meta_prompt_style")
@@ -81,6 +86,7 @@ class DesignRegistry:
             update=_named(self.update_methods, settings.update, "update"),
             budget=EditBudget.of(settings),
             retrieval=Retrieval.of(settings),
+            method=self.methods.get(settings.method),
         )
 
 
