@@ -107,13 +107,15 @@ def ray_cluster():
     import ray
 
     if not ray.is_initialized():
+        # In the environment the workers inherit, not a runtime_env: with one, Ray starts every worker through a
+        # setup process of its own (one more Python start per actor, in every run of the suite).
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
         ray.init(
             address="local",  # a new cluster, never one that happens to run on the machine
             num_cpus=4,  # logical CPUs: I/O-bound actors take fractions of these
             include_dashboard=False,
             log_to_driver=False,
             configure_logging=False,
-            runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}},
         )
     yield ray
     ray.shutdown()
