@@ -29,8 +29,10 @@ from gpo_ray.config.presets import (
     deep_merge,
     layered_config,
 )
-from gpo_ray.config.roles import judge_metrics, sampling_settings, used_roles
+from gpo_ray.config.roles import concurrency_settings, judge_metrics, sampling_settings, used_roles
 from gpo_ray.config.schema import (
+    DEFAULT_EMBEDDED_IN_FLIGHT,
+    DEFAULT_IN_FLIGHT,
     AdaptiveConcurrencySettings,
     AdaptiveEvaluationSettings,
     BudgetSettings,
@@ -60,6 +62,8 @@ from gpo_ray.config.schema import (
 from gpo_ray.config.templates import MetaPromptTemplate
 
 __all__ = [
+    "DEFAULT_EMBEDDED_IN_FLIGHT",
+    "DEFAULT_IN_FLIGHT",
     "PRESETS",
     "ROLES",
     "ROLE_DEFAULTS",
@@ -90,6 +94,7 @@ __all__ = [
     "TaskSource",
     "TrackingSettings",
     "anchor_paths",
+    "concurrency_settings",
     "deep_merge",
     "fingerprint_of",
     "format_validation_error",
