@@ -57,7 +57,7 @@ def _endpoint_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--optimizer-base-url", help="endpoint for the optimizer role only")
     p.add_argument("--optimizer-model", help="model for the optimizer role only")
     p.add_argument("--max-in-flight", type=int, help="at most this many requests in flight to each endpoint, whole "
-                   "run, per role (default 64, the embedded model 8; the limit is learned below it)")
+                   "run, per role (default 128, the embedded model 8; the limit is learned below it)")
 
 
 def _optimize_args(p: argparse.ArgumentParser) -> None:
@@ -266,7 +266,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def describe_concurrency(settings: dict[str, dict[str, Any]]) -> str:
-    """"calls in flight per endpoint: task_model at most 64 (default), adaptive from 4; ..." (the report says where
+    """"calls in flight per endpoint: task_model at most 128 (default), adaptive from 4; ..." (the report says where
     each settled)."""
     def one(role: str, s: dict[str, Any]) -> str:
         cap = f"at most {s['max_in_flight']}" + ("" if s["set"] else " (default)")

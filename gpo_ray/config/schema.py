@@ -30,8 +30,9 @@ from gpo_ray.vocabulary import ConfigRole, MetricKind, PromptPlacement
 
 
 # A role's cap of requests in flight per endpoint (the whole run's) when it sets none: a remote endpoint's, where the
-# adaptive limit finds the endpoint's capacity below it, and the embedded llama.cpp server's (one request at a time).
-DEFAULT_IN_FLIGHT = 64
+# adaptive limit finds the endpoint's capacity below it (two actors get 64 each, what the throughput benchmark ran
+# per actor), and the embedded llama.cpp server's (one request at a time).
+DEFAULT_IN_FLIGHT = 128
 DEFAULT_EMBEDDED_IN_FLIGHT = 8
 
 

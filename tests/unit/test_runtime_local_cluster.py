@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gpo_ray.config import ClusterSettings, load_config
+from gpo_ray.config import DEFAULT_IN_FLIGHT, ClusterSettings, load_config
 from gpo_ray.runtime.local_cluster import DEFAULT_ACTORS, SMALL_RUN_TASKS, sized_cluster
 
 
@@ -91,4 +91,4 @@ def test_the_deprecated_evaluator_max_in_flight_still_loads_and_is_named_in_a_wa
         sized = sized_for_run(load_config(path).model_copy(
             update={"cluster": ClusterSettings()}), tasks=1, own_cluster=True)
     assert not [e for e in logs if e["log_level"] == "warning"]
-    assert sized.cluster.evaluator_max_in_flight == 64, "the task model's default cap, all for the one scorer"
+    assert sized.cluster.evaluator_max_in_flight == DEFAULT_IN_FLIGHT, "the default cap, all for the one scorer"
