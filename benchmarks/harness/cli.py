@@ -38,6 +38,8 @@ OPTIONS: dict[str, dict[str, Any]] = {
                                       help="deprecated cluster.evaluator_max_in_flight; default: from --max-in-flight"),
     "--max-in-flight": dict(type=int, default=None, help="each role's cap of requests in flight per endpoint, whole "
                             "run (divided among its actors); default gpo-ray's"),
+    "--adaptive-concurrency": dict(action=argparse.BooleanOptionalAction, default=True,
+                                   help="each role's adaptive_concurrency.enabled (gpo-ray's default: on)"),
     "--warm-start": dict(action=argparse.BooleanOptionalAction, default=True,
                          help="cluster.warm_start: the first calls begin in the driver while Ray starts"),
     # the optimizer
