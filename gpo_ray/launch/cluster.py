@@ -95,6 +95,11 @@ def sized_for_run(config: RunConfig, *, tasks: int, own_cluster: bool) -> RunCon
     cluster = sized_cluster(config.cluster, tasks=tasks, own_cluster=own_cluster, cpus=_cluster_cpus(own_cluster),
                             task_cap=config.task_model.in_flight_cap, optimizer_cap=config.optimizer_model.in_flight_cap,
                             task_endpoints=task_endpoints)
+    for role, actors, cap in (("task_model", cluster.num_evaluators, config.task_model.in_flight_cap),
+                              ("optimizer_model", cluster.num_refiners, config.optimizer_model.in_flight_cap)):
+        if actors and actors > cap:  # counts the config sets: each actor still keeps one call in flight
+            log.warning("more_actors_than_calls_in_flight", role=role, actors=actors, max_in_flight=cap,
+                        consequence=f"each actor keeps 1 call in flight: up to {actors} at once, above the cap")
     log.info("actors_sized", refiners=cluster.num_refiners, evaluators=cluster.num_evaluators,
              evaluator_items_in_flight=cluster.evaluator_max_in_flight,
              task_model_max_in_flight=config.task_model.in_flight_cap,

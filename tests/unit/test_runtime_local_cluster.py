@@ -92,3 +92,17 @@ def test_the_deprecated_evaluator_max_in_flight_still_loads_and_is_named_in_a_wa
             update={"cluster": ClusterSettings()}), tasks=1, own_cluster=True)
     assert not [e for e in logs if e["log_level"] == "warning"]
     assert sized.cluster.evaluator_max_in_flight == DEFAULT_IN_FLIGHT, "the default cap, all for the one scorer"
+
+
+def test_more_actors_set_than_the_cap_allows_is_named_in_a_warning():
+    from structlog.testing import capture_logs
+
+    from gpo_ray.config import RunConfig
+    from gpo_ray.launch.cluster import sized_for_run
+
+    config = RunConfig(tasks=["bbh/navigate"], task_model={"base_url": "http://e/v1", "max_in_flight": 2},
+                       cluster={"num_evaluators": 3})
+    with capture_logs() as logs:
+        sized_for_run(config, tasks=1, own_cluster=True)
+    (warning,) = [e for e in logs if e["log_level"] == "warning"]
+    assert warning["event"] == "more_actors_than_calls_in_flight" and warning["role"] == "task_model"
