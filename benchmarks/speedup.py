@@ -27,6 +27,7 @@ from benchmarks.harness.workload import (
     endpoint_config,
     run_config,
 )
+from gpo_ray.config import DEFAULT_IN_FLIGHT
 from gpo_ray.core.plan import plan_task
 from gpo_ray.testing import ProcessFake
 
@@ -62,7 +63,7 @@ def measure(workload: Workload, root: Path, args: argparse.Namespace) -> dict[st
             report["main"] = main_run if args.keep_results else strip(main_run)
             report["memory_per_task_mb"] = main_run["peak_rss_total_mb"] / len(workload.tasks)
             return report
-        seq = sequential_run(workload, endpoint, args, in_flight=args.max_in_flight, root=root)
+        seq = sequential_run(workload, endpoint, args, in_flight=args.max_in_flight or DEFAULT_IN_FLIGHT, root=root)
         print(f"  sequential reference {seq['wall_s']:.1f} s", flush=True)
         paper_tasks = min(args.paper_loop_tasks, len(workload.tasks))
         paper = sequential_run(workload.subset(paper_tasks), endpoint, args, in_flight=1, root=root)

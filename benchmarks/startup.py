@@ -266,6 +266,7 @@ def launch_once(args: argparse.Namespace, endpoint: ProcessFake, task_args: list
         "by_process": by_kind,
         "process_list": {pid: [sampler.kinds[pid], sampler.cmdlines.get(pid, "")] for pid in sampler.kinds},
         "driver_phases": driver_phases(run_dir / "logs" / "driver.jsonl", launched_wall=launched_wall),
+        "run_dir": str(run_dir),
     }
 
 

@@ -56,6 +56,8 @@ def _endpoint_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--api-key-env", help="NAME of the environment variable holding the API key")
     p.add_argument("--optimizer-base-url", help="endpoint for the optimizer role only")
     p.add_argument("--optimizer-model", help="model for the optimizer role only")
+    p.add_argument("--max-in-flight", type=int, help="at most this many requests in flight to each endpoint, whole "
+                   "run, per role (default 128, the embedded model 8; the limit is learned below it)")
 
 
 def _optimize_args(p: argparse.ArgumentParser) -> None:
@@ -146,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """CLI flags as a nested dict that is merged over the config file (None = not given)."""
     g = lambda name: getattr(args, name, None)  # noqa: E731
-    both = {"base_url": g("base_url"), "model": g("model"), "api_key_env": g("api_key_env")}
+    both = {"base_url": g("base_url"), "model": g("model"), "api_key_env": g("api_key_env"),
+            "max_in_flight": g("max_in_flight")}
     opt = dict(both)
     if g("optimizer_base_url") is not None:
         opt["base_url"] = g("optimizer_base_url")
@@ -198,7 +201,7 @@ def _load_grid(args: argparse.Namespace):
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from gpo_ray.config import load_config, sampling_settings
+    from gpo_ray.config import concurrency_settings, load_config, sampling_settings
     from gpo_ray.core.plan import SCORE_PLACEHOLDER, plan_task, step1_meta_prompt
     from gpo_ray.tasks.registry import resolve_tasks
 
@@ -240,8 +243,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
                  for k in ("optimizer_calls", "task_model_calls", "second_turn_calls", "optimizer_tokens",
                            "task_model_tokens", "feedback_calls", "summarize_calls", "feedback_scoring_calls",
                            "trace_scoring_calls", "judge_calls", "judge_tokens")}
-        print(json.dumps({"sampling": sampling, "tasks": {p.task: p.to_dict() for p in plans}, "total": total},
-                         indent=2))
+        print(json.dumps({"sampling": sampling, "concurrency": concurrency_settings(config),
+                          "tasks": {p.task: p.to_dict() for p in plans}, "total": total}, indent=2))
         return 0
     from rich.console import Console
     from rich.table import Table
@@ -268,7 +271,19 @@ def cmd_plan(args: argparse.Namespace) -> int:
                   f"{sum(p.optimizer_tokens + p.task_model_tokens + p.judge_tokens for p in plans):,} tokens "
                   "(completions at max_tokens)")
     console.print(describe_sampling(sampling), highlight=False)
+    console.print(describe_concurrency(concurrency_settings(config)), highlight=False)
     return 0
+
+
+def describe_concurrency(settings: dict[str, dict[str, Any]]) -> str:
+    """"calls in flight per endpoint: task_model at most 128 (default), adaptive from 4; ..." (the report says where
+    each settled)."""
+    def one(role: str, s: dict[str, Any]) -> str:
+        cap = f"at most {s['max_in_flight']}" + ("" if s["set"] else " (default)")
+        how = f"adaptive, starting at {s['start']} per actor" if s["adaptive"] else "fixed"
+        return f"{role} {cap}, {how}"
+    return ("calls in flight per endpoint, whole run: " + "; ".join(one(r, s) for r, s in settings.items())
+            + " (where each settled: `gpo-ray report`)")
 
 
 def describe_sampling(sampling: dict[str, dict[str, Any]]) -> str:

@@ -34,8 +34,12 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "--evaluators": dict(type=int, default=None,
                          help="default: what `gpo-ray optimize` starts on a cluster of its own on this machine"),
     "--refiners": dict(type=int, default=None, help="default: as --evaluators"),
-    "--evaluator-max-in-flight": dict(type=int, default=64),
-    "--max-in-flight": dict(type=int, default=64, help="per actor client limit"),
+    "--evaluator-max-in-flight": dict(type=int, default=None,
+                                      help="deprecated cluster.evaluator_max_in_flight; default: from --max-in-flight"),
+    "--max-in-flight": dict(type=int, default=None, help="each role's cap of requests in flight per endpoint, whole "
+                            "run (divided among its actors); default gpo-ray's"),
+    "--adaptive-concurrency": dict(action=argparse.BooleanOptionalAction, default=True,
+                                   help="each role's adaptive_concurrency.enabled (gpo-ray's default: on)"),
     "--warm-start": dict(action=argparse.BooleanOptionalAction, default=True,
                          help="cluster.warm_start: the first calls begin in the driver while Ray starts"),
     # the optimizer

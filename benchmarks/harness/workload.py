@@ -82,7 +82,8 @@ def run_config(workload: Workload, base_url: str, root: Path, args: argparse.Nam
                optimizer: dict[str, Any] | None = None) -> RunConfig:
     """A run of the workload against the endpoint at `base_url`, with the settings of `cli.RUN_OPTIONS`."""
     role = LLMRoleConfig(base_url=base_url, model="fake-llm", max_tokens=64, max_in_flight=args.max_in_flight,
-                         timeout_s=60)
+                         timeout_s=60, adaptive_concurrency={
+                             "enabled": getattr(args, "adaptive_concurrency", True)})
     opt = dict(epochs=args.epochs, batch_size=args.batch_size, candidates=args.candidates, seed=3,
                train_limit=args.train_limit, eval_limit=args.eval_limit, evaluate_test=False,
                initial_prompt="Answer the question.")

@@ -73,13 +73,18 @@ class Evaluator(WhereAmI):
         metrics: MetricsContext | None = None,
         permits: PermitSource | None = None,
         judge: JudgeEndpoint | None = None,
+        callers: int = 1,
+        judge_callers: int | None = None,
     ) -> None:
+        """`max_in_flight`: examples scored at once; `callers`: the clients that share each task-model endpoint's cap
+        of requests in flight (the role's max_in_flight), this one included (llm/stack.py); `judge_callers` the same
+        for the judge's endpoints (default `callers`)."""
         self.announce_start("evaluator")
         # Metrics are made here, in the worker process; the counters feed them (usage.json and gpo_llm_* agree).
         self.counters = AccountedCounters(listener=llm_usage_listener(metrics, role=Role.TASK_MODEL))
         cache = ResponseCache(Path(cache_dir) / Role.TASK_MODEL) if cache_dir else None
         self.llm = build_client(role, role_name=Role.TASK_MODEL, base_url=base_url, model=model, cache=cache,
-                                counters=self.counters, permits=permits)
+                                counters=self.counters, permits=permits, callers=callers)
         # The judge of a `kind: judge` metric: its own stack, cache folder and counters (usage.json's `judge`).
         self.judge_counters = AccountedCounters(
             listener=llm_usage_listener(metrics, role=Role.JUDGE) if judge is not None else None)
@@ -88,7 +93,7 @@ class Evaluator(WhereAmI):
             judge_cache = ResponseCache(Path(cache_dir) / Role.JUDGE) if cache_dir else None
             self.judge = Judge(build_client(judge.role, role_name=Role.JUDGE, base_url=judge.base_url,
                                             model=judge.model, cache=judge_cache, counters=self.judge_counters,
-                                            permits=permits), judge.params)
+                                            permits=permits, callers=judge_callers or callers), judge.params)
         self.params = params
         self.slots = asyncio.Semaphore(max_in_flight)
         self.scores: dict[tuple, float] = {}

@@ -31,13 +31,14 @@ class Refiner(WhereAmI):
     """
 
     def __init__(self, role: LLMRoleConfig, *, base_url: str | list[str], model: str, cache_dir: str | None,
-                 metrics: MetricsContext | None = None, permits: PermitSource | None = None) -> None:
+                 metrics: MetricsContext | None = None, permits: PermitSource | None = None,
+                 callers: int = 1) -> None:
         self.announce_start("refiner")
         # Metrics are made here, in the worker process; the counters feed them (usage.json and gpo_llm_* agree).
         self.counters = AccountedCounters(listener=llm_usage_listener(metrics, role=Role.OPTIMIZER))
         cache = ResponseCache(Path(cache_dir) / Role.OPTIMIZER) if cache_dir else None
         self.llm = build_client(role, role_name=Role.OPTIMIZER, base_url=base_url, model=model, cache=cache,
-                                counters=self.counters, permits=permits)
+                                counters=self.counters, permits=permits, callers=callers)
 
     async def generate(self, request: GenerationRequest, account: str | None = None) -> GenerationResult:
         CURRENT_ACCOUNT.set(account)  # `account`: the sweep sub-run whose usage this is (None: totals only)

@@ -29,8 +29,10 @@ from gpo_ray.config.presets import (
     deep_merge,
     layered_config,
 )
-from gpo_ray.config.roles import judge_metrics, sampling_settings, used_roles
+from gpo_ray.config.roles import concurrency_settings, judge_metrics, sampling_settings, used_roles
 from gpo_ray.config.schema import (
+    DEFAULT_EMBEDDED_IN_FLIGHT,
+    DEFAULT_IN_FLIGHT,
     ApeSettings,
     ApoSettings,
     OproSettings,
@@ -63,6 +65,8 @@ from gpo_ray.config.schema import (
 from gpo_ray.config.templates import MetaPromptTemplate
 
 __all__ = [
+    "DEFAULT_EMBEDDED_IN_FLIGHT",
+    "DEFAULT_IN_FLIGHT",
     "ApeSettings",
     "ApoSettings",
     "OproSettings",
@@ -96,6 +100,7 @@ __all__ = [
     "TaskSource",
     "TrackingSettings",
     "anchor_paths",
+    "concurrency_settings",
     "deep_merge",
     "fingerprint_of",
     "format_validation_error",

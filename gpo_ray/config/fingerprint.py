@@ -21,6 +21,11 @@ WHERE_IT_RUNS = ("run_dir", "cluster", "budget", "tracking")
 HOW_CALLS_ARE_SENT = ("transport", "read_timeout_s", "idle_read_timeout_s", "max_reply_bytes", "hedge",
                       "rate_limited_retry_s", "adaptive_concurrency")
 
+# Role settings whose default became "sized at run time" (None) after runs were written: None hashes as the value
+# the default stood for then, so a run with the default still has the fingerprint it was written with. (The role's
+# max_in_flight: 8 requests per actor, before it became the whole run's cap with a default per kind of endpoint.)
+SIZED_AT_RUN_TIME: dict[str, Any] = {"max_in_flight": 8}
+
 # Optimizer settings added after runs were first written: left out of the fingerprint while they hold the value they
 # had before they existed, so a run made by an older gpo-ray still resumes. Written out, not read from the schema's
 # defaults: the value an old run ran with does not change when a default does.
@@ -70,6 +75,9 @@ def fingerprint_of(public: dict[str, Any]) -> str:
     for role in (r for r in ROLES if r in d):
         for how in HOW_CALLS_ARE_SENT:  # not what is asked
             d[role].pop(how, None)
+        for key, before in SIZED_AT_RUN_TIME.items():
+            if key in d[role] and d[role][key] is None:
+                d[role][key] = before
     for key, default in NEUTRAL_DEFAULTS.items():
         if d["optimizer"].get(key) == default:
             d["optimizer"].pop(key)

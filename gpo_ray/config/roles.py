@@ -26,3 +26,16 @@ def sampling_settings(config: RunConfig) -> dict[str, dict[str, Any]]:
                    "temperature": getattr(config, role).temperature,
                    "max_tokens": getattr(config, role).max_tokens}
             for role in used_roles(config)}
+
+
+def concurrency_settings(config: RunConfig) -> dict[str, dict[str, Any]]:
+    """Per role the run sends requests to, the calls in flight to each of its endpoints (`gpo-ray plan`): the cap
+    for the whole run (`max_in_flight`, or its default), whether the limit is learned below it (adaptive) and what it
+    starts at (per actor that calls the endpoint: the cap is divided among them, runtime/local_cluster.py)."""
+    out = {}
+    for role in used_roles(config):
+        r = getattr(config, role)
+        a = r.adaptive_concurrency
+        out[role] = {"max_in_flight": r.in_flight_cap, "set": r.max_in_flight is not None, "adaptive": a.enabled,
+                     "start": min(max(a.min, a.initial), r.in_flight_cap) if a.enabled else r.in_flight_cap}
+    return out

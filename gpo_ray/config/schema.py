@@ -29,6 +29,13 @@ from gpo_ray.config.templates import MetaPromptTemplate
 from gpo_ray.vocabulary import ConfigRole, MetricKind, PromptPlacement
 
 
+# A role's cap of requests in flight per endpoint (the whole run's) when it sets none: a remote endpoint's, where the
+# adaptive limit finds the endpoint's capacity below it (two actors get 64 each, what the throughput benchmark ran
+# per actor), and the embedded llama.cpp server's (one request at a time).
+DEFAULT_IN_FLIGHT = 128
+DEFAULT_EMBEDDED_IN_FLIGHT = 8
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -55,13 +62,15 @@ class HedgeSettings(_Frozen):
 
 class AdaptiveConcurrencySettings(_Frozen):
     """Calls in flight to each endpoint learned from its answers (llm/concurrency.py): the limit grows while latency
-    holds near its long-run baseline and shrinks when latency rises well above it or the endpoint answers 429, never
-    above the role's `max_in_flight` (the cap) nor below `min`. Per actor and endpoint. Opt-in in this release."""
+    holds near its baseline (the endpoint's latency when it is not queueing) and shrinks when latency rises well
+    above it or the endpoint answers 429, never above the role's `max_in_flight` (the cap) nor below `min`. Each actor
+    learns its share of the cap (the cap divided among the actors that call the endpoint). On by default."""
 
-    # Off: each actor keeps max_in_flight calls in flight per endpoint, as before.
-    enabled: bool = False
+    # Off: each actor keeps its share of max_in_flight calls in flight per endpoint, fixed.
+    enabled: bool = True
     min: int = Field(default=1, ge=1, description="the limit never goes below this")
-    initial: int = Field(default=4, ge=1, description="the limit a client starts at (within min and max_in_flight)")
+    initial: int = Field(default=4, ge=1, description="the limit a client starts at (within min and its share of "
+                         "max_in_flight)")
     backoff_ratio: float = Field(default=0.5, gt=0, lt=1, description="the limit is multiplied by this on a 429 "
                                  "(once a round trip)")
     latency_tolerance: float = Field(default=2.0, ge=1, description="latency above this multiple of the baseline "
@@ -107,10 +116,14 @@ class LLMRoleConfig(_Frozen):
         description="a call rate-limited (429) again and again is retried past max_retries until it has waited this "
         "long on them: a burst of rate limiting slows a run, it does not stop it",
     )
-    max_in_flight: int = Field(default=8, gt=0, le=4096, description="requests one actor sends at once, per endpoint; "
-                               "with adaptive_concurrency, the cap of the learned limit")
+    max_in_flight: int | None = Field(
+        default=None, gt=0, le=4096,
+        description="at most this many requests in flight to each of the role's endpoints, for the whole run (divided "
+        "among the actors that call it); with adaptive_concurrency, the cap of the learned limit. None: "
+        f"{DEFAULT_IN_FLIGHT} for a remote endpoint, {DEFAULT_EMBEDDED_IN_FLIGHT} for the embedded model",
+    )
     adaptive_concurrency: AdaptiveConcurrencySettings = Field(
-        default=AdaptiveConcurrencySettings(), description="learn each endpoint's concurrency (off by default)"
+        default=AdaptiveConcurrencySettings(), description="learn each endpoint's concurrency (on by default)"
     )
     requests_per_minute: float | None = Field(default=None, gt=0, description="per endpoint, for the whole run: "
                                               "every actor on every node shares it")
@@ -145,9 +158,17 @@ class LLMRoleConfig(_Frozen):
         meta-prompt, which must agree."""
         return self.structured_output if self.structured_output is not None else self.is_embedded
 
+    @property
+    def in_flight_cap(self) -> int:
+        """`max_in_flight`, else its default: requests in flight to each endpoint for the whole run, at most. The
+        embedded llama.cpp server answers one request at a time, so it gets few."""
+        if self.max_in_flight is not None:
+            return self.max_in_flight
+        return DEFAULT_EMBEDDED_IN_FLIGHT if self.is_embedded else DEFAULT_IN_FLIGHT
+
     @model_validator(mode="after")
     def _adaptive_min_within_the_cap(self) -> LLMRoleConfig:
-        if self.adaptive_concurrency.enabled and self.adaptive_concurrency.min > self.max_in_flight:
+        if self.adaptive_concurrency.enabled and self.adaptive_concurrency.min > self.in_flight_cap:
             raise ValueError("adaptive_concurrency.min must not exceed max_in_flight (the cap)")
         return self
 
@@ -653,7 +674,10 @@ class ClusterSettings(_Frozen):
     num_refiners: int | None = Field(default=None, gt=0)
     num_evaluators: int | None = Field(default=None, gt=0, description="evaluator actors; None: sized as num_refiners "
                                        "is, and none when a small run on a cluster gpo-ray starts scores in its driver")
-    evaluator_max_in_flight: int = Field(default=8, gt=0, description="examples one evaluator scores at once")
+    # Deprecated: the task model's max_in_flight is the one knob (a warning is logged when this is set). None: sized
+    # for the run from it (runtime/local_cluster.py): the evaluator's share of the cap, per endpoint it calls.
+    evaluator_max_in_flight: int | None = Field(default=None, gt=0, description="deprecated: examples one evaluator "
+                                                "scores at once; None (the default) follows task_model.max_in_flight")
     # The first calls begin in the driver while Ray and the actors start (controller/warm_start.py); a run that
     # joins a cluster by address never does this.
     warm_start: bool = True

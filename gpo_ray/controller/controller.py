@@ -37,6 +37,7 @@ from gpo_ray.core.design import design_for
 from gpo_ray.core.evaluation import task_model_params
 from gpo_ray.core.loop import GPOTaskLoop, schedule_for
 from gpo_ray.core.results import StepResult, TaskResult
+from gpo_ray.llm.concurrency import in_flight_share
 from gpo_ray.observability.metrics import Metrics, metrics_for, run_metrics_context
 from gpo_ray.observability.tracking import NullTracker, RunTracker
 from gpo_ray.runtime.run_dir import RunDirectory
@@ -56,7 +57,9 @@ def evaluator_pool(handles: Sequence[Any], config: RunConfig, *, metrics: Metric
     """The evaluator pool of a run (or a sweep) with the run's cluster settings."""
     # Chunks of a quarter of an evaluator's in-flight limit (at least 4 items): one Ray call per chunk was most
     # of the driver's and evaluators' CPU per LLM call at high rates, and 4 chunks per evaluator keep it full.
-    in_flight = config.cluster.evaluator_max_in_flight
+    # Sized for the run (launch/cluster.py sized_for_run); unsized, each evaluator's share of the task model's cap.
+    in_flight = config.cluster.evaluator_max_in_flight or in_flight_share(config.task_model.in_flight_cap,
+                                                                          callers=len(handles))
     chunk = max(4, in_flight // 4)
     return EvaluatorPool(handles, metrics=metrics, chunk_size=chunk,
                          chunks_in_flight_per_actor=max(1, in_flight // chunk), route_by_content=route_by_content)

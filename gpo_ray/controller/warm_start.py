@@ -385,11 +385,13 @@ class DeferredMetrics:
 
 
 def in_process_scoring(role: Any, *, base_url: str | Sequence[str], model: str, cache_dir: str | None, params: Any,
-                       max_in_flight: int, metrics: MetricsContext | None, role_name: str) -> InProcessScoring:
-    """The driver's evaluator: the actor's class with the actor's arguments; its gpo_llm_* counts held until Ray is
-    up when metrics are on."""
+                       max_in_flight: int, metrics: MetricsContext | None, role_name: str,
+                       callers: int = 1) -> InProcessScoring:
+    """The driver's evaluator: the actor's class with the actor's arguments (`callers`: the evaluators whose share of
+    the cap it takes); its gpo_llm_* counts held until Ray is up when metrics are on."""
     evaluator = Evaluator(role, base_url=list(base_url) if not isinstance(base_url, str) else base_url, model=model,
-                          cache_dir=cache_dir, params=params, max_in_flight=max_in_flight, metrics=None)
+                          cache_dir=cache_dir, params=params, max_in_flight=max_in_flight, metrics=None,
+                          callers=callers)
     deferred = None
     if metrics is not None and metrics.enabled:
         deferred = DeferredMetrics(metrics, role=role_name)
@@ -398,11 +400,11 @@ def in_process_scoring(role: Any, *, base_url: str | Sequence[str], model: str, 
 
 
 def in_process_generation(role: Any, *, base_url: str | Sequence[str], model: str, cache_dir: str | None,
-                          metrics: MetricsContext | None, role_name: str) -> InProcessGeneration:
-    """The driver's refiner: the actor's class with the actor's arguments; its gpo_llm_* counts held until Ray is
-    up when metrics are on."""
+                          metrics: MetricsContext | None, role_name: str, callers: int = 1) -> InProcessGeneration:
+    """The driver's refiner: the actor's class with the actor's arguments (`callers`: the refiners whose share of the
+    cap it takes); its gpo_llm_* counts held until Ray is up when metrics are on."""
     refiner = Refiner(role, base_url=list(base_url) if not isinstance(base_url, str) else base_url, model=model,
-                      cache_dir=cache_dir, metrics=None)
+                      cache_dir=cache_dir, metrics=None, callers=callers)
     deferred = None
     if metrics is not None and metrics.enabled:
         deferred = DeferredMetrics(metrics, role=role_name)

@@ -64,6 +64,12 @@ def _endpoint_groups(ep: Endpoint, count: int) -> list[tuple[list[str], str | No
     return [([s.base_url], s.resource) for s in specs]
 
 
+def callers_of(groups: list[tuple[list[str], str | None]]) -> list[int]:
+    """Per actor of `_endpoint_groups`: how many of the role's actors call its endpoints (those pinned to the same
+    one, or all of them): the actors the role's cap of requests in flight per endpoint is divided among."""
+    return [sum(1 for other, _ in groups if set(other) & set(urls)) for urls, _ in groups]
+
+
 def shipped_modules(files: list[str]) -> dict[str, Any]:
     """A runtime_env whose py_modules are `files`, uploaded to the cluster now: an actor's own runtime_env takes
     only URIs (local paths are for the job's, given to ray.init, and a run may join a session already started).
@@ -122,23 +128,25 @@ def start_actors(config: RunConfig, *, home: Path, cache_dir: Path, opt: Endpoin
     # A `kind: judge` metric is judged in the evaluators too, where the replies arrive.
     judging = None if judge is None else JudgeEndpoint(config.judge_model, base_url=judge.urls, model=judge.model,
                                                        params=judge_params(config))
+    # Each role's cap of requests in flight per endpoint (max_in_flight) is divided among the actors that call it.
+    evaluator_groups = _endpoint_groups(task, (config.cluster.num_evaluators or 1) if with_evaluators else 0)
     evaluators = [
         EvaluatorActor.options(**ACTOR_OPTIONS, **named("evaluator", i), **shipped,
                                **node_options(res or NodeResource.EVALUATOR, available=available,
                                               required=res is not None))
         .remote(config.task_model, base_url=urls, model=task.model, cache_dir=cache, params=params,
-                max_in_flight=config.cluster.evaluator_max_in_flight, metrics=metrics, permits=permits,
-                judge=judging)
-        for i, (urls, res) in enumerate(_endpoint_groups(task, config.cluster.num_evaluators if with_evaluators
-                                                         else 0))
+                max_in_flight=config.cluster.evaluator_max_in_flight or 1, metrics=metrics, permits=permits,
+                judge=judging, callers=callers, judge_callers=len(evaluator_groups))
+        for i, ((urls, res), callers) in enumerate(zip(evaluator_groups, callers_of(evaluator_groups), strict=True))
     ]
+    refiner_groups = _endpoint_groups(opt, config.cluster.num_refiners or 1)
     refiners = [
         RefinerActor.options(**ACTOR_OPTIONS, **named("refiner", i),
                              **node_options(res or NodeResource.REFINER, available=available,
                                             required=res is not None))
         .remote(config.optimizer_model, base_url=urls, model=opt.model, cache_dir=cache, metrics=metrics,
-                permits=permits)
-        for i, (urls, res) in enumerate(_endpoint_groups(opt, config.cluster.num_refiners))
+                permits=permits, callers=callers)
+        for i, ((urls, res), callers) in enumerate(zip(refiner_groups, callers_of(refiner_groups), strict=True))
     ]
     # One collection per run, so that runs sharing a Chroma server never see each other's trajectories.
     if embedder_factory is None and config.embedder.kind == "openai":

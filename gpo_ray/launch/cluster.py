@@ -83,10 +83,38 @@ def ray_session(address: str | None, *, output: str = "quiet") -> Iterator[bool]
 
 
 def sized_for_run(config: RunConfig, *, tasks: int, own_cluster: bool) -> RunConfig:
-    """The config with the actor counts it leaves unset filled in for this run (runtime/local_cluster.py)."""
-    cluster = sized_cluster(config.cluster, tasks=tasks, own_cluster=own_cluster)
-    structlog.get_logger().info("actors_sized", refiners=cluster.num_refiners, evaluators=cluster.num_evaluators)
+    """The config with the actor counts it leaves unset filled in for this run, and the examples an evaluator scores
+    at once, from the task model's cap (runtime/local_cluster.py). A config that sets the deprecated
+    `cluster.evaluator_max_in_flight` keeps it, with a warning."""
+    log = structlog.get_logger()
+    if config.cluster.evaluator_max_in_flight is not None:
+        log.warning("evaluator_max_in_flight_deprecated", evaluator_max_in_flight=config.cluster.evaluator_max_in_flight,
+                    instead="task_model.max_in_flight: the whole run's cap of requests in flight per endpoint; the "
+                    "examples an evaluator scores at once follow from it")
+    task_endpoints = 1 if config.task_model.is_embedded else len(config.task_model.all_endpoints())
+    cluster = sized_cluster(config.cluster, tasks=tasks, own_cluster=own_cluster, cpus=_cluster_cpus(own_cluster),
+                            task_cap=config.task_model.in_flight_cap, optimizer_cap=config.optimizer_model.in_flight_cap,
+                            task_endpoints=task_endpoints)
+    for role, actors, cap in (("task_model", cluster.num_evaluators, config.task_model.in_flight_cap),
+                              ("optimizer_model", cluster.num_refiners, config.optimizer_model.in_flight_cap)):
+        if actors and actors > cap:  # counts the config sets: each actor still keeps one call in flight
+            log.warning("more_actors_than_calls_in_flight", role=role, actors=actors, max_in_flight=cap,
+                        consequence=f"each actor keeps 1 call in flight: up to {actors} at once, above the cap")
+    log.info("actors_sized", refiners=cluster.num_refiners, evaluators=cluster.num_evaluators,
+             evaluator_items_in_flight=cluster.evaluator_max_in_flight,
+             task_model_max_in_flight=config.task_model.in_flight_cap,
+             optimizer_max_in_flight=config.optimizer_model.in_flight_cap)
     return config.model_copy(update={"cluster": cluster})
+
+
+def _cluster_cpus(own_cluster: bool) -> int | None:
+    """The CPUs the run's actors share: this machine's for a cluster started for the run, else the joined cluster's
+    (None when Ray is not up yet)."""
+    if own_cluster:
+        return os.cpu_count()
+    import ray
+
+    return int(ray.cluster_resources().get("CPU", 0)) or None if ray.is_initialized() else None
 
 
 def setup_logs(config: RunConfig, logs_dir: Path, output: str) -> None:

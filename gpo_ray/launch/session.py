@@ -204,11 +204,13 @@ class RunSession:
         cache = str(self.cache_dir.resolve()) if config.cache else None
         self._local = in_process_scoring(config.task_model, base_url=self.task.urls, model=self.task.model,
                                          cache_dir=cache, params=task_model_params(config),
-                                         max_in_flight=config.cluster.evaluator_max_in_flight,
-                                         metrics=metrics_context, role_name=Role.TASK_MODEL)
+                                         max_in_flight=config.cluster.evaluator_max_in_flight or 1,
+                                         metrics=metrics_context, role_name=Role.TASK_MODEL,
+                                         callers=config.cluster.num_evaluators or 1)
+        # The driver takes one actor's share of each role's cap while they start (scoring in the driver: all of it).
         self._generation = in_process_generation(config.optimizer_model, base_url=self.opt.urls,
                                                  model=self.opt.model, cache_dir=cache, metrics=metrics_context,
-                                                 role_name="optimizer")
+                                                 role_name="optimizer", callers=config.cluster.num_refiners or 1)
         self._clients_open = True
         # Assigned before the thread begins: it reads `abandoned` from here.
         self._starting = StartingActors(lambda ray_up, stack: self._start_on_thread(ray_up, stack,

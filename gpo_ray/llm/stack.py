@@ -7,7 +7,8 @@ Outermost first:
     RetryingClient         backoff; each attempt goes through the layers below again
     HedgedClient           a second request for an attempt slower than recent ones (only with hedge.enabled)
     BalancedClient         several endpoints of the role: least requests in flight (only when more than one)
-    LimitedClient          in-flight slots (fixed, or learned: adaptive_concurrency), RPM/TPM buckets (the run's,
+    LimitedClient          in-flight slots (learned: adaptive_concurrency, or fixed), this client's share of the
+                           role's max_in_flight per endpoint, RPM/TPM buckets (the run's,
                            via `permits`) - per attempt, so retries are rate-limited too
     AttemptCountingClient  requests, tokens, errors by kind - exactly what the endpoint saw
     HTTPTransport          one HTTP request (or OpenAITransport: the openai SDK)
@@ -25,7 +26,7 @@ from gpo_ray.config import LLMRoleConfig
 from gpo_ray.llm.accounting import AccountingClient, AttemptCountingClient, UsageCounters
 from gpo_ray.llm.balance import BalancedClient
 from gpo_ray.llm.cache import CachedClient, ResponseCache
-from gpo_ray.llm.concurrency import AdaptiveLimit, LimitSettings
+from gpo_ray.llm.concurrency import AdaptiveLimit, LimitSettings, in_flight_share
 from gpo_ray.llm.hedge import HedgedClient
 from gpo_ray.llm.limits import LimitedClient
 from gpo_ray.llm.protocol import ROLES, LLMClient
@@ -45,6 +46,7 @@ def build_client(
     base_delay_s: float = 0.5,
     max_delay_s: float = 30.0,
     permits: PermitSource | None = None,
+    callers: int = 1,
 ) -> LLMClient:
     """The full stack for one role.
 
@@ -56,7 +58,11 @@ def build_client(
 
     With `permits` (the run's limiter), the role's requests/tokens per minute hold for the whole run: every actor
     built with the same source shares one bucket per (role, endpoint).
+
+    `callers`: how many clients (actors, or the driver) call each of these endpoints for this role in the run, this
+    one included: each keeps its share of the role's `max_in_flight` (the run's cap per endpoint) in flight.
     """
+    cap = in_flight_share(role.in_flight_cap, callers=callers)
     urls = [base_url] if isinstance(base_url, str) else list(base_url)
 
     def endpoint(url: str) -> LLMClient:
@@ -80,11 +86,11 @@ def build_client(
                               tokens_per_minute=role.tokens_per_minute) if limited else None
         return LimitedClient(
             client,
-            max_in_flight=role.max_in_flight,
+            max_in_flight=cap,
             requests_per_minute=role.requests_per_minute,
             tokens_per_minute=role.tokens_per_minute,
             run_wide=run_wide,
-            **adaptive_limit(role, url=url, counters=counters),
+            **adaptive_limit(role, url=url, counters=counters, cap=cap),
         )
 
     client = (endpoint(urls[0]) if len(urls) == 1
@@ -107,17 +113,20 @@ def build_client(
     return AccountingClient(client, counters=counters)
 
 
-def adaptive_limit(role: LLMRoleConfig, *, url: str, counters: UsageCounters) -> dict[str, object]:
+def adaptive_limit(role: LLMRoleConfig, *, url: str, counters: UsageCounters, cap: int | None = None
+                   ) -> dict[str, object]:
     """LimitedClient's `adaptive` and `on_limit` for one endpoint of the role (none while adaptive_concurrency is
-    off): its limit is counted in `counters` (usage.json's `concurrency`)."""
+    off), below `cap` (this client's share of the role's max_in_flight; default all of it): its limit is counted in
+    `counters` (usage.json's `concurrency`)."""
     a = role.adaptive_concurrency
     if not a.enabled:
         return {}
-    settings = LimitSettings(min_limit=a.min, max_limit=role.max_in_flight, initial_limit=a.initial,
+    cap = role.in_flight_cap if cap is None else cap
+    settings = LimitSettings(min_limit=min(a.min, cap), max_limit=cap, initial_limit=a.initial,
                              backoff_ratio=a.backoff_ratio, latency_tolerance=a.latency_tolerance)
 
     def on_limit(limit: int) -> None:
-        counters.record_concurrency(url, limit=limit, cap=role.max_in_flight)
+        counters.record_concurrency(url, limit=limit, cap=cap)
 
     return {"adaptive": AdaptiveLimit(settings, clock=time.monotonic), "on_limit": on_limit}
 

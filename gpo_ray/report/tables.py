@@ -94,7 +94,7 @@ def endpoint_rows(run: RunView) -> list[list[str]]:
     return rows
 
 
-CONCURRENCY_COLUMNS = ("role", "endpoint", "calls in flight at the end", "lowest", "highest", "cap")
+CONCURRENCY_COLUMNS = ("role", "endpoint", "settled (calls in flight at the end)", "lowest", "highest", "cap")
 CONCURRENCY_HEADING = "Concurrency each endpoint settled at (adaptive_concurrency; summed over the role's actors)"
 
 

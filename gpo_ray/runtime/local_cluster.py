@@ -9,7 +9,9 @@ agent: the raylet exits without them. A cluster the run joins is never touched.
 
 A small run on such a cluster also gets one refiner and one evaluator instead of two each, when the config leaves
 their counts unset: one evaluator carries a 640 calls/s endpoint (benchmarks/README.md), and each actor is a worker
-process of about 65 MB and its start-up. When it also leaves `num_evaluators` unset, it has no evaluator actor: its
+process of about 65 MB and its start-up. A larger run gets one of each per 2 CPUs (2 to 8). The calls in flight
+follow from one knob, the role's `max_in_flight` (the whole run's cap per endpoint): each actor that calls an endpoint
+gets an equal share of it (`in_flight_share`), and an evaluator scores as many examples at once as its shares allow. When it also leaves `num_evaluators` unset, it has no evaluator actor: its
 driver scores (`scores_in_driver`), as every run's driver does while Ray starts (controller/warm_start.py).
 """
 
@@ -19,26 +21,47 @@ from typing import Any
 
 import structlog
 
-from gpo_ray.config import ClusterSettings
+from gpo_ray.config import DEFAULT_IN_FLIGHT, ClusterSettings
+from gpo_ray.llm.concurrency import in_flight_share
 
-DEFAULT_ACTORS = 2  # refiners, and evaluators, of a run the rule below does not shrink
+DEFAULT_ACTORS = 2  # refiners, and evaluators, of a run the rule below does not shrink, on a machine of 2 to 5 CPUs
+MAX_DEFAULT_ACTORS = 8  # a larger machine gets one of each per 2 CPUs (each actor uses about 1 ms of CPU a call), up to this
 SMALL_RUN_TASKS = 3  # a run of at most this many tasks on a cluster started for it gets one of each
 
 
-def sized_cluster(cluster: ClusterSettings, *, tasks: int, own_cluster: bool) -> ClusterSettings:
-    """`cluster` with its unset actor counts filled in: 1 each for a run of at most SMALL_RUN_TASKS tasks on a
-    cluster started for this run (`own_cluster`), else DEFAULT_ACTORS. Counts the config sets are kept."""
-    count = 1 if own_cluster and tasks <= SMALL_RUN_TASKS else DEFAULT_ACTORS
-    return cluster.model_copy(update={"num_refiners": cluster.num_refiners or count,
-                                      "num_evaluators": cluster.num_evaluators or count})
+def default_actors(*, tasks: int, own_cluster: bool, cpus: int | None = None) -> int:
+    """Refiners (and evaluators) of a run whose config leaves their count unset: 1 for a run of at most
+    SMALL_RUN_TASKS tasks on a cluster started for this run (`own_cluster`); else one per 2 of the cluster's `cpus`
+    (DEFAULT_ACTORS when unknown), at least DEFAULT_ACTORS and at most MAX_DEFAULT_ACTORS."""
+    if own_cluster and tasks <= SMALL_RUN_TASKS:
+        return 1
+    return DEFAULT_ACTORS if cpus is None else max(DEFAULT_ACTORS, min(MAX_DEFAULT_ACTORS, cpus // 2))
+
+
+def sized_cluster(cluster: ClusterSettings, *, tasks: int, own_cluster: bool, cpus: int | None = None,
+                  task_cap: int | None = None, optimizer_cap: int | None = None,
+                  task_endpoints: int = 1) -> ClusterSettings:
+    """`cluster` with its unset actor counts filled in (`default_actors`), never more actors of a role than its cap
+    of requests in flight (`task_cap`, `optimizer_cap`: each needs a slot), and the examples one evaluator scores at
+    once (`evaluator_max_in_flight`, when unset): its share of the task model's cap on each of the `task_endpoints`
+    it calls. Counts the config sets are kept."""
+    count = default_actors(tasks=tasks, own_cluster=own_cluster, cpus=cpus)
+    evaluators = cluster.num_evaluators or min(count, task_cap or count)
+    refiners = cluster.num_refiners or min(count, optimizer_cap or count)
+    items = cluster.evaluator_max_in_flight
+    if items is None:
+        cap = task_cap if task_cap is not None else DEFAULT_IN_FLIGHT
+        items = in_flight_share(cap, callers=evaluators) * max(1, task_endpoints)
+    return cluster.model_copy(update={"num_refiners": refiners, "num_evaluators": evaluators,
+                                      "evaluator_max_in_flight": items})
 
 
 def scores_in_driver(cluster: ClusterSettings, *, tasks: int, own_cluster: bool) -> bool:
     """Whether a run scores in its driver process instead of evaluator actors: a small run (at most SMALL_RUN_TASKS
     tasks) on a cluster started for it, whose config leaves `num_evaluators` unset. Its driver scores its first
     calls anyway while Ray starts (controller/warm_start.py); one machine gains nothing from a second process doing
-    the same I/O-bound work, which costs about 60 MB and a worker start. The in-flight bound stays
-    `evaluator_max_in_flight`."""
+    the same I/O-bound work, which costs about 60 MB and a worker start. It keeps the whole of the task model's
+    cap of requests in flight."""
     return own_cluster and tasks <= SMALL_RUN_TASKS and cluster.num_evaluators is None
 
 

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from gpo_ray.cli import main
+from gpo_ray.config import DEFAULT_IN_FLIGHT
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -42,6 +43,17 @@ def test_plan_table_names_each_task(capsys):
     out = capsys.readouterr().out
     assert "example/" in out
     assert "total: 24 optimizer calls, 240 task-model calls" in " ".join(out.split())
+
+
+def test_plan_shows_the_cap_and_start_of_the_calls_in_flight_per_endpoint(capsys):
+    """The one knob and what the adaptive limit starts at (the report shows where it settled)."""
+    assert main(["plan", "--task", "example/arithmetic", "--base-url", "http://e:1/v1", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)["concurrency"]
+    assert doc["task_model"] == {"max_in_flight": DEFAULT_IN_FLIGHT, "set": False, "adaptive": True, "start": 4}
+    assert main(["plan", "--task", "example/arithmetic", "--base-url", "http://e:1/v1", "--max-in-flight", "3"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "task_model at most 3, adaptive, starting at 3 per actor" in out
+    assert "optimizer_model at most 3" in out
 
 
 @pytest.mark.parametrize(

@@ -204,7 +204,8 @@ def test_base_url_on_the_command_line_reaches_the_judge_too():
     from gpo_ray.cli import build_parser, overrides_from_args
 
     args = build_parser().parse_args(["plan", "--task", "x", "--base-url", "http://h:1/v1", "--model", "m"])
-    assert overrides_from_args(args)["judge_model"] == {"base_url": "http://h:1/v1", "model": "m", "api_key_env": None}
+    assert overrides_from_args(args)["judge_model"] == {"base_url": "http://h:1/v1", "model": "m", "api_key_env": None,
+                                                             "max_in_flight": None}
 
 
 def test_the_variants_of_a_sweep_share_one_judge(tmp_path):

@@ -4,13 +4,15 @@ deterministic, on a clock that moves only when a test moves it."""
 from __future__ import annotations
 
 import asyncio
+import heapq
 import time
+from collections import deque
 
 import pytest
 
-from gpo_ray.config import LLMRoleConfig, RunConfig
+from gpo_ray.config import DEFAULT_EMBEDDED_IN_FLIGHT, DEFAULT_IN_FLIGHT, LLMRoleConfig, RunConfig
 from gpo_ray.llm.accounting import UsageCounters
-from gpo_ray.llm.concurrency import AdaptiveLimit, LimitSettings
+from gpo_ray.llm.concurrency import AdaptiveLimit, LimitSettings, in_flight_share
 from gpo_ray.llm.errors import RateLimited
 from gpo_ray.llm.limits import AdaptiveSlots, LimitedClient
 from gpo_ray.llm.protocol import ChatRequest, user_message
@@ -109,6 +111,85 @@ def test_recovers_after_the_overload_ends():
     assert recovered[-1] == 16 and recovered == sorted(recovered), "additive growth back to the cap"
 
 
+class QueueingServer:
+    """A deterministic endpoint on a simulated clock: `slots` calls served at once, each in `service_s` (or
+    `service_at(answered)`), the rest queued first come, first served; the client keeps as many calls in flight as
+    `limit` allows, with always more to send. Each answer teaches the limit its latency."""
+
+    def __init__(self, limit: AdaptiveLimit, clock: FakeClock, *, slots: int, service_s: float) -> None:
+        self.limit, self.clock, self.slots, self.service_s = limit, clock, slots, service_s
+        self.in_service: list[tuple[float, float, int]] = []  # (finish, sent, in flight when sent)
+        self.queue: deque[tuple[float, int]] = deque()
+        self.in_flight = 0
+        self.limits: list[int] = []
+        self.peak_in_flight = 0
+
+    def run(self, calls: int, *, service_at=None) -> list[int]:
+        """`calls` more answered calls; the limit after each."""
+        seen: list[int] = []
+        self._send()
+        while len(seen) < calls:
+            finish, sent, in_flight = heapq.heappop(self.in_service)
+            self.clock.now = finish
+            self.in_flight -= 1
+            seen.append(self.limit.on_success(finish - sent, in_flight=in_flight))
+            self._send(service_at(len(self.limits) + len(seen)) if service_at else self.service_s)
+        self.limits += seen
+        return seen
+
+    def _send(self, service_s: float | None = None) -> None:
+        while self.in_flight < self.limit.limit:
+            self.in_flight += 1
+            self.queue.append((self.clock.now, self.in_flight))
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        while self.queue and len(self.in_service) < self.slots:
+            sent, in_flight = self.queue.popleft()
+            heapq.heappush(self.in_service, (self.clock.now + (service_s or self.service_s), sent, in_flight))
+
+
+def server_of(slots: int, *, cap: int = 256, service_s: float = STEADY_S) -> QueueingServer:
+    clock = FakeClock()
+    return QueueingServer(limit_of(clock, max_limit=cap, initial_limit=4), clock, slots=slots, service_s=service_s)
+
+
+@pytest.mark.parametrize("slots", [4, 16, 64])
+def test_against_a_queueing_server_the_baseline_does_not_drift_up(slots):
+    """40 windows of the baseline's minimum with the endpoint full all along: the baseline stays the endpoint's
+    service time (the first version's followed our own queueing up: 10x at 4 slots), so the limit stays within the
+    latency tolerance of the capacity (2x) instead of growing to the cap, and the endpoint is kept busy."""
+    server = server_of(slots)
+    server.run(20_000)
+    assert server.limit.baseline == pytest.approx(STEADY_S, rel=0.1)
+    late = server.limits[-5_000:]
+    assert slots <= min(late) and max(late) <= 2.1 * slots, (min(late), max(late))
+    assert 20_000 / (server.clock.now - 1000.0) >= 0.9 * slots / STEADY_S, "throughput near the capacity"
+
+
+@pytest.mark.parametrize("slots", [16, 64])
+def test_slow_start_overshoot_is_bounded_and_undone_at_once(slots):
+    """Slow start doubles the limit a round trip and hears of the queue a round trip late: it never grows past
+    twice what answered without queueing (about 2x the capacity, not the cap of 256), and ends at the Vegas estimate
+    of the capacity, not above the tolerance."""
+    server = server_of(slots)
+    seen = server.run(40 * slots)
+    assert max(seen) <= 2.5 * slots < 256
+    peak_at = seen.index(max(seen))
+    ended_at = next(n for n in seen[peak_at:] if n < max(seen))  # the first change after the peak
+    assert slots * 0.9 <= ended_at <= 1.5 * slots, (max(seen), ended_at)
+
+
+def test_an_endpoint_that_really_became_slower_becomes_the_baseline():
+    """Latency doubles for good (longer replies), with slots to spare: the first slower window is probed (the limit
+    cut by the rise, the baseline kept), the second confirms it, and the limit grows again from there."""
+    server = server_of(1_000, cap=64)
+    server.run(600)
+    assert server.limit.baseline == pytest.approx(STEADY_S, rel=0.05) and server.limit.limit == 64
+    server.run(5_000, service_at=lambda n: STEADY_S * 2)
+    assert server.limit.probes == 1
+    assert server.limit.baseline == pytest.approx(2 * STEADY_S, rel=0.05)
+    assert server.limit.limit == 64, "back at the cap: the slower endpoint still has room"
+
+
 @pytest.mark.parametrize("bad", [dict(min_limit=0), dict(min_limit=9, max_limit=8), dict(backoff_ratio=1.0),
                                  dict(latency_tolerance=0.5), dict(short_window=600)])
 def test_settings_out_of_their_bounds_are_refused(bad):
@@ -187,10 +268,30 @@ async def test_the_cap_holds_at_the_inner_client_whatever_the_limit_learns():
     assert inner.peak_in_progress == 3
 
 
-def test_off_by_default_and_the_usage_keeps_its_shape():
+def test_on_by_default_with_the_default_cap_and_off_keeps_the_usage_shape():
     counters = UsageCounters()
-    assert adaptive_limit(LLMRoleConfig(), url="http://e/v1", counters=counters) == {}
+    parts = adaptive_limit(LLMRoleConfig(base_url="http://e/v1"), url="http://e/v1", counters=counters)
+    assert parts["adaptive"].settings.max_limit == DEFAULT_IN_FLIGHT
+    LimitedClient(ScriptedClient(), max_in_flight=DEFAULT_IN_FLIGHT, **parts)
+    assert counters.snapshot()["concurrency"]["http://e/v1"]["cap"] == DEFAULT_IN_FLIGHT
+    off = LLMRoleConfig(base_url="http://e/v1", adaptive_concurrency={"enabled": False})
+    counters = UsageCounters()
+    assert adaptive_limit(off, url="http://e/v1", counters=counters) == {}
     assert "concurrency" not in counters.snapshot()
+
+
+def test_the_default_cap_is_smaller_for_the_embedded_model_and_the_users_cap_wins():
+    assert LLMRoleConfig().in_flight_cap == DEFAULT_EMBEDDED_IN_FLIGHT < DEFAULT_IN_FLIGHT
+    assert LLMRoleConfig(base_url="http://e/v1").in_flight_cap == DEFAULT_IN_FLIGHT
+    assert LLMRoleConfig(base_url="http://e/v1", max_in_flight=5).in_flight_cap == 5
+
+
+def test_each_caller_gets_its_share_of_the_cap():
+    assert [in_flight_share(64, callers=n) for n in (1, 2, 3, 64, 100)] == [64, 32, 21, 1, 1]
+    counters = UsageCounters()
+    parts = adaptive_limit(LLMRoleConfig(base_url="http://e/v1", max_in_flight=10), url="http://e/v1",
+                           counters=counters, cap=in_flight_share(10, callers=2))
+    assert parts["adaptive"].settings.max_limit == 5
 
 
 def test_on_the_limit_is_capped_by_max_in_flight_and_counted():
@@ -217,12 +318,21 @@ def test_levels_merge_as_sums_across_actors():
     assert merged == {"u": {"limit": 7, "min": 7, "max": 11, "cap": 16}}
 
 
-def test_turning_it_on_leaves_the_resume_fingerprint_alone():
+def test_turning_it_off_leaves_the_resume_fingerprint_alone():
     """How calls are sent, not what is asked: a run may be resumed with it on or off."""
-    off = RunConfig(tasks=["bbh/navigate"])
-    on = RunConfig(tasks=["bbh/navigate"], task_model={"adaptive_concurrency": {"enabled": True, "initial": 2}})
+    on = RunConfig(tasks=["bbh/navigate"])
+    off = RunConfig(tasks=["bbh/navigate"], task_model={"adaptive_concurrency": {"enabled": False, "initial": 2}})
     assert on.fingerprint() == off.fingerprint()
-    assert on.task_model.adaptive_concurrency.enabled
+    assert on.task_model.adaptive_concurrency.enabled and not off.task_model.adaptive_concurrency.enabled
+
+
+def test_the_default_cap_keeps_the_fingerprint_runs_were_written_with():
+    """max_in_flight unset hashes as the 8 it stood for before it became the run's cap (test_fingerprint_pinned);
+    a cap the user sets is part of the fingerprint, as before."""
+    assert RunConfig(tasks=["bbh/navigate"]).fingerprint() == RunConfig(
+        tasks=["bbh/navigate"], task_model={"max_in_flight": 8}).fingerprint()
+    assert RunConfig(tasks=["bbh/navigate"]).fingerprint() != RunConfig(
+        tasks=["bbh/navigate"], task_model={"max_in_flight": 64}).fingerprint()
 
 
 async def test_against_a_fake_with_two_slots_the_limit_backs_off_as_latency_rises_far_below_the_cap():
