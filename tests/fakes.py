@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from gpo_ray.llm.protocol import ChatRequest, ChatResponse, Usage
+from gpo_ray.testing import ScriptedLLM
 
 
 class FakeClock:
@@ -72,3 +73,15 @@ class ScriptedClient:
             return ChatResponse(text=outcome, usage=self._usage, finish_reason="stop")
         finally:
             self.in_progress -= 1
+
+
+class RecordingScriptedLLM(ScriptedLLM):
+    """The scripted models in-process, keeping every request they were sent (what a meta-prompt test reads)."""
+
+    def __init__(self, config) -> None:
+        super().__init__(config)
+        self.requests: list[ChatRequest] = []
+
+    async def complete(self, request: ChatRequest):
+        self.requests.append(request)
+        return await super().complete(request)

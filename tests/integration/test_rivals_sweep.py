@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -26,6 +24,7 @@ from gpo_ray.runtime.run_dir import task_file_name
 from gpo_ray.sweep import plan_grid, resume_sweep, sweep
 from gpo_ray.tasks.registry import resolve_tasks
 from gpo_ray.testing import FakeLLMConfig, ThreadedFake, answer_key_from_examples
+from tests.driver_kill import sigkill_when
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
@@ -119,16 +118,7 @@ def test_the_rivals_sweep_reports_the_comparison_and_resumes_to_the_same_table(s
             [sys.executable, "-m", "gpo_ray", "sweep", str(grid_file), "--run-dir", str(sweep_dir), "--quiet",
              "--address", ray.get_runtime_context().gcs_address], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             env=env())
-        try:
-            deadline = time.monotonic() + 300
-            while lines() < total // 3 and driver.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert driver.poll() is None, driver.stderr.read().decode()[-2000:]
-            os.kill(driver.pid, signal.SIGKILL)
-            driver.wait(30)
-        finally:
-            if driver.poll() is None:
-                driver.kill()
+        sigkill_when(driver, lambda: lines() >= total // 3)
         assert 0 < lines() < total, "the kill happened mid-sweep"
         resumed_run = subprocess.run([sys.executable, "-m", "gpo_ray", "resume", str(sweep_dir), "--quiet",
                                       "--address", ray.get_runtime_context().gcs_address], capture_output=True, env=env())

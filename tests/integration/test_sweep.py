@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from gpo_ray.grid import grid_from_dict
 from gpo_ray.runtime.run_dir import task_file_name
 from gpo_ray.sweep import resume_sweep, sweep
 from gpo_ray.testing import ThreadedFake
+from tests.driver_kill import sigkill_when
 from tests.integration.test_e2e_optimize import fake_config, make_config
 from tests.integration.usage_checks import ENDPOINT_ROLES, assert_files_agree_with_the_endpoint
 
@@ -133,16 +133,7 @@ def test_killed_sweep_resumes_to_the_uninterrupted_results(uninterrupted, endpoi
          "--address", ray.get_runtime_context().gcs_address],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": os.getcwd()},
     )
-    try:
-        deadline = time.monotonic() + 300
-        while lines() < total_lines // 3 and driver.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert driver.poll() is None, driver.stderr.read().decode()[-2000:]
-        os.kill(driver.pid, signal.SIGKILL)
-        driver.wait(30)
-    finally:
-        if driver.poll() is None:
-            driver.kill()
+    sigkill_when(driver, lambda: lines() >= total_lines // 3)
     interrupted_at = lines()
     assert 0 < interrupted_at < total_lines, "the kill happened mid-sweep"
 

@@ -18,10 +18,10 @@ from gpo_ray.core.loop import GPOTaskLoop
 from gpo_ray.core.plan import plan_task
 from gpo_ray.core.reference import InProcessServices
 from gpo_ray.core.variants import FEEDBACK
-from gpo_ray.llm.protocol import ChatRequest
 from gpo_ray.testing import ScriptedLLM
 from gpo_ray.vocabulary import Purpose
 from tests.unit.test_core_loop import bag_of_words, example_task, optimizer_config, task_model_config
+from tests.fakes import RecordingScriptedLLM
 
 
 @dataclass(frozen=True)
@@ -54,18 +54,8 @@ def settings() -> OptimizerSettings:
     return built_in.model_copy(update={"direction": "ask_once"})
 
 
-class Recording(ScriptedLLM):
-    def __init__(self, config) -> None:
-        super().__init__(config)
-        self.requests: list[ChatRequest] = []
-
-    async def complete(self, request: ChatRequest):
-        self.requests.append(request)
-        return await super().complete(request)
-
-
 async def test_a_direction_registered_in_code_runs_through_the_loop_and_plan() -> None:
-    optimizer = Recording(optimizer_config())
+    optimizer = RecordingScriptedLLM(optimizer_config())
     services = InProcessServices(optimizer_llm=optimizer, task_llm=ScriptedLLM(task_model_config()),
                                  embed=bag_of_words, task_params=TaskModelParams())
     loop = GPOTaskLoop(example_task(), settings=settings(), services=services, structured=False, registry=REGISTRY)

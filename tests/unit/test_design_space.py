@@ -24,10 +24,10 @@ from gpo_ray.core.plan import plan_task, step1_meta_prompt
 from gpo_ray.core.reference import InProcessServices
 from gpo_ray.core.types import TrajectoryEntry
 from gpo_ray.core.variants import SUMMARIZE
-from gpo_ray.llm.protocol import ChatRequest
 from gpo_ray.testing import ScriptedLLM
 from gpo_ray.vocabulary import Purpose
 from tests.unit.test_core_loop import bag_of_words, example_task, optimizer_config, task_model_config
+from tests.fakes import RecordingScriptedLLM
 
 PACKAGE = Path(__file__).resolve().parents[2] / "gpo_ray"
 
@@ -75,18 +75,8 @@ def _best_so_far(settings: OptimizerSettings) -> OptimizerSettings:
                                                                                     update="best_so_far")})
 
 
-class Recording(ScriptedLLM):
-    def __init__(self, config) -> None:
-        super().__init__(config)
-        self.requests: list[ChatRequest] = []
-
-    async def complete(self, request: ChatRequest):
-        self.requests.append(request)
-        return await super().complete(request)
-
-
 async def _run(settings: OptimizerSettings, *, registry=DEFAULT_REGISTRY):
-    optimizer = Recording(optimizer_config())
+    optimizer = RecordingScriptedLLM(optimizer_config())
     services = InProcessServices(optimizer_llm=optimizer, task_llm=ScriptedLLM(task_model_config()), embed=bag_of_words,
                                  task_params=TaskModelParams())
     loop = GPOTaskLoop(example_task(), settings=settings, services=services, structured=False, registry=registry)

@@ -37,11 +37,11 @@ from gpo_ray.core.rival_text import (
     resample_request,
 )
 from gpo_ray.core.types import ScoredCandidate, TrajectoryEntry
-from gpo_ray.llm.protocol import ChatRequest
 from gpo_ray.tasks.types import Example
-from gpo_ray.testing import FakeLLMConfig, ScriptedLLM
+from gpo_ray.testing import FakeLLMConfig
 from gpo_ray.vocabulary import PromptPlacement, Purpose
 from tests.unit.test_core_loop import bag_of_words, example_task, task_model_config
+from tests.fakes import RecordingScriptedLLM
 
 DEMOS = (Example("2 + 2", ("4",)), Example("3 + 5", ("8",)))
 
@@ -210,16 +210,6 @@ def test_apo_draws_never_repeat_an_example_until_the_split_is_used_up() -> None:
 # --- runs: plan counts the calls made --------------------------------------------------------------------------
 
 
-class Recording(ScriptedLLM):
-    def __init__(self, config) -> None:
-        super().__init__(config)
-        self.requests: list[ChatRequest] = []
-
-    async def complete(self, request: ChatRequest):
-        self.requests.append(request)
-        return await super().complete(request)
-
-
 PHRASES = [f"Check the arithmetic, part {i}." for i in range(400)]  # each raises the task model's accuracy
 SMALL_APO = ApoSettings(beam_size=2, minibatch_size=2, n_gradients=2, mc_samples_per_step=1, max_expansion_factor=3,
                         eval_rounds=2, eval_prompts_per_round=2, samples_per_eval=1)
@@ -234,7 +224,7 @@ METHOD_SETTINGS = {
 async def _run(method: str):
     settings = OptimizerSettings(method=method, epochs=1, batch_size=4, initial_prompt="Answer the question.",
                                  **METHOD_SETTINGS[method])
-    optimizer, task_llm = Recording(FakeLLMConfig(optimizer_phrases=PHRASES)), Recording(task_model_config())
+    optimizer, task_llm = RecordingScriptedLLM(FakeLLMConfig(optimizer_phrases=PHRASES)), RecordingScriptedLLM(task_model_config())
     services = InProcessServices(optimizer_llm=optimizer, task_llm=task_llm, embed=bag_of_words,
                                  task_params=TaskModelParams())
     result = await GPOTaskLoop(example_task(), settings=settings, services=services, structured=False).run()
@@ -297,7 +287,7 @@ async def test_a_resumed_apo_run_goes_on_from_the_checkpointed_beam() -> None:
     settings, result, _, _ = await _run("apo")
     step1 = StepResult.from_dict(result.steps[0].to_dict())
     assert step1.beam == result.steps[0].beam
-    optimizer, task_llm = Recording(FakeLLMConfig(optimizer_phrases=PHRASES)), Recording(task_model_config())
+    optimizer, task_llm = RecordingScriptedLLM(FakeLLMConfig(optimizer_phrases=PHRASES)), RecordingScriptedLLM(task_model_config())
     services = InProcessServices(optimizer_llm=optimizer, task_llm=task_llm, embed=bag_of_words,
                                  task_params=TaskModelParams())
     initial = StepResult(step=0, edit_budget=0, prompt=result.initial_prompt, eval_score=result.initial_eval_score)
