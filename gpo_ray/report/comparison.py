@@ -13,7 +13,8 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gpo_ray.report.sweep_view import SubRunView, SweepView, cell, columns_of, mean_spread
+from gpo_ray.report.plots import ScorePoint, score_against_cost_png
+from gpo_ray.report.sweep_view import SubRunView, SweepView, cell, columns_of, mean_spread, run_score
 
 # The paper's figures: (method, dataset) -> (score in [0, 1], the task model / optimizer pair, the source). A figure
 # goes here only when read from the paper's text with its table named (arXiv 2402.17564, "Table N"); none could be
@@ -73,11 +74,6 @@ def _tokens(run: SubRunView, role: str) -> int:
     return sum(int(u.get(k, 0) or 0) for k in ("prompt_tokens", "completion_tokens", "cache_hit_tokens"))
 
 
-def _score(run: SubRunView, tasks: Sequence[str]) -> float | None:
-    scores = [run.best_test(t) for t in tasks]
-    return statistics.fmean(scores) if scores and all(s is not None for s in scores) else None  # type: ignore[arg-type]
-
-
 @dataclass(frozen=True)
 class MethodPoint:
     """One method in the efficiency plot."""
@@ -116,12 +112,12 @@ def comparison(view: SweepView, *, figures: Sequence[PaperFigure] = PAPER_FIGURE
         label = variant if variant == method else f"{variant} ({method})"
         row = [label]
         for tasks in groups.values():
-            row.append(cell([s for r in runs if (s := _score(r, tasks)) is not None], expected=len(runs)))
+            row.append(cell([s for r in runs if (s := run_score(r, tasks)) is not None], expected=len(runs)))
             figure = paper_figure(method, tasks, figures=figures)
             if figure is not None:
                 sources.add(f"{figure.source} ({figure.models})")
             row.append("–" if figure is None else f"{figure.score:.3f}")
-        overall = [s for r in runs if (s := _score(r, view.tasks)) is not None]
+        overall = [s for r in runs if (s := run_score(r, view.tasks)) is not None]
         row.append(cell(overall, expected=len(runs)))
         rows.append(row)
         m, sd = mean_spread(overall)
@@ -143,26 +139,6 @@ def comparison(view: SweepView, *, figures: Sequence[PaperFigure] = PAPER_FIGURE
 
 def score_vs_tokens_png(points: Sequence[MethodPoint], *, dpi: int = 100) -> bytes:
     """One point per method: mean best test score (error bar: spread over seeds) against optimizer tokens per run."""
-    import io
-
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7, 4.2), dpi=dpi)
-    fig.subplots_adjust(left=0.11, right=0.97, bottom=0.13, top=0.9)
-    ax = fig.subplots()
-    shown = [p for p in points if p.score is not None]
-    for i, p in enumerate(shown):
-        ax.errorbar([p.optimizer_tokens], [p.score], yerr=[p.spread or 0.0], fmt="o", color=f"C{i % 10}", capsize=4,
-                    markersize=7, label=p.variant)
-    if not shown:
-        ax.text(0.5, 0.5, "no test scores yet", ha="center", va="center", transform=ax.transAxes, color="gray")
-    ax.set_title("best prompt's test score against optimizer tokens per run")
-    ax.set_xlabel("optimizer tokens per run")
-    ax.set_ylabel("test score (mean over tasks and seeds)")
-    ax.grid(alpha=0.3)
-    if shown:
-        ax.set_xlim(0, max(p.optimizer_tokens for p in shown) * 1.1 or 1)
-        ax.legend(loc="best", fontsize=8)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    return score_against_cost_png([ScorePoint(p.variant, p.optimizer_tokens, p.score, p.spread) for p in points],
+                                  title="best prompt's test score against optimizer tokens per run",
+                                  cost_label="optimizer tokens per run", dpi=dpi)

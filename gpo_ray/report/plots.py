@@ -1,4 +1,5 @@
-"""One PNG per task: chosen prompt's score, candidates' score spread, edit budget vs measured edit distance.
+"""One PNG per task: chosen prompt's score, candidates' score spread, edit budget vs measured edit distance; and a
+sweep's score-against-cost scatter (variants against calls, methods against optimizer tokens).
 
 Figures are made with matplotlib's object API on the Agg canvas (no pyplot, so no global figure registry to
 leak or to close, and no display needed); one figure with three panels per task keeps a 27-task report fast.
@@ -7,8 +8,11 @@ leak or to close, and no display needed); one figure with three panels per task 
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 
 from matplotlib.figure import Figure
+
+from collections.abc import Sequence
 
 from gpo_ray.report.run_view import TaskView
 
@@ -83,3 +87,37 @@ def _edit_panel(ax, task: TaskView) -> None:
     _step_axis(ax, task.total_steps or task.steps[-1].step)
     if budgets or distances:
         ax.legend(loc="best", fontsize=8)
+
+
+@dataclass(frozen=True)
+class ScorePoint:
+    """One variant or method of a sweep: its cost per run and its mean best test score (None: not scored yet)."""
+
+    label: str
+    cost: float
+    score: float | None
+    spread: float | None
+
+
+def score_against_cost_png(points: Sequence[ScorePoint], *, title: str, cost_label: str, dpi: int = 100) -> bytes:
+    """One point per variant: mean best test score (error bar: spread over seeds) against its cost per run, from
+    zero, so how far apart the costs are reads true."""
+    fig = Figure(figsize=(7, 4.2), dpi=dpi)
+    fig.subplots_adjust(left=0.11, right=0.97, bottom=0.13, top=0.9)
+    ax = fig.subplots()
+    shown = [p for p in points if p.score is not None]
+    for i, p in enumerate(shown):
+        ax.errorbar([p.cost], [p.score], yerr=[p.spread or 0.0], fmt="o", color=f"C{i % 10}", capsize=4,
+                    markersize=7, label=p.label)
+    if not shown:
+        ax.text(0.5, 0.5, "no test scores yet", ha="center", va="center", transform=ax.transAxes, color="gray")
+    ax.set_title(title)
+    ax.set_xlabel(cost_label)
+    ax.set_ylabel("test score (mean over tasks and seeds)")
+    ax.grid(alpha=0.3)
+    if shown:
+        ax.set_xlim(0, max(p.cost for p in shown) * 1.1 or 1)
+        ax.legend(loc="best", fontsize=8)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()

@@ -8,11 +8,11 @@ costs, and the plot of test score against optimizer tokens; the ablation table f
 from __future__ import annotations
 
 import base64
-import io
 from html import escape
 
 from gpo_ray.report.comparison import comparison, is_comparison, score_vs_tokens_png
 from gpo_ray.report.render_html import html_table, page_start
+from gpo_ray.report.plots import ScorePoint, score_against_cost_png
 from gpo_ray.report.render_md import md_escape, md_table
 from gpo_ray.report.sweep_view import (
     SUB_RUN_COLUMNS,
@@ -26,28 +26,9 @@ from gpo_ray.report.sweep_view import (
 
 def score_vs_calls_png(points: list[VariantPoint], *, dpi: int = 100) -> bytes:
     """One point per variant: mean best test score (error bar: spread over seeds) against LLM calls per run."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7, 4.2), dpi=dpi)
-    fig.subplots_adjust(left=0.11, right=0.97, bottom=0.13, top=0.9)
-    ax = fig.subplots()
-    shown = [p for p in points if p.score is not None]
-    for i, p in enumerate(shown):
-        color = f"C{i % 10}"
-        ax.errorbar([p.calls], [p.score], yerr=[p.spread or 0.0], fmt="o", color=color, capsize=4, markersize=7,
-                    label=p.variant)
-    if not shown:
-        ax.text(0.5, 0.5, "no test scores yet", ha="center", va="center", transform=ax.transAxes, color="gray")
-    ax.set_title("best prompt's test score against LLM calls per run")
-    ax.set_xlabel("LLM calls per run (both roles)")
-    ax.set_ylabel("test score (mean over tasks and seeds)")
-    ax.grid(alpha=0.3)
-    if shown:  # calls from zero: how far apart the variants' costs are reads true
-        ax.set_xlim(0, max(p.calls for p in shown) * 1.1 or 1)
-        ax.legend(loc="best", fontsize=8)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    return score_against_cost_png([ScorePoint(p.variant, p.calls, p.score, p.spread) for p in points],
+                                  title="best prompt's test score against LLM calls per run",
+                                  cost_label="LLM calls per run (both roles)", dpi=dpi)
 
 
 def _comparison_markdown(view: SweepView) -> list[str]:

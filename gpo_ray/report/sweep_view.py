@@ -127,7 +127,7 @@ def cell(values: Sequence[float], *, expected: int) -> str:
     return text + (f" ({len(values)}/{expected} seeds)" if len(values) < expected else "")
 
 
-def _run_score(run: SubRunView, tasks: Sequence[str]) -> float | None:
+def run_score(run: SubRunView, tasks: Sequence[str]) -> float | None:
     """The mean best test score of a run over `tasks`; None unless every one of them has one."""
     scores = [run.best_test(t) for t in tasks]
     return statistics.fmean(scores) if scores and all(s is not None for s in scores) else None  # type: ignore[arg-type]
@@ -160,9 +160,9 @@ def ablation_table(view: SweepView) -> Ablation:
         runs = view.runs_of(variant)
         cells = []
         for tasks in groups.values():
-            values = [s for r in runs if (s := _run_score(r, tasks)) is not None]
+            values = [s for r in runs if (s := run_score(r, tasks)) is not None]
             cells.append(cell(values, expected=len(runs)))
-        overall = [s for r in runs if (s := _run_score(r, view.tasks)) is not None]
+        overall = [s for r in runs if (s := run_score(r, view.tasks)) is not None]
         m, sd = mean_spread(overall)
         calls = statistics.fmean(r.calls for r in runs) if runs else 0.0
         done = sum(r.status == "completed" for r in runs)
