@@ -75,5 +75,8 @@ def test_the_default_limit_backs_off_as_latency_rises_and_never_exceeds_the_cap(
     assert task_stats["faults"].get("429", 0) == 0, "nothing but latency told it"
     level = concurrency_of(config.run_dir)
     assert level["cap"] == cap
-    assert level["max"] <= cap // 2, f"latency kept the limit far below the cap: {level}"
+    # Where it settled is far below the cap, and it never reached it (a fixed limit keeps the cap). Its highest point
+    # is not asserted tighter: slow start reads a busy machine's own delays as room (it reached 10 on a loaded CI).
+    assert level["limit"] <= cap // 2, f"latency kept the limit far below the cap: {level}"
+    assert level["max"] < cap, level
     assert task_stats["peak_open"] <= level["max"] <= cap, "never more in flight than the limit, nor the cap"
