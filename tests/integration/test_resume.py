@@ -4,11 +4,8 @@ undisturbed run, every step recorded once, and no completed step's work asked of
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import ray
@@ -17,17 +14,9 @@ from gpo_ray.api import optimize, resume
 from gpo_ray.runtime.run_dir import task_file_name
 from gpo_ray.testing import ThreadedFake
 from tests.integration.test_e2e_optimize import fake_config, make_config
+from tests.driver_kill import sigkill_when
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
-
-
-def _wait_for(predicate, *, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _lines(path) -> int:
@@ -44,14 +33,7 @@ def sigkill_driver_after(config, cfg_file, *, lines: int, what: str) -> None:
          "--address", ray.get_runtime_context().gcs_address],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
-    try:
-        _wait_for(lambda: _lines(checkpoint) >= lines or driver.poll() is not None, timeout=180, what=what)
-        assert driver.poll() is None, driver.stderr.read().decode()[-2000:]
-        os.kill(driver.pid, signal.SIGKILL)
-        driver.wait(30)
-    finally:
-        if driver.poll() is None:
-            driver.kill()
+    sigkill_when(driver, lambda: _lines(checkpoint) >= lines, timeout=180, what=what)
 
 
 # The default, and a design-space variant whose steps carry feedback and a summary from one step to the next.
