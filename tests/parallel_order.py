@@ -1,10 +1,11 @@
-"""The order in which pytest-xdist workers take the tests (the README's test command: `-n 4 --dist worksteal`).
+"""The order in which pytest-xdist workers take the tests (scripts/test.sh's second phase: `-n 4 --dist worksteal`).
 
 Under worksteal each worker starts with one contiguous share of the collection, and an idle worker steals from the
-end of the longest remaining share. Sorted by cost and dealt like cards, every share starts with its slow tests (the
-embedded model's first: minutes on 2 cores) and ends with quick unit tests, the ones that get stolen: the slow tests
-run side by side from the start instead of one after another at the end. A run without workers keeps the files'
-order. Every worker computes the same order (xdist checks that the collections agree).
+end of the longest remaining share. Sorted by cost and dealt like cards, every share starts with its slow tests and
+ends with quick unit tests, the ones that get stolen: the slow tests run side by side from the start instead of one
+after another at the end. A run without workers keeps the files' order (the embedded model's tests and the multi-node
+ones run that way, in phases of their own). Every worker computes the same order (xdist checks that the collections
+agree).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 
 # Roughly how long a test takes, by what it needs (its markers, complete once tests/conftest.py has added the
 # implied ones).
-COST = (("model", 100), ("multinode", 50), ("slow", 30), ("ray", 10))
+COST = (("slow", 30), ("ray", 10))
 
 
 def cost(item: pytest.Item) -> int:
