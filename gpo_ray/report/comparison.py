@@ -1,10 +1,12 @@
 """A sweep of optimizers (its sub-runs differ in `optimizer.method`) read as the paper's comparison table.
 
-Methods (the grid's variants, each named with its method) as rows, datasets (the sweep's task columns) as columns,
-each cell the best prompt's test score as mean ± sample standard deviation over the seeds, and beside each dataset
-the paper's figure where the configuration matches a row of its table (same dataset, same method): see
-`PAPER_FIGURES`. Then what one run of each method costs (calls, optimizer and task-model tokens, wall time) and the
-points of the efficiency plot (test score against optimizer tokens: the paper's efficiency argument).
+Methods (the grid's variants, each named with its method) as rows, the sweep's task columns and a column per paper
+dataset its tasks cover (report/paper_figures.py: BBH's 27 tasks, the lite BBH four, GSM8K, MMLU's 57 subjects, WSC,
+WebNLG) as columns, each cell the best prompt's test score as mean ± sample standard deviation over the seeds (a
+dataset's: the mean over its tasks, per seed). Beside each paper dataset, the paper's figure for the method: of the
+paper's model pair our models are, else of its default pair, the note naming the pair and table of each. Then what
+one run of each method costs (calls, optimizer and task-model tokens, wall time) and the points of the efficiency plot
+(test score against optimizer tokens: the paper's efficiency argument).
 """
 
 from __future__ import annotations
@@ -13,42 +15,20 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from gpo_ray.report.paper_figures import (
+    DATASET_TASK_SETS,
+    DATASETS,
+    PAPER,
+    PAPER_FIGURES,
+    PaperFigure,
+    dataset_of,
+    datasets_covered,
+    model_matches,
+    paper_figure,
+    paper_pair,
+)
 from gpo_ray.report.plots import ScorePoint, score_against_cost_png
 from gpo_ray.report.sweep_view import SubRunView, SweepView, cell, columns_of, mean_spread, run_score
-
-# The paper's figures: (method, dataset) -> (score in [0, 1], the task model / optimizer pair, the source). A figure
-# goes here only when read from the paper's text with its table named (arXiv 2402.17564, "Table N"); none could be
-# verified from the paper's text when this was written, so the paper column says so rather than show a number.
-# A dataset is named as the paper names it: "bbh" (its 27 tasks, averaged), "mmlu", "gsm8k", "wsc", "webnlg".
-PAPER = "arXiv 2402.17564"
-
-
-@dataclass(frozen=True)
-class PaperFigure:
-    method: str
-    dataset: str
-    score: float
-    models: str  # "task model / optimizer", as the paper ran them
-    source: str  # e.g. "arXiv 2402.17564 Table 2"
-
-
-PAPER_FIGURES: tuple[PaperFigure, ...] = ()
-BBH_TASKS = 27
-
-
-def dataset_of(tasks: Sequence[str]) -> str | None:
-    """The paper's dataset a column is, or None: a single-task benchmark, or every task of BBH."""
-    if len(tasks) == 1 and tasks[0] in ("gsm8k", "wsc", "webnlg"):
-        return tasks[0]
-    if len(tasks) == BBH_TASKS and all(t.startswith("bbh/") for t in tasks):
-        return "bbh"
-    return None
-
-
-def paper_figure(method: str, tasks: Sequence[str], *, figures: Sequence[PaperFigure] = PAPER_FIGURES
-                 ) -> PaperFigure | None:
-    dataset = dataset_of(tasks)
-    return next((f for f in figures if f.method == method and f.dataset == dataset), None) if dataset else None
 
 
 def method_of(run: SubRunView) -> str:
@@ -56,11 +36,15 @@ def method_of(run: SubRunView) -> str:
     return str(optimizer.get("method", "gpo")) if isinstance(optimizer, dict) else "gpo"
 
 
-def model_pair(view: SweepView) -> str:
+def models_of(view: SweepView) -> tuple[str, str]:
     """The task model and optimizer that produced the sweep's numbers (the grid's: shared by every sub-run)."""
     config = next((r.run.config for r in view.runs if r.run is not None), {})
-    task = (config.get("task_model") or {}).get("model", "?")
-    optimizer = (config.get("optimizer_model") or {}).get("model", "?")
+    return (str((config.get("task_model") or {}).get("model", "?")),
+            str((config.get("optimizer_model") or {}).get("model", "?")))
+
+
+def model_pair(view: SweepView) -> str:
+    task, optimizer = models_of(view)
     return f"{task} / {optimizer}"
 
 
@@ -95,28 +79,77 @@ class Comparison:
     points: list[MethodPoint]
 
 
+@dataclass(frozen=True)
+class Column:
+    """One score column: its header, the tasks it averages, and the paper's dataset it is (None: no paper column)."""
+
+    name: str
+    tasks: tuple[str, ...]
+    dataset: str | None
+
+
+def score_columns(tasks: Sequence[str]) -> list[Column]:
+    """The table's score columns: first each paper dataset the tasks cover that is no task column already, then the
+    task columns (one per task, or per family when there are many), each paper dataset's right before its paper
+    column. A column that is no paper dataset gets no paper column."""
+    groups = {name: tuple(ts) for name, ts in columns_of(tasks).items()}
+    covered = datasets_covered(tasks)
+    as_column = {name: d for name, ts in groups.items() if (d := dataset_of(ts)) in covered}
+    extra = [Column(d if d not in groups else f"{d} (the paper's tasks)", tuple(sorted(DATASETS[d])), d)
+             for d in covered if d not in as_column.values()]
+    return extra + [Column(name, ts, as_column.get(name)) for name, ts in groups.items()]
+
+
+def paper_score(figure: PaperFigure | None) -> str:
+    """A paper figure as the table shows it: the printed percent / 100, every printed digit kept."""
+    return "–" if figure is None else f"{figure.score:.4f}"
+
+
+def _paper_note(view: SweepView, columns: Sequence[Column], pairs: dict[str, tuple[str, str] | None],
+                shown: dict[str, set[str]]) -> str:
+    task_model, optimizer_model = models_of(view)
+    datasets = [c.dataset for c in columns if c.dataset is not None]
+    if not datasets:
+        return (f"paper: the sweep's tasks cover no dataset of {PAPER}, so none of its figures is shown; its datasets "
+                f"are these task sets: {DATASET_TASK_SETS}")
+    parts = []
+    for d in datasets:
+        pair = pairs[d]
+        if not shown[d] or pair is None:
+            parts.append(f"{d}: no figure of {PAPER} for these methods")
+            continue
+        ours = model_matches(task_model, pair[0]) and model_matches(optimizer_model, pair[1])
+        which = "ours" if ours else "the paper's default pair: ours is none of its pairs there"
+        parts.append(f"{d}: {', '.join(sorted(shown[d]))}, task model / optimizer {pair[0]} / {pair[1]} ({which})")
+    return "paper: " + "; ".join(parts)
+
+
 def comparison(view: SweepView, *, figures: Sequence[PaperFigure] = PAPER_FIGURES) -> Comparison:
-    groups = columns_of(view.tasks)
-    pair = model_pair(view)
+    columns_used = score_columns(view.tasks)
+    task_model, optimizer_model = models_of(view)
+    pairs = {c.dataset: paper_pair(c.dataset, task_model=task_model, optimizer_model=optimizer_model, figures=figures)
+             for c in columns_used if c.dataset is not None}
     columns = ["method"]
-    for name in groups:
-        columns += [name, f"{name}: paper"]
+    for c in columns_used:
+        columns += [c.name] + ([f"{c.dataset}: paper"] if c.dataset is not None else [])
     columns.append("mean")
     rows: list[list[str]] = []
     cost_rows: list[list[str]] = []
     points: list[MethodPoint] = []
-    sources: set[str] = set()
+    shown: dict[str, set[str]] = {d: set() for d in pairs}
     for variant in view.variants:
         runs = view.runs_of(variant)
         method = method_of(runs[0]) if runs else "?"
         label = variant if variant == method else f"{variant} ({method})"
         row = [label]
-        for tasks in groups.values():
-            row.append(cell([s for r in runs if (s := run_score(r, tasks)) is not None], expected=len(runs)))
-            figure = paper_figure(method, tasks, figures=figures)
-            if figure is not None:
-                sources.add(f"{figure.source} ({figure.models})")
-            row.append("–" if figure is None else f"{figure.score:.3f}")
+        for c in columns_used:
+            row.append(cell([s for r in runs if (s := run_score(r, c.tasks)) is not None], expected=len(runs)))
+            if c.dataset is not None:
+                pair = pairs[c.dataset]
+                figure = paper_figure(method, c.dataset, pair, figures=figures) if pair is not None else None
+                if figure is not None:
+                    shown[c.dataset].add(figure.source)
+                row.append(paper_score(figure))
         overall = [s for r in runs if (s := run_score(r, view.tasks)) is not None]
         row.append(cell(overall, expected=len(runs)))
         rows.append(row)
@@ -128,11 +161,9 @@ def comparison(view: SweepView, *, figures: Sequence[PaperFigure] = PAPER_FIGURE
                           f"{statistics.fmean(_tokens(r, 'task_model') for r in runs):,.0f}" if runs else "–",
                           f"{statistics.fmean(walls):.1f}" if walls else "–"])
         points.append(MethodPoint(variant=variant, method=method, optimizer_tokens=opt_tokens, score=m, spread=sd))
-    paper_note = ("paper: " + "; ".join(sorted(sources))) if sources else (
-        f"paper: no figure of {PAPER} matches this configuration (the paper reports BBH as the mean of its "
-        f"{BBH_TASKS} tasks, and a figure is shown only where read from its table)")
     note = (f"best prompt's test score, mean ± sample standard deviation over {len(view.seeds)} seed"
-            f"{'s' if len(view.seeds) != 1 else ''}; ours with task model / optimizer {pair}; {paper_note}")
+            f"{'s' if len(view.seeds) != 1 else ''} (a paper dataset's: the mean over its tasks); ours with task model "
+            f"/ optimizer {task_model} / {optimizer_model}; {_paper_note(view, columns_used, pairs, shown)}")
     cost_columns = ["method", "calls / run", "optimizer tokens / run", "task-model tokens / run", "wall s / run"]
     return Comparison(columns, rows, note, cost_columns, cost_rows, points)
 
