@@ -395,7 +395,7 @@ def in_process_scoring(role: Any, *, base_url: str | Sequence[str], model: str, 
     deferred = None
     if metrics is not None and metrics.enabled:
         deferred = DeferredMetrics(metrics, role=role_name)
-        evaluator.counters.listener = LLMUsageMetrics(deferred)
+        evaluator.counters.attach(LLMUsageMetrics(deferred))
     return InProcessScoring(evaluator, metrics=deferred)
 
 
@@ -408,7 +408,7 @@ def in_process_generation(role: Any, *, base_url: str | Sequence[str], model: st
     deferred = None
     if metrics is not None and metrics.enabled:
         deferred = DeferredMetrics(metrics, role=role_name)
-        refiner.counters.listener = LLMUsageMetrics(deferred)
+        refiner.counters.attach(LLMUsageMetrics(deferred))
     return InProcessGeneration(refiner, metrics=deferred)
 
 
