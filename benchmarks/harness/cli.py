@@ -105,7 +105,7 @@ def default_actor_counts(args: argparse.Namespace, *, tasks: int) -> None:
     from gpo_ray.config import ClusterSettings
     from gpo_ray.runtime.local_cluster import sized_cluster
 
-    sized = sized_cluster(ClusterSettings(), tasks=tasks, own_cluster=True)
+    sized = sized_cluster(ClusterSettings(), tasks=tasks, one_machine=True)
     if hasattr(args, "evaluators") and args.evaluators is None:
         args.evaluators = sized.num_evaluators
     if hasattr(args, "refiners") and args.refiners is None:

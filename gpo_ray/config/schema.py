@@ -670,10 +670,13 @@ class ClusterSettings(_Frozen):
     `gpo_evaluator` (see ray_cluster.yaml), actors are placed by them; elsewhere anywhere, spread over nodes."""
 
     address: str | None = Field(default=None, description="Ray address; None starts a local cluster")
-    # None: sized for the run, 1 each for a small run on a local cluster, else 2 (runtime/local_cluster.py).
-    num_refiners: int | None = Field(default=None, gt=0)
+    # None: sized for the run (runtime/local_cluster.py): one per 2 CPUs (2 to 8); a small run (at most 3 tasks) on
+    # one machine (a cluster gpo-ray starts, or a single-node one the driver is on) has none of either: its driver
+    # asks the optimizer and scores, and its only actor is the trajectory memory.
+    num_refiners: int | None = Field(default=None, gt=0, description="refiner actors; None: sized for the run, and "
+                                     "none when a small run on one machine asks the optimizer from its driver")
     num_evaluators: int | None = Field(default=None, gt=0, description="evaluator actors; None: sized as num_refiners "
-                                       "is, and none when a small run on a cluster gpo-ray starts scores in its driver")
+                                       "is, and none when a small run on one machine scores in its driver")
     # Deprecated: the task model's max_in_flight is the one knob (a warning is logged when this is set). None: sized
     # for the run from it (runtime/local_cluster.py): the evaluator's share of the cap, per endpoint it calls.
     evaluator_max_in_flight: int | None = Field(default=None, gt=0, description="deprecated: examples one evaluator "

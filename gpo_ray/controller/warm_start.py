@@ -13,8 +13,9 @@ with stand-ins for the actor handles (`deferred_handles`):
 - the memory stand-in waits for its actors; the loop's first calls do not need it: memory writes are not awaited
   and a retrieval that does not select is answered in the driver (controller/services.py), so a task runs its
   first retrieval_k steps (2 with relevance as_selected) before any actor exists.
-A small run on a cluster it starts has no evaluator actor at all (runtime/local_cluster.py `scores_in_driver`): its
-evaluator stand-in keeps scoring in the driver.
+A small run on one machine has no evaluator actor at all (runtime/local_cluster.py `scores_in_driver`): its
+evaluator stand-in keeps scoring in the driver; with its refiner count unset, no refiner actor either
+(`generates_in_driver`), and its refiner stand-in keeps asking from the driver.
 Usage: the first evaluator (refiner) stand-in adds the in-process client's counters to its actor's `usage()`, so
 usage.json and the budget count every call; the in-process gpo_llm_* counts are held until Ray is up
 (`DeferredMetrics`) and then exported, so the metrics still equal usage.json.
@@ -324,8 +325,12 @@ class RefinerStandIn(DeferredHandle):
             return _DeferredMethod(self._usage)
         return super().__getattr__(method)
 
+    def _generates_here(self) -> bool:
+        """Until the actors are ready; for good when the run started no refiner actors (it generates in the driver)."""
+        return not self._starting.is_ready or not self._starting.actors[1]  # type: ignore[index]
+
     async def _call(self, method: str, *args: Any) -> Any:
-        if not self._starting.is_ready:
+        if self._generates_here():
             return await self._local.run(method, *args)
         return await getattr(await self._actor(), method).remote(*args)
 
@@ -333,7 +338,7 @@ class RefinerStandIn(DeferredHandle):
         from gpo_ray.controller.controller import current_levels, sum_usage
 
         parts = [self._local.usage(account)] if self._counts_local else []
-        if self._starting.is_ready:
+        if not self._generates_here():
             parts.append(await (await self._actor()).usage.remote(*(() if account is None else (account,))))
         return sum_usage(parts) | current_levels(parts[-1:])  # the levels of whichever sends now
 
@@ -395,7 +400,7 @@ def in_process_scoring(role: Any, *, base_url: str | Sequence[str], model: str, 
     deferred = None
     if metrics is not None and metrics.enabled:
         deferred = DeferredMetrics(metrics, role=role_name)
-        evaluator.counters.listener = LLMUsageMetrics(deferred)
+        evaluator.counters.attach(LLMUsageMetrics(deferred))
     return InProcessScoring(evaluator, metrics=deferred)
 
 
@@ -408,7 +413,7 @@ def in_process_generation(role: Any, *, base_url: str | Sequence[str], model: st
     deferred = None
     if metrics is not None and metrics.enabled:
         deferred = DeferredMetrics(metrics, role=role_name)
-        refiner.counters.listener = LLMUsageMetrics(deferred)
+        refiner.counters.attach(LLMUsageMetrics(deferred))
     return InProcessGeneration(refiner, metrics=deferred)
 
 

@@ -84,12 +84,12 @@ def shipped_modules(files: list[str]) -> dict[str, Any]:
 
 
 def start_actors(config: RunConfig, *, home: Path, cache_dir: Path, opt: Endpoint, task: Endpoint,
-                 embedder_factory: Any = None, with_evaluators: bool = True, tasks: int = 1,
+                 embedder_factory: Any = None, with_evaluators: bool = True, with_refiners: bool = True, tasks: int = 1,
                  judge: Endpoint | None = None) -> RunActors:
     """The memory actor (its Chroma in `home`/chroma), the refiners and the evaluators (their response cache in
     `cache_dir` when config.cache) of a run directory, or of a sweep directory shared by its sub-runs; and the rate
-    limiter they share when a role has requests or tokens per minute. No evaluators without `with_evaluators` (a
-    run that scores in its driver, runtime/local_cluster.py)."""
+    limiter they share when a role has requests or tokens per minute. No evaluators without `with_evaluators`, no
+    refiners without `with_refiners` (a run that scores or generates in its driver, runtime/local_cluster.py)."""
     import ray
 
     from gpo_ray.actors.evaluator import EvaluatorActor, JudgeEndpoint
@@ -139,7 +139,7 @@ def start_actors(config: RunConfig, *, home: Path, cache_dir: Path, opt: Endpoin
                 judge=judging, callers=callers, judge_callers=len(evaluator_groups))
         for i, ((urls, res), callers) in enumerate(zip(evaluator_groups, callers_of(evaluator_groups), strict=True))
     ]
-    refiner_groups = _endpoint_groups(opt, config.cluster.num_refiners or 1)
+    refiner_groups = _endpoint_groups(opt, config.cluster.num_refiners or 1) if with_refiners else []
     refiners = [
         RefinerActor.options(**ACTOR_OPTIONS, **named("refiner", i),
                              **node_options(res or NodeResource.REFINER, available=available,

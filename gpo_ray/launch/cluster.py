@@ -82,7 +82,21 @@ def ray_session(address: str | None, *, output: str = "quiet") -> Iterator[bool]
             ray.shutdown()
 
 
-def sized_for_run(config: RunConfig, *, tasks: int, own_cluster: bool) -> RunConfig:
+def on_one_machine(*, started_here: bool) -> bool:
+    """Whether the run's Ray cluster is this machine alone: one it started (`started_here`), or one this process
+    has or joined whose only live node is the driver's (a notebook's `ray.init()`, `ray start --head` on a
+    workstation, a test session's cluster). Small runs there get the smaller layout (runtime/local_cluster.py)."""
+    if started_here:
+        return True
+    import ray
+
+    if not ray.is_initialized():
+        return False
+    alive = [n for n in ray.nodes() if n.get("Alive")]
+    return len(alive) == 1 and alive[0].get("NodeID") == ray.get_runtime_context().get_node_id()
+
+
+def sized_for_run(config: RunConfig, *, tasks: int, one_machine: bool) -> RunConfig:
     """The config with the actor counts it leaves unset filled in for this run, and the examples an evaluator scores
     at once, from the task model's cap (runtime/local_cluster.py). A config that sets the deprecated
     `cluster.evaluator_max_in_flight` keeps it, with a warning."""
@@ -92,7 +106,7 @@ def sized_for_run(config: RunConfig, *, tasks: int, own_cluster: bool) -> RunCon
                     instead="task_model.max_in_flight: the whole run's cap of requests in flight per endpoint; the "
                     "examples an evaluator scores at once follow from it")
     task_endpoints = 1 if config.task_model.is_embedded else len(config.task_model.all_endpoints())
-    cluster = sized_cluster(config.cluster, tasks=tasks, own_cluster=own_cluster, cpus=_cluster_cpus(own_cluster),
+    cluster = sized_cluster(config.cluster, tasks=tasks, one_machine=one_machine, cpus=_cluster_cpus(one_machine),
                             task_cap=config.task_model.in_flight_cap, optimizer_cap=config.optimizer_model.in_flight_cap,
                             task_endpoints=task_endpoints)
     for role, actors, cap in (("task_model", cluster.num_evaluators, config.task_model.in_flight_cap),
@@ -107,10 +121,10 @@ def sized_for_run(config: RunConfig, *, tasks: int, own_cluster: bool) -> RunCon
     return config.model_copy(update={"cluster": cluster})
 
 
-def _cluster_cpus(own_cluster: bool) -> int | None:
-    """The CPUs the run's actors share: this machine's for a cluster started for the run, else the joined cluster's
-    (None when Ray is not up yet)."""
-    if own_cluster:
+def _cluster_cpus(one_machine: bool) -> int | None:
+    """The CPUs the run's actors share: this machine's on one machine, else the joined cluster's (None when Ray is
+    not up yet)."""
+    if one_machine:
         return os.cpu_count()
     import ray
 

@@ -40,11 +40,11 @@ from gpo_ray.core.evaluation import task_model_params
 from gpo_ray.core.results import TaskResult
 from gpo_ray.errors import RunInterrupted
 from gpo_ray.launch.actors import RunActors, kill_actors, start_actors
-from gpo_ray.launch.cluster import ray_session, ray_target, sized_for_run
+from gpo_ray.launch.cluster import on_one_machine, ray_session, ray_target, sized_for_run
 from gpo_ray.launch.endpoints import Endpoint, endpoints_for, judge_endpoint
 from gpo_ray.launch.failures import failures_named
 from gpo_ray.observability.metrics import Metrics, MetricsContext, metrics_for, run_metrics_context
-from gpo_ray.runtime.local_cluster import scores_in_driver
+from gpo_ray.runtime.local_cluster import generates_in_driver, scores_in_driver
 from gpo_ray.tasks.metric_functions import python_metrics
 from gpo_ray.vocabulary import Role, RunStatus
 
@@ -180,8 +180,8 @@ class RunSession:
     def _open_cold(self) -> None:
         self.opt, self.task, self.structured, self.server = self._stack.enter_context(
             endpoints_for(self.config, log_dir=self.log_dir))
-        own_cluster = self._stack.enter_context(ray_session(self.config.cluster.address, output=self.output))
-        self.config = sized_for_run(self.config, tasks=self.tasks, own_cluster=own_cluster)
+        started_here = self._stack.enter_context(ray_session(self.config.cluster.address, output=self.output))
+        self.config = sized_for_run(self.config, tasks=self.tasks, one_machine=on_one_machine(started_here=started_here))
         self._actors = start_actors(self.config, home=self.home, cache_dir=self.cache_dir, opt=self.opt,
                                     task=self.task, embedder_factory=self.embedder_factory, tasks=self.tasks,
                                     judge=judge_endpoint(self.config, self.server))
@@ -194,10 +194,14 @@ class RunSession:
     def _open_warm(self) -> None:
         import ray
 
-        # Sized as ray_session would say: a cluster started for this run when this process has none and none is joined.
-        own_cluster = not ray.is_initialized()
-        in_driver = scores_in_driver(self.config.cluster, tasks=self.tasks, own_cluster=own_cluster)
-        self.config = config = sized_for_run(self.config, tasks=self.tasks, own_cluster=own_cluster)
+        # Sized as ray_session would say: a cluster started for this run when this process has none (a warm start
+        # never joins one by address), else the one this process has, which may be this machine alone.
+        one_machine = on_one_machine(started_here=not ray.is_initialized())
+        in_driver = scores_in_driver(self.config.cluster, tasks=self.tasks, one_machine=one_machine)
+        # Generation too, unless the optimizer's endpoints are pinned to nodes (their refiners must run there).
+        generates_here = (generates_in_driver(self.config.cluster, tasks=self.tasks, one_machine=one_machine)
+                          and not any(s.resource for s in self.config.optimizer_model.all_endpoints()))
+        self.config = config = sized_for_run(self.config, tasks=self.tasks, one_machine=one_machine)
         metrics_context = run_metrics_context(config, self.home)
         self.opt, self.task, self.structured, self.server = self._stack.enter_context(
             endpoints_for(config, log_dir=self.log_dir))
@@ -214,17 +218,19 @@ class RunSession:
         self._clients_open = True
         # Assigned before the thread begins: it reads `abandoned` from here.
         self._starting = StartingActors(lambda ray_up, stack: self._start_on_thread(ray_up, stack,
-                                                                                     with_evaluators=not in_driver))
+                                                                                     with_evaluators=not in_driver,
+                                                                                     with_refiners=not generates_here))
         self._starting.begin()
         self.memory, self.refiners, self.evaluators = deferred_handles(
-            self._starting, refiners=config.cluster.num_refiners or 1,
+            self._starting, refiners=1 if generates_here else config.cluster.num_refiners or 1,
             evaluators=1 if in_driver else config.cluster.num_evaluators or 1, local=self._local,
             generation=self._generation)
-        self.log.info("scoring_placed", in_driver=in_driver, evaluator_actors=0 if in_driver else len(self.evaluators))
+        self.log.info("scoring_placed", in_driver=in_driver, evaluator_actors=0 if in_driver else len(self.evaluators),
+                      generation_in_driver=generates_here, refiner_actors=0 if generates_here else len(self.refiners))
         self.progress = make_progress(self.output)
 
     def _start_on_thread(self, ray_up: Callable[[], None], ray_stack: contextlib.ExitStack, *,
-                         with_evaluators: bool) -> Actors:
+                         with_evaluators: bool, with_refiners: bool) -> Actors:
         """The warm start's thread: the Ray session (entered here only, so never twice), the held metrics, then the
         actors - none once the run has stopped."""
         assert self._starting is not None and self.opt is not None and self.task is not None
@@ -241,6 +247,7 @@ class RunSession:
             raise ActorsNotStarted("the run stopped before its actors were started")
         actors = start_actors(self.config, home=self.home, cache_dir=self.cache_dir, opt=self.opt, task=self.task,
                               embedder_factory=self.embedder_factory, with_evaluators=with_evaluators,
+                              with_refiners=with_refiners,
                               tasks=self.tasks, judge=judge_endpoint(self.config, self.server))
         self._warm_started.extend(actors.all)
         if self.on_actors_started is not None:

@@ -86,6 +86,15 @@ class UsageCounters:
     # With adaptive concurrency: per endpoint, {"limit": now, "min": the lowest, "max": the highest, "cap": max_in_flight}.
     concurrency: dict[str, dict[str, int]] = field(default_factory=dict)
     listener: UsageListener | None = field(default=None, compare=False, repr=False)
+    # Each balanced endpoint's state as last told (admitted or not): a listener attached later hears them (`attach`).
+    endpoint_states: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
+
+    def attach(self, listener: UsageListener) -> None:
+        """Make `listener` the live metrics' listener from now on, telling it the endpoint states it missed (the
+        warm start's driver clients get theirs after their balancer told the states at construction)."""
+        self.listener = listener
+        for endpoint, admitted in self.endpoint_states.items():
+            listener.on_endpoint_state(endpoint, admitted=admitted)
 
     @property
     def total_tokens(self) -> int:
@@ -137,6 +146,7 @@ class UsageCounters:
     def record_endpoint_state(self, endpoint: str, *, admitted: bool) -> None:
         """An endpoint admitted or ejected, as this client sees it: a state, not a count (usage.json has the
         ejections), so only the listener sees it."""
+        self.endpoint_states[endpoint] = admitted
         if self.listener is not None:
             self.listener.on_endpoint_state(endpoint, admitted=admitted)
 

@@ -187,6 +187,8 @@ class LLMUsageMetrics:
         self.flush_interval_s = flush_interval_s
         self._counts: dict[tuple[str, str | None], int] = {}
         self._latencies: list[tuple[str, float]] = []
+        # Each endpoint's last state, set again at every flush: a gauge is a level, and one set once at the start
+        # (an endpoint never ejected) was missing from the export by the end of a long run.
         self._endpoint_up: dict[str, bool] = {}
         self._last_flush = time.monotonic()
 
@@ -215,7 +217,6 @@ class LLMUsageMetrics:
         self._last_flush = time.monotonic()
         counts, self._counts = self._counts, {}
         latencies, self._latencies = self._latencies, []
-        states, self._endpoint_up = self._endpoint_up, {}
         for (name, tag), amount in counts.items():
             if tag is None:
                 self.metrics.inc(name, amount)
@@ -223,7 +224,7 @@ class LLMUsageMetrics:
                 self.metrics.inc(name, amount, **{_TAG_KEY.get(name, "kind"): tag})
         for name, seconds in latencies:
             self.metrics.observe(name, seconds)
-        for endpoint, admitted in states.items():
+        for endpoint, admitted in self._endpoint_up.items():
             self.metrics.set("gpo_llm_endpoint_up", 1.0 if admitted else 0.0, endpoint=endpoint)
 
 

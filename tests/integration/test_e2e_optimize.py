@@ -49,7 +49,8 @@ def make_config(tmp_path, base_url: str, **optimizer) -> RunConfig:
         task_model=role,
         optimizer_model=role.model_copy(update={"temperature": 1.0}),
         optimizer=opt,
-        cluster={"num_refiners": 2, "num_evaluators": 2, "evaluator_max_in_flight": 4},
+        # The actor counts left to the run, as a user leaves them: on the session cluster (one node, the driver's) a
+        # run of at most 3 tasks gets one refiner and scores in its driver; tests about actors set their counts.
         run_dir=tmp_path / "run",
     )
 

@@ -35,7 +35,6 @@ def paper_config(tmp_path, base_url: str) -> RunConfig:
         "task_model": {"base_url": base_url, "model": "fake-llm", "max_tokens": 64, "timeout_s": 10},
         "optimizer_model": {"base_url": base_url, "model": "fake-llm", "timeout_s": 10},
         "optimizer": {"batch_size": 4, "epochs": 1},  # 8 training examples: 2 steps
-        "cluster": {"num_refiners": 2, "num_evaluators": 2, "evaluator_max_in_flight": 4},
         "run_dir": str(tmp_path / "run"),
     })
 

@@ -43,7 +43,6 @@ def base_config(tmp_path, base_url: str) -> dict:
         "optimizer_model": {"base_url": base_url, "model": "fake-llm", "timeout_s": 10, "temperature": 1.0,
                             "structured_output": False},
         "optimizer": {"batch_size": 4, "epochs": 1, "initial_prompt": "Answer the question."},
-        "cluster": {"num_refiners": 2, "num_evaluators": 2, "evaluator_max_in_flight": 4},
         "cache": False,
     }
 

@@ -39,7 +39,6 @@ def variant_config(tmp_path, base_url: str, style: str, update: str, budget: boo
         "task_model": {"base_url": base_url, "model": "fake-llm", "max_tokens": 64, "timeout_s": 10},
         "optimizer_model": {"base_url": base_url, "model": "fake-llm", "timeout_s": 10, "structured_output": False},
         "optimizer": optimizer,
-        "cluster": {"num_refiners": 2, "num_evaluators": 2, "evaluator_max_in_flight": 4},
         "run_dir": str(tmp_path / "run"),
     })
 

@@ -21,7 +21,8 @@ from gpo_ray.runtime.run_dir import task_file_name
 from gpo_ray.tasks.registry import resolve_tasks
 from gpo_ray.testing import ThreadedFake
 
-from tests.integration.test_e2e_optimize import fake_config, make_config
+from gpo_ray.config import ClusterSettings, TaskSource
+from tests.integration.test_e2e_optimize import fake_config, make_config, write_sum_task
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
@@ -138,3 +139,31 @@ def test_a_memory_write_that_fails_while_the_steps_go_on_stops_the_run_with_its_
                         r"the step is checkpointed, `gpo-ray resume \S+` continues once that is fixed",
                         str(failed.value)), str(failed.value)
     assert json.loads((config.run_dir / "results.json").read_text())["status"] == "stopped"
+
+
+@pytest.mark.parametrize("tasks", [["sums/a"], ["example/arithmetic", "sums/*", "sums_more/*"]])
+def test_a_small_run_on_this_machine_alone_scores_in_its_driver_and_a_larger_one_gets_actors(tmp_path, tasks):
+    """The session's cluster is one node, the driver's (as a notebook's `ray.init()` is): a run of at most 3 tasks
+    with its actor counts unset scores and asks the optimizer from its driver, as on a cluster it starts itself, so
+    its only actor is the memory; a run of more tasks gets two refiners and two evaluators (one per 2 CPUs, at least 2)."""
+    config = make_config(tmp_path, "http://placeholder/v1", epochs=1)
+    write_sum_task(tmp_path / "data" / "sums_c", seed=3)
+    more = TaskSource(name="sums_more/c", format="jsonl", path=tmp_path / "data" / "sums_c", metric="numeric")
+    with ThreadedFake(fake_config(config)) as fake:
+        role = config.task_model.model_copy(update={"base_url": fake.base_url})
+        config = config.model_copy(update={
+            "tasks": tasks, "task_sources": [*config.task_sources, more], "cluster": ClusterSettings(),
+            "task_model": role, "optimizer_model": role.model_copy(update={"temperature": 1.0})})
+        started: list[RunActors] = []
+        results = optimize(config, on_actors_started=started.append)
+    assert results.status == "completed"
+    [placed] = driver_events(config.run_dir, "scoring_placed")
+    [actors] = started
+    if len(results.tasks) <= 3:
+        assert placed["in_driver"] is True and placed["generation_in_driver"] is True
+        assert (len(actors.refiners), len(actors.evaluators)) == (0, 0)
+    else:
+        assert placed["in_driver"] is False and placed["generation_in_driver"] is False
+        assert (len(actors.refiners), len(actors.evaluators)) == (2, 2)
+    usage = json.loads((config.run_dir / "usage.json").read_text())
+    assert usage["optimizer"]["calls"] > 0 and usage["task_model"]["calls"] > 0  # the driver's calls are counted

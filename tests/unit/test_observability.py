@@ -124,9 +124,29 @@ async def test_endpoint_series_follow_a_dead_endpoint_out_and_back_in_without_it
     for url in (first, second):
         assert metrics.counts[("gpo_llm_endpoint_requests_total", (("endpoint", url),))] == snap["endpoints"][url]
     assert metrics.counts[("gpo_llm_endpoint_ejections_total", (("endpoint", first),))] == 1
-    assert metrics.gauges[("gpo_llm_endpoint_up", (("endpoint", first),))] == [1.0, 0.0, 1.0]  # up, out, back
-    assert metrics.gauges[("gpo_llm_endpoint_up", (("endpoint", second),))] == [1.0]
+    assert changes(metrics.gauges[("gpo_llm_endpoint_up", (("endpoint", first),))]) == [1.0, 0.0, 1.0]  # up, out, back
+    # The steady one never changed state, and its gauge is still set at every flush (Ray drops a gauge set only once).
+    assert changes(metrics.gauges[("gpo_llm_endpoint_up", (("endpoint", second),))]) == [1.0]
+    assert len(metrics.gauges[("gpo_llm_endpoint_up", (("endpoint", second),))]) > 3
     assert not any("sk-" in str(key) for key in [*metrics.counts, *metrics.gauges])
+
+
+def changes(values: list[float]) -> list[float]:
+    """The values with repeats in a row dropped: the states a gauge went through."""
+    return [v for i, v in enumerate(values) if i == 0 or values[i - 1] != v]
+
+
+async def test_a_listener_attached_after_the_balancer_hears_every_endpoint_state():
+    """The warm start's driver clients get their listener after construction, when the balancer has already told
+    the endpoints' first states: `attach` replays them, so an endpoint that never changes state still has a series."""
+    urls = ["http://gpu-1.example:8000/v1", "http://gpu-2.example:8000/v1"]
+    counters = UsageCounters()
+    balanced = BalancedClient([SwitchableEndpoint(), SwitchableEndpoint()], endpoints=urls, counters=counters)
+    metrics = RecordingMetrics()
+    counters.attach(LLMUsageMetrics(metrics, flush_interval_s=0.0))
+    await balanced.complete(ChatRequest(user_message("one")))
+    for url in urls:
+        assert metrics.gauges[("gpo_llm_endpoint_up", (("endpoint", public_url(url)),))][-1] == 1.0
 
 
 def test_metrics_are_a_no_op_when_off_or_outside_a_ray_cluster(monkeypatch):

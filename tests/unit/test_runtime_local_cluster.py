@@ -13,42 +13,42 @@ def counts(cluster: ClusterSettings) -> tuple[int | None, int | None]:
 
 
 @pytest.mark.parametrize("tasks", [1, SMALL_RUN_TASKS])
-def test_a_small_run_on_its_own_cluster_gets_one_refiner_and_one_evaluator(tasks):
-    assert counts(sized_cluster(ClusterSettings(), tasks=tasks, own_cluster=True)) == (1, 1)
+def test_a_small_run_on_its_one_machine_gets_one_refiner_and_one_evaluator(tasks):
+    assert counts(sized_cluster(ClusterSettings(), tasks=tasks, one_machine=True)) == (1, 1)
 
 
 def test_a_larger_run_or_a_joined_cluster_gets_the_default_counts():
-    assert counts(sized_cluster(ClusterSettings(), tasks=SMALL_RUN_TASKS + 1, own_cluster=True)) == (2, 2)
-    assert counts(sized_cluster(ClusterSettings(), tasks=1, own_cluster=False)) == (2, 2)
+    assert counts(sized_cluster(ClusterSettings(), tasks=SMALL_RUN_TASKS + 1, one_machine=True)) == (2, 2)
+    assert counts(sized_cluster(ClusterSettings(), tasks=1, one_machine=False)) == (2, 2)
     assert DEFAULT_ACTORS == 2
 
 
 def test_counts_the_config_sets_are_kept_and_the_other_one_is_sized():
     cluster = ClusterSettings(num_evaluators=3)
-    assert counts(sized_cluster(cluster, tasks=1, own_cluster=True)) == (1, 3)
-    assert counts(sized_cluster(cluster, tasks=27, own_cluster=True)) == (2, 3)
+    assert counts(sized_cluster(cluster, tasks=1, one_machine=True)) == (1, 3)
+    assert counts(sized_cluster(cluster, tasks=27, one_machine=True)) == (2, 3)
 
 
 def test_a_larger_machine_gets_one_of_each_per_two_cpus_up_to_eight():
-    sized = [counts(sized_cluster(ClusterSettings(), tasks=27, own_cluster=True, cpus=cpus)) for cpus in (2, 8, 64)]
+    sized = [counts(sized_cluster(ClusterSettings(), tasks=27, one_machine=True, cpus=cpus)) for cpus in (2, 8, 64)]
     assert sized == [(2, 2), (4, 4), (8, 8)]
-    assert counts(sized_cluster(ClusterSettings(), tasks=1, own_cluster=True, cpus=64)) == (1, 1), "a small run"
+    assert counts(sized_cluster(ClusterSettings(), tasks=1, one_machine=True, cpus=64)) == (1, 1), "a small run"
 
 
 def test_no_more_actors_of_a_role_than_its_cap_of_calls_in_flight():
     """Each actor needs a slot of the role's cap (max_in_flight, the whole run's): a cap of 1 gets one actor."""
-    sized = sized_cluster(ClusterSettings(), tasks=27, own_cluster=True, cpus=64, task_cap=1, optimizer_cap=3)
+    sized = sized_cluster(ClusterSettings(), tasks=27, one_machine=True, cpus=64, task_cap=1, optimizer_cap=3)
     assert counts(sized) == (3, 1)
 
 
 def test_an_evaluator_scores_its_share_of_the_task_models_cap_at_once():
     """One knob: the task model's max_in_flight (per endpoint, whole run) divided among the evaluators, times the
     endpoints each calls; the deprecated cluster.evaluator_max_in_flight, when set, is kept."""
-    one_task = sized_cluster(ClusterSettings(), tasks=1, own_cluster=True, task_cap=64)
+    one_task = sized_cluster(ClusterSettings(), tasks=1, one_machine=True, task_cap=64)
     assert one_task.evaluator_max_in_flight == 64
-    many = sized_cluster(ClusterSettings(num_evaluators=4), tasks=27, own_cluster=True, task_cap=64, task_endpoints=2)
+    many = sized_cluster(ClusterSettings(num_evaluators=4), tasks=27, one_machine=True, task_cap=64, task_endpoints=2)
     assert many.evaluator_max_in_flight == 32
-    kept = sized_cluster(ClusterSettings(evaluator_max_in_flight=5), tasks=1, own_cluster=True, task_cap=64)
+    kept = sized_cluster(ClusterSettings(evaluator_max_in_flight=5), tasks=1, one_machine=True, task_cap=64)
     assert kept.evaluator_max_in_flight == 5
 
 
@@ -66,13 +66,13 @@ def test_a_count_below_one_is_a_config_error():
         ClusterSettings(num_evaluators=0)
 
 
-def test_only_a_small_run_on_its_own_cluster_with_no_evaluator_count_set_scores_in_its_driver():
+def test_only_a_small_run_on_its_one_machine_with_no_evaluator_count_set_scores_in_its_driver():
     from gpo_ray.runtime.local_cluster import scores_in_driver
 
-    assert scores_in_driver(ClusterSettings(), tasks=SMALL_RUN_TASKS, own_cluster=True)
-    assert not scores_in_driver(ClusterSettings(), tasks=SMALL_RUN_TASKS + 1, own_cluster=True)
-    assert not scores_in_driver(ClusterSettings(), tasks=1, own_cluster=False)
-    assert not scores_in_driver(ClusterSettings(num_evaluators=1), tasks=1, own_cluster=True)
+    assert scores_in_driver(ClusterSettings(), tasks=SMALL_RUN_TASKS, one_machine=True)
+    assert not scores_in_driver(ClusterSettings(), tasks=SMALL_RUN_TASKS + 1, one_machine=True)
+    assert not scores_in_driver(ClusterSettings(), tasks=1, one_machine=False)
+    assert not scores_in_driver(ClusterSettings(num_evaluators=1), tasks=1, one_machine=True)
 
 
 def test_the_deprecated_evaluator_max_in_flight_still_loads_and_is_named_in_a_warning(tmp_path):
@@ -84,12 +84,12 @@ def test_the_deprecated_evaluator_max_in_flight_still_loads_and_is_named_in_a_wa
     path.write_text("tasks: [bbh/navigate]\ntask_model: {base_url: 'http://e/v1'}\n"
                     "cluster: {evaluator_max_in_flight: 4}\n")
     with capture_logs() as logs:
-        sized = sized_for_run(load_config(path), tasks=1, own_cluster=True)
+        sized = sized_for_run(load_config(path), tasks=1, one_machine=True)
     assert sized.cluster.evaluator_max_in_flight == 4
     assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["evaluator_max_in_flight_deprecated"]
     with capture_logs() as logs:
         sized = sized_for_run(load_config(path).model_copy(
-            update={"cluster": ClusterSettings()}), tasks=1, own_cluster=True)
+            update={"cluster": ClusterSettings()}), tasks=1, one_machine=True)
     assert not [e for e in logs if e["log_level"] == "warning"]
     assert sized.cluster.evaluator_max_in_flight == DEFAULT_IN_FLIGHT, "the default cap, all for the one scorer"
 
@@ -103,6 +103,6 @@ def test_more_actors_set_than_the_cap_allows_is_named_in_a_warning():
     config = RunConfig(tasks=["bbh/navigate"], task_model={"base_url": "http://e/v1", "max_in_flight": 2},
                        cluster={"num_evaluators": 3})
     with capture_logs() as logs:
-        sized_for_run(config, tasks=1, own_cluster=True)
+        sized_for_run(config, tasks=1, one_machine=True)
     (warning,) = [e for e in logs if e["log_level"] == "warning"]
     assert warning["event"] == "more_actors_than_calls_in_flight" and warning["role"] == "task_model"
