@@ -139,7 +139,7 @@ class AdaptiveLimit:
         queueing = short > halfway
         if queueing and self._slow_start:
             # Slow start ends: the limit to the Vegas estimate of the capacity, undoing the round trip's overshoot.
-            self._shrink(max(float(s.min_limit), float(self._proven), in_flight * baseline / short))
+            self._shrink(max(self._floor(short), float(s.min_limit), float(self._proven), in_flight * baseline / short))
         if self._hold > 0:
             self._hold -= 1
         if gradient < 1.0:

@@ -104,6 +104,20 @@ def test_a_burst_of_late_answers_halves_the_limit_once_not_once_each():
     assert [limit.on_success(STEADY_S * 6, in_flight=32) for _ in range(40)][-1] == 16
 
 
+def test_slow_start_ended_by_a_burst_of_late_answers_halves_the_limit_once():
+    """Slow start ends at the first late answer (the limit to the Vegas estimate, at least what answered without
+    queueing) and the rest of the burst shrinks it further: together, still half at most within the round trip. Measured
+    in issue 27: a driver's limit of 63 went to 32 by the estimate, then to 16 by the burst, in one round trip."""
+    clock = FakeClock()
+    limit = limit_of(clock, max_limit=64)
+    for _ in range(200):  # slow start runs ahead of the calls answered: fewer in flight when they were sent
+        clock.now += STEADY_S / limit.limit
+        limit.on_success(STEADY_S, in_flight=-(-limit.limit * 3 // 5))
+    assert limit.limit == 64
+    burst = [limit.on_success(STEADY_S * 6, in_flight=32) for _ in range(40)]  # all read at one instant
+    assert burst[-1] == 32
+
+
 def test_holds_while_latency_is_between_halfway_and_the_tolerance():
     clock = FakeClock()
     limit = limit_of(clock, max_limit=32, initial_limit=8)
