@@ -7,7 +7,11 @@ Netflix's concurrency-limits (Vegas, Gradient2) do, from each call's latency and
   the endpoint's latency when it is not queueing our calls. While the short average holds within halfway to
   `latency_tolerance` x the baseline the limit grows; between halfway and the tolerance it holds; above, it shrinks
   in proportion (at most to half per call, smoothed), since queueing adds latency and no throughput. An average, not
-  single calls: replies of different lengths take different times.
+  single calls: replies of different lengths take different times. All in all, latency takes the limit down to half
+  at most a round trip (the short average's latency), as a 429 does: calls answered together late (a stall of the
+  endpoint, or of the caller's own event loop, which delays every answer it then reads at once) tell of one moment,
+  not of as many; shrinking by each of them compounded the limit of 64 down to 1 within a burst of answers after a
+  half-second stall of a driver starting its actors (benchmarks/README.md, issue 27).
 - **The baseline** is the lowest short average of the last one to two windows of `long_window` calls (a windowed
   minimum, as BBR keeps its min RTT), not an average that follows latency up: under sustained queueing an average
   drifts up until queueing looks normal and the limit grows further (the flaw of the first version). A minimum moves
@@ -97,6 +101,8 @@ class AdaptiveLimit:
         self._proven = 0  # the most calls in flight answered without queueing
         self._slow_start = True
         self._last_backoff: float | None = None
+        self._round_started: float | None = None  # when the round trip of the latest latency-driven shrinks began
+        self._round_floor = 0.0  # ... and the lowest they may take the limit to in it
         self.highest = self.limit
         self.probes = 0  # times a risen baseline cut the limit (see the module's docstring)
 
@@ -133,17 +139,24 @@ class AdaptiveLimit:
         queueing = short > halfway
         if queueing and self._slow_start:
             # Slow start ends: the limit to the Vegas estimate of the capacity, undoing the round trip's overshoot.
-            self._shrink(max(float(s.min_limit), float(self._proven), in_flight * baseline / short))
+            self._shrink(max(self._floor(short), float(s.min_limit), float(self._proven), in_flight * baseline / short))
         if self._hold > 0:
             self._hold -= 1
         if gradient < 1.0:
-            self._shrink(self._limit * (1 - s.smoothing + s.smoothing * gradient))
+            self._shrink(max(self._floor(short), self._limit * (1 - s.smoothing + s.smoothing * gradient)))
         elif not queueing and self._hold == 0 and in_flight * 2 >= self._limit:
             if self._slow_start:  # doubling a round trip, never past twice what answered without queueing
                 self._limit = min(self._limit + SLOW_START_GROWTH, max(self._limit, 2.0 * self._proven))
             else:
                 self._limit += 1.0 / self._limit
         return self._settle()
+
+    def _floor(self, round_trip: float) -> float:
+        """The lowest a latency-driven shrink may take the limit now: half the limit at the start of the round trip."""
+        now = self._clock()
+        if self._round_started is None or now - self._round_started >= round_trip:
+            self._round_started, self._round_floor = now, self._limit * MIN_GRADIENT
+        return self._round_floor
 
     def _next_window(self) -> None:
         """A window of long_window calls is over. Its lowest short average becomes the previous window's, unless it

@@ -90,6 +90,34 @@ def test_backs_off_when_latency_rises_well_above_its_baseline():
     assert queued == sorted(queued, reverse=True)
 
 
+def test_a_burst_of_late_answers_halves_the_limit_once_not_once_each():
+    """A stall (of the endpoint, or of the caller's own event loop) delays every call in flight, and their answers are
+    read together when it ends: one late round trip, which takes the limit to half at most, as a 429 does. Shrinking by
+    each answer compounded: a limit of 64 fell to 1 in a burst of 40 (issue 27)."""
+    clock = FakeClock()
+    limit = limit_of(clock, max_limit=64)
+    steady(limit, clock, 600)
+    assert limit.limit == 64
+    burst = [limit.on_success(STEADY_S * 6, in_flight=64) for _ in range(40)]  # all read at one instant
+    assert burst[-1] == 32
+    clock.now += STEADY_S * 6  # the next round trip, still as late: another halving at most
+    assert [limit.on_success(STEADY_S * 6, in_flight=32) for _ in range(40)][-1] == 16
+
+
+def test_slow_start_ended_by_a_burst_of_late_answers_halves_the_limit_once():
+    """Slow start ends at the first late answer (the limit to the Vegas estimate, at least what answered without
+    queueing) and the rest of the burst shrinks it further: together, still half at most within the round trip. Measured
+    in issue 27: a driver's limit of 63 went to 32 by the estimate, then to 16 by the burst, in one round trip."""
+    clock = FakeClock()
+    limit = limit_of(clock, max_limit=64)
+    for _ in range(200):  # slow start runs ahead of the calls answered: fewer in flight when they were sent
+        clock.now += STEADY_S / limit.limit
+        limit.on_success(STEADY_S, in_flight=-(-limit.limit * 3 // 5))
+    assert limit.limit == 64
+    burst = [limit.on_success(STEADY_S * 6, in_flight=32) for _ in range(40)]  # all read at one instant
+    assert burst[-1] == 32
+
+
 def test_holds_while_latency_is_between_halfway_and_the_tolerance():
     clock = FakeClock()
     limit = limit_of(clock, max_limit=32, initial_limit=8)
