@@ -92,8 +92,13 @@ def on_one_machine(*, started_here: bool) -> bool:
 
     if not ray.is_initialized():
         return False
-    alive = [n for n in ray.nodes() if n.get("Alive")]
-    return len(alive) == 1 and alive[0].get("NodeID") == ray.get_runtime_context().get_node_id()
+    try:
+        alive = [n for n in ray.nodes() if n.get("Alive")]
+        here = ray.get_runtime_context().get_node_id()
+    except Exception:  # noqa: BLE001 - a session that cannot say (Ray Client): sized as a cluster, never wrongly small
+        structlog.get_logger().info("one_machine_unknown", sized_as="cluster")
+        return False
+    return len(alive) == 1 and alive[0].get("NodeID") == here
 
 
 def sized_for_run(config: RunConfig, *, tasks: int, one_machine: bool) -> RunConfig:

@@ -106,3 +106,35 @@ def test_more_actors_set_than_the_cap_allows_is_named_in_a_warning():
         sized_for_run(config, tasks=1, one_machine=True)
     (warning,) = [e for e in logs if e["log_level"] == "warning"]
     assert warning["event"] == "more_actors_than_calls_in_flight" and warning["role"] == "task_model"
+
+
+def test_one_machine_is_a_single_node_cluster_on_the_driver_s_node_and_never_a_guess(monkeypatch):
+    """`on_one_machine` for a session this process has (faked here: unit tests start no Ray): one live node that is
+    the driver's -> one machine; two live nodes, or another node -> a cluster; a session that cannot say (Ray Client
+    raises) -> a cluster, never the small layout by mistake."""
+    import ray
+
+    from gpo_ray.launch.cluster import on_one_machine
+
+    class Context:
+        def get_node_id(self):
+            return "here"
+
+    nodes: list[dict] = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
+    monkeypatch.setattr(ray, "nodes", lambda: nodes)
+    monkeypatch.setattr(ray, "get_runtime_context", lambda: Context())
+    assert on_one_machine(started_here=True)
+    nodes[:] = [{"NodeID": "here", "Alive": True}, {"NodeID": "gone", "Alive": False}]
+    assert on_one_machine(started_here=False)
+    nodes[:] = [{"NodeID": "here", "Alive": True}, {"NodeID": "worker", "Alive": True}]
+    assert not on_one_machine(started_here=False)
+    nodes[:] = [{"NodeID": "elsewhere", "Alive": True}]
+    assert not on_one_machine(started_here=False)
+
+    def cannot_say():
+        raise RuntimeError("not supported in Ray Client mode")
+
+    nodes[:] = [{"NodeID": "here", "Alive": True}]
+    monkeypatch.setattr(ray, "nodes", cannot_say)
+    assert not on_one_machine(started_here=False)
