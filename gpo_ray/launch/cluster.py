@@ -65,8 +65,12 @@ def ray_session(address: str | None, *, output: str = "quiet") -> Iterator[bool]
         try:
             # Ray installs SIGTERM handlers of its own in the driver (exit code 15, a C++ stack dump): keep ours.
             with sigterm_handler_kept(on_abort=ray.shutdown):
+                # A cluster started for the run: no worker prestarted when the driver connects. The actors get
+                # workers of their own as they start; a small run's only actor is the memory, and the prestarted
+                # worker stayed idle beside it, 48 MB PSS (benchmarks/README.md, start-up and footprint).
+                extra = {"_system_config": {"prestart_worker_first_driver": False}} if target == "local" else {}
                 context = ray.init(address=target, include_dashboard=False, log_to_driver=False,
-                                   configure_logging=False)
+                                   configure_logging=False, **extra)
         except Exception as e:  # noqa: BLE001 - Ray raises a bare Exception too ("timed out during startup")
             if target == "local":
                 raise RunFailed(f"cannot start a local Ray cluster: {error_line(e)}") from None
