@@ -119,7 +119,7 @@ def ray_cluster():
         )
         # What a run does to a cluster it starts (runtime/local_cluster.py): the log monitor, the autoscaler monitor
         # and the dashboard's API server serve nothing here (no driver output, no autoscaling, no dashboard), and the
-        # log monitor tails every worker's log: about 5% of the parallel phase's CPU. The metrics agent stays.
+        # log monitor tails every worker's log: about 4% of the parallel phase's CPU. The metrics agent stays.
         from gpo_ray.runtime.local_cluster import stop_unused_daemons
 
         stop_unused_daemons()

@@ -117,6 +117,11 @@ class StartingActors:
     def is_ready(self) -> bool:
         return self._done.is_set() and self.actors is not None
 
+    def in_driver(self, role: int) -> bool:
+        """Whether calls of `role` (1: refiners, 2: evaluators) go to the driver's in-process client: until the actors
+        are ready, and for good when the run started none of that role."""
+        return not self.is_ready or not self.actors[role]  # type: ignore[index]
+
     async def ready(self) -> Actors:
         """The actor handles, once started; raises the start's error."""
         with self._lock:
@@ -254,8 +259,7 @@ class EvaluatorStandIn(DeferredHandle):
         self._counts_local = counts_local  # one stand-in reports the in-process usage, so it is counted once
 
     def _scores_here(self) -> bool:
-        """Until the actors are ready; for good when the run started no evaluator actors (it scores in the driver)."""
-        return not self._starting.is_ready or not self._starting.actors[2]  # type: ignore[index]
+        return self._starting.in_driver(2)
 
     def __getattr__(self, method: str) -> _DeferredMethod:
         if method == "score":
@@ -326,8 +330,7 @@ class RefinerStandIn(DeferredHandle):
         return super().__getattr__(method)
 
     def _generates_here(self) -> bool:
-        """Until the actors are ready; for good when the run started no refiner actors (it generates in the driver)."""
-        return not self._starting.is_ready or not self._starting.actors[1]  # type: ignore[index]
+        return self._starting.in_driver(1)
 
     async def _call(self, method: str, *args: Any) -> Any:
         if self._generates_here():

@@ -43,11 +43,6 @@ def models_of(view: SweepView) -> tuple[str, str]:
             str((config.get("optimizer_model") or {}).get("model", "?")))
 
 
-def model_pair(view: SweepView) -> str:
-    task, optimizer = models_of(view)
-    return f"{task} / {optimizer}"
-
-
 def is_comparison(view: SweepView) -> bool:
     """Whether the sweep compares optimizers: its sub-runs run more than one method."""
     return len({method_of(r) for r in view.runs if r.run is not None}) > 1

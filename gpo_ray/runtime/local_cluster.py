@@ -29,7 +29,13 @@ from gpo_ray.llm.concurrency import in_flight_share
 
 DEFAULT_ACTORS = 2  # refiners, and evaluators, of a run the rule below does not shrink, on a machine of 2 to 5 CPUs
 MAX_DEFAULT_ACTORS = 8  # a larger machine gets one of each per 2 CPUs (each actor uses about 1 ms of CPU a call), up to this
-SMALL_RUN_TASKS = 3  # a run of at most this many tasks on a cluster started for it gets one of each
+SMALL_RUN_TASKS = 3  # a run of at most this many tasks on one machine is a small run (`small_run`)
+
+
+def small_run(*, tasks: int, one_machine: bool) -> bool:
+    """A run of at most SMALL_RUN_TASKS tasks on one machine (a cluster started for the run, or a single-node cluster
+    on the driver's node): the smaller layout's condition (`default_actors`, `scores_in_driver`, `generates_in_driver`)."""
+    return one_machine and tasks <= SMALL_RUN_TASKS
 
 
 def default_actors(*, tasks: int, one_machine: bool, cpus: int | None = None) -> int:
@@ -37,7 +43,7 @@ def default_actors(*, tasks: int, one_machine: bool, cpus: int | None = None) ->
     SMALL_RUN_TASKS tasks on one machine (`one_machine`: a cluster started for the run, or a single-node cluster
     on the driver's node); else one per 2 of the cluster's `cpus`
     (DEFAULT_ACTORS when unknown), at least DEFAULT_ACTORS and at most MAX_DEFAULT_ACTORS."""
-    if one_machine and tasks <= SMALL_RUN_TASKS:
+    if small_run(tasks=tasks, one_machine=one_machine):
         return 1
     return DEFAULT_ACTORS if cpus is None else max(DEFAULT_ACTORS, min(MAX_DEFAULT_ACTORS, cpus // 2))
 
@@ -66,14 +72,14 @@ def scores_in_driver(cluster: ClusterSettings, *, tasks: int, one_machine: bool)
     calls anyway while Ray starts (controller/warm_start.py); one machine gains nothing from a second process doing
     the same I/O-bound work, which costs about 60 MB and a worker start. It keeps the whole of the task model's
     cap of requests in flight."""
-    return one_machine and tasks <= SMALL_RUN_TASKS and cluster.num_evaluators is None
+    return small_run(tasks=tasks, one_machine=one_machine) and cluster.num_evaluators is None
 
 
 def generates_in_driver(cluster: ClusterSettings, *, tasks: int, one_machine: bool) -> bool:
     """The refiners' twin of `scores_in_driver`: a small run on one machine whose config leaves `num_refiners` unset
     asks the optimizer from its driver, as every run's driver does while Ray starts. Its only actor is then the
     trajectory memory (Chroma and the embedder stay out of the driver)."""
-    return one_machine and tasks <= SMALL_RUN_TASKS and cluster.num_refiners is None
+    return small_run(tasks=tasks, one_machine=one_machine) and cluster.num_refiners is None
 
 
 # Node.kill_<name> for each daemon a one-run local cluster does not use.
